@@ -1,0 +1,577 @@
+//! Streaming, projected corpus reading in row-group work units.
+//!
+//! A corpus is a sorted list of parquet files; each row group of each file is one
+//! [`WorkUnit`]. Units are read independently (and so in parallel) as a stream of
+//! [`DocBatch`]es of at most `batch_size` rows, holding only the projected columns, so
+//! memory stays bounded by `batch_size` x document size whatever the corpus size.
+
+use crate::error::{Result, StorageError};
+use crate::input::{resolve_inputs, InputFile};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which columns play which role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// The document text (string column; required in every file).
+    pub text: String,
+    /// The document id. A file without this column gets derived ids `"<path>:<row>"`.
+    pub id: String,
+    /// Optional domain/source column (string); required in every file when named.
+    pub source: Option<String>,
+    /// Extra columns carried through to the output unchanged; required when named.
+    pub metadata: Vec<String>,
+}
+
+impl Default for ColumnSpec {
+    fn default() -> Self {
+        ColumnSpec {
+            text: "text".into(),
+            id: "id".into(),
+            source: None,
+            metadata: Vec::new(),
+        }
+    }
+}
+
+/// What to do with a file whose footer, schema or pages are bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBadFile {
+    /// Stop with an error naming the file.
+    #[default]
+    Error,
+    /// Leave the file out and report it.
+    Skip,
+}
+
+/// A file left out under [`OnBadFile::Skip`], with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// Facts about one readable input file.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// Path as resolved.
+    pub path: PathBuf,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Number of row groups.
+    pub row_groups: usize,
+    /// Whether the id column exists (otherwise ids are derived).
+    pub has_id: bool,
+}
+
+/// One unit of work: a row group of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkUnit {
+    /// Index into [`CorpusReader::files`].
+    pub file: usize,
+    /// Row group index within the file.
+    pub row_group: usize,
+    /// Index within the file of the unit's first row.
+    pub first_row: u64,
+    /// Rows in the unit.
+    pub rows: u64,
+    /// Compressed bytes of the projected columns.
+    pub compressed_bytes: u64,
+}
+
+/// Stable global key of a document: file index, row group and row within the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocKey {
+    /// Index of the file in the sorted input list.
+    pub file: u32,
+    /// Row group within the file.
+    pub row_group: u32,
+    /// Row within the file.
+    pub row: u64,
+}
+
+/// A text column in any of Arrow's string layouts, read without copying.
+#[derive(Debug, Clone)]
+enum TextColumn {
+    Utf8(arrow::array::StringArray),
+    LargeUtf8(arrow::array::LargeStringArray),
+    View(arrow::array::StringViewArray),
+}
+
+impl TextColumn {
+    fn new(array: &ArrayRef) -> Self {
+        match array.data_type() {
+            DataType::Utf8 => TextColumn::Utf8(array.as_string::<i32>().clone()),
+            DataType::LargeUtf8 => TextColumn::LargeUtf8(array.as_string::<i64>().clone()),
+            DataType::Utf8View => TextColumn::View(array.as_string_view().clone()),
+            other => unreachable!("text type {other} is rejected when the file is opened"),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            TextColumn::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
+            TextColumn::LargeUtf8(a) => a.is_valid(i).then(|| a.value(i)),
+            TextColumn::View(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
+
+/// A batch of documents from one work unit.
+#[derive(Debug, Clone)]
+pub struct DocBatch {
+    /// Index of the unit this batch belongs to.
+    pub unit: usize,
+    /// Key of the batch's first document; row `i` has row `first.row + i`.
+    pub first: DocKey,
+    texts: TextColumn,
+    ids: Option<StringArray>,
+    sources: Option<StringArray>,
+    id_prefix: Arc<str>,
+    /// Output columns: id (Utf8), text, source and metadata, in that order.
+    record: RecordBatch,
+}
+
+impl DocBatch {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.record.num_rows()
+    }
+
+    /// Whether the batch holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Text of document `i` (`None` for a null).
+    pub fn text(&self, i: usize) -> Option<&str> {
+        self.texts.get(i)
+    }
+
+    /// Id of document `i`: the id column's value, or `"<path>:<row>"` when the file has none
+    /// (or the value is null).
+    pub fn id(&self, i: usize) -> Cow<'_, str> {
+        match &self.ids {
+            Some(ids) if ids.is_valid(i) => Cow::Borrowed(ids.value(i)),
+            _ => Cow::Owned(format!("{}:{}", self.id_prefix, self.first.row + i as u64)),
+        }
+    }
+
+    /// Source/domain of document `i`, when a source column is configured and not null.
+    pub fn source(&self, i: usize) -> Option<&str> {
+        self.sources
+            .as_ref()
+            .and_then(|s| s.is_valid(i).then(|| s.value(i)))
+    }
+
+    /// Global key of document `i`.
+    pub fn key(&self, i: usize) -> DocKey {
+        DocKey {
+            row: self.first.row + i as u64,
+            ..self.first
+        }
+    }
+
+    /// The documents as an output record batch (id, text, source, metadata).
+    pub fn record(&self) -> &RecordBatch {
+        &self.record
+    }
+
+    /// The rows where `keep` is true, as an output record batch.
+    pub fn filtered_record(
+        &self,
+        keep: &BooleanArray,
+    ) -> Result<RecordBatch, arrow::error::ArrowError> {
+        filter_record_batch(&self.record, keep)
+    }
+}
+
+/// A validated corpus: its files, work units and output schema.
+#[derive(Debug, Clone)]
+pub struct CorpusReader {
+    files: Vec<FileInfo>,
+    units: Vec<WorkUnit>,
+    skipped: Vec<SkippedFile>,
+    spec: ColumnSpec,
+    output_schema: SchemaRef,
+    batch_size: usize,
+}
+
+fn type_name(t: &DataType) -> String {
+    t.to_string()
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn is_string_like(t: &DataType) -> bool {
+    is_string(t) || matches!(t, DataType::Dictionary(_, v) if is_string(v))
+}
+
+fn is_id_like(t: &DataType) -> bool {
+    is_string_like(t)
+        || matches!(
+            t,
+            DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::UInt64
+        )
+}
+
+/// The projected columns of one file as validated at open time.
+struct OpenedFile {
+    info: FileInfo,
+    /// (name, type) of text, source and metadata columns, in output order.
+    carried: Vec<(String, DataType)>,
+    units: Vec<WorkUnit>,
+}
+
+fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Root column indices (in the file) of the columns the spec projects.
+fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
+    let mut names: Vec<&str> = vec![spec.text.as_str(), spec.id.as_str()];
+    names.extend(spec.source.as_deref());
+    names.extend(spec.metadata.iter().map(String::as_str));
+    let mut idx: Vec<usize> = names
+        .iter()
+        .filter_map(|n| schema.index_of(n).ok())
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    idx
+}
+
+fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<OpenedFile> {
+    let path = &input.path;
+    let builder = open_builder(path)?;
+    let schema = builder.schema().clone();
+    let available = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let field = |name: &str| -> Result<Field> {
+        schema
+            .field_with_name(name)
+            .cloned()
+            .map_err(|_| StorageError::MissingColumn {
+                path: path.clone(),
+                column: name.to_string(),
+                available: available(),
+            })
+    };
+    let check = |f: &Field, ok: fn(&DataType) -> bool, expected: &'static str| -> Result<()> {
+        if ok(f.data_type()) {
+            Ok(())
+        } else {
+            Err(StorageError::WrongColumnType {
+                path: path.clone(),
+                column: f.name().clone(),
+                expected,
+                found: type_name(f.data_type()),
+            })
+        }
+    };
+    let text = field(&spec.text)?;
+    check(
+        &text,
+        is_string,
+        "a string column (utf8, large_utf8 or utf8_view)",
+    )?;
+    let has_id = match schema.field_with_name(&spec.id) {
+        Ok(f) => {
+            check(f, is_id_like, "a string or integer column")?;
+            true
+        }
+        Err(_) => false,
+    };
+    let mut carried = vec![(text.name().clone(), text.data_type().clone())];
+    if let Some(src) = &spec.source {
+        let f = field(src)?;
+        check(&f, is_string_like, "a string column")?;
+        carried.push((f.name().clone(), DataType::Utf8));
+    }
+    for m in &spec.metadata {
+        let f = field(m)?;
+        carried.push((f.name().clone(), f.data_type().clone()));
+    }
+
+    let meta = builder.metadata().clone();
+    let projected = projection_indices(&schema, spec);
+    let mut units = Vec::with_capacity(meta.num_row_groups());
+    let mut first_row = 0u64;
+    for (rg_index, rg) in meta.row_groups().iter().enumerate() {
+        let rows = rg.num_rows().max(0) as u64;
+        let compressed_bytes = projected
+            .iter()
+            .filter_map(|&c| {
+                (c < rg.num_columns()).then(|| rg.column(c).compressed_size().max(0) as u64)
+            })
+            .sum();
+        if rows > 0 {
+            units.push(WorkUnit {
+                file: file_index,
+                row_group: rg_index,
+                first_row,
+                rows,
+                compressed_bytes,
+            });
+        }
+        first_row += rows;
+    }
+    Ok(OpenedFile {
+        info: FileInfo {
+            path: path.clone(),
+            bytes: input.bytes,
+            rows: first_row,
+            row_groups: meta.num_row_groups(),
+            has_id,
+        },
+        carried,
+        units,
+    })
+}
+
+impl CorpusReader {
+    /// Resolves `patterns`, opens every file's footer and validates the projected columns.
+    ///
+    /// Errors name the file and the problem; under [`OnBadFile::Skip`] bad files are left
+    /// out and listed in [`CorpusReader::skipped`]. A corpus with no rows is an error.
+    pub fn open(
+        patterns: &[String],
+        spec: ColumnSpec,
+        on_bad_file: OnBadFile,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let inputs = resolve_inputs(patterns)?;
+        let mut files = Vec::new();
+        let mut units = Vec::new();
+        let mut skipped = Vec::new();
+        let mut carried_first: Option<(PathBuf, Vec<(String, DataType)>)> = None;
+        for input in &inputs {
+            let opened = open_file(input, files.len(), &spec).and_then(|opened| {
+                if let Some((first_path, first)) = &carried_first {
+                    for ((name, t), (_, t0)) in opened.carried.iter().zip(first) {
+                        if t != t0 {
+                            return Err(StorageError::SchemaMismatch {
+                                path: opened.info.path.clone(),
+                                column: name.clone(),
+                                found: type_name(t),
+                                first_path: first_path.clone(),
+                                expected: type_name(t0),
+                            });
+                        }
+                    }
+                }
+                Ok(opened)
+            });
+            match opened {
+                Ok(opened) => {
+                    if carried_first.is_none() {
+                        carried_first = Some((opened.info.path.clone(), opened.carried.clone()));
+                    }
+                    units.extend(opened.units);
+                    files.push(opened.info);
+                }
+                Err(err) if on_bad_file == OnBadFile::Skip => skipped.push(SkippedFile {
+                    path: input.path.clone(),
+                    reason: err.to_string(),
+                }),
+                Err(err) => return Err(err),
+            }
+        }
+        if units.is_empty() {
+            return Err(StorageError::EmptyCorpus {
+                patterns: patterns.to_vec(),
+                files: files.len(),
+            });
+        }
+        let (_, carried) = carried_first.expect("a unit implies an opened file");
+        let mut fields = vec![Field::new(&spec.id, DataType::Utf8, false)];
+        fields.extend(carried.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
+        Ok(CorpusReader {
+            files,
+            units,
+            skipped,
+            spec,
+            output_schema: Arc::new(Schema::new(fields)),
+            batch_size: batch_size.max(1),
+        })
+    }
+
+    /// The readable input files, in corpus order.
+    pub fn files(&self) -> &[FileInfo] {
+        &self.files
+    }
+
+    /// All work units, in corpus order (file, then row group).
+    pub fn units(&self) -> &[WorkUnit] {
+        &self.units
+    }
+
+    /// Files left out under [`OnBadFile::Skip`].
+    pub fn skipped(&self) -> &[SkippedFile] {
+        &self.skipped
+    }
+
+    /// Schema of [`DocBatch::record`]: id (utf8), text, source (utf8), metadata.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Total rows over all readable files.
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// Streams the documents of unit `unit` as batches of at most `batch_size` rows.
+    pub fn read_unit(&self, unit: usize) -> Result<UnitBatches<'_>> {
+        let work = &self.units[unit];
+        let info = &self.files[work.file];
+        let builder = open_builder(&info.path)?;
+        let schema = builder.schema().clone();
+        let mask = ProjectionMask::roots(
+            builder.parquet_schema(),
+            projection_indices(&schema, &self.spec),
+        );
+        let inner = builder
+            .with_projection(mask)
+            .with_row_groups(vec![work.row_group])
+            .with_batch_size(self.batch_size)
+            .build()
+            .map_err(|e| self.bad_rows(work, work.first_row, e.to_string()))?;
+        Ok(UnitBatches {
+            reader: self,
+            unit,
+            inner,
+            next_row: work.first_row,
+            id_prefix: Arc::from(info.path.to_string_lossy().as_ref()),
+        })
+    }
+
+    fn bad_rows(&self, work: &WorkUnit, first_row: u64, message: String) -> StorageError {
+        StorageError::BadRows {
+            path: self.files[work.file].path.clone(),
+            row_group: work.row_group,
+            first_row,
+            message,
+        }
+    }
+
+    fn make_batch(
+        &self,
+        unit: usize,
+        first_row: u64,
+        raw: RecordBatch,
+        id_prefix: &Arc<str>,
+    ) -> Result<DocBatch> {
+        let work = &self.units[unit];
+        let spec = &self.spec;
+        let fail = |m: String| self.bad_rows(work, first_row, m);
+        let column = |name: &str| -> Result<ArrayRef> {
+            raw.column_by_name(name)
+                .cloned()
+                .ok_or_else(|| fail(format!("column `{name}` missing from a decoded batch")))
+        };
+        let to_utf8 = |a: ArrayRef| -> Result<StringArray> {
+            let a = if a.data_type() == &DataType::Utf8 {
+                a
+            } else {
+                cast(&a, &DataType::Utf8).map_err(|e| fail(e.to_string()))?
+            };
+            Ok(a.as_string::<i32>().clone())
+        };
+        let text = column(&spec.text)?;
+        let ids = match raw.column_by_name(&spec.id) {
+            Some(a) => Some(to_utf8(a.clone())?),
+            None => None,
+        };
+        let sources = match &spec.source {
+            Some(s) => Some(to_utf8(column(s)?)?),
+            None => None,
+        };
+        let first = DocKey {
+            file: work.file as u32,
+            row_group: work.row_group as u32,
+            row: first_row,
+        };
+        let n = raw.num_rows();
+        let id_col: StringArray = match &ids {
+            Some(ids) if ids.null_count() == 0 => ids.clone(),
+            _ => (0..n)
+                .map(|i| match &ids {
+                    Some(ids) if ids.is_valid(i) => ids.value(i).to_string(),
+                    _ => format!("{}:{}", id_prefix, first_row + i as u64),
+                })
+                .map(Some)
+                .collect(),
+        };
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(id_col), text.clone()];
+        if let Some(s) = &sources {
+            columns.push(Arc::new(s.clone()));
+        }
+        for m in &spec.metadata {
+            columns.push(column(m)?);
+        }
+        let record = RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(DocBatch {
+            unit,
+            first,
+            texts: TextColumn::new(&text),
+            ids,
+            sources,
+            id_prefix: id_prefix.clone(),
+            record,
+        })
+    }
+}
+
+/// Iterator over the batches of one work unit.
+pub struct UnitBatches<'a> {
+    reader: &'a CorpusReader,
+    unit: usize,
+    inner: ParquetRecordBatchReader,
+    next_row: u64,
+    id_prefix: Arc<str>,
+}
+
+impl Iterator for UnitBatches<'_> {
+    type Item = Result<DocBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let first_row = self.next_row;
+        let raw = match self.inner.next()? {
+            Ok(raw) => raw,
+            Err(e) => {
+                let work = &self.reader.units[self.unit];
+                return Some(Err(self.reader.bad_rows(work, first_row, e.to_string())));
+            }
+        };
+        self.next_row += raw.num_rows() as u64;
+        Some(
+            self.reader
+                .make_batch(self.unit, first_row, raw, &self.id_prefix),
+        )
+    }
+}

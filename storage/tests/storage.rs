@@ -1,0 +1,607 @@
+//! Storage round trips, rotation, atomic commit and every bad-input case.
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
+use gleaner_storage::writer::{row_sizes, ShardWriter, ShardWriterOptions};
+use gleaner_storage::StorageError;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn corpus_batch(start: usize, n: usize, with_id: bool) -> RecordBatch {
+    let texts: StringArray = (start..start + n)
+        .map(|i| Some(format!("document number {i} {}", "x".repeat(i % 17))))
+        .collect();
+    let sources: StringArray = (start..start + n)
+        .map(|i| Some(if i % 3 == 0 { "web" } else { "code" }))
+        .collect();
+    let lang = Int64Array::from_iter_values((start..start + n).map(|i| i as i64 * 10));
+    let mut fields = vec![];
+    let mut cols: Vec<ArrayRef> = vec![];
+    if with_id {
+        fields.push(Field::new("id", DataType::Utf8, false));
+        let ids: StringArray = (start..start + n)
+            .map(|i| Some(format!("doc-{i}")))
+            .collect();
+        cols.push(Arc::new(ids));
+    }
+    fields.push(Field::new("text", DataType::Utf8, true));
+    cols.push(Arc::new(texts));
+    fields.push(Field::new("source", DataType::Utf8, true));
+    cols.push(Arc::new(sources));
+    fields.push(Field::new("year", DataType::Int64, false));
+    cols.push(Arc::new(lang));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+/// Writes `rows` rows in row groups of `rg_rows` with pyarrow-independent plain ArrowWriter.
+fn write_corpus(path: &Path, start: usize, rows: usize, rg_rows: usize, with_id: bool) {
+    let batch = corpus_batch(start, rows, with_id);
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rg_rows))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn spec() -> ColumnSpec {
+    ColumnSpec {
+        source: Some("source".into()),
+        metadata: vec!["year".into()],
+        ..ColumnSpec::default()
+    }
+}
+
+fn pat(p: &Path) -> Vec<String> {
+    vec![p.to_string_lossy().into_owned()]
+}
+
+fn read_all_ids(reader: &CorpusReader) -> Vec<(String, String, Option<String>, u64)> {
+    let mut out = vec![];
+    for u in 0..reader.units().len() {
+        for b in reader.read_unit(u).unwrap() {
+            let b = b.unwrap();
+            for i in 0..b.len() {
+                out.push((
+                    b.id(i).into_owned(),
+                    b.text(i).unwrap().to_string(),
+                    b.source(i).map(String::from),
+                    b.key(i).row,
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reads_files_in_row_group_units_with_stable_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("b.parquet"), 100, 50, 20, true);
+    write_corpus(&dir.path().join("a.parquet"), 0, 100, 30, true);
+    let reader = CorpusReader::open(&pat(dir.path()), spec(), OnBadFile::Error, 7).unwrap();
+    assert_eq!(reader.files().len(), 2);
+    assert!(
+        reader.files()[0].path.ends_with("a.parquet"),
+        "files are sorted"
+    );
+    // a: 100 rows in groups of 30 -> 4 units; b: 50 rows in groups of 20 -> 3 units.
+    let units: Vec<_> = reader
+        .units()
+        .iter()
+        .map(|u| (u.file, u.row_group, u.first_row, u.rows))
+        .collect();
+    assert_eq!(
+        units,
+        vec![
+            (0, 0, 0, 30),
+            (0, 1, 30, 30),
+            (0, 2, 60, 30),
+            (0, 3, 90, 10),
+            (1, 0, 0, 20),
+            (1, 1, 20, 20),
+            (1, 2, 40, 10)
+        ]
+    );
+    let docs = read_all_ids(&reader);
+    assert_eq!(docs.len(), 150);
+    for (k, (id, text, source, row)) in docs.iter().enumerate() {
+        let i = k; // a holds docs 0..100 then b holds 100..150
+        assert_eq!(id, &format!("doc-{i}"));
+        assert!(text.starts_with(&format!("document number {i} ")));
+        assert_eq!(
+            source.as_deref(),
+            Some(if i % 3 == 0 { "web" } else { "code" })
+        );
+        assert_eq!(*row, if i < 100 { i as u64 } else { i as u64 - 100 });
+    }
+    // Batches never exceed batch_size.
+    for b in reader.read_unit(0).unwrap() {
+        assert!(b.unwrap().len() <= 7);
+    }
+    let schema = reader.output_schema();
+    let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "text", "source", "year"]);
+}
+
+#[test]
+fn missing_id_column_gets_derived_deterministic_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noid.parquet");
+    write_corpus(&path, 0, 10, 4, false);
+    let reader = CorpusReader::open(&pat(&path), spec(), OnBadFile::Error, 3).unwrap();
+    assert!(!reader.files()[0].has_id);
+    let docs = read_all_ids(&reader);
+    let expected: Vec<String> = (0..10).map(|r| format!("{}:{r}", path.display())).collect();
+    assert_eq!(
+        docs.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    // The derived id also lands in the output record.
+    let b = reader.read_unit(1).unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        b.record().column(0).as_string::<i32>().value(0),
+        format!("{}:4", path.display())
+    );
+}
+
+#[test]
+fn write_then_read_round_trips_every_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("in.parquet"), 0, 200, 64, true);
+    let reader = CorpusReader::open(
+        &pat(&dir.path().join("in.parquet")),
+        spec(),
+        OnBadFile::Error,
+        50,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut writer = ShardWriter::new(
+        &out,
+        reader.output_schema().clone(),
+        ShardWriterOptions::default(),
+    )
+    .unwrap();
+    for u in 0..reader.units().len() {
+        for b in reader.read_unit(u).unwrap() {
+            let b = b.unwrap();
+            // keep every other document
+            let keep: BooleanArray = (0..b.len())
+                .map(|i| Some((b.key(i).row % 2) == 0))
+                .collect();
+            writer.write(&b.filtered_record(&keep).unwrap()).unwrap();
+        }
+    }
+    let shards = writer.finish().unwrap();
+    assert_eq!(shards.len(), 1);
+    assert_eq!(shards[0].file, "part-00000.parquet");
+    assert_eq!(shards[0].rows, 100);
+    let f = std::fs::File::open(out.join("part-00000.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let mut k = 0;
+    for b in &batches {
+        let ids = b.column(0).as_string::<i32>();
+        let years = b.column(3).as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            assert_eq!(ids.value(i), format!("doc-{}", 2 * k));
+            assert_eq!(years.value(i), 2 * k as i64 * 10);
+            k += 1;
+        }
+    }
+    assert_eq!(k, 100);
+    assert_eq!(
+        shards[0].sha256,
+        gleaner_storage::atomic::sha256_file(&out.join("part-00000.parquet")).unwrap()
+    );
+}
+
+#[test]
+fn rotation_closes_each_shard_at_the_first_row_reaching_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = corpus_batch(0, 500, true);
+    let sizes = row_sizes(&batch);
+    // Hand-computed size of row 0: id "doc-0" (5+4) + text "document number 0 " (18+4) + source "web" (3+4) + year 8.
+    assert_eq!(sizes[0], 9 + 22 + 7 + 8);
+    let target = 3000u64;
+    let opts = ShardWriterOptions {
+        shard_bytes: target,
+        ..Default::default()
+    };
+    let mut writer = ShardWriter::new(dir.path(), batch.schema(), opts).unwrap();
+    // Feed in uneven slices so boundaries fall inside batches.
+    let mut start = 0;
+    for len in [1usize, 33, 140, 7, 319] {
+        writer.write(&batch.slice(start, len)).unwrap();
+        start += len;
+    }
+    let shards = writer.finish().unwrap();
+    // Oracle: greedy cut where the running sum first reaches the target.
+    let mut expected = vec![];
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for s in &sizes {
+        rows += 1;
+        bytes += s;
+        if bytes >= target {
+            expected.push((rows, bytes));
+            rows = 0;
+            bytes = 0;
+        }
+    }
+    if rows > 0 {
+        expected.push((rows, bytes));
+    }
+    let got: Vec<_> = shards
+        .iter()
+        .map(|s| (s.rows, s.uncompressed_bytes))
+        .collect();
+    assert_eq!(got, expected);
+    for (i, s) in shards.iter().enumerate() {
+        assert_eq!(s.file, format!("part-{i:05}.parquet"));
+        let f = std::fs::File::open(dir.path().join(&s.file)).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .metadata()
+            .clone();
+        assert_eq!(meta.file_metadata().num_rows() as u64, s.rows);
+    }
+    assert_eq!(shards.iter().map(|s| s.rows).sum::<u64>(), 500);
+}
+
+#[test]
+fn identical_input_gives_byte_identical_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = corpus_batch(0, 300, true);
+    let mut hashes = vec![];
+    for run in 0..2 {
+        let out = dir.path().join(format!("run{run}"));
+        let mut w = ShardWriter::new(
+            &out,
+            batch.schema(),
+            ShardWriterOptions {
+                shard_bytes: 4000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        hashes.push(
+            w.finish()
+                .unwrap()
+                .into_iter()
+                .map(|s| s.sha256)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(hashes[0].len() > 1);
+    assert_eq!(hashes[0], hashes[1]);
+}
+
+fn visible_shards(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_dropped_writer_leaves_no_partial_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = corpus_batch(0, 100, true);
+    let mut w = ShardWriter::new(
+        dir.path(),
+        batch.schema(),
+        ShardWriterOptions {
+            shard_bytes: 2000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.write(&batch.slice(0, 60)).unwrap();
+    drop(w);
+    let names = visible_shards(dir.path());
+    assert!(!names.is_empty(), "rotated shards were committed");
+    let all: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(all.len(), names.len(), "no temporary file is left: {all:?}");
+}
+
+/// Child half of the kill test: writes past a rotation boundary, then aborts mid-shard.
+fn killed_writer_child(dir: &Path) -> ! {
+    let batch = corpus_batch(0, 100, true);
+    let mut w = ShardWriter::new(
+        dir,
+        batch.schema(),
+        ShardWriterOptions {
+            shard_bytes: 2000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.write(&batch.slice(0, 60)).unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_killed_writer_leaves_only_complete_shards_visible() {
+    if let Ok(dir) = std::env::var("GLEANER_TEST_KILLED_WRITER_DIR") {
+        killed_writer_child(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_writer_leaves_only_complete_shards_visible",
+            "--nocapture",
+        ])
+        .env("GLEANER_TEST_KILLED_WRITER_DIR", dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child aborted");
+    let names = visible_shards(dir.path());
+    assert!(!names.is_empty());
+    let mut rows = 0;
+    for n in &names {
+        // Every visible shard opens as complete parquet.
+        let f = std::fs::File::open(dir.path().join(n)).unwrap();
+        rows += ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows();
+    }
+    assert!(rows < 60, "the last, open shard is not visible");
+    let hidden: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(
+        hidden.len(),
+        1,
+        "the partial shard exists only under its temporary name"
+    );
+    // And the reader never picks it up.
+    let reader = CorpusReader::open(
+        &pat(dir.path()),
+        ColumnSpec::default(),
+        OnBadFile::Error,
+        10,
+    )
+    .unwrap();
+    assert_eq!(reader.files().len(), names.len());
+}
+
+fn expect_err(patterns: Vec<String>, spec: ColumnSpec) -> StorageError {
+    CorpusReader::open(&patterns, spec, OnBadFile::Error, 10).unwrap_err()
+}
+
+#[test]
+fn bad_inputs_give_errors_naming_the_file_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Missing file.
+    let missing = d.join("nope.parquet");
+    let e = expect_err(pat(&missing), spec());
+    assert!(
+        matches!(e, StorageError::NoMatch { .. }) && e.to_string().contains("nope.parquet"),
+        "{e}"
+    );
+
+    // Corrupt (not parquet at all).
+    let corrupt = d.join("corrupt.parquet");
+    std::fs::write(&corrupt, b"this is not parquet at all, just bytes").unwrap();
+    let e = expect_err(pat(&corrupt), spec());
+    assert!(
+        matches!(e, StorageError::Corrupt { .. }) && e.to_string().contains("corrupt.parquet"),
+        "{e}"
+    );
+
+    // Truncated (a valid file cut in half).
+    let good = d.join("good.parquet");
+    write_corpus(&good, 0, 50, 10, true);
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = d.join("truncated.parquet");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = expect_err(pat(&truncated), spec());
+    assert!(
+        matches!(e, StorageError::Corrupt { .. }) && e.to_string().contains("truncated.parquet"),
+        "{e}"
+    );
+
+    // Missing text column.
+    let e = expect_err(
+        pat(&good),
+        ColumnSpec {
+            text: "body".into(),
+            ..spec()
+        },
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("good.parquet")
+            && msg.contains("`body` not found")
+            && msg.contains("text: Utf8"),
+        "{msg}"
+    );
+
+    // Wrong column type: text is an integer column.
+    let e = expect_err(
+        pat(&good),
+        ColumnSpec {
+            text: "year".into(),
+            source: None,
+            metadata: vec![],
+            ..spec()
+        },
+    );
+    assert!(
+        matches!(e, StorageError::WrongColumnType { ref column, .. } if column == "year"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("good.parquet") && e.to_string().contains("Int64"),
+        "{e}"
+    );
+
+    // Empty corpus: a valid file with zero rows.
+    let empty = d.join("empty.parquet");
+    write_corpus(&empty, 0, 0, 10, true);
+    let e = expect_err(pat(&empty), spec());
+    assert!(
+        matches!(e, StorageError::EmptyCorpus { files: 1, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn skip_mode_leaves_bad_files_out_and_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("a.parquet"), 0, 20, 10, true);
+    std::fs::write(dir.path().join("b.parquet"), b"garbage").unwrap();
+    let reader = CorpusReader::open(&pat(dir.path()), spec(), OnBadFile::Skip, 10).unwrap();
+    assert_eq!(reader.files().len(), 1);
+    assert_eq!(reader.skipped().len(), 1);
+    assert!(reader.skipped()[0].path.ends_with("b.parquet"));
+    assert!(reader.skipped()[0].reason.contains("corrupt"));
+    assert_eq!(read_all_ids(&reader).len(), 20);
+}
+
+#[test]
+fn mismatched_column_types_across_files_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("a.parquet"), 0, 5, 10, true);
+    // b has `year` as a string.
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["hello"])) as ArrayRef,
+        ),
+        (
+            "source",
+            Arc::new(StringArray::from(vec!["web"])) as ArrayRef,
+        ),
+        (
+            "year",
+            Arc::new(StringArray::from(vec!["1999"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(dir.path().join("b.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let e = expect_err(pat(dir.path()), spec());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("b.parquet") && msg.contains("`year`") && msg.contains("a.parquet"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.parquet");
+    let schema =
+        Arc::new(parse_message_type("message m { required binary text (UTF8); }").unwrap());
+    let mut fw = SerializedFileWriter::new(
+        std::fs::File::create(&path).unwrap(),
+        schema,
+        Default::default(),
+    )
+    .unwrap();
+    let mut rg = fw.next_row_group().unwrap();
+    let mut col = rg.next_column().unwrap().unwrap();
+    let values = vec![
+        ByteArray::from(&b"fine"[..]),
+        ByteArray::from(&b"caf\xe9"[..]),
+    ];
+    col.typed::<ByteArrayType>()
+        .write_batch(&values, None, None)
+        .unwrap();
+    col.close().unwrap();
+    rg.close().unwrap();
+    fw.close().unwrap();
+    let reader =
+        CorpusReader::open(&pat(&path), ColumnSpec::default(), OnBadFile::Error, 10).unwrap();
+    let err = reader
+        .read_unit(0)
+        .and_then(|mut it| it.next().unwrap())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("latin1.parquet") && msg.contains("row group 0"),
+        "{msg}"
+    );
+    assert!(msg.to_lowercase().contains("utf"), "{msg}");
+}
+
+#[test]
+fn dictionary_encoded_source_and_integer_ids_are_normalised_to_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dict.parquet");
+    let sources: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+        vec!["a", "b", "a"].into_iter().collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![7, 8, 9])) as ArrayRef),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["t1", "t2", "t3"])) as ArrayRef,
+        ),
+        ("source", Arc::new(sources) as ArrayRef),
+    ])
+    .unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let reader = CorpusReader::open(
+        &pat(&path),
+        ColumnSpec {
+            source: Some("source".into()),
+            ..Default::default()
+        },
+        OnBadFile::Error,
+        10,
+    )
+    .unwrap();
+    let docs = read_all_ids(&reader);
+    assert_eq!(
+        docs.iter()
+            .map(|d| (d.0.as_str(), d.2.as_deref().unwrap()))
+            .collect::<Vec<_>>(),
+        [("7", "a"), ("8", "b"), ("9", "a")]
+    );
+    let b = reader.read_unit(0).unwrap().next().unwrap().unwrap();
+    assert_eq!(b.record().column(2).data_type(), &DataType::Utf8);
+    assert_eq!(b.record().column(2).len(), 3);
+}
