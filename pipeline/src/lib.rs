@@ -1,1 +1,7 @@
+//! gleaner's pipeline: configuration, planning, local execution, reports and the CLI verbs.
 
+pub mod commands;
+pub mod config;
+pub mod report;
+pub mod run;
+pub mod stats;

@@ -1,1 +1,154 @@
-fn main() {}
+//! The `gleaner` command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use gleaner::commands;
+use gleaner::config::Config;
+use gleaner::run::{run, RunOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gleaner",
+    version,
+    about = "Training-data selection pipeline over parquet corpora"
+)]
+struct Cli {
+    /// Only warnings and errors; no progress bars (for batch jobs).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline a config describes.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Overrides `key.path=value`, e.g. `run.seed=3 stages.2.fraction=0.1`.
+        overrides: Vec<String>,
+        /// Worker threads (overrides run.threads; 0 = all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Replace a completed run in the output directory.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Show schema, rows, sizes and sample documents of parquet files.
+    Inspect {
+        /// File, directory or glob.
+        path: String,
+        /// Text column used for samples and --scan.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Sample documents to print.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Read every text value and report throughput instead.
+        #[arg(long)]
+        scan: bool,
+        /// Threads for --scan.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Dry run: the stages and work units a config would run.
+    Plan {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Overrides `key.path=value`.
+        overrides: Vec<String>,
+        /// Work units to list.
+        #[arg(long, default_value_t = 20)]
+        units: usize,
+    },
+    /// State of an output directory: complete with counts, or the phase it stopped in.
+    Status {
+        /// Output directory.
+        out_dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.quiet { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet || !std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Run {
+            config,
+            mut overrides,
+            threads,
+            overwrite,
+        } => {
+            if let Some(t) = threads {
+                overrides.push(format!("run.threads={t}"));
+            }
+            if overwrite {
+                overrides.push("output.overwrite=true".into());
+            }
+            let config = Config::load(&config, &overrides)?;
+            let summary = run(&config, &RunOptions { quiet })?;
+            if !cli.quiet {
+                println!(
+                    "kept {} of {} documents in {} shard(s) under {}",
+                    summary.kept,
+                    summary.seen,
+                    summary.shards.len(),
+                    summary.out_dir.display()
+                );
+            }
+        }
+        Command::Inspect {
+            path,
+            text_column,
+            samples,
+            scan,
+            threads,
+        } => {
+            let threads = if threads == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                threads
+            };
+            let out = if scan {
+                commands::scan(&path, &text_column, threads)?
+            } else {
+                commands::inspect(&path, &text_column, samples)?
+            };
+            print!("{out}");
+            if scan {
+                println!();
+            }
+        }
+        Command::Plan {
+            config,
+            overrides,
+            units,
+        } => {
+            let config = Config::load(&config, &overrides)?;
+            print!("{}", commands::plan(&config, units)?);
+        }
+        Command::Status { out_dir } => print!("{}", commands::status(&out_dir)?),
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod error;
 pub mod input;
+pub mod inspect;
 pub mod manifest;
 pub mod reader;
 pub mod writer;

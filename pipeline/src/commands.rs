@@ -1,0 +1,319 @@
+//! The read-only CLI verbs: `inspect`, `plan` and `status`.
+
+use crate::config::{Config, StageConfig};
+use crate::run::{layout, open_corpus};
+use anyhow::{Context, Result};
+use gleaner_storage::inspect::describe_file;
+use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};
+use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
+use gleaner_storage::resolve_inputs;
+use rayon::prelude::*;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn snippet(text: &str, max_chars: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max_chars {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}
+
+/// `gleaner inspect PATH`: schema, rows, sizes and sample documents of each file.
+pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> {
+    let files = resolve_inputs(&[path.to_string()])?;
+    let mut s = String::new();
+    let mut total_rows = 0;
+    for f in &files {
+        let d = describe_file(&f.path)?;
+        total_rows += d.rows;
+        let _ = writeln!(s, "{}", d.path.display());
+        let _ = writeln!(
+            s,
+            "  size: {} ({} bytes), rows: {}, row groups: {}",
+            human(d.bytes),
+            d.bytes,
+            d.rows,
+            d.row_groups
+        );
+        if let Some(by) = &d.created_by {
+            let _ = writeln!(s, "  created by: {by}");
+        }
+        let _ = writeln!(s, "  schema:");
+        for field in d.schema.fields() {
+            let _ = writeln!(
+                s,
+                "    {}: {}{}",
+                field.name(),
+                field.data_type(),
+                if field.is_nullable() {
+                    ""
+                } else {
+                    " (not null)"
+                }
+            );
+        }
+        let _ = writeln!(s, "  columns (compressed / uncompressed, codec):");
+        for c in &d.columns {
+            let _ = writeln!(
+                s,
+                "    {}: {} / {}, {}",
+                c.name,
+                human(c.compressed_bytes),
+                human(c.uncompressed_bytes),
+                c.compression
+            );
+        }
+    }
+    let _ = writeln!(s, "{} file(s), {} rows", files.len(), total_rows);
+    if samples > 0 {
+        let spec = ColumnSpec {
+            text: text_column.to_string(),
+            ..ColumnSpec::default()
+        };
+        let reader = CorpusReader::open(&[path.to_string()], spec, OnBadFile::Error, samples)?;
+        let _ = writeln!(s, "sample documents:");
+        if let Some(batch) = reader.read_unit(0)?.next() {
+            let batch = batch?;
+            for i in 0..batch.len().min(samples) {
+                let text = batch.text(i).unwrap_or("");
+                let _ = writeln!(
+                    s,
+                    "  [{}] ({} chars) {}",
+                    batch.id(i),
+                    text.chars().count(),
+                    snippet(text, 160)
+                );
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// `gleaner inspect --scan`: reads every text value (validating it) and reports throughput.
+pub fn scan(path: &str, text_column: &str, threads: usize) -> Result<String> {
+    let spec = ColumnSpec {
+        text: text_column.to_string(),
+        ..ColumnSpec::default()
+    };
+    let start = Instant::now();
+    let reader = CorpusReader::open(&[path.to_string()], spec, OnBadFile::Error, 8192)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
+    let per_unit: Vec<Result<(u64, u64)>> = pool.install(|| {
+        (0..reader.units().len())
+            .into_par_iter()
+            .map(|u| {
+                let (mut docs, mut bytes) = (0u64, 0u64);
+                for b in reader.read_unit(u)? {
+                    let b = b?;
+                    for i in 0..b.len() {
+                        docs += 1;
+                        bytes += b.text(i).map_or(0, |t| t.len() as u64);
+                    }
+                }
+                Ok((docs, bytes))
+            })
+            .collect()
+    });
+    let (mut docs, mut bytes) = (0, 0);
+    for r in per_unit {
+        let (d, b) = r?;
+        docs += d;
+        bytes += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "scanned {docs} documents, {bytes} text bytes in {} file(s), {} units, {secs:.3} s ({:.1} MB/s of text)",
+        reader.files().len(),
+        reader.units().len(),
+        bytes as f64 / 1e6 / secs.max(1e-9)
+    ))
+}
+
+fn describe_stage(stage: &StageConfig) -> String {
+    match stage {
+        StageConfig::GopherQuality(_) => "map: per-document Gopher quality rules".into(),
+        StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::ExactDedup(n) => format!(
+            "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",
+            n.lowercase, n.strip_punctuation, n.strip_digits
+        ),
+        StageConfig::RandomSample(r) => {
+            let size = match (r.fraction, r.count, r.budget_words) {
+                (Some(f), _, _) => format!("fraction {f}"),
+                (_, Some(c), _) => format!("{c} documents"),
+                (_, _, Some(b)) => format!("{b} whitespace tokens"),
+                _ => String::new(),
+            };
+            format!("reduce: seeded uniform sample of {size}")
+        }
+    }
+}
+
+/// `gleaner plan`: the stages and work units a run would execute, without running it.
+pub fn plan(config: &Config, max_units: usize) -> Result<String> {
+    let reader = open_corpus(config)?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "inputs: {} file(s), {} rows, {} work units (row groups)",
+        reader.files().len(),
+        reader.total_rows(),
+        reader.units().len()
+    );
+    for f in reader.files() {
+        let _ = writeln!(
+            s,
+            "  {} ({}, {} rows, {} row groups{})",
+            f.path.display(),
+            human(f.bytes),
+            f.rows,
+            f.row_groups,
+            if f.has_id { "" } else { ", ids derived" }
+        );
+    }
+    for sk in reader.skipped() {
+        let _ = writeln!(s, "  SKIPPED {}: {}", sk.path.display(), sk.reason);
+    }
+    let schema: Vec<String> = reader
+        .output_schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect();
+    let _ = writeln!(s, "projected columns: {}", schema.join(", "));
+    let _ = writeln!(s, "phases:");
+    let _ = writeln!(
+        s,
+        "  1. scan (map over {} units): read, drop empty/too-large (> {} bytes) documents",
+        reader.units().len(),
+        config.input.max_doc_bytes
+    );
+    for (name, stage) in config.stage_names().iter().zip(&config.stages) {
+        let _ = writeln!(s, "     stage {name}: {}", describe_stage(stage));
+    }
+    let _ = writeln!(
+        s,
+        "  2. decide (reduce, corpus order): dedup and selection, write {}",
+        layout::SELECTION_FILE
+    );
+    let _ = writeln!(
+        s,
+        "  3. write (map over units with kept rows): {}/part-NNNNN.parquet, zstd level {}, rotate at {}{}",
+        config.output.dir.trim_end_matches('/').to_string() + "/" + layout::SELECTED_DIR,
+        config.output.zstd_level,
+        human(config.output.shard_bytes),
+        if config.output.write_removed { "; dropped rows to removed/<reason>/" } else { "" }
+    );
+    let _ = writeln!(s, "work units:");
+    for (i, u) in reader.units().iter().enumerate().take(max_units) {
+        let _ = writeln!(
+            s,
+            "  #{i}: {} row group {} rows {}..{} ({})",
+            reader.files()[u.file].path.display(),
+            u.row_group,
+            u.first_row,
+            u.first_row + u.rows,
+            human(u.compressed_bytes)
+        );
+    }
+    if reader.units().len() > max_units {
+        let _ = writeln!(s, "  ... {} more", reader.units().len() - max_units);
+    }
+    let _ = writeln!(
+        s,
+        "seed: {}, threads: {}",
+        config.run.seed,
+        if config.run.threads == 0 {
+            "all cores".to_string()
+        } else {
+            config.run.threads.to_string()
+        }
+    );
+    Ok(s)
+}
+
+/// `gleaner status OUT_DIR`: whether a run completed, and its counts; or its current phase.
+pub fn status(out: &Path) -> Result<String> {
+    let mut s = String::new();
+    if !out.exists() {
+        anyhow::bail!("{}: no such output directory", out.display());
+    }
+    if out.join(MANIFEST_FILE).exists() {
+        let m = Manifest::read(out)?;
+        let _ = writeln!(s, "{}: complete ({})", out.display(), m.code_version);
+        let _ = writeln!(s, "config hash: {}", m.config_hash);
+        let rows_in: u64 = m.inputs.iter().map(|i| i.rows).sum();
+        let rows_out: u64 = m.outputs.iter().map(|o| o.rows).sum();
+        let _ = writeln!(
+            s,
+            "inputs: {} file(s), {} rows; skipped: {}",
+            m.inputs.len(),
+            rows_in,
+            m.skipped_inputs.len()
+        );
+        let _ = writeln!(
+            s,
+            "selected: {} rows in {} shard(s)",
+            rows_out,
+            m.outputs.len()
+        );
+        for (reason, shards) in &m.removed {
+            let _ = writeln!(
+                s,
+                "removed/{reason}: {} rows",
+                shards.iter().map(|x| x.rows).sum::<u64>()
+            );
+        }
+        let stats_path = out.join(layout::STATS_FILE);
+        let stats: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&stats_path).with_context(|| stats_path.display().to_string())?,
+        )?;
+        for st in stats.as_array().into_iter().flatten() {
+            let _ = writeln!(s, "  {}", st);
+        }
+    } else {
+        let p = out.join(layout::PROGRESS_FILE);
+        match std::fs::read(&p) {
+            Ok(bytes) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&bytes).with_context(|| p.display().to_string())?;
+                let _ = writeln!(
+                    s,
+                    "{}: incomplete, last phase `{}` {}",
+                    out.display(),
+                    v["phase"].as_str().unwrap_or("?"),
+                    v["detail"]
+                );
+            }
+            Err(_) => {
+                let _ = writeln!(
+                    s,
+                    "{}: no gleaner run found (no manifest.json or progress.json)",
+                    out.display()
+                );
+            }
+        }
+    }
+    Ok(s)
+}

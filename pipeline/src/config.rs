@@ -1,0 +1,401 @@
+//! Run configuration: TOML with unknown keys rejected, `key.path=value` overrides, and
+//! validation errors that name the key and the allowed values.
+
+use anyhow::{anyhow, bail, Context, Result};
+use gleaner_selectors::dedup::Normalization;
+use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the corpus comes from and which columns play which role.
+    pub input: InputConfig,
+    /// Where and how results are written.
+    pub output: OutputConfig,
+    /// Seed and parallelism.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// Stages in order: per-document filters, then at most one `exact_dedup`, then at most
+    /// one selector (last).
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+}
+
+/// Input corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Parquet files, directories (walked recursively) or globs, relative to the working directory.
+    pub paths: Vec<String>,
+    /// Text column (string).
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Id column; files without it get ids `"<path>:<row>"`.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+    /// Optional domain/source column.
+    #[serde(default)]
+    pub source_column: Option<String>,
+    /// Extra columns carried to the output unchanged.
+    #[serde(default)]
+    pub metadata_columns: Vec<String>,
+    /// `error` stops on a bad file; `skip` leaves it out and reports it.
+    #[serde(default)]
+    pub on_bad_file: OnBadFileConfig,
+    /// Rows per decoded batch (bounds memory).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Documents larger than this many bytes are dropped as `too_large`.
+    #[serde(default = "default_max_doc_bytes")]
+    pub max_doc_bytes: u64,
+}
+
+/// What to do with an unreadable input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadFileConfig {
+    /// Stop with an error naming the file.
+    #[default]
+    Error,
+    /// Leave the file out and list it in the manifest and report.
+    Skip,
+}
+
+/// Output folder and shard settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Output directory.
+    pub dir: String,
+    /// Shard rotation size in uncompressed bytes.
+    #[serde(default = "default_shard_bytes")]
+    pub shard_bytes: u64,
+    /// zstd level of the shards (1..=22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Also write dropped documents to `removed/<reason>/`.
+    #[serde(default)]
+    pub write_removed: bool,
+    /// Replace a completed run already in `dir`.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Seed and parallelism.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of every random choice.
+    #[serde(default)]
+    pub seed: u64,
+    /// Worker threads (0 = all cores). Results never depend on it.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+/// One pipeline stage, selected by its `type` key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StageConfig {
+    /// Gopher quality rules.
+    GopherQuality(GopherQuality),
+    /// Gopher repetition rules.
+    GopherRepetition(GopherRepetition),
+    /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
+    ExactDedup(Normalization),
+    /// Seeded uniform sample of the surviving documents.
+    RandomSample(RandomSampleConfig),
+}
+
+/// Size of a random sample: exactly one of `fraction`, `count`, `budget_words`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSampleConfig {
+    /// Keep `round(fraction * n)` documents, 0 < fraction <= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Keep documents until their whitespace-token count reaches this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// Seed of this stage (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl StageConfig {
+    /// The stage's type name as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StageConfig::GopherQuality(_) => "gopher_quality",
+            StageConfig::GopherRepetition(_) => "gopher_repetition",
+            StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::RandomSample(_) => "random_sample",
+        }
+    }
+
+    fn order_class(&self) -> u8 {
+        match self {
+            StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
+            StageConfig::ExactDedup(_) => 1,
+            StageConfig::RandomSample(_) => 2,
+        }
+    }
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_id_column() -> String {
+    "id".into()
+}
+fn default_batch_size() -> usize {
+    4096
+}
+fn default_max_doc_bytes() -> u64 {
+    5_000_000
+}
+fn default_shard_bytes() -> u64 {
+    gleaner_storage::writer::DEFAULT_SHARD_BYTES
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+
+/// Parses an override value as a TOML value (`0.5`, `true`, `"x"`, `[1, 2]`), falling back
+/// to a bare string (`out/dir`).
+fn parse_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed table has v"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Applies one `key.path=value` override to a TOML document. Array elements are addressed
+/// by index (`stages.1.fraction=0.2`).
+pub fn apply_override(doc: &mut toml::Value, spec: &str) -> Result<()> {
+    let (path, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("override `{spec}` is not of the form key.path=value"))?;
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        bail!("override `{spec}`: empty key in `{path}`");
+    }
+    let mut node = doc;
+    for (depth, key) in keys.iter().enumerate() {
+        let last = depth + 1 == keys.len();
+        let here = keys[..=depth].join(".");
+        node = match node {
+            toml::Value::Table(t) => {
+                if last {
+                    t.insert(key.to_string(), parse_value(raw.trim()));
+                    return Ok(());
+                }
+                t.entry(key.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+            }
+            toml::Value::Array(a) => {
+                let i: usize = key
+                    .parse()
+                    .map_err(|_| anyhow!("override `{spec}`: `{here}` must be an array index"))?;
+                let len = a.len();
+                let slot = a.get_mut(i).ok_or_else(|| {
+                    anyhow!(
+                        "override `{spec}`: index {i} out of range (the array has {len} elements)"
+                    )
+                })?;
+                if last {
+                    *slot = parse_value(raw.trim());
+                    return Ok(());
+                }
+                slot
+            }
+            _ => bail!(
+                "override `{spec}`: `{}` is not a table",
+                keys[..depth].join(".")
+            ),
+        };
+    }
+    unreachable!("the loop returns at the last key")
+}
+
+/// Renders a serde path (`stages[1].fraction`) the way keys are written in the config.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    let s = path.to_string();
+    if s == "." {
+        "(top level)".into()
+    } else {
+        s
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the overrides, deserialises and validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let doc: toml::Value =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Self::from_value(doc, overrides).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Builds a config from a parsed TOML document and overrides.
+    pub fn from_value(mut doc: toml::Value, overrides: &[String]) -> Result<Self> {
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let key = key_path(e.path());
+            anyhow!("at key `{key}`: {}", e.into_inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and stage order; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.input.paths.is_empty() {
+            bail!("at key `input.paths`: at least one path is required");
+        }
+        if self.input.batch_size == 0 {
+            bail!("at key `input.batch_size`: must be at least 1");
+        }
+        if self.input.max_doc_bytes == 0 {
+            bail!("at key `input.max_doc_bytes`: must be at least 1");
+        }
+        if self.output.dir.trim().is_empty() {
+            bail!("at key `output.dir`: must not be empty");
+        }
+        if !(1..=22).contains(&self.output.zstd_level) {
+            bail!(
+                "at key `output.zstd_level`: {} is outside 1..=22",
+                self.output.zstd_level
+            );
+        }
+        if self.output.shard_bytes == 0 {
+            bail!("at key `output.shard_bytes`: must be at least 1");
+        }
+        let mut last_class = 0;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let key = format!("stages[{i}]");
+            let class = stage.order_class();
+            if class < last_class || (class > 0 && class == last_class) {
+                bail!(
+                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, then at most one selector (random_sample) last",
+                    stage.type_name()
+                );
+            }
+            last_class = class;
+            let ratio = |name: &str, v: Option<f64>| -> Result<()> {
+                match v {
+                    Some(x) if !(0.0..=1.0).contains(&x) => {
+                        bail!("at key `{key}.{name}`: {x} is outside [0, 1]")
+                    }
+                    _ => Ok(()),
+                }
+            };
+            match stage {
+                StageConfig::GopherQuality(q) => {
+                    ratio(
+                        "max_symbol_word_ratio",
+                        q.max_symbol_word_ratio.map(|x| x.min(1.0)),
+                    )?;
+                    ratio("max_bullet_lines_ratio", q.max_bullet_lines_ratio)?;
+                    ratio("max_ellipsis_lines_ratio", q.max_ellipsis_lines_ratio)?;
+                    ratio("min_alpha_words_ratio", q.min_alpha_words_ratio)?;
+                    if let (Some(lo), Some(hi)) = (q.min_words, q.max_words) {
+                        if lo > hi {
+                            bail!("at key `{key}.min_words`: {lo} is above max_words {hi}");
+                        }
+                    }
+                }
+                StageConfig::GopherRepetition(r) => {
+                    ratio("max_dup_line_frac", r.max_dup_line_frac)?;
+                    ratio("max_dup_para_frac", r.max_dup_para_frac)?;
+                    ratio("max_dup_line_char_frac", r.max_dup_line_char_frac)?;
+                    ratio("max_dup_para_char_frac", r.max_dup_para_char_frac)?;
+                    for (name, list) in [
+                        ("top_ngram_max_frac", &r.top_ngram_max_frac),
+                        ("dup_ngram_max_frac", &r.dup_ngram_max_frac),
+                    ] {
+                        for &(n, f) in list {
+                            if n == 0 {
+                                bail!("at key `{key}.{name}`: n-gram size must be at least 1");
+                            }
+                            ratio(name, Some(f))?;
+                        }
+                    }
+                }
+                StageConfig::ExactDedup(_) => {}
+                StageConfig::RandomSample(r) => {
+                    let set = [
+                        r.fraction.is_some(),
+                        r.count.is_some(),
+                        r.budget_words.is_some(),
+                    ]
+                    .iter()
+                    .filter(|b| **b)
+                    .count();
+                    if set != 1 {
+                        bail!("at key `{key}`: set exactly one of `fraction`, `count`, `budget_words` (found {set})");
+                    }
+                    if let Some(f) = r.fraction {
+                        if !(f > 0.0 && f <= 1.0) {
+                            bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The config as TOML, as saved with the outputs.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+
+    /// The config as JSON (canonical: struct field order).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("the config serialises")
+    }
+
+    /// sha256 of the canonical JSON.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(&self.to_json()).expect("json");
+        gleaner_storage::atomic::hex(&Sha256::digest(bytes))
+    }
+
+    /// Stage names as used in stats: the type name, suffixed `_2`, `_3` when repeated.
+    pub fn stage_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for s in &self.stages {
+            let base = s.type_name();
+            let n = names
+                .iter()
+                .filter(|x| x.as_str() == base || x.starts_with(&format!("{base}_")))
+                .count();
+            names.push(if n == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{}", n + 1)
+            });
+        }
+        names
+    }
+}

@@ -1,0 +1,142 @@
+//! The run report: what was kept, what was dropped and why, per stage and per source.
+
+use crate::run::layout;
+use crate::stats::StageStats;
+use anyhow::Result;
+use gleaner_storage::atomic::write_bytes;
+use gleaner_storage::reader::SkippedFile;
+use gleaner_storage::writer::ShardInfo;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// Pool and kept counts of one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceCounts {
+    /// Documents of this source in the input.
+    pub pool: u64,
+    /// Documents of this source selected.
+    pub kept: u64,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Serialize)]
+pub struct ReportInput<'a> {
+    /// Selection method.
+    pub method: &'a str,
+    /// Seed of the selection.
+    pub seed: u64,
+    /// Readable input files.
+    pub files: usize,
+    /// Inputs left out.
+    pub skipped: &'a [SkippedFile],
+    /// Documents read.
+    pub seen: u64,
+    /// Documents selected.
+    pub kept: u64,
+    /// Whitespace tokens in the selected documents.
+    pub kept_words: u64,
+    /// Per-stage counts.
+    pub stats: &'a [StageStats],
+    /// Per-source composition.
+    pub sources: &'a BTreeMap<String, SourceCounts>,
+    /// Up to three dropped ids per reason.
+    pub examples: &'a BTreeMap<String, Vec<String>>,
+    /// Selected shards.
+    pub shards: &'a [ShardInfo],
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+/// Renders the markdown report.
+pub fn render_markdown(r: &ReportInput<'_>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# gleaner run report\n");
+    let _ = writeln!(
+        s,
+        "Kept **{}** of **{}** documents ({}), {} whitespace tokens, from {} file(s); method `{}`, seed {}.\n",
+        r.kept,
+        r.seen,
+        pct(r.kept, r.seen),
+        r.kept_words,
+        r.files,
+        r.method,
+        r.seed
+    );
+    if !r.skipped.is_empty() {
+        let _ = writeln!(s, "## Skipped input files\n");
+        for f in r.skipped {
+            let _ = writeln!(s, "- `{}`: {}", f.path.display(), f.reason);
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "## Stages\n\n| stage | seen | kept | dropped | reasons |\n|---|---:|---:|---:|---|"
+    );
+    for st in r.stats {
+        let reasons: Vec<String> = st
+            .dropped
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            st.stage,
+            st.seen,
+            st.kept,
+            st.dropped_total(),
+            reasons.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\n## Sources: selected vs pool\n\n| source | pool | kept | kept % | share of pool | share of selection |\n|---|---:|---:|---:|---:|---:|");
+    let pool_total: u64 = r.sources.values().map(|c| c.pool).sum();
+    for (name, c) in r.sources {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} |",
+            c.pool,
+            c.kept,
+            pct(c.kept, c.pool),
+            pct(c.pool, pool_total),
+            pct(c.kept, r.kept)
+        );
+    }
+    if !r.examples.is_empty() {
+        let _ = writeln!(s, "\n## Examples of dropped documents\n");
+        for (reason, ids) in r.examples {
+            let ids: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
+            let _ = writeln!(s, "- {reason}: {}", ids.join(", "));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n## Output shards\n\n| shard | rows | bytes | sha256 |\n|---|---:|---:|---|"
+    );
+    for sh in r.shards {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            sh.file, sh.rows, sh.bytes, sh.sha256
+        );
+    }
+    s
+}
+
+/// Writes `report.md` and `report.json` into `out`.
+pub fn write_report(out: &Path, r: &ReportInput<'_>) -> Result<()> {
+    write_bytes(&out.join(layout::REPORT_MD), render_markdown(r).as_bytes())?;
+    write_bytes(
+        &out.join(layout::REPORT_JSON),
+        &serde_json::to_vec_pretty(r)?,
+    )?;
+    Ok(())
+}

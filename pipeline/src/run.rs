@@ -1,0 +1,927 @@
+//! Local execution of a run in three phases:
+//! 1. **scan** (map, parallel over work units): read id/text/source, apply the per-document
+//!    filters, hash survivors for dedup;
+//! 2. **decide** (reduce, sequential in corpus order): exact dedup, then the selector;
+//! 3. **write** (map, parallel reads, writes in corpus order): re-read units holding kept
+//!    rows and write shards, the selection records, stats, report and manifest.
+//!
+//! Every decision depends only on the config and the corpus, never on the thread count.
+
+use crate::config::{Config, OnBadFileConfig, StageConfig};
+use crate::report::{write_report, ReportInput, SourceCounts};
+use crate::stats::StageStats;
+use anyhow::{bail, Context, Result};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use gleaner_selectors::dedup::{ExactDedup, Normalization};
+use gleaner_selectors::filters::DocumentFilter;
+use gleaner_selectors::random::{RandomSelector, SampleSize};
+use gleaner_selectors::{PoolDoc, Selector};
+use gleaner_storage::atomic::{sha256_file, write_bytes};
+use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
+use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile, SkippedFile};
+use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Output layout inside `output.dir`.
+pub mod layout {
+    /// Selected-document shards.
+    pub const SELECTED_DIR: &str = "selected";
+    /// Dropped-document shards, one folder per reason.
+    pub const REMOVED_DIR: &str = "removed";
+    /// Per-kept-document provenance.
+    pub const SELECTION_FILE: &str = "selection.parquet";
+    /// Per-stage counts.
+    pub const STATS_FILE: &str = "stats.json";
+    /// Human-readable report.
+    pub const REPORT_MD: &str = "report.md";
+    /// Machine-readable report.
+    pub const REPORT_JSON: &str = "report.json";
+    /// The resolved config.
+    pub const CONFIG_FILE: &str = "config.toml";
+    /// Wall time per phase (not part of the deterministic outputs).
+    pub const TIMINGS_FILE: &str = "timings.json";
+    /// Current phase of a running job.
+    pub const PROGRESS_FILE: &str = "progress.json";
+}
+
+/// How a run presents itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// What a finished run reports back.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Documents read.
+    pub seen: u64,
+    /// Documents selected.
+    pub kept: u64,
+    /// Selected shards.
+    pub shards: Vec<ShardInfo>,
+}
+
+/// The column spec a config asks for.
+pub fn column_spec(config: &Config) -> ColumnSpec {
+    ColumnSpec {
+        text: config.input.text_column.clone(),
+        id: config.input.id_column.clone(),
+        source: config.input.source_column.clone(),
+        metadata: config.input.metadata_columns.clone(),
+    }
+}
+
+/// Opens (and validates) the corpus a config names.
+pub fn open_corpus(config: &Config) -> Result<CorpusReader> {
+    let on_bad = match config.input.on_bad_file {
+        OnBadFileConfig::Error => OnBadFile::Error,
+        OnBadFileConfig::Skip => OnBadFile::Skip,
+    };
+    Ok(CorpusReader::open(
+        &config.input.paths,
+        column_spec(config),
+        on_bad,
+        config.input.batch_size,
+    )?)
+}
+
+/// Stage slot 0 is the input stage; slot `i + 1` is `config.stages[i]`.
+const INPUT_SLOT: usize = 0;
+
+/// The executable form of the configured stages.
+struct Stages {
+    /// Names per slot (slot 0 = `input`).
+    names: Vec<String>,
+    filters: Vec<(usize, Box<dyn DocumentFilter>)>,
+    dedup: Option<(usize, Normalization)>,
+    selector: Option<(usize, Box<dyn Selector>)>,
+}
+
+impl Stages {
+    fn build(config: &Config) -> Self {
+        let mut names = vec!["input".to_string()];
+        names.extend(config.stage_names());
+        let mut filters: Vec<(usize, Box<dyn DocumentFilter>)> = Vec::new();
+        let mut dedup = None;
+        let mut selector: Option<(usize, Box<dyn Selector>)> = None;
+        for (i, stage) in config.stages.iter().enumerate() {
+            let slot = i + 1;
+            match stage {
+                StageConfig::GopherQuality(q) => filters.push((slot, Box::new(q.clone()))),
+                StageConfig::GopherRepetition(r) => filters.push((slot, Box::new(r.clone()))),
+                StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
+                StageConfig::RandomSample(r) => {
+                    let size = match (r.fraction, r.count, r.budget_words) {
+                        (Some(f), _, _) => SampleSize::Fraction(f),
+                        (_, Some(c), _) => SampleSize::Count(c),
+                        (_, _, Some(b)) => SampleSize::Tokens(b),
+                        _ => unreachable!("validated: exactly one size is set"),
+                    };
+                    let seed = r.seed.unwrap_or(config.run.seed);
+                    selector = Some((slot, Box::new(RandomSelector { seed, size })));
+                }
+            }
+        }
+        Stages {
+            names,
+            filters,
+            dedup,
+            selector,
+        }
+    }
+}
+
+/// A document that passed every per-document filter.
+struct Survivor {
+    row: u32,
+    id: String,
+    source: Option<u32>,
+    words: u64,
+    hash: u128,
+}
+
+/// What happened to each row of a unit during the scan.
+#[derive(Clone, Copy)]
+enum Fate {
+    /// Index into `UnitScan::survivors`.
+    Survivor,
+    /// Index into `UnitScan::reasons`.
+    Dropped(u32),
+}
+
+/// Pass-1 result of one work unit.
+struct UnitScan {
+    fates: Vec<Fate>,
+    reasons: Vec<(usize, String)>,
+    survivors: Vec<Survivor>,
+    /// Source of each row (index into `source_names`), `u32::MAX` when none.
+    row_sources: Vec<u32>,
+    source_names: Vec<String>,
+    /// Examples of dropped ids, per reason index (at most 3 each).
+    examples: Vec<Vec<String>>,
+    warnings: Vec<String>,
+}
+
+const NO_SOURCE: u32 = u32::MAX;
+const MAX_EXAMPLES: usize = 3;
+
+fn scan_unit(
+    reader: &CorpusReader,
+    unit: usize,
+    stages: &Stages,
+    config: &Config,
+) -> Result<UnitScan> {
+    let mut scan = UnitScan {
+        fates: Vec::new(),
+        reasons: Vec::new(),
+        survivors: Vec::new(),
+        row_sources: Vec::new(),
+        source_names: Vec::new(),
+        examples: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
+    let mut source_index: HashMap<String, u32> = HashMap::new();
+    let max_bytes = config.input.max_doc_bytes;
+    let file = &reader.files()[reader.units()[unit].file].path;
+    for batch in reader.read_unit(unit)? {
+        let batch = batch?;
+        for i in 0..batch.len() {
+            let row = scan.fates.len() as u32;
+            let source = match batch.source(i) {
+                Some(s) => match source_index.get(s) {
+                    Some(&k) => k,
+                    None => {
+                        let k = scan.source_names.len() as u32;
+                        scan.source_names.push(s.to_string());
+                        source_index.insert(s.to_string(), k);
+                        k
+                    }
+                },
+                None => NO_SOURCE,
+            };
+            scan.row_sources.push(source);
+            let text = batch.text(i).unwrap_or("");
+            let drop = if text.trim().is_empty() {
+                Some((INPUT_SLOT, "empty_text".to_string()))
+            } else if text.len() as u64 > max_bytes {
+                if scan.warnings.len() < 5 {
+                    scan.warnings.push(format!(
+                        "{} row {}: document of {} bytes exceeds input.max_doc_bytes = {max_bytes}; dropped as too_large",
+                        file.display(),
+                        batch.key(i).row,
+                        text.len()
+                    ));
+                }
+                Some((INPUT_SLOT, "too_large".to_string()))
+            } else {
+                stages
+                    .filters
+                    .iter()
+                    .find_map(|(slot, f)| f.check(text).map(|r| (*slot, r)))
+            };
+            let fate = match drop {
+                Some(key) => {
+                    let next = scan.reasons.len() as u32;
+                    let k = *reason_index.entry(key.clone()).or_insert_with(|| {
+                        scan.reasons.push(key);
+                        scan.examples.push(Vec::new());
+                        next
+                    });
+                    let ex = &mut scan.examples[k as usize];
+                    if ex.len() < MAX_EXAMPLES {
+                        ex.push(batch.id(i).into_owned());
+                    }
+                    Fate::Dropped(k)
+                }
+                None => {
+                    let hash = stages
+                        .dedup
+                        .as_ref()
+                        .map(|(_, n)| n.hash(text))
+                        .unwrap_or(0);
+                    scan.survivors.push(Survivor {
+                        row,
+                        id: batch.id(i).into_owned(),
+                        source: (source != NO_SOURCE).then_some(source),
+                        words: text.split_whitespace().count() as u64,
+                        hash,
+                    });
+                    Fate::Survivor
+                }
+            };
+            scan.fates.push(fate);
+        }
+    }
+    Ok(scan)
+}
+
+/// Final fate of a row for the write phase.
+const KEEP: u32 = u32::MAX;
+
+/// One kept document's provenance.
+struct SelectedRow {
+    unit: usize,
+    row: u32,
+    id: String,
+    source: Option<String>,
+    score: Option<f64>,
+    reason: &'static str,
+}
+
+/// Everything the reduce phase decides.
+struct Decisions {
+    stats: Vec<StageStats>,
+    /// Per unit, per row: `KEEP` or an index into `reason_names`.
+    row_fates: Vec<Vec<u32>>,
+    reason_names: Vec<String>,
+    selected: Vec<SelectedRow>,
+    kept_words: u64,
+    sources: BTreeMap<String, SourceCounts>,
+    examples: BTreeMap<String, Vec<String>>,
+    method: String,
+    seed: u64,
+}
+
+fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decisions {
+    let mut stats: Vec<StageStats> = stages.names.iter().map(|n| StageStats::new(n)).collect();
+    let mut reason_names: Vec<String> = Vec::new();
+    let mut reason_ids: HashMap<String, u32> = HashMap::new();
+    let mut intern = |r: &str| -> u32 {
+        if let Some(&k) = reason_ids.get(r) {
+            return k;
+        }
+        reason_names.push(r.to_string());
+        reason_ids.insert(r.to_string(), reason_names.len() as u32 - 1);
+        reason_names.len() as u32 - 1
+    };
+    let mut examples: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut row_fates: Vec<Vec<u32>> = Vec::with_capacity(scans.len());
+    let mut sources: BTreeMap<String, SourceCounts> = BTreeMap::new();
+    let source_key = |scan: &UnitScan, k: u32| -> String {
+        if k == NO_SOURCE {
+            "(none)".to_string()
+        } else {
+            scan.source_names[k as usize].clone()
+        }
+    };
+
+    // Per-document filter outcomes, in stage order: a document dropped at slot s was seen
+    // and kept by every earlier slot.
+    let last_filter_slot = stages.filters.last().map(|f| f.0).unwrap_or(INPUT_SLOT);
+    for scan in scans.iter().flatten() {
+        let mut fates = vec![KEEP; scan.fates.len()];
+        for (row, fate) in scan.fates.iter().enumerate() {
+            let src = source_key(scan, scan.row_sources[row]);
+            sources.entry(src).or_default().pool += 1;
+            let drop_slot = match fate {
+                Fate::Dropped(k) => {
+                    let (slot, reason) = &scan.reasons[*k as usize];
+                    stats[*slot].drop_one(reason);
+                    fates[row] = intern(reason);
+                    Some(*slot)
+                }
+                Fate::Survivor => None,
+            };
+            let passed_through = drop_slot.unwrap_or(last_filter_slot + 1);
+            for slot in (INPUT_SLOT..=last_filter_slot).filter(|s| *s < passed_through) {
+                if slot == INPUT_SLOT || stages.filters.iter().any(|f| f.0 == slot) {
+                    stats[slot].keep_one();
+                }
+            }
+        }
+        for (k, ids) in scan.examples.iter().enumerate() {
+            let entry = examples.entry(scan.reasons[k].1.clone()).or_default();
+            for id in ids {
+                if entry.len() < MAX_EXAMPLES {
+                    entry.push(id.clone());
+                }
+            }
+        }
+        row_fates.push(fates);
+    }
+
+    // Exact dedup over survivors in corpus order.
+    let mut pool_refs: Vec<(usize, usize)> = Vec::new(); // (scan index, survivor index)
+    let mut dedup_state = ExactDedup::default();
+    let live: Vec<(usize, &UnitScan)> = scans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+        .collect();
+    for (pos, (_, scan)) in live.iter().enumerate() {
+        for (si, s) in scan.survivors.iter().enumerate() {
+            if let Some((slot, _)) = &stages.dedup {
+                if dedup_state.is_duplicate(s.hash) {
+                    stats[*slot].drop_one("duplicate");
+                    row_fates[pos][s.row as usize] = intern("duplicate");
+                    let e = examples.entry("duplicate".into()).or_default();
+                    if e.len() < MAX_EXAMPLES {
+                        e.push(s.id.clone());
+                    }
+                    continue;
+                }
+                stats[*slot].keep_one();
+            }
+            pool_refs.push((pos, si));
+        }
+    }
+
+    // Selection over the remaining pool.
+    let pool: Vec<PoolDoc<'_>> = pool_refs
+        .iter()
+        .map(|&(pos, si)| {
+            let scan = live[pos].1;
+            let s = &scan.survivors[si];
+            PoolDoc {
+                id: &s.id,
+                source: s.source.map(|k| scan.source_names[k as usize].as_str()),
+                tokens: s.words,
+            }
+        })
+        .collect();
+    let (method, seed, picks) = match &stages.selector {
+        Some((slot, sel)) => {
+            let picks = sel.select(&pool);
+            let mut chosen = vec![false; pool.len()];
+            for p in &picks {
+                chosen[p.index] = true;
+            }
+            for (i, &(pos, si)) in pool_refs.iter().enumerate() {
+                if chosen[i] {
+                    stats[*slot].keep_one();
+                } else {
+                    stats[*slot].drop_one("not_sampled");
+                    let row = live[pos].1.survivors[si].row;
+                    row_fates[pos][row as usize] = intern("not_sampled");
+                    let e = examples.entry("not_sampled".into()).or_default();
+                    if e.len() < MAX_EXAMPLES {
+                        e.push(live[pos].1.survivors[si].id.clone());
+                    }
+                }
+            }
+            (sel.name().to_string(), sel.seed(), picks)
+        }
+        None => {
+            let all = (0..pool.len())
+                .map(|index| gleaner_selectors::Pick {
+                    index,
+                    score: None,
+                    reason: "passed_filters",
+                })
+                .collect();
+            ("filters_only".to_string(), config.run.seed, all)
+        }
+    };
+    let mut selected = Vec::with_capacity(picks.len());
+    let mut kept_words = 0;
+    for p in picks {
+        let (pos, si) = pool_refs[p.index];
+        let (unit_index, scan) = live[pos];
+        let s = &scan.survivors[si];
+        kept_words += s.words;
+        let source = s.source.map(|k| scan.source_names[k as usize].clone());
+        sources
+            .entry(source.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default()
+            .kept += 1;
+        selected.push(SelectedRow {
+            unit: unit_index,
+            row: s.row,
+            id: s.id.clone(),
+            source,
+            score: p.score,
+            reason: p.reason,
+        });
+    }
+    // Expand row fates back to unit indices (skipped units have none).
+    let mut by_unit: Vec<Vec<u32>> = vec![Vec::new(); scans.len()];
+    for ((unit, _), fates) in live.iter().zip(row_fates) {
+        by_unit[*unit] = fates;
+    }
+    Decisions {
+        stats,
+        row_fates: by_unit,
+        reason_names,
+        selected,
+        kept_words,
+        sources,
+        examples,
+        method,
+        seed,
+    }
+}
+
+fn selection_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("row_group", DataType::UInt32, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("seed", DataType::UInt64, false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("cluster", DataType::Int64, true),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Result<()> {
+    let schema = selection_schema();
+    let mut batches = Vec::new();
+    for chunk in d.selected.chunks(64 * 1024) {
+        let n = chunk.len();
+        let unit = |r: &SelectedRow| &reader.units()[r.unit];
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|r| r.id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| {
+                reader.files()[unit(r).file]
+                    .path
+                    .to_string_lossy()
+                    .into_owned()
+            }))),
+            Arc::new(UInt32Array::from_iter_values(
+                chunk.iter().map(|r| unit(r).row_group as u32),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                chunk.iter().map(|r| unit(r).first_row + r.row as u64),
+            )),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| r.source.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                d.method.as_str(),
+                n,
+            ))),
+            Arc::new(UInt64Array::from_iter_values(std::iter::repeat_n(
+                d.seed, n,
+            ))),
+            Arc::new(chunk.iter().map(|r| r.score).collect::<Float64Array>()),
+            Arc::new(Int64Array::from(vec![None::<i64>; n])),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|r| r.reason),
+            )),
+        ];
+        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    write_parquet_file(path, schema, &batches)?;
+    Ok(())
+}
+
+/// What a write-phase worker sends for one batch: kept rows and dropped rows by reason.
+struct WriteMsg {
+    kept: Option<RecordBatch>,
+    removed: Vec<(u32, RecordBatch)>,
+}
+
+/// Runs `work(unit, sender)` for every unit on `threads` workers and hands the messages
+/// to `consume` strictly in unit order. Each unit has a channel of capacity 2, so at most
+/// `threads` units are in flight and memory stays bounded.
+fn ordered_map<T: Send>(
+    units: usize,
+    threads: usize,
+    work: impl Fn(usize, &SyncSender<Result<T>>) + Sync,
+    mut consume: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let mut receivers: Vec<Receiver<Result<T>>> = Vec::with_capacity(units);
+    let mut senders: Vec<Mutex<Option<SyncSender<Result<T>>>>> = Vec::with_capacity(units);
+    for _ in 0..units {
+        let (tx, rx) = sync_channel(2);
+        senders.push(Mutex::new(Some(tx)));
+        receivers.push(rx);
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let u = next.fetch_add(1, Ordering::SeqCst);
+                if u >= units {
+                    break;
+                }
+                let Some(tx) = senders[u].lock().expect("sender lock").take() else {
+                    continue;
+                };
+                work(u, &tx);
+            });
+        }
+        let result = (|| {
+            for rx in &receivers {
+                for msg in rx.iter() {
+                    consume(msg?)?;
+                }
+            }
+            Ok(())
+        })();
+        // On error, dropping the receivers makes blocked workers' sends fail so they stop.
+        drop(receivers);
+        result
+    })
+}
+
+fn write_progress(out: &Path, phase: &str, detail: serde_json::Value) {
+    let json = serde_json::json!({ "phase": phase, "detail": detail });
+    // Progress is advisory: a failure to record it must not fail the run.
+    let _ = write_bytes(
+        &out.join(layout::PROGRESS_FILE),
+        json.to_string().as_bytes(),
+    );
+}
+
+/// Prepares the output directory: refuses to replace a completed run unless `overwrite`,
+/// refuses an output directory that contains inputs, and removes a previous run's artifacts.
+fn prepare_output(out: &Path, reader: &CorpusReader, overwrite: bool) -> Result<()> {
+    if out.join(MANIFEST_FILE).exists() && !overwrite {
+        bail!(
+            "{}: already holds a completed run (manifest.json); pass --overwrite or set output.overwrite = true",
+            out.display()
+        );
+    }
+    if out.exists() {
+        let out_abs = out
+            .canonicalize()
+            .with_context(|| format!("{}", out.display()))?;
+        for f in reader.files() {
+            if let Ok(p) = f.path.canonicalize() {
+                if p.starts_with(&out_abs) {
+                    bail!(
+                        "output.dir {} contains the input file {}; choose another output directory",
+                        out.display(),
+                        f.path.display()
+                    );
+                }
+            }
+        }
+        // The manifest goes first, so an interrupted clean-up never looks complete.
+        let mut doomed = vec![PathBuf::from(MANIFEST_FILE)];
+        doomed.extend(
+            [
+                layout::SELECTION_FILE,
+                layout::STATS_FILE,
+                layout::REPORT_MD,
+                layout::REPORT_JSON,
+                layout::CONFIG_FILE,
+                layout::TIMINGS_FILE,
+                layout::PROGRESS_FILE,
+                layout::SELECTED_DIR,
+                layout::REMOVED_DIR,
+            ]
+            .map(PathBuf::from),
+        );
+        for rel in doomed {
+            let p = out.join(rel);
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else if p.exists() {
+                std::fs::remove_file(&p)
+            } else {
+                Ok(())
+            };
+            r.with_context(|| format!("removing previous output {}", p.display()))?;
+        }
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating output directory {}", out.display()))?;
+    Ok(())
+}
+
+fn progress_bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>8} [{elapsed_precise}] {bar:40} {pos}/{len} units ({eta})",
+        )
+        .expect("valid template"),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// The code version recorded in manifests.
+pub fn code_version() -> String {
+    match option_env!("GLEANER_GIT_REV") {
+        Some(rev) if !rev.is_empty() => format!("gleaner {} ({rev})", env!("CARGO_PKG_VERSION")),
+        _ => format!("gleaner {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Runs the configured pipeline locally.
+pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let out = PathBuf::from(&config.output.dir);
+    let threads = if config.run.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        config.run.threads
+    };
+    let reader = open_corpus(config)?;
+    for s in reader.skipped() {
+        tracing::warn!("skipping bad input {}: {}", s.path.display(), s.reason);
+    }
+    prepare_output(&out, &reader, config.output.overwrite)?;
+    let stages = Stages::build(config);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+
+    // Phase 1: scan.
+    write_progress(
+        &out,
+        "scan",
+        serde_json::json!({ "units": reader.units().len() }),
+    );
+    let t_scan = Instant::now();
+    let pb = progress_bar(options.quiet, reader.units().len(), "scan");
+    let results: Vec<Result<UnitScan>> = pool.install(|| {
+        (0..reader.units().len())
+            .into_par_iter()
+            .map(|u| {
+                let r = scan_unit(&reader, u, &stages, config);
+                pb.inc(1);
+                r
+            })
+            .collect()
+    });
+    pb.finish_and_clear();
+    let mut skipped: Vec<SkippedFile> = reader.skipped().to_vec();
+    let mut bad_files: BTreeMap<usize, String> = BTreeMap::new();
+    for (u, r) in results.iter().enumerate() {
+        if let Err(e) = r {
+            if config.input.on_bad_file == OnBadFileConfig::Skip {
+                bad_files
+                    .entry(reader.units()[u].file)
+                    .or_insert_with(|| format!("{e:#}"));
+            } else {
+                let Some(Err(e)) = results.into_iter().nth(u) else {
+                    unreachable!("unit {u} failed")
+                };
+                return Err(e);
+            }
+        }
+    }
+    for (&file, reason) in &bad_files {
+        tracing::warn!(
+            "skipping bad input {}: {reason}",
+            reader.files()[file].path.display()
+        );
+        skipped.push(SkippedFile {
+            path: reader.files()[file].path.clone(),
+            reason: reason.clone(),
+        });
+    }
+    let scans: Vec<Option<UnitScan>> = results
+        .into_iter()
+        .enumerate()
+        .map(|(u, r)| {
+            r.ok()
+                .filter(|_| !bad_files.contains_key(&reader.units()[u].file))
+        })
+        .collect();
+    for scan in scans.iter().flatten() {
+        for w in &scan.warnings {
+            tracing::warn!("{w}");
+        }
+    }
+    let scan_s = t_scan.elapsed().as_secs_f64();
+
+    // Phase 2: decide.
+    write_progress(&out, "decide", serde_json::Value::Null);
+    let t_decide = Instant::now();
+    let decisions = decide(&scans, &stages, config);
+    drop(scans);
+    write_selection(&out.join(layout::SELECTION_FILE), &reader, &decisions)?;
+    let decide_s = t_decide.elapsed().as_secs_f64();
+
+    // Phase 3: write.
+    let t_write = Instant::now();
+    let write_removed = config.output.write_removed;
+    let needs_read: Vec<bool> = decisions
+        .row_fates
+        .iter()
+        .map(|f| f.iter().any(|&x| x == KEEP || (write_removed && x != KEEP)))
+        .collect();
+    let to_write = needs_read.iter().filter(|b| **b).count();
+    write_progress(&out, "write", serde_json::json!({ "units": to_write }));
+    let shard_options = ShardWriterOptions {
+        shard_bytes: config.output.shard_bytes,
+        zstd_level: config.output.zstd_level,
+        ..Default::default()
+    };
+    let mut selected_writer = ShardWriter::new(
+        &out.join(layout::SELECTED_DIR),
+        reader.output_schema().clone(),
+        shard_options.clone(),
+    )?;
+    let mut removed_writers: BTreeMap<u32, ShardWriter> = BTreeMap::new();
+    let pb = progress_bar(options.quiet, to_write, "write");
+    let reason_names = &decisions.reason_names;
+    ordered_map(
+        reader.units().len(),
+        threads,
+        |u, tx| {
+            if !needs_read[u] {
+                return;
+            }
+            let fates = &decisions.row_fates[u];
+            let mut offset = 0usize;
+            let batches = match reader.read_unit(u) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            for batch in batches {
+                let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
+                    let f = &fates[offset..offset + batch.len()];
+                    offset += batch.len();
+                    let keep: BooleanArray = f.iter().map(|&x| Some(x == KEEP)).collect();
+                    let kept = if keep.true_count() > 0 {
+                        Some(batch.filtered_record(&keep)?)
+                    } else {
+                        None
+                    };
+                    let mut removed = Vec::new();
+                    if write_removed {
+                        let mut reasons: Vec<u32> =
+                            f.iter().copied().filter(|&x| x != KEEP).collect();
+                        reasons.sort_unstable();
+                        reasons.dedup();
+                        for r in reasons {
+                            let mask: BooleanArray = f.iter().map(|&x| Some(x == r)).collect();
+                            removed.push((r, batch.filtered_record(&mask)?));
+                        }
+                    }
+                    Ok(WriteMsg { kept, removed })
+                });
+                let failed = msg.is_err();
+                if tx.send(msg).is_err() || failed {
+                    return;
+                }
+            }
+            pb.inc(1);
+        },
+        |msg| {
+            if let Some(kept) = &msg.kept {
+                selected_writer.write(kept)?;
+            }
+            for (reason, batch) in &msg.removed {
+                let w = match removed_writers.entry(*reason) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(ShardWriter::new(
+                        &out.join(layout::REMOVED_DIR)
+                            .join(&reason_names[*reason as usize]),
+                        reader.output_schema().clone(),
+                        shard_options.clone(),
+                    )?),
+                };
+                w.write(batch)?;
+            }
+            Ok(())
+        },
+    )?;
+    pb.finish_and_clear();
+    let shards = selected_writer.finish()?;
+    let mut removed: BTreeMap<String, Vec<ShardInfo>> = BTreeMap::new();
+    for (reason, w) in removed_writers {
+        removed.insert(reason_names[reason as usize].clone(), w.finish()?);
+    }
+    let write_s = t_write.elapsed().as_secs_f64();
+
+    // Stats, report, config, manifest (last).
+    let seen = decisions.stats[INPUT_SLOT].seen;
+    let kept = decisions.selected.len() as u64;
+    let stats_json = serde_json::to_vec_pretty(&decisions.stats)?;
+    write_bytes(&out.join(layout::STATS_FILE), &stats_json)?;
+    write_report(
+        &out,
+        &ReportInput {
+            method: &decisions.method,
+            seed: decisions.seed,
+            files: reader.files().len(),
+            skipped: &skipped,
+            seen,
+            kept,
+            kept_words: decisions.kept_words,
+            stats: &decisions.stats,
+            sources: &decisions.sources,
+            examples: &decisions.examples,
+            shards: &shards,
+        },
+    )?;
+    write_bytes(&out.join(layout::CONFIG_FILE), config.to_toml().as_bytes())?;
+    let selection_path = out.join(layout::SELECTION_FILE);
+    let manifest = Manifest {
+        code_version: code_version(),
+        config_hash: config.hash(),
+        config: config.to_json(),
+        inputs: reader
+            .files()
+            .iter()
+            .filter(|f| !skipped.iter().any(|s| s.path == f.path))
+            .map(|f| InputRecord {
+                path: f.path.to_string_lossy().into_owned(),
+                bytes: f.bytes,
+                rows: f.rows,
+                row_groups: f.row_groups,
+            })
+            .collect(),
+        skipped_inputs: skipped,
+        outputs: shards.clone(),
+        selection: ShardInfo {
+            file: layout::SELECTION_FILE.into(),
+            rows: kept,
+            uncompressed_bytes: 0,
+            bytes: std::fs::metadata(&selection_path)
+                .map(|m| m.len())
+                .unwrap_or(0),
+            sha256: sha256_file(&selection_path)?,
+        },
+        removed,
+    };
+    let total_s = started.elapsed().as_secs_f64();
+    let timings = serde_json::json!({
+        "threads": threads,
+        "scan_s": scan_s,
+        "decide_s": decide_s,
+        "write_s": write_s,
+        "total_s": total_s,
+        "docs_per_s": seen as f64 / total_s.max(1e-9),
+    });
+    write_bytes(
+        &out.join(layout::TIMINGS_FILE),
+        serde_json::to_vec_pretty(&timings)?.as_slice(),
+    )?;
+    write_progress(&out, "done", serde_json::Value::Null);
+    manifest.write(&out)?;
+    Ok(RunSummary {
+        out_dir: out,
+        seen,
+        kept,
+        shards,
+    })
+}

@@ -1,0 +1,76 @@
+//! Per-stage statistics `{stage, seen, kept, dropped_<reason>}`.
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// Counts of one stage: every document it saw was either kept or dropped for a reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageStats {
+    /// Stage name (`input`, `gopher_quality`, ...).
+    pub stage: String,
+    /// Documents that reached the stage.
+    pub seen: u64,
+    /// Documents the stage passed on.
+    pub kept: u64,
+    /// Documents dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+impl StageStats {
+    /// Empty counts for `stage`.
+    pub fn new(stage: &str) -> Self {
+        StageStats {
+            stage: stage.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Records one dropped document.
+    pub fn drop_one(&mut self, reason: &str) {
+        self.seen += 1;
+        *self.dropped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Records one kept document.
+    pub fn keep_one(&mut self) {
+        self.seen += 1;
+        self.kept += 1;
+    }
+
+    /// Total dropped.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+}
+
+impl Serialize for StageStats {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3 + self.dropped.len()))?;
+        m.serialize_entry("stage", &self.stage)?;
+        m.serialize_entry("seen", &self.seen)?;
+        m.serialize_entry("kept", &self.kept)?;
+        for (reason, n) in &self.dropped {
+            m.serialize_entry(&format!("dropped_{reason}"), n)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_flat_with_dropped_prefix() {
+        let mut s = StageStats::new("gopher_quality");
+        s.keep_one();
+        s.drop_one("too_few_words");
+        s.drop_one("too_few_words");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"stage":"gopher_quality","seen":3,"kept":1,"dropped_too_few_words":2}"#
+        );
+    }
+}

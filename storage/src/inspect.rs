@@ -1,0 +1,81 @@
+//! File summaries for `gleaner inspect`: schema, rows, row groups and sizes, from the footer only.
+
+use crate::error::{Result, StorageError};
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Sizes of one column over all row groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSummary {
+    /// Column path.
+    pub name: String,
+    /// Compressed bytes.
+    pub compressed_bytes: u64,
+    /// Uncompressed bytes.
+    pub uncompressed_bytes: u64,
+    /// Compression codec of the first row group.
+    pub compression: String,
+}
+
+/// What a parquet footer says about a file.
+#[derive(Debug, Clone)]
+pub struct FileSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Row groups.
+    pub row_groups: usize,
+    /// Arrow schema.
+    pub schema: SchemaRef,
+    /// Per leaf column sizes.
+    pub columns: Vec<ColumnSummary>,
+    /// Writer that produced the file.
+    pub created_by: Option<String>,
+}
+
+/// Reads the footer of `path`.
+pub fn describe_file(path: &Path) -> Result<FileSummary> {
+    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| StorageError::io(path, e))?
+        .len();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let meta = builder.metadata();
+    let descr = meta.file_metadata().schema_descr();
+    let mut columns: Vec<ColumnSummary> = (0..descr.num_columns())
+        .map(|c| ColumnSummary {
+            name: descr.column(c).path().string(),
+            compressed_bytes: 0,
+            uncompressed_bytes: 0,
+            compression: String::new(),
+        })
+        .collect();
+    for rg in meta.row_groups() {
+        for (c, col) in rg.columns().iter().enumerate() {
+            columns[c].compressed_bytes += col.compressed_size().max(0) as u64;
+            columns[c].uncompressed_bytes += col.uncompressed_size().max(0) as u64;
+            if columns[c].compression.is_empty() {
+                columns[c].compression = col.compression().to_string();
+            }
+        }
+    }
+    Ok(FileSummary {
+        path: path.to_path_buf(),
+        bytes,
+        rows: meta.file_metadata().num_rows().max(0) as u64,
+        row_groups: meta.num_row_groups(),
+        schema: builder.schema().clone(),
+        columns,
+        created_by: meta.file_metadata().created_by().map(String::from),
+    })
+}
