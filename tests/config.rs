@@ -1,0 +1,182 @@
+//! Config parsing, overrides and validation errors that name the key.
+
+use gleaner::config::{apply_override, Config, StageConfig};
+
+const BASE: &str = r#"
+[input]
+paths = ["data/quickstart"]
+source_column = "source"
+
+[output]
+dir = "out/x"
+
+[[stages]]
+type = "gopher_quality"
+
+[[stages]]
+type = "exact_dedup"
+
+[[stages]]
+type = "random_sample"
+fraction = 0.5
+"#;
+
+fn load(overrides: &[&str]) -> anyhow::Result<Config> {
+    let doc: toml::Value = toml::from_str(BASE).unwrap();
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Config::from_value(doc, &o)
+}
+
+fn err(overrides: &[&str]) -> String {
+    format!("{:#}", load(overrides).unwrap_err())
+}
+
+#[test]
+fn defaults_fill_unset_keys() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.input.text_column, "text");
+    assert_eq!(c.input.id_column, "id");
+    assert_eq!(c.input.batch_size, 4096);
+    assert_eq!(c.output.shard_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.output.zstd_level, 3);
+    assert!(!c.output.write_removed);
+    assert_eq!(c.run.seed, 0);
+    match &c.stages[0] {
+        StageConfig::GopherQuality(q) => assert_eq!(q.min_words, Some(50)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.stage_names(),
+        ["gopher_quality", "exact_dedup", "random_sample"]
+    );
+}
+
+#[test]
+fn overrides_set_nested_keys_with_typed_values() {
+    let c = load(&[
+        "run.seed=7",
+        "stages.2.fraction=0.25",
+        "output.dir=/tmp/other dir",
+        "input.paths=[\"a\", \"b\"]",
+        "stages.0.min_words=3",
+    ])
+    .unwrap();
+    assert_eq!(c.run.seed, 7);
+    assert_eq!(c.output.dir, "/tmp/other dir");
+    assert_eq!(c.input.paths, ["a", "b"]);
+    match (&c.stages[0], &c.stages[2]) {
+        (StageConfig::GopherQuality(q), StageConfig::RandomSample(r)) => {
+            assert_eq!(q.min_words, Some(3));
+            assert_eq!(r.fraction, Some(0.25));
+        }
+        other => panic!("{other:?}"),
+    }
+    // An override can create a table that was absent.
+    let c = load(&["run.threads=3"]).unwrap();
+    assert_eq!(c.run.threads, 3);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_key_and_allowed_values() {
+    let e = err(&["input.colour=3"]);
+    assert!(
+        e.contains("input.colour") && e.contains("expected one of `paths`"),
+        "{e}"
+    );
+    let e = err(&["stages.0.min_wrds=3"]);
+    assert!(
+        e.contains("stages[0]") && e.contains("min_wrds") && e.contains("min_words"),
+        "{e}"
+    );
+    let e = err(&["stages.1.type=fuzzy_dedup"]);
+    assert!(
+        e.contains("unknown variant `fuzzy_dedup`") && e.contains("exact_dedup"),
+        "{e}"
+    );
+    let e = err(&["turbo=true"]);
+    assert!(e.contains("unknown field `turbo`"), "{e}");
+}
+
+#[test]
+fn wrong_types_and_ranges_name_the_key() {
+    let e = err(&["run.seed=\"abc\""]);
+    assert!(e.contains("run.seed") && e.contains("expected u64"), "{e}");
+    let e = err(&["stages.2.fraction=1.5"]);
+    assert!(
+        e.contains("stages[2].fraction") && e.contains("(0, 1]"),
+        "{e}"
+    );
+    let e = err(&["stages.2.count=10"]);
+    assert!(
+        e.contains("stages[2]") && e.contains("exactly one of"),
+        "{e}"
+    );
+    let e = err(&["output.zstd_level=40"]);
+    assert!(e.contains("output.zstd_level"), "{e}");
+    let e = err(&["input.batch_size=0"]);
+    assert!(e.contains("input.batch_size"), "{e}");
+    let e = err(&["input.on_bad_file=ignore"]);
+    assert!(
+        e.contains("input.on_bad_file") && e.contains("expected `error` or `skip`"),
+        "{e}"
+    );
+    let e = err(&["stages.0.min_alpha_words_ratio=2"]);
+    assert!(e.contains("stages[0].min_alpha_words_ratio"), "{e}");
+}
+
+#[test]
+fn stage_order_is_enforced() {
+    let doc: toml::Value = toml::from_str(&BASE.replace(
+        "type = \"gopher_quality\"",
+        "type = \"random_sample\"\ncount = 3",
+    ))
+    .unwrap();
+    let e = format!("{:#}", Config::from_value(doc, &[]).unwrap_err());
+    assert!(
+        e.contains("stages[1]") && e.contains("filters first"),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_overrides_are_rejected() {
+    let mut doc: toml::Value = toml::from_str(BASE).unwrap();
+    assert!(apply_override(&mut doc, "run.seed")
+        .unwrap_err()
+        .to_string()
+        .contains("key.path=value"));
+    let e = apply_override(&mut doc, "stages.7.fraction=0.1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("index 7 out of range") && e.contains("3 elements"),
+        "{e}"
+    );
+    let e = apply_override(&mut doc, "stages.x.fraction=0.1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("array index"), "{e}");
+    let e = apply_override(&mut doc, "run..seed=1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty key"), "{e}");
+}
+
+#[test]
+fn resolved_config_round_trips_and_hash_tracks_content() {
+    let c = load(&[]).unwrap();
+    let again = Config::from_value(toml::from_str(&c.to_toml()).unwrap(), &[]).unwrap();
+    assert_eq!(c, again);
+    assert_eq!(c.hash(), again.hash());
+    assert_ne!(c.hash(), load(&["run.seed=1"]).unwrap().hash());
+}
+
+#[test]
+fn example_configs_parse() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        }
+    }
+}
