@@ -36,7 +36,7 @@ fn defaults_fill_unset_keys() {
     let c = load(&[]).unwrap();
     assert_eq!(c.input.text_column, "text");
     assert_eq!(c.input.id_column, "id");
-    assert_eq!(c.input.batch_size, 4096);
+    assert_eq!(c.input.batch_size, 1024);
     assert_eq!(c.output.shard_bytes, 256 * 1024 * 1024);
     assert_eq!(c.output.zstd_level, 3);
     assert!(!c.output.write_removed);

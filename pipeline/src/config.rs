@@ -164,7 +164,7 @@ fn default_id_column() -> String {
     "id".into()
 }
 fn default_batch_size() -> usize {
-    4096
+    1024
 }
 fn default_max_doc_bytes() -> u64 {
     5_000_000

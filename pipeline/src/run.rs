@@ -109,6 +109,8 @@ struct Stages {
     filters: Vec<(usize, Box<dyn DocumentFilter>)>,
     dedup: Option<(usize, Normalization)>,
     selector: Option<(usize, Box<dyn Selector>)>,
+    /// Whether the selector reads token counts (budgets); otherwise they are not computed.
+    needs_tokens: bool,
 }
 
 impl Stages {
@@ -118,6 +120,7 @@ impl Stages {
         let mut filters: Vec<(usize, Box<dyn DocumentFilter>)> = Vec::new();
         let mut dedup = None;
         let mut selector: Option<(usize, Box<dyn Selector>)> = None;
+        let mut needs_tokens = false;
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
@@ -128,7 +131,10 @@ impl Stages {
                     let size = match (r.fraction, r.count, r.budget_words) {
                         (Some(f), _, _) => SampleSize::Fraction(f),
                         (_, Some(c), _) => SampleSize::Count(c),
-                        (_, _, Some(b)) => SampleSize::Tokens(b),
+                        (_, _, Some(b)) => {
+                            needs_tokens = true;
+                            SampleSize::Tokens(b)
+                        }
                         _ => unreachable!("validated: exactly one size is set"),
                     };
                     let seed = r.seed.unwrap_or(config.run.seed);
@@ -141,6 +147,7 @@ impl Stages {
             filters,
             dedup,
             selector,
+            needs_tokens,
         }
     }
 }
@@ -150,6 +157,7 @@ struct Survivor {
     row: u32,
     id: String,
     source: Option<u32>,
+    /// Whitespace tokens, computed only when the selector needs them.
     words: u64,
     hash: u128,
 }
@@ -258,7 +266,11 @@ fn scan_unit(
                         row,
                         id: batch.id(i).into_owned(),
                         source: (source != NO_SOURCE).then_some(source),
-                        words: text.split_whitespace().count() as u64,
+                        words: if stages.needs_tokens {
+                            whitespace_tokens(text)
+                        } else {
+                            0
+                        },
                         hash,
                     });
                     Fate::Survivor
@@ -268,6 +280,19 @@ fn scan_unit(
         }
     }
     Ok(scan)
+}
+
+/// Number of maximal runs of non-whitespace bytes, with ASCII whitespace as separators
+/// (a fast proxy for token counts used by `budget_words` and the report's kept tokens).
+pub fn whitespace_tokens(text: &str) -> u64 {
+    let mut count = 0u64;
+    let mut in_word = false;
+    for &b in text.as_bytes() {
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+        count += (!space && !in_word) as u64;
+        in_word = !space;
+    }
+    count
 }
 
 /// Final fate of a row for the write phase.
@@ -290,7 +315,6 @@ struct Decisions {
     row_fates: Vec<Vec<u32>>,
     reason_names: Vec<String>,
     selected: Vec<SelectedRow>,
-    kept_words: u64,
     sources: BTreeMap<String, SourceCounts>,
     examples: BTreeMap<String, Vec<String>>,
     method: String,
@@ -428,12 +452,10 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
         }
     };
     let mut selected = Vec::with_capacity(picks.len());
-    let mut kept_words = 0;
     for p in picks {
         let (pos, si) = pool_refs[p.index];
         let (unit_index, scan) = live[pos];
         let s = &scan.survivors[si];
-        kept_words += s.words;
         let source = s.source.map(|k| scan.source_names[k as usize].clone());
         sources
             .entry(source.clone().unwrap_or_else(|| "(none)".into()))
@@ -458,7 +480,6 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
         row_fates: by_unit,
         reason_names,
         selected,
-        kept_words,
         sources,
         examples,
         method,
@@ -531,6 +552,7 @@ fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Result<
 /// What a write-phase worker sends for one batch: kept rows and dropped rows by reason.
 struct WriteMsg {
     kept: Option<RecordBatch>,
+    kept_words: u64,
     removed: Vec<(u32, RecordBatch)>,
 }
 
@@ -769,6 +791,10 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let shard_options = ShardWriterOptions {
         shard_bytes: config.output.shard_bytes,
         zstd_level: config.output.zstd_level,
+        plain_columns: vec![
+            config.input.text_column.clone(),
+            config.input.id_column.clone(),
+        ],
         ..Default::default()
     };
     let mut selected_writer = ShardWriter::new(
@@ -778,6 +804,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     )?;
     let mut removed_writers: BTreeMap<u32, ShardWriter> = BTreeMap::new();
     let pb = progress_bar(options.quiet, to_write, "write");
+    let mut kept_words = 0u64;
     let reason_names = &decisions.reason_names;
     ordered_map(
         reader.units().len(),
@@ -805,6 +832,10 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
                     } else {
                         None
                     };
+                    let kept_words = (0..batch.len())
+                        .filter(|&i| f[i] == KEEP)
+                        .map(|i| whitespace_tokens(batch.text(i).unwrap_or("")))
+                        .sum();
                     let mut removed = Vec::new();
                     if write_removed {
                         let mut reasons: Vec<u32> =
@@ -816,7 +847,11 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
                             removed.push((r, batch.filtered_record(&mask)?));
                         }
                     }
-                    Ok(WriteMsg { kept, removed })
+                    Ok(WriteMsg {
+                        kept,
+                        kept_words,
+                        removed,
+                    })
                 });
                 let failed = msg.is_err();
                 if tx.send(msg).is_err() || failed {
@@ -826,6 +861,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             pb.inc(1);
         },
         |msg| {
+            kept_words += msg.kept_words;
             if let Some(kept) = &msg.kept {
                 selected_writer.write(kept)?;
             }
@@ -866,7 +902,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             skipped: &skipped,
             seen,
             kept,
-            kept_words: decisions.kept_words,
+            kept_words,
             stats: &decisions.stats,
             sources: &decisions.sources,
             examples: &decisions.examples,

@@ -22,8 +22,8 @@ pub trait DocumentFilter: Send + Sync {
 pub const DEFAULT_STOP_WORDS: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "with"];
 
 /// Gopher quality rules: length, mean word length, symbols, bullets, ellipses, alphabetic
-/// words and stop words. Every threshold can be switched off by setting it to `null`
-/// (omitting it keeps the default).
+/// words and stop words. A threshold left out of the config keeps its default; to switch a
+/// rule off, set a value it can never fail (`min_words = 0`, `max_symbol_word_ratio = 1e9`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GopherQuality {

@@ -2,16 +2,29 @@
 //!
 //! Each shard is written as `.part-NNNNN.parquet.tmp` and renamed to `part-NNNNN.parquet`
 //! only once complete and synced, so a reader (or a user) never sees a partial shard.
+//!
+//! Rows are cut into row groups at `row_group_rows` / `row_group_bytes` and at shard
+//! boundaries; each row group is encoded and compressed on its own thread (up to
+//! `encode_threads` at once) and appended to the file strictly in order, so the bytes
+//! written depend only on the rows and the options, never on timing.
 
 use crate::atomic::{commit, sha256_file, temp_path_for};
 use crate::error::{Result, StorageError};
 use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 /// Default shard rotation size: 256 MB of uncompressed column data.
 pub const DEFAULT_SHARD_BYTES: u64 = 256 * 1024 * 1024;
@@ -25,8 +38,15 @@ pub struct ShardWriterOptions {
     pub shard_bytes: u64,
     /// zstd level (1..=22).
     pub zstd_level: i32,
-    /// Rows per parquet row group.
+    /// Most rows per parquet row group.
     pub row_group_rows: usize,
+    /// A row group is closed once its uncompressed data reaches this many bytes.
+    pub row_group_bytes: u64,
+    /// Long-text columns written plain: no dictionary attempt and no min/max statistics,
+    /// which cost time and say nothing useful about free text.
+    pub plain_columns: Vec<String>,
+    /// Row groups encoded at once (0 = number of cores).
+    pub encode_threads: usize,
 }
 
 impl Default for ShardWriterOptions {
@@ -36,6 +56,9 @@ impl Default for ShardWriterOptions {
             shard_bytes: DEFAULT_SHARD_BYTES,
             zstd_level: 3,
             row_group_rows: 16 * 1024,
+            row_group_bytes: 16 * 1024 * 1024,
+            plain_columns: Vec::new(),
+            encode_threads: 0,
         }
     }
 }
@@ -55,12 +78,18 @@ pub struct ShardInfo {
     pub sha256: String,
 }
 
+type EncodedRowGroup = JoinHandle<parquet::errors::Result<Vec<ArrowColumnChunk>>>;
+
 struct OpenShard {
-    writer: ArrowWriter<File>,
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
     tmp: PathBuf,
     path: PathBuf,
     rows: u64,
     bytes: u64,
+    row_groups: usize,
+    /// Row groups being encoded, oldest first.
+    pending: VecDeque<EncodedRowGroup>,
 }
 
 /// Writes record batches into size-rotated parquet shards in one directory.
@@ -69,7 +98,12 @@ pub struct ShardWriter {
     schema: SchemaRef,
     options: ShardWriterOptions,
     props: WriterProperties,
+    encode_threads: usize,
     open: Option<OpenShard>,
+    /// Rows of the row group being gathered.
+    buffer: Vec<RecordBatch>,
+    buffer_rows: usize,
+    buffer_bytes: u64,
     shards: Vec<ShardInfo>,
 }
 
@@ -117,16 +151,31 @@ impl ShardWriter {
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
-            .build();
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)));
+        for col in &options.plain_columns {
+            let path = ColumnPath::from(col.as_str());
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+        let encode_threads = match options.encode_threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
         Ok(ShardWriter {
             dir: dir.to_path_buf(),
             schema,
             options,
-            props,
+            props: props.build(),
+            encode_threads,
             open: None,
+            buffer: Vec::new(),
+            buffer_rows: 0,
+            buffer_bytes: 0,
             shards: Vec::new(),
         })
     }
@@ -148,57 +197,120 @@ impl ShardWriter {
             let path = self.shard_path(self.shards.len());
             let tmp = temp_path_for(&path);
             let file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                .map_err(|e| Self::write_error(&tmp, e))?;
+            let (file, factory) =
+                ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+                    .and_then(|w| w.into_serialized_writer())
+                    .map_err(|e| Self::write_error(&tmp, e))?;
             self.open = Some(OpenShard {
-                writer,
+                file,
+                factory,
                 tmp,
                 path,
                 rows: 0,
                 bytes: 0,
+                row_groups: 0,
+                pending: VecDeque::new(),
             });
         }
         Ok(self.open.as_mut().expect("just opened"))
     }
 
-    /// Appends a batch, closing shards as they reach the rotation size. A batch that
-    /// crosses the boundary is split at the row that reaches it.
+    /// Appends a batch. Shards close as soon as their uncompressed data reaches the
+    /// rotation size (a batch crossing it is split at the row that reaches it); row groups
+    /// close at `row_group_rows` rows or `row_group_bytes` bytes.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let sizes = row_sizes(batch);
         let target = self.options.shard_bytes.max(1);
+        let rg_rows = self.options.row_group_rows.max(1);
+        let rg_bytes = self.options.row_group_bytes.max(1);
         let mut start = 0;
         while start < batch.num_rows() {
-            let shard = self.open_shard()?;
+            let mut shard_bytes = self.open_shard()?.bytes;
             let mut end = start;
-            let mut bytes = shard.bytes;
-            while end < batch.num_rows() && bytes < target {
-                bytes += sizes[end];
+            while end < batch.num_rows()
+                && shard_bytes < target
+                && self.buffer_rows < rg_rows
+                && self.buffer_bytes < rg_bytes
+            {
+                shard_bytes += sizes[end];
+                self.buffer_bytes += sizes[end];
+                self.buffer_rows += 1;
                 end += 1;
             }
-            let part = batch.slice(start, end - start);
-            shard
-                .writer
-                .write(&part)
-                .map_err(|e| Self::write_error(&shard.tmp, e))?;
+            self.buffer.push(batch.slice(start, end - start));
+            let shard = self.open.as_mut().expect("opened above");
             shard.rows += (end - start) as u64;
-            shard.bytes = bytes;
-            if bytes >= target {
+            shard.bytes = shard_bytes;
+            if shard_bytes >= target {
                 self.close_shard()?;
+            } else if self.buffer_rows >= rg_rows || self.buffer_bytes >= rg_bytes {
+                self.flush_row_group()?;
             }
             start = end;
         }
         Ok(())
     }
 
-    fn close_shard(&mut self) -> Result<()> {
-        let Some(shard) = self.open.take() else {
+    /// Hands the gathered rows to an encoding thread; appends finished row groups in order.
+    fn flush_row_group(&mut self) -> Result<()> {
+        let limit = self.encode_threads;
+        let schema = self.schema.clone();
+        let Some(shard) = self.open.as_mut() else {
             return Ok(());
         };
+        if self.buffer_rows > 0 {
+            let batches = std::mem::take(&mut self.buffer);
+            self.buffer_rows = 0;
+            self.buffer_bytes = 0;
+            let writers = shard
+                .factory
+                .create_column_writers(shard.row_groups)
+                .map_err(|e| Self::write_error(&shard.tmp, e))?;
+            shard.row_groups += 1;
+            shard.pending.push_back(std::thread::spawn(move || {
+                encode_row_group(&schema, writers, &batches)
+            }));
+        }
+        while shard.pending.len() > limit {
+            Self::append_oldest(shard)?;
+        }
+        Ok(())
+    }
+
+    fn append_oldest(shard: &mut OpenShard) -> Result<()> {
+        let Some(handle) = shard.pending.pop_front() else {
+            return Ok(());
+        };
+        let chunks = handle
+            .join()
+            .map_err(|_| Self::write_error(&shard.tmp, "row group encoder panicked"))?
+            .map_err(|e| Self::write_error(&shard.tmp, e))?;
+        let mut rg = shard
+            .file
+            .next_row_group()
+            .map_err(|e| Self::write_error(&shard.tmp, e))?;
+        for chunk in chunks {
+            chunk
+                .append_to_row_group(&mut rg)
+                .map_err(|e| Self::write_error(&shard.tmp, e))?;
+        }
+        rg.close().map_err(|e| Self::write_error(&shard.tmp, e))?;
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        self.flush_row_group()?;
+        let Some(mut shard) = self.open.take() else {
+            return Ok(());
+        };
+        while !shard.pending.is_empty() {
+            Self::append_oldest(&mut shard)?;
+        }
         let file = shard
-            .writer
+            .file
             .into_inner()
             .map_err(|e| Self::write_error(&shard.tmp, e))?;
         commit(file, &shard.tmp, &shard.path)?;
@@ -229,6 +341,23 @@ impl ShardWriter {
         self.close_shard()?;
         Ok(std::mem::take(&mut self.shards))
     }
+}
+
+/// Encodes and compresses one row group's columns. The rows are first made contiguous, so
+/// page boundaries depend only on the rows, not on how the caller batched them.
+fn encode_row_group(
+    schema: &SchemaRef,
+    mut writers: Vec<ArrowColumnWriter>,
+    batches: &[RecordBatch],
+) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
+    let batch = concat_batches(schema, batches)?;
+    let mut next = writers.iter_mut();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        for leaf in compute_leaves(field, column)? {
+            next.next().expect("one writer per leaf").write(&leaf)?;
+        }
+    }
+    writers.into_iter().map(ArrowColumnWriter::close).collect()
 }
 
 impl Drop for ShardWriter {

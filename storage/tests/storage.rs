@@ -605,3 +605,53 @@ fn dictionary_encoded_source_and_integer_ids_are_normalised_to_strings() {
     assert_eq!(b.record().column(2).data_type(), &DataType::Utf8);
     assert_eq!(b.record().column(2).len(), 3);
 }
+
+#[test]
+fn row_groups_cut_at_row_count_and_shard_boundaries_and_bytes_ignore_threads_and_batching() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = corpus_batch(0, 100, true);
+    let mut outputs = vec![];
+    for threads in [1usize, 4] {
+        let out = dir.path().join(format!("t{threads}"));
+        let opts = ShardWriterOptions {
+            shard_bytes: 2500,
+            row_group_rows: 7,
+            encode_threads: threads,
+            plain_columns: vec!["text".into()],
+            ..Default::default()
+        };
+        let mut w = ShardWriter::new(&out, batch.schema(), opts).unwrap();
+        let chunks: &[(usize, usize)] = if threads == 1 {
+            &[(0, 13), (13, 50), (63, 37)]
+        } else {
+            &[(0, 100)]
+        };
+        for &(offset, len) in chunks {
+            w.write(&batch.slice(offset, len)).unwrap();
+        }
+        let shards = w.finish().unwrap();
+        let mut groups = vec![];
+        for s in &shards {
+            let f = std::fs::File::open(out.join(&s.file)).unwrap();
+            let meta = ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .metadata()
+                .clone();
+            let sizes: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+            assert_eq!(sizes.iter().sum::<i64>() as u64, s.rows);
+            // Every row group but the last of a shard holds exactly 7 rows.
+            assert!(
+                sizes[..sizes.len() - 1].iter().all(|&n| n == 7),
+                "{sizes:?}"
+            );
+            assert!(*sizes.last().unwrap() <= 7);
+            groups.push(sizes);
+        }
+        assert!(shards.len() > 1);
+        outputs.push((
+            shards.iter().map(|s| s.sha256.clone()).collect::<Vec<_>>(),
+            groups,
+        ));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
