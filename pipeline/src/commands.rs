@@ -290,7 +290,20 @@ pub fn status(out: &Path) -> Result<String> {
             &std::fs::read(&stats_path).with_context(|| stats_path.display().to_string())?,
         )?;
         for st in stats.as_array().into_iter().flatten() {
-            let _ = writeln!(s, "  {}", st);
+            let dropped: Vec<String> = st
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| k.strip_prefix("dropped_").map(|r| format!("{r} {v}")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<20} seen {:>9}  kept {:>9}  dropped {}",
+                st["stage"].as_str().unwrap_or("?"),
+                st["seen"],
+                st["kept"],
+                if dropped.is_empty() { "0".to_string() } else { dropped.join(", ") }
+            );
         }
     } else {
         let p = out.join(layout::PROGRESS_FILE);
