@@ -302,7 +302,11 @@ pub fn status(out: &Path) -> Result<String> {
                 st["stage"].as_str().unwrap_or("?"),
                 st["seen"],
                 st["kept"],
-                if dropped.is_empty() { "0".to_string() } else { dropped.join(", ") }
+                if dropped.is_empty() {
+                    "0".to_string()
+                } else {
+                    dropped.join(", ")
+                }
             );
         }
     } else {

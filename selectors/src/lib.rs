@@ -5,7 +5,10 @@
 
 pub mod dedup;
 pub mod filters;
+pub mod kmeans;
 pub mod random;
+pub mod rng;
+pub mod simd;
 pub mod text;
 
 /// What a selector knows about one document of the pool.
