@@ -86,7 +86,7 @@ fn normalize(v: &mut [f32]) {
 
 /// `out[i*k + j] = rows[i] . centroids[j]` for a block of rows (one thread: the caller
 /// parallelises over blocks).
-fn dots(rows: &[f32], centroids: &[f32], dim: usize, out: &mut [f32]) {
+pub(crate) fn dots(rows: &[f32], centroids: &[f32], dim: usize, out: &mut [f32]) {
     let m = rows.len() / dim;
     let k = centroids.len() / dim;
     assert!(out.len() == m * k && centroids.len() == k * dim);

@@ -6,6 +6,7 @@
 pub mod dedup;
 pub mod filters;
 pub mod kmeans;
+pub mod nn;
 pub mod random;
 pub mod rng;
 pub mod simd;
