@@ -9,6 +9,7 @@ pub mod kmeans;
 pub mod nn;
 pub mod random;
 pub mod rng;
+pub mod semdedup;
 pub mod simd;
 pub mod text;
 
