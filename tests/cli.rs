@@ -595,3 +595,213 @@ fn inspect_plan_and_status_describe_what_they_see() {
     let st = ok(&gleaner(&["status", tmp.path().to_str().unwrap()]));
     assert!(st.contains("incomplete, last phase `write`"), "{st}");
 }
+
+fn float_lists(batches: &[RecordBatch], name: &str) -> Vec<Vec<f32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let l = b.column_by_name(name).unwrap().as_list::<i32>().clone();
+            (0..l.len())
+                .map(move |i| {
+                    l.value(i)
+                        .as_primitive::<arrow::datatypes::Float32Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn semdedup_through_the_cli_matches_the_library_and_reports_clusters() {
+    use gleaner_selectors::kmeans::{fit, KMeansConfig, Metric};
+    use gleaner_selectors::semdedup::{semdedup, Keep, SemDedupConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sd");
+    let dir = format!("output.dir={}", out.display());
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/semdedup.toml",
+        &dir,
+        "--threads",
+        "1",
+    ]));
+
+    // Oracle: the same steps with the library on the corpus read independently.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("data/quickstart"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let norm = Normalization::default();
+    let mut seen = HashSet::new();
+    let (mut ids, mut data) = (vec![], vec![]);
+    for f in &files {
+        let b = read_parquet(f);
+        for ((id, text), e) in string_column(&b, "id")
+            .into_iter()
+            .zip(string_column(&b, "text"))
+            .zip(float_lists(&b, "embedding"))
+        {
+            if text.trim().is_empty() || !seen.insert(norm.hash(&text)) {
+                continue;
+            }
+            let n = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+            data.extend(e.iter().map(|x| x / n));
+            ids.push(id);
+        }
+    }
+    let dim = 384;
+    let k = fit(
+        &data,
+        dim,
+        &KMeansConfig {
+            max_iters: 50,
+            metric: Metric::Cosine,
+            seed: 42,
+            ..KMeansConfig::new(40)
+        },
+    );
+    let decisions = semdedup(
+        &data,
+        dim,
+        &k.assignments,
+        &k.model,
+        &SemDedupConfig {
+            eps: 0.05,
+            keep: Keep::Hard,
+            seed: 42,
+            exact_max_cluster: 20_000,
+        },
+    );
+    let expected_removed: Vec<&String> = ids
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| d.removed)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!expected_removed.is_empty());
+    let removed = string_column(
+        &read_parquet(&out.join("removed/semantic_duplicate/part-00000.parquet")),
+        "id",
+    );
+    assert_eq!(removed.iter().collect::<Vec<_>>(), expected_removed);
+
+    // Kept documents carry their cluster; the cluster report adds up.
+    let sel = read_parquet(&out.join("selection.parquet"));
+    let clusters: Vec<i64> = sel
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("cluster")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .iter()
+                .map(|c| c.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let kept_ids = string_column(&sel, "id");
+    for (id, c) in kept_ids.iter().zip(&clusters) {
+        let i = ids.iter().position(|x| x == id).unwrap();
+        assert_eq!(*c, k.assignments[i] as i64, "{id}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("clusters.json")).unwrap()).unwrap();
+    let sizes: u64 = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sizes as usize, ids.len());
+    let html = std::fs::read_to_string(out.join("clusters.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("<circle"));
+
+    // Thread count changes nothing.
+    let out2 = tmp.path().join("sd2");
+    let dir2 = format!("output.dir={}", out2.display());
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/semdedup.toml",
+        &dir2,
+        "--threads",
+        "2",
+    ]));
+    assert_eq!(deterministic_files(&out), deterministic_files(&out2));
+}
+
+#[test]
+fn semdedup_needs_an_embedding_column_of_one_length() {
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/semdedup.toml",
+        "input.embedding_column=\"\"",
+        "output.dir=/nonexistent/x",
+    ]));
+    assert!(
+        err.contains("`embedding` not found") || err.contains("column ``"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = std::fs::read_to_string(repo().join("configs/semdedup.toml"))
+        .unwrap()
+        .replace("embedding_column = \"embedding\"", "");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("stages[1]") && err.contains("input.embedding_column"),
+        "{err}"
+    );
+
+    // Rows with embeddings of different lengths: an error naming the file and row.
+    use arrow::array::{ArrayRef, ListArray, StringArray};
+    use arrow::datatypes::Float32Type;
+    use std::sync::Arc;
+    let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
+        Some(vec![Some(1.0), Some(0.0)]),
+        Some(vec![Some(1.0), Some(0.0), Some(0.0)]),
+    ]);
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["one doc", "two doc"])) as ArrayRef,
+        ),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap();
+    let path = tmp.path().join("ragged.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let cfg = tmp.path().join("r.toml");
+    std::fs::write(&cfg, format!("[input]\npaths = [\"{}\"]\nembedding_column = \"embedding\"\n[output]\ndir = \"{}\"\n[[stages]]\ntype = \"semdedup\"\nn_clusters = 1\n", path.display(), tmp.path().join("o").display())).unwrap();
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("ragged.parquet row 1") && err.contains("3 values"),
+        "{err}"
+    );
+}

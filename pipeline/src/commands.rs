@@ -158,6 +158,13 @@ fn describe_stage(stage: &StageConfig) -> String {
             "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",
             n.lowercase, n.strip_punctuation, n.strip_digits
         ),
+        StageConfig::Semdedup(c) => format!(
+            "reduce: spherical k-means ({} clusters, {} iterations) of the embeddings, then remove documents with cosine > {} to an earlier one in their cluster (keep {:?})",
+            c.n_clusters,
+            c.kmeans_iters,
+            1.0 - c.eps,
+            c.which_to_keep
+        ),
         StageConfig::RandomSample(r) => {
             let size = match (r.fraction, r.count, r.budget_words) {
                 (Some(f), _, _) => format!("fraction {f}"),

@@ -42,6 +42,9 @@ pub struct InputConfig {
     /// Extra columns carried to the output unchanged.
     #[serde(default)]
     pub metadata_columns: Vec<String>,
+    /// Precomputed document embeddings (list<float32>), needed by `semdedup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_column: Option<String>,
     /// `error` stops on a bad file; `skip` leaves it out and reports it.
     #[serde(default)]
     pub on_bad_file: OnBadFileConfig,
@@ -117,6 +120,45 @@ pub enum StageConfig {
     ExactDedup(Normalization),
     /// Seeded uniform sample of the surviving documents.
     RandomSample(RandomSampleConfig),
+    /// Semantic dedup of embeddings within spherical k-means clusters.
+    Semdedup(SemdedupConfig),
+}
+
+/// SemDeDup settings (see `specs/methods.md` 4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemdedupConfig {
+    /// Number of k-means clusters (capped at the number of documents).
+    pub n_clusters: usize,
+    /// Lloyd iterations of the spherical k-means.
+    #[serde(default = "default_semdedup_iters")]
+    pub kmeans_iters: usize,
+    /// A document is removed when its cosine similarity to an earlier one in its cluster is > 1 - eps.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Which member of a near-duplicate group survives: `hard` (farthest from the centroid),
+    /// `easy` (nearest) or `random`.
+    #[serde(default = "default_keep")]
+    pub which_to_keep: gleaner_selectors::semdedup::Keep,
+    /// Clusters up to this size are compared exactly; larger ones through HNSW.
+    #[serde(default = "default_exact_max_cluster")]
+    pub exact_max_cluster: usize,
+    /// Seed (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_semdedup_iters() -> usize {
+    50
+}
+fn default_eps() -> f64 {
+    0.05
+}
+fn default_keep() -> gleaner_selectors::semdedup::Keep {
+    gleaner_selectors::semdedup::Keep::Hard
+}
+fn default_exact_max_cluster() -> usize {
+    20_000
 }
 
 /// Size of a random sample: exactly one of `fraction`, `count`, `budget_words`.
@@ -145,6 +187,7 @@ impl StageConfig {
             StageConfig::GopherRepetition(_) => "gopher_repetition",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
+            StageConfig::Semdedup(_) => "semdedup",
         }
     }
 
@@ -152,7 +195,8 @@ impl StageConfig {
         match self {
             StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
             StageConfig::ExactDedup(_) => 1,
-            StageConfig::RandomSample(_) => 2,
+            StageConfig::Semdedup(_) => 2,
+            StageConfig::RandomSample(_) => 3,
         }
     }
 }
@@ -295,7 +339,7 @@ impl Config {
             let class = stage.order_class();
             if class < last_class || (class > 0 && class == last_class) {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, then at most one selector (random_sample) last",
+                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample) last",
                     stage.type_name()
                 );
             }
@@ -341,6 +385,15 @@ impl Config {
                     }
                 }
                 StageConfig::ExactDedup(_) => {}
+                StageConfig::Semdedup(c) => {
+                    if self.input.embedding_column.is_none() {
+                        bail!("at key `{key}` (semdedup): needs `input.embedding_column`, the column holding document embeddings");
+                    }
+                    if c.n_clusters == 0 {
+                        bail!("at key `{key}.n_clusters`: must be at least 1");
+                    }
+                    ratio("eps", Some(c.eps))?;
+                }
                 StageConfig::RandomSample(r) => {
                     let set = [
                         r.fraction.is_some(),

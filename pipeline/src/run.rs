@@ -7,6 +7,8 @@
 //!
 //! Every decision depends only on the config and the corpus, never on the thread count.
 
+use crate::clusters::ClusterSummary;
+use crate::config::SemdedupConfig;
 use crate::config::{Config, OnBadFileConfig, StageConfig};
 use crate::report::{write_report, ReportInput, SourceCounts};
 use crate::stats::StageStats;
@@ -18,7 +20,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use gleaner_selectors::dedup::{ExactDedup, Normalization};
 use gleaner_selectors::filters::DocumentFilter;
+use gleaner_selectors::kmeans::{self, KMeansConfig, Metric};
 use gleaner_selectors::random::{RandomSelector, SampleSize};
+use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
 use gleaner_selectors::{PoolDoc, Selector};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
@@ -53,6 +57,10 @@ pub mod layout {
     pub const TIMINGS_FILE: &str = "timings.json";
     /// Current phase of a running job.
     pub const PROGRESS_FILE: &str = "progress.json";
+    /// Cluster sizes, sample titles and a 2-D projection (when a stage clusters).
+    pub const CLUSTERS_JSON: &str = "clusters.json";
+    /// The same as a page with plots.
+    pub const CLUSTERS_HTML: &str = "clusters.html";
 }
 
 /// How a run presents itself.
@@ -82,6 +90,7 @@ pub fn column_spec(config: &Config) -> ColumnSpec {
         id: config.input.id_column.clone(),
         source: config.input.source_column.clone(),
         metadata: config.input.metadata_columns.clone(),
+        embedding: config.input.embedding_column.clone(),
     }
 }
 
@@ -111,6 +120,7 @@ struct Stages {
     selector: Option<(usize, Box<dyn Selector>)>,
     /// Whether the selector reads token counts (budgets); otherwise they are not computed.
     needs_tokens: bool,
+    semdedup: Option<(usize, SemdedupConfig)>,
 }
 
 impl Stages {
@@ -121,12 +131,14 @@ impl Stages {
         let mut dedup = None;
         let mut selector: Option<(usize, Box<dyn Selector>)> = None;
         let mut needs_tokens = false;
+        let mut semdedup = None;
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
                 StageConfig::GopherQuality(q) => filters.push((slot, Box::new(q.clone()))),
                 StageConfig::GopherRepetition(r) => filters.push((slot, Box::new(r.clone()))),
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
+                StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::RandomSample(r) => {
                     let size = match (r.fraction, r.count, r.budget_words) {
                         (Some(f), _, _) => SampleSize::Fraction(f),
@@ -148,6 +160,7 @@ impl Stages {
             dedup,
             selector,
             needs_tokens,
+            semdedup,
         }
     }
 }
@@ -160,6 +173,8 @@ struct Survivor {
     /// Whitespace tokens, computed only when the selector needs them.
     words: u64,
     hash: u128,
+    /// Short label (start of the first line) for cluster reports, when clustering.
+    title: Option<String>,
 }
 
 /// What happened to each row of a unit during the scan.
@@ -182,6 +197,9 @@ struct UnitScan {
     /// Examples of dropped ids, per reason index (at most 3 each).
     examples: Vec<Vec<String>>,
     warnings: Vec<String>,
+    /// Embeddings of the survivors, `dim` floats each, when an embedding stage runs.
+    embeddings: Vec<f32>,
+    dim: usize,
 }
 
 const NO_SOURCE: u32 = u32::MAX;
@@ -201,7 +219,10 @@ fn scan_unit(
         source_names: Vec::new(),
         examples: Vec::new(),
         warnings: Vec::new(),
+        embeddings: Vec::new(),
+        dim: 0,
     };
+    let wants_embeddings = stages.semdedup.is_some();
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
     let mut source_index: HashMap<String, u32> = HashMap::new();
     let max_bytes = config.input.max_doc_bytes;
@@ -224,8 +245,28 @@ fn scan_unit(
             };
             scan.row_sources.push(source);
             let text = batch.text(i).unwrap_or("");
+            let embedding = if wants_embeddings {
+                batch.embedding(i)
+            } else {
+                None
+            };
+            if let Some(e) = embedding {
+                if scan.dim == 0 {
+                    scan.dim = e.len();
+                } else if e.len() != scan.dim {
+                    bail!(
+                        "{} row {}: embedding has {} values, earlier rows have {}",
+                        file.display(),
+                        batch.key(i).row,
+                        e.len(),
+                        scan.dim
+                    );
+                }
+            }
             let drop = if text.trim().is_empty() {
                 Some((INPUT_SLOT, "empty_text".to_string()))
+            } else if wants_embeddings && embedding.is_none_or(|e| e.is_empty()) {
+                Some((INPUT_SLOT, "no_embedding".to_string()))
             } else if text.len() as u64 > max_bytes {
                 if scan.warnings.len() < 5 {
                     scan.warnings.push(format!(
@@ -272,7 +313,11 @@ fn scan_unit(
                             0
                         },
                         hash,
+                        title: wants_embeddings.then(|| title_of(text)),
                     });
+                    if let Some(e) = embedding {
+                        scan.embeddings.extend_from_slice(e);
+                    }
                     Fate::Survivor
                 }
             };
@@ -280,6 +325,20 @@ fn scan_unit(
         }
     }
     Ok(scan)
+}
+
+/// The first non-empty line of a text, cut to 80 characters: a label for reports.
+fn title_of(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut t: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        t.push('…');
+    }
+    t
 }
 
 /// Number of maximal runs of non-whitespace bytes, with ASCII whitespace as separators
@@ -306,6 +365,7 @@ struct SelectedRow {
     source: Option<String>,
     score: Option<f64>,
     reason: &'static str,
+    cluster: Option<u32>,
 }
 
 /// Everything the reduce phase decides.
@@ -319,9 +379,10 @@ struct Decisions {
     examples: BTreeMap<String, Vec<String>>,
     method: String,
     seed: u64,
+    clusters: Option<ClusterSummary>,
 }
 
-fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decisions {
+fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Result<Decisions> {
     let mut stats: Vec<StageStats> = stages.names.iter().map(|n| StageStats::new(n)).collect();
     let mut reason_names: Vec<String> = Vec::new();
     let mut reason_ids: HashMap<String, u32> = HashMap::new();
@@ -405,6 +466,80 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
         }
     }
 
+    // Semantic dedup over the remaining pool's embeddings.
+    let mut cluster_of: Vec<Option<u32>> = vec![None; pool_refs.len()];
+    let mut clusters = None;
+    if let Some((slot, c)) = &stages.semdedup {
+        let dim = live
+            .iter()
+            .map(|(_, s)| s.dim)
+            .find(|&d| d > 0)
+            .unwrap_or(0);
+        if let Some((_, bad)) = live.iter().find(|(_, s)| s.dim != 0 && s.dim != dim) {
+            bail!(
+                "embeddings of different lengths in the corpus: {} and {}",
+                dim,
+                bad.dim
+            );
+        }
+        let mut data = Vec::with_capacity(pool_refs.len() * dim);
+        for &(pos, si) in &pool_refs {
+            let e = &live[pos].1.embeddings[si * dim..(si + 1) * dim];
+            let norm = e
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            data.extend(e.iter().map(|x| x / norm));
+        }
+        let seed = c.seed.unwrap_or(config.run.seed);
+        let k = c.n_clusters.min(pool_refs.len()).max(1);
+        let kcfg = KMeansConfig {
+            max_iters: c.kmeans_iters,
+            metric: Metric::Cosine,
+            seed,
+            ..KMeansConfig::new(k)
+        };
+        let mut kept_refs = Vec::with_capacity(pool_refs.len());
+        let mut kept_clusters = Vec::with_capacity(pool_refs.len());
+        if !pool_refs.is_empty() {
+            let fit = kmeans::fit(&data, dim, &kcfg);
+            let sd = SemDedupConfig {
+                eps: c.eps as f32,
+                keep: c.which_to_keep,
+                seed,
+                exact_max_cluster: c.exact_max_cluster,
+            };
+            let decisions = semdedup(&data, dim, &fit.assignments, &fit.model, &sd);
+            let titles: Vec<&str> = pool_refs
+                .iter()
+                .map(|&(pos, si)| live[pos].1.survivors[si].title.as_deref().unwrap_or(""))
+                .collect();
+            let removed: Vec<bool> = decisions.iter().map(|d| d.removed).collect();
+            clusters = Some(ClusterSummary::build(
+                &data, dim, &fit, &titles, &removed, seed,
+            ));
+            for (i, &(pos, si)) in pool_refs.iter().enumerate() {
+                if decisions[i].removed {
+                    stats[*slot].drop_one("semantic_duplicate");
+                    let s = &live[pos].1.survivors[si];
+                    row_fates[pos][s.row as usize] = intern("semantic_duplicate");
+                    let e = examples.entry("semantic_duplicate".into()).or_default();
+                    if e.len() < MAX_EXAMPLES {
+                        e.push(s.id.clone());
+                    }
+                } else {
+                    stats[*slot].keep_one();
+                    kept_refs.push((pos, si));
+                    kept_clusters.push(Some(fit.assignments[i]));
+                }
+            }
+        }
+        pool_refs = kept_refs;
+        cluster_of = kept_clusters;
+    }
+
     // Selection over the remaining pool.
     let pool: Vec<PoolDoc<'_>> = pool_refs
         .iter()
@@ -468,6 +603,7 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
             source,
             score: p.score,
             reason: p.reason,
+            cluster: cluster_of[p.index],
         });
     }
     // Expand row fates back to unit indices (skipped units have none).
@@ -475,7 +611,7 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
     for ((unit, _), fates) in live.iter().zip(row_fates) {
         by_unit[*unit] = fates;
     }
-    Decisions {
+    Ok(Decisions {
         stats,
         row_fates: by_unit,
         reason_names,
@@ -484,7 +620,8 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Decis
         examples,
         method,
         seed,
-    }
+        clusters,
+    })
 }
 
 fn selection_schema() -> Arc<Schema> {
@@ -538,7 +675,12 @@ fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Result<
                 d.seed, n,
             ))),
             Arc::new(chunk.iter().map(|r| r.score).collect::<Float64Array>()),
-            Arc::new(Int64Array::from(vec![None::<i64>; n])),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| r.cluster.map(i64::from))
+                    .collect::<Int64Array>(),
+            ),
             Arc::new(StringArray::from_iter_values(
                 chunk.iter().map(|r| r.reason),
             )),
@@ -644,6 +786,8 @@ fn prepare_output(out: &Path, reader: &CorpusReader, overwrite: bool) -> Result<
                 layout::CONFIG_FILE,
                 layout::TIMINGS_FILE,
                 layout::PROGRESS_FILE,
+                layout::CLUSTERS_JSON,
+                layout::CLUSTERS_HTML,
                 layout::SELECTED_DIR,
                 layout::REMOVED_DIR,
             ]
@@ -773,7 +917,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     // Phase 2: decide.
     write_progress(&out, "decide", serde_json::Value::Null);
     let t_decide = Instant::now();
-    let decisions = decide(&scans, &stages, config);
+    let decisions = decide(&scans, &stages, config)?;
     drop(scans);
     write_selection(&out.join(layout::SELECTION_FILE), &reader, &decisions)?;
     let decide_s = t_decide.elapsed().as_secs_f64();
@@ -909,6 +1053,9 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             shards: &shards,
         },
     )?;
+    if let Some(c) = &decisions.clusters {
+        c.write(&out)?;
+    }
     write_bytes(&out.join(layout::CONFIG_FILE), config.to_toml().as_bytes())?;
     let selection_path = out.join(layout::SELECTION_FILE);
     let manifest = Manifest {

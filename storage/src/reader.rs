@@ -28,6 +28,9 @@ pub struct ColumnSpec {
     pub source: Option<String>,
     /// Extra columns carried through to the output unchanged; required when named.
     pub metadata: Vec<String>,
+    /// Optional precomputed embedding column (list or fixed-size list of float32), read
+    /// for embedding-based stages and not written to the output.
+    pub embedding: Option<String>,
 }
 
 impl Default for ColumnSpec {
@@ -37,6 +40,7 @@ impl Default for ColumnSpec {
             id: "id".into(),
             source: None,
             metadata: Vec::new(),
+            embedding: None,
         }
     }
 }
@@ -128,6 +132,60 @@ impl TextColumn {
     }
 }
 
+/// A float32 list column, read without copying.
+#[derive(Debug, Clone)]
+struct EmbeddingColumn {
+    values: arrow::array::Float32Array,
+    /// Start offsets per row (len rows + 1), relative to `values`.
+    offsets: Vec<usize>,
+    valid: Option<arrow::buffer::NullBuffer>,
+}
+
+impl EmbeddingColumn {
+    fn new(array: &ArrayRef) -> Self {
+        let (values, offsets): (ArrayRef, Vec<usize>) = match array.data_type() {
+            DataType::List(_) => {
+                let a = array.as_list::<i32>();
+                (
+                    a.values().clone(),
+                    a.value_offsets().iter().map(|&o| o as usize).collect(),
+                )
+            }
+            DataType::LargeList(_) => {
+                let a = array.as_list::<i64>();
+                (
+                    a.values().clone(),
+                    a.value_offsets().iter().map(|&o| o as usize).collect(),
+                )
+            }
+            DataType::FixedSizeList(_, size) => {
+                let a = array.as_fixed_size_list();
+                let size = *size as usize;
+                let start = a.offset() * size;
+                (
+                    a.values().clone(),
+                    (0..=a.len()).map(|i| start + i * size).collect(),
+                )
+            }
+            other => unreachable!("embedding type {other} is rejected when the file is opened"),
+        };
+        EmbeddingColumn {
+            values: values
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .clone(),
+            offsets,
+            valid: array.nulls().cloned(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&[f32]> {
+        if self.valid.as_ref().is_some_and(|n| n.is_null(i)) {
+            return None;
+        }
+        Some(&self.values.values()[self.offsets[i]..self.offsets[i + 1]])
+    }
+}
+
 /// A batch of documents from one work unit.
 #[derive(Debug, Clone)]
 pub struct DocBatch {
@@ -138,6 +196,7 @@ pub struct DocBatch {
     texts: TextColumn,
     ids: Option<StringArray>,
     sources: Option<StringArray>,
+    embeddings: Option<EmbeddingColumn>,
     id_prefix: Arc<str>,
     /// Output columns: id (Utf8), text, source and metadata, in that order.
     record: RecordBatch,
@@ -173,6 +232,11 @@ impl DocBatch {
         self.sources
             .as_ref()
             .and_then(|s| s.is_valid(i).then(|| s.value(i)))
+    }
+
+    /// Embedding of document `i`, when an embedding column is configured and not null.
+    pub fn embedding(&self, i: usize) -> Option<&[f32]> {
+        self.embeddings.as_ref().and_then(|e| e.get(i))
     }
 
     /// Global key of document `i`.
@@ -220,6 +284,15 @@ fn is_string_like(t: &DataType) -> bool {
     is_string(t) || matches!(t, DataType::Dictionary(_, v) if is_string(v))
 }
 
+fn is_float_list(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            f.data_type() == &DataType::Float32
+        }
+        _ => false,
+    }
+}
+
 fn is_id_like(t: &DataType) -> bool {
     is_string_like(t)
         || matches!(
@@ -249,6 +322,7 @@ fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
     let mut names: Vec<&str> = vec![spec.text.as_str(), spec.id.as_str()];
     names.extend(spec.source.as_deref());
     names.extend(spec.metadata.iter().map(String::as_str));
+    names.extend(spec.embedding.as_deref());
     let mut idx: Vec<usize> = names
         .iter()
         .filter_map(|n| schema.index_of(n).ok())
@@ -314,6 +388,10 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
     for m in &spec.metadata {
         let f = field(m)?;
         carried.push((f.name().clone(), f.data_type().clone()));
+    }
+    if let Some(e) = &spec.embedding {
+        let f = field(e)?;
+        check(&f, is_float_list, "a list or fixed-size list of float32")?;
     }
 
     let meta = builder.metadata().clone();
@@ -506,6 +584,10 @@ impl CorpusReader {
             Some(a) => Some(to_utf8(a.clone())?),
             None => None,
         };
+        let embeddings = match &spec.embedding {
+            Some(e) => Some(EmbeddingColumn::new(&column(e)?)),
+            None => None,
+        };
         let sources = match &spec.source {
             Some(s) => Some(to_utf8(column(s)?)?),
             None => None,
@@ -541,6 +623,7 @@ impl CorpusReader {
             texts: TextColumn::new(&text),
             ids,
             sources,
+            embeddings,
             id_prefix: id_prefix.clone(),
             record,
         })

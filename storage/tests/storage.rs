@@ -655,3 +655,78 @@ fn row_groups_cut_at_row_count_and_shard_boundaries_and_bytes_ignore_threads_and
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+#[test]
+fn embedding_columns_are_read_as_float_slices_and_type_checked() {
+    use arrow::array::{FixedSizeListArray, Float32Array, ListArray};
+    use arrow::datatypes::Float32Type;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Option<Vec<Option<f32>>>> = vec![
+        Some(vec![Some(1.0), Some(2.0)]),
+        None,
+        Some(vec![Some(3.0), Some(4.5)]),
+    ];
+    let list = ListArray::from_iter_primitive::<Float32Type, _, _>(rows.clone());
+    let fixed = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        2,
+        Arc::new(Float32Array::from(vec![1.0, 2.0, 0.0, 0.0, 3.0, 4.5])),
+        Some(vec![true, false, true].into()),
+    )
+    .unwrap();
+    for (name, col) in [
+        ("list", Arc::new(list) as ArrayRef),
+        ("fixed", Arc::new(fixed) as ArrayRef),
+    ] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "text",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            ("emb", col),
+        ])
+        .unwrap();
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let spec = ColumnSpec {
+            embedding: Some("emb".into()),
+            ..ColumnSpec::default()
+        };
+        let reader = CorpusReader::open(&pat(&path), spec, OnBadFile::Error, 2).unwrap();
+        let mut got = vec![];
+        for b in reader.read_unit(0).unwrap() {
+            let b = b.unwrap();
+            for i in 0..b.len() {
+                got.push(b.embedding(i).map(|e| e.to_vec()));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![Some(vec![1.0, 2.0]), None, Some(vec![3.0, 4.5])],
+            "{name}"
+        );
+        // The embedding is not part of the output record.
+        let b = reader.read_unit(0).unwrap().next().unwrap().unwrap();
+        assert!(b.record().column_by_name("emb").is_none());
+    }
+    // A text column named as the embedding is a type error naming the column.
+    let spec = ColumnSpec {
+        embedding: Some("text".into()),
+        ..ColumnSpec::default()
+    };
+    let e = CorpusReader::open(
+        &pat(&dir.path().join("list.parquet")),
+        spec,
+        OnBadFile::Error,
+        2,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("`text`") && e.to_string().contains("float32"),
+        "{e}"
+    );
+}
