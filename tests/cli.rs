@@ -381,6 +381,17 @@ fn write_text_file(path: &Path, texts: &[&str]) {
     w.close().unwrap();
 }
 
+/// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr.
+fn run_fails(cfg: &Path) -> String {
+    fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+    ]))
+}
+
 fn config_for(dir: &Path, input: &str, extra: &str) -> PathBuf {
     let path = dir.join("c.toml");
     std::fs::write(
@@ -456,13 +467,7 @@ fn bad_inputs_fail_with_errors_naming_the_file_and_leave_no_output() {
         &d.join("in/good.parquet").display().to_string(),
         "text_column = \"body\"",
     );
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-    ]));
+    let err = run_fails(&cfg);
     assert!(
         err.contains("good.parquet") && err.contains("`body` not found"),
         "{err}"
@@ -471,24 +476,12 @@ fn bad_inputs_fail_with_errors_naming_the_file_and_leave_no_output() {
     // Empty corpus.
     write_text_file(&d.join("empty.parquet"), &[]);
     let cfg = config_for(d, &d.join("empty.parquet").display().to_string(), "");
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-    ]));
+    let err = run_fails(&cfg);
     assert!(err.contains("corpus is empty"), "{err}");
 
     // Missing input.
     let cfg = config_for(d, &d.join("missing/*.parquet").display().to_string(), "");
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--overwrite",
-    ]));
+    let err = run_fails(&cfg);
     assert!(
         err.contains("missing/*.parquet") && err.contains("matched no parquet file"),
         "{err}"

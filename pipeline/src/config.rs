@@ -88,7 +88,7 @@ pub struct OutputConfig {
 }
 
 /// Seed and parallelism.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Seed of every random choice.
@@ -97,15 +97,6 @@ pub struct RunConfig {
     /// Worker threads (0 = all cores). Results never depend on it.
     #[serde(default)]
     pub threads: usize,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            seed: 0,
-            threads: 0,
-        }
-    }
 }
 
 /// One pipeline stage, selected by its `type` key.

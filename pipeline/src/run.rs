@@ -928,7 +928,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let needs_read: Vec<bool> = decisions
         .row_fates
         .iter()
-        .map(|f| f.iter().any(|&x| x == KEEP || (write_removed && x != KEEP)))
+        .map(|f| !f.is_empty() && (write_removed || f.contains(&KEEP)))
         .collect();
     let to_write = needs_read.iter().filter(|b| **b).count();
     write_progress(&out, "write", serde_json::json!({ "units": to_write }));

@@ -117,6 +117,11 @@ pub(crate) fn dots(rows: &[f32], centroids: &[f32], dim: usize, out: &mut [f32])
     }
 }
 
+/// Per-cluster coordinate sums (k x dim, f64) and counts.
+type ClusterSums = (Vec<f64>, Vec<u64>);
+/// Assignments, squared distances and (optionally) cluster sums of a set of rows.
+type BlockResult = (Vec<u32>, Vec<f32>, Option<ClusterSums>);
+
 impl KMeans {
     /// Number of clusters.
     pub fn k(&self) -> usize {
@@ -135,15 +140,11 @@ impl KMeans {
     }
 
     /// Assignment plus, when `sums` is set, per-cluster coordinate sums and counts.
-    fn assign_and_sum(
-        &self,
-        data: &[f32],
-        sums: bool,
-    ) -> (Vec<u32>, Vec<f32>, Option<(Vec<f64>, Vec<u64>)>) {
+    fn assign_and_sum(&self, data: &[f32], sums: bool) -> BlockResult {
         let d = self.dim;
         let k = self.k();
         let c_norms: Vec<f32> = (0..k).map(|j| norm2(self.centroid(j))).collect();
-        let blocks: Vec<(Vec<u32>, Vec<f32>, Option<(Vec<f64>, Vec<u64>)>)> = data
+        let blocks: Vec<BlockResult> = data
             .par_chunks(BLOCK * d)
             .map(|rows| {
                 let m = rows.len() / d;
@@ -281,7 +282,10 @@ pub fn fit(data: &[f32], dim: usize, config: &KMeansConfig) -> FitResult {
 
 /// Lloyd iterations from given initial centroids.
 pub fn fit_from(data: &[f32], dim: usize, config: &KMeansConfig, init: Vec<f32>) -> FitResult {
-    assert!(dim > 0 && data.len() % dim == 0, "data must be n x dim");
+    assert!(
+        dim > 0 && data.len().is_multiple_of(dim),
+        "data must be n x dim"
+    );
     let n = data.len() / dim;
     assert!(
         config.k >= 1 && config.k <= n,

@@ -402,9 +402,8 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
         let rows = rg.num_rows().max(0) as u64;
         let compressed_bytes = projected
             .iter()
-            .filter_map(|&c| {
-                (c < rg.num_columns()).then(|| rg.column(c).compressed_size().max(0) as u64)
-            })
+            .filter(|&&c| c < rg.num_columns())
+            .map(|&c| rg.column(c).compressed_size().max(0) as u64)
             .sum();
         if rows > 0 {
             units.push(WorkUnit {
