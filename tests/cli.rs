@@ -381,7 +381,8 @@ fn write_text_file(path: &Path, texts: &[&str]) {
     w.close().unwrap();
 }
 
-/// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr.
+/// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr
+/// (`--overwrite` only matters where a completed run is already there).
 fn run_fails(cfg: &Path) -> String {
     fails(&gleaner(&[
         "--quiet",
@@ -411,12 +412,7 @@ fn bad_inputs_fail_with_errors_naming_the_file_and_leave_no_output() {
     std::fs::write(d.join("in/bad.parquet"), b"PAR1 definitely not parquet").unwrap();
     write_text_file(&d.join("in/good.parquet"), &["alpha", "beta", "alpha"]);
     let cfg = config_for(d, &d.join("in").display().to_string(), "");
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let err = run_fails(&cfg);
     assert!(
         err.contains("bad.parquet") && err.contains("corrupt"),
         "{err}"
@@ -749,12 +745,7 @@ fn semdedup_needs_an_embedding_column_of_one_length() {
         .replace("embedding_column = \"embedding\"", "");
     let cfg = tmp.path().join("c.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let err = run_fails(&cfg);
     assert!(
         err.contains("stages[1]") && err.contains("input.embedding_column"),
         "{err}"
@@ -787,12 +778,7 @@ fn semdedup_needs_an_embedding_column_of_one_length() {
     w.close().unwrap();
     let cfg = tmp.path().join("r.toml");
     std::fs::write(&cfg, format!("[input]\npaths = [\"{}\"]\nembedding_column = \"embedding\"\n[output]\ndir = \"{}\"\n[[stages]]\ntype = \"semdedup\"\nn_clusters = 1\n", path.display(), tmp.path().join("o").display())).unwrap();
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let err = run_fails(&cfg);
     assert!(
         err.contains("ragged.parquet row 1") && err.contains("3 values"),
         "{err}"
