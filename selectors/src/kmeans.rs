@@ -300,10 +300,10 @@ pub fn fit_from(data: &[f32], dim: usize, config: &KMeansConfig, init: Vec<f32>)
     let mut history = Vec::new();
     let mut last = f64::INFINITY;
     for _ in 0..config.max_iters {
-        let (assign, dist, sums) = model.assign_and_sum(data, true);
+        let (_, dist, sums) = model.assign_and_sum(data, true);
         let (sums, counts) = sums.expect("sums requested");
         history.push(dist.iter().map(|&x| x as f64).sum());
-        update(&mut model, &sums, &counts, &assign, &dist, data);
+        update(&mut model, &sums, &counts);
         let obj = *history.last().expect("pushed");
         if config.tol > 0.0 && last.is_finite() && (last - obj) <= config.tol * last {
             break;
@@ -320,36 +320,42 @@ pub fn fit_from(data: &[f32], dim: usize, config: &KMeansConfig, init: Vec<f32>)
     }
 }
 
-/// New centroids from sums; an empty cluster takes the point farthest from its centroid.
-fn update(
-    model: &mut KMeans,
-    sums: &[f64],
-    counts: &[u64],
-    assign: &[u32],
-    dist: &[f32],
-    data: &[f32],
-) {
+/// New centroids from sums. An empty cluster splits the largest cluster (ties by lowest
+/// index): it takes that centroid nudged by +-1/1024 per coordinate, the donor the opposite
+/// nudge, so the next assignment divides the donor's points between them.
+fn update(model: &mut KMeans, sums: &[f64], counts: &[u64]) {
+    const EPS: f32 = 1.0 / 1024.0;
     let d = model.dim;
-    let mut taken: Vec<usize> = Vec::new();
+    let mut sizes = counts.to_vec();
     for j in 0..model.k() {
-        let c = &mut model.centroids[j * d..(j + 1) * d];
         if counts[j] > 0 {
+            let c = &mut model.centroids[j * d..(j + 1) * d];
             for (t, s) in c.iter_mut().zip(&sums[j * d..(j + 1) * d]) {
                 *t = (*s / counts[j] as f64) as f32;
             }
-        } else {
-            // Farthest point not already used to re-seed (ties by lowest index).
-            let far = (0..dist.len())
-                .filter(|i| !taken.contains(i) && counts[assign[*i] as usize] > 1)
-                .max_by(|&a, &b| dist[a].total_cmp(&dist[b]).then(b.cmp(&a)));
-            if let Some(i) = far {
-                taken.push(i);
-                c.copy_from_slice(&data[i * d..(i + 1) * d]);
-            }
         }
-        if model.metric == Metric::Cosine {
-            normalize(c);
+    }
+    for j in 0..model.k() {
+        if counts[j] > 0 {
+            continue;
         }
+        let donor = (0..model.k())
+            .max_by(|&a, &b| sizes[a].cmp(&sizes[b]).then(b.cmp(&a)))
+            .expect("k >= 1");
+        if sizes[donor] < 2 {
+            continue;
+        }
+        for t in 0..d {
+            let x = model.centroids[donor * d + t];
+            let sign = if t % 2 == 0 { 1.0 } else { -1.0 };
+            model.centroids[j * d + t] = x * (1.0 + sign * EPS);
+            model.centroids[donor * d + t] = x * (1.0 - sign * EPS);
+        }
+        sizes[j] = sizes[donor] / 2;
+        sizes[donor] -= sizes[j];
+    }
+    if model.metric == Metric::Cosine {
+        model.centroids.chunks_mut(d).for_each(normalize);
     }
 }
 
@@ -509,6 +515,34 @@ mod tests {
         let (a, b) = (run(1), run(3));
         assert_eq!(a.model.centroids, b.model.centroids);
         assert_eq!(a.assignments, b.assignments);
+    }
+
+    #[test]
+    fn an_empty_cluster_splits_the_largest_one() {
+        // Three points near (0, 0), one at (10, 10); the third centroid attracts nothing.
+        let data = vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 10.0, 10.0];
+        let init = vec![0.5, 0.5, 10.0, 10.0, -100.0, -100.0];
+        let r = fit_from(
+            &data,
+            2,
+            &KMeansConfig {
+                max_iters: 1,
+                ..KMeansConfig::new(3)
+            },
+            init,
+        );
+        let mean = 1.0f32 / 3.0;
+        let eps = 1.0f32 / 1024.0;
+        // Donor (cluster 0, the largest) and the empty cluster 2 straddle the donor's mean.
+        assert_eq!(
+            r.model.centroid(0),
+            [mean * (1.0 - eps), mean * (1.0 + eps)]
+        );
+        assert_eq!(
+            r.model.centroid(2),
+            [mean * (1.0 + eps), mean * (1.0 - eps)]
+        );
+        assert_eq!(r.model.centroid(1), [10.0, 10.0]);
     }
 
     #[test]
