@@ -391,6 +391,19 @@ impl MiniBatchKMeans {
                 *t += eta * (x - *t);
             }
         }
+        // A centroid that has attracted no point yet moves to the batch point farthest from
+        // its centroid (each point used once, ties by lowest index), so no centroid stays dead.
+        let mut order: Vec<usize> = (0..dist.len()).collect();
+        order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
+        let mut far = order.into_iter();
+        for j in 0..self.counts.len() {
+            if self.counts[j] == 0 {
+                if let Some(i) = far.next() {
+                    self.model.centroids[j * d..(j + 1) * d]
+                        .copy_from_slice(&batch[i * d..(i + 1) * d]);
+                }
+            }
+        }
         if self.model.metric == Metric::Cosine {
             self.model.centroids.chunks_mut(d).for_each(normalize);
         }
@@ -563,6 +576,37 @@ mod tests {
         for j in 0..4 {
             assert!((norm2(r.model.centroid(j)) - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn mini_batch_revives_a_centroid_that_attracts_nothing() {
+        // Two tight groups; the initial centroids sit on one group and far away from both.
+        let mut data = vec![];
+        for i in 0..50 {
+            data.extend_from_slice(&[0.0 + i as f32 * 1e-3, 0.0]);
+            data.extend_from_slice(&[10.0, 10.0 + i as f32 * 1e-3]);
+        }
+        let model = KMeans {
+            dim: 2,
+            centroids: vec![0.0, 0.0, -50.0, -50.0],
+            metric: Metric::Euclidean,
+        };
+        let mut mb = MiniBatchKMeans::new(model);
+        mb.partial_fit(&data[..40]);
+        // The dead centroid jumped to the farthest point of the batch, in the (10, 10) group.
+        assert!(
+            (mb.model.centroid(1)[0] - 10.0).abs() < 1e-3,
+            "{:?}",
+            mb.model.centroid(1)
+        );
+        for batch in data.chunks(40) {
+            mb.partial_fit(batch);
+        }
+        let (assign, _) = mb.model.assign(&data);
+        assert!(
+            assign.chunks(2).all(|p| p[0] == 0 && p[1] == 1),
+            "{assign:?}"
+        );
     }
 
     #[test]
