@@ -680,6 +680,62 @@ fn semdedup_through_the_cli_matches_the_library_and_reports_clusters() {
     );
     assert_eq!(removed.iter().collect::<Vec<_>>(), expected_removed);
 
+    // Two passes: Lloyd on a seeded sample of 20 documents per cluster, then every document
+    // assigned; the oracle draws the same sample.
+    let out_sampled = tmp.path().join("sd-sampled");
+    let dir_sampled = format!("output.dir={}", out_sampled.display());
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/semdedup.toml",
+        &dir_sampled,
+        "stages.1.max_points_per_cluster=20",
+    ]));
+    let rows = gleaner_selectors::rng::SplitMix64::new(42 ^ 0x5EED).sample_indices(ids.len(), 800);
+    let sample: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
+    let sk = fit(
+        &sample,
+        dim,
+        &KMeansConfig {
+            max_iters: 50,
+            metric: Metric::Cosine,
+            seed: 42,
+            ..KMeansConfig::new(40)
+        },
+    );
+    let (sampled_assign, _) = sk.model.assign(&data);
+    let sampled = semdedup(
+        &data,
+        dim,
+        &sampled_assign,
+        &sk.model,
+        &SemDedupConfig {
+            eps: 0.05,
+            keep: Keep::Hard,
+            seed: 42,
+            exact_max_cluster: 20_000,
+        },
+    );
+    let expected: Vec<&String> = ids
+        .iter()
+        .zip(&sampled)
+        .filter(|(_, d)| d.removed)
+        .map(|(id, _)| id)
+        .collect();
+    let got = string_column(
+        &read_parquet(&out_sampled.join("removed/semantic_duplicate/part-00000.parquet")),
+        "id",
+    );
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+    assert_ne!(
+        sampled_assign, k.assignments,
+        "the sample changes the clustering"
+    );
+
     // Kept documents carry their cluster; the cluster report adds up.
     let sel = read_parquet(&out.join("selection.parquet"));
     let clusters: Vec<i64> = sel

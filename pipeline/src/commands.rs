@@ -159,9 +159,10 @@ fn describe_stage(stage: &StageConfig) -> String {
             n.lowercase, n.strip_punctuation, n.strip_digits
         ),
         StageConfig::Semdedup(c) => format!(
-            "reduce: spherical k-means ({} clusters, {} iterations) of the embeddings, then remove documents with cosine > {} to an earlier one in their cluster (keep {:?})",
+            "reduce: spherical k-means ({} clusters, {} iterations on at most {} documents per cluster) of the embeddings, then remove documents with cosine > {} to an earlier one in their cluster (keep {:?})",
             c.n_clusters,
             c.kmeans_iters,
+            c.max_points_per_cluster,
             1.0 - c.eps,
             c.which_to_keep
         ),

@@ -134,6 +134,10 @@ pub struct SemdedupConfig {
     /// Clusters up to this size are compared exactly; larger ones through HNSW.
     #[serde(default = "default_exact_max_cluster")]
     pub exact_max_cluster: usize,
+    /// Lloyd iterations run on a seeded sample of at most this many documents per cluster,
+    /// then every document is assigned (two passes, as faiss does); 0 = all documents.
+    #[serde(default = "default_max_points_per_cluster")]
+    pub max_points_per_cluster: usize,
     /// Seed (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -147,6 +151,9 @@ fn default_eps() -> f64 {
 }
 fn default_keep() -> gleaner_selectors::semdedup::Keep {
     gleaner_selectors::semdedup::Keep::Hard
+}
+fn default_max_points_per_cluster() -> usize {
+    256
 }
 fn default_exact_max_cluster() -> usize {
     20_000
