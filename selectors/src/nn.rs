@@ -116,20 +116,6 @@ impl NeighborIndex for HnswIndex {
     }
 }
 
-/// Exact search up to `exact_max_rows` rows, HNSW above.
-pub fn build_index<'a>(
-    data: &'a [f32],
-    dim: usize,
-    exact_max_rows: usize,
-    params: HnswParams,
-) -> Box<dyn NeighborIndex + 'a> {
-    if data.len() / dim <= exact_max_rows {
-        Box::new(ExactIndex::new(data, dim))
-    } else {
-        Box::new(HnswIndex::build(data, dim, params))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
