@@ -360,7 +360,8 @@ fn update(model: &mut KMeans, sums: &[f64], counts: &[u64]) {
 }
 
 /// Mini-batch k-means (Sculley 2010): centroids move towards each batch's points with a
-/// per-centroid learning rate 1 / (points seen). Feed batches in a fixed order.
+/// per-centroid learning rate 1 / (points seen); starved centroids are re-seeded at the
+/// batch's worst-fitted points. Feed batches in a fixed order.
 #[derive(Debug, Clone)]
 pub struct MiniBatchKMeans {
     /// Current centroids.
@@ -391,17 +392,25 @@ impl MiniBatchKMeans {
                 *t += eta * (x - *t);
             }
         }
-        // A centroid that has attracted no point yet moves to the batch point farthest from
-        // its centroid (each point used once, ties by lowest index), so no centroid stays dead.
-        let mut order: Vec<usize> = (0..dist.len()).collect();
-        order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
-        let mut far = order.into_iter();
-        for j in 0..self.counts.len() {
-            if self.counts[j] == 0 {
-                if let Some(i) = far.next() {
-                    self.model.centroids[j * d..(j + 1) * d]
-                        .copy_from_slice(&batch[i * d..(i + 1) * d]);
-                }
+        // Starved centroids (fewer points than 1% of the busiest, as scikit-learn's
+        // reassignment_ratio) move to the batch points farthest from their centroids, each
+        // point used once (ties by lowest index), and restart with the smallest count kept.
+        let busiest = self.counts.iter().copied().max().unwrap_or(0);
+        let starved: Vec<usize> = (0..self.counts.len())
+            .filter(|&j| self.counts[j] == 0 || (self.counts[j] as f64) < 0.01 * busiest as f64)
+            .collect();
+        if !starved.is_empty() {
+            let floor = (0..self.counts.len())
+                .filter(|j| !starved.contains(j))
+                .map(|j| self.counts[j])
+                .min()
+                .unwrap_or(0);
+            let mut order: Vec<usize> = (0..dist.len()).collect();
+            order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
+            for (j, i) in starved.into_iter().zip(order) {
+                self.model.centroids[j * d..(j + 1) * d]
+                    .copy_from_slice(&batch[i * d..(i + 1) * d]);
+                self.counts[j] = floor;
             }
         }
         if self.model.metric == Metric::Cosine {
