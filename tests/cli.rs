@@ -5,7 +5,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{DocumentFilter, GopherQuality, GopherRepetition};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -839,4 +839,102 @@ fn semdedup_needs_an_embedding_column_of_one_length() {
         err.contains("ragged.parquet row 1") && err.contains("3 values"),
         "{err}"
     );
+}
+
+#[test]
+fn dsir_through_the_cli_matches_the_library_and_enriches_the_target() {
+    use gleaner_selectors::dsir::{log_ratio, DsirFeatures};
+    use gleaner_selectors::random::SampleSize;
+    use gleaner_selectors::score::ScoreSelector;
+    use gleaner_selectors::{PoolDoc, Selector};
+    let tmp = tempfile::tempdir().unwrap();
+    let features = DsirFeatures {
+        ngrams: 2,
+        buckets: 10_000,
+    };
+    // Oracle inputs: the pool after exact dedup, and the target, read independently.
+    let norm = Normalization::default();
+    let mut seen = HashSet::new();
+    let mut pool_docs: Vec<(String, String)> = vec![];
+    // The raw distribution counts every document that passed the per-document stages
+    // (here: all non-empty ones), before dedup.
+    let mut raw = vec![0u64; 10_000];
+    for (id, text) in quickstart_docs() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        features.add_counts(&text, &mut raw);
+        if seen.insert(norm.hash(&text)) {
+            pool_docs.push((id, text));
+        }
+    }
+    let target = read_parquet(&repo().join("data/targets/literature.parquet"));
+    let mut tc = vec![0u64; 10_000];
+    for t in string_column(&target, "text") {
+        features.add_counts(&t, &mut tc);
+    }
+    let ratio = log_ratio(&raw, &tc, 0.0);
+    let scored: Vec<(String, f64, f64)> = pool_docs
+        .iter()
+        .map(|(id, t)| {
+            let (s, w) = features.score(t, &ratio);
+            (id.clone(), s, w)
+        })
+        .collect();
+    let eligible: Vec<&(String, f64, f64)> = scored.iter().filter(|d| d.2 >= 100.0).collect();
+
+    for top_k in [true, false] {
+        let out = tmp.path().join(format!("dsir-{top_k}"));
+        let dir = format!("output.dir={}", out.display());
+        let mode = format!("stages.1.top_k={top_k}");
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            "configs/dsir.toml",
+            &dir,
+            &mode,
+        ]));
+        let got = string_column(&read_parquet(&out.join("selection.parquet")), "id");
+        let pool: Vec<PoolDoc<'_>> = eligible
+            .iter()
+            .map(|d| PoolDoc {
+                id: &d.0,
+                source: None,
+                tokens: 0,
+                score: Some(d.1),
+            })
+            .collect();
+        let sel = ScoreSelector {
+            name: "dsir".into(),
+            seed: 42,
+            size: SampleSize::Count(300),
+            sample: !top_k,
+            temperature: 1.0,
+        };
+        let expected: Vec<&str> = sel
+            .select(&pool)
+            .iter()
+            .map(|p| eligible[p.index].0.as_str())
+            .collect();
+        assert_eq!(got, expected, "top_k = {top_k}");
+        // Short documents never qualify, and the target's sources are enriched.
+        let words: HashMap<&str, f64> = scored.iter().map(|d| (d.0.as_str(), d.2)).collect();
+        assert!(got.iter().all(|id| words[id.as_str()] >= 100.0));
+        let lit = got
+            .iter()
+            .filter(|id| id.starts_with("moby_dick:") || id.starts_with("sotu:"))
+            .count();
+        let base = pool_docs
+            .iter()
+            .filter(|d| d.0.starts_with("moby_dick:") || d.0.starts_with("sotu:"))
+            .count();
+        assert!(
+            lit as f64 / got.len() as f64 > 5.0 * base as f64 / pool_docs.len() as f64,
+            "{lit} of {}",
+            got.len()
+        );
+        let st = stats(&out);
+        assert!(st[2]["dropped_too_short"].as_u64().unwrap() > 0);
+    }
 }

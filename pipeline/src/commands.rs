@@ -166,6 +166,14 @@ fn describe_stage(stage: &StageConfig) -> String {
             1.0 - c.eps,
             c.which_to_keep
         ),
+        StageConfig::Dsir(c) => format!(
+            "map: hashed {}-gram counts ({} buckets) of the pool; reduce: target counts from {:?}, score pass, then {} of {}",
+            c.ngrams,
+            c.num_buckets,
+            c.target_paths,
+            if c.top_k { "top-k" } else { "Gumbel-top-k sampling" },
+            c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default()
+        ),
         StageConfig::RandomSample(r) => {
             let size = match (r.fraction, r.count, r.budget_words) {
                 (Some(f), _, _) => format!("fraction {f}"),

@@ -113,6 +113,55 @@ pub enum StageConfig {
     RandomSample(RandomSampleConfig),
     /// Semantic dedup of embeddings within spherical k-means clusters.
     Semdedup(SemdedupConfig),
+    /// DSIR: importance resampling towards a target corpus with hashed n-gram features.
+    Dsir(DsirConfig),
+}
+
+/// DSIR settings (see `specs/methods.md` 4.1). Exactly one of `fraction` and `count`.
+/// The raw distribution is counted over the documents that pass the per-document stages
+/// (before any dedup stage); scores and selection cover the pool after dedup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsirConfig {
+    /// Parquet files, directories or globs of the target corpus.
+    pub target_paths: Vec<String>,
+    /// Text column of the target corpus.
+    #[serde(default = "default_text_column")]
+    pub target_text_column: String,
+    /// Longest hashed n-gram.
+    #[serde(default = "default_dsir_ngrams")]
+    pub ngrams: usize,
+    /// Number of hash buckets.
+    #[serde(default = "default_dsir_buckets")]
+    pub num_buckets: usize,
+    /// Documents with fewer estimated words are never selected (dropped as `too_short`).
+    #[serde(default = "default_dsir_min_length")]
+    pub min_example_length: f64,
+    /// Pseudo-count added to every target bucket.
+    #[serde(default)]
+    pub target_laplace_smoothing: f64,
+    /// Deterministic top-k instead of Gumbel-top-k sampling.
+    #[serde(default)]
+    pub top_k: bool,
+    /// Keep `round(fraction * pool)` documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Seed of the Gumbel noise (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_dsir_ngrams() -> usize {
+    2
+}
+fn default_dsir_buckets() -> usize {
+    10_000
+}
+fn default_dsir_min_length() -> f64 {
+    100.0
 }
 
 /// SemDeDup settings (see `specs/methods.md` 4.2).
@@ -186,6 +235,7 @@ impl StageConfig {
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
+            StageConfig::Dsir(_) => "dsir",
         }
     }
 
@@ -194,7 +244,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
-            StageConfig::RandomSample(_) => 3,
+            StageConfig::RandomSample(_) | StageConfig::Dsir(_) => 3,
         }
     }
 }
@@ -383,6 +433,20 @@ impl Config {
                     }
                 }
                 StageConfig::ExactDedup(_) => {}
+                StageConfig::Dsir(c) => {
+                    if c.target_paths.is_empty() {
+                        bail!("at key `{key}.target_paths`: at least one path is required");
+                    }
+                    if c.ngrams == 0 || c.num_buckets == 0 {
+                        bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
+                    }
+                    match (c.fraction, c.count) {
+                        (Some(f), None) if f > 0.0 && f <= 1.0 => {}
+                        (Some(f), None) => bail!("at key `{key}.fraction`: {f} is outside (0, 1]"),
+                        (None, Some(_)) => {}
+                        _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
+                    }
+                }
                 StageConfig::Semdedup(c) => {
                     if self.input.embedding_column.is_none() {
                         bail!("at key `{key}` (semdedup): needs `input.embedding_column`, the column holding document embeddings");

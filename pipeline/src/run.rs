@@ -8,8 +8,8 @@
 //! Every decision depends only on the config and the corpus, never on the thread count.
 
 use crate::clusters::ClusterSummary;
-use crate::config::SemdedupConfig;
 use crate::config::{Config, OnBadFileConfig, StageConfig};
+use crate::config::{DsirConfig, SemdedupConfig};
 use crate::report::{write_report, ReportInput, SourceCounts};
 use crate::stats::StageStats;
 use anyhow::{bail, Context, Result};
@@ -19,10 +19,12 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use gleaner_selectors::dedup::{ExactDedup, Normalization};
+use gleaner_selectors::dsir::{self, DsirFeatures};
 use gleaner_selectors::filters::DocumentFilter;
 use gleaner_selectors::kmeans::{self, KMeansConfig, Metric};
 use gleaner_selectors::random::{RandomSelector, SampleSize};
 use gleaner_selectors::rng::SplitMix64;
+use gleaner_selectors::score::ScoreSelector;
 use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
 use gleaner_selectors::{PoolDoc, Selector};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
@@ -122,6 +124,7 @@ struct Stages {
     /// Whether the selector reads token counts (budgets); otherwise they are not computed.
     needs_tokens: bool,
     semdedup: Option<(usize, SemdedupConfig)>,
+    dsir: Option<(usize, DsirConfig, DsirFeatures)>,
 }
 
 impl Stages {
@@ -133,6 +136,7 @@ impl Stages {
         let mut selector: Option<(usize, Box<dyn Selector>)> = None;
         let mut needs_tokens = false;
         let mut semdedup = None;
+        let mut dsir = None;
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
@@ -140,6 +144,28 @@ impl Stages {
                 StageConfig::GopherRepetition(r) => filters.push((slot, Box::new(r.clone()))),
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
+                StageConfig::Dsir(c) => {
+                    let size = match (c.fraction, c.count) {
+                        (Some(f), _) => SampleSize::Fraction(f),
+                        (_, Some(n)) => SampleSize::Count(n),
+                        _ => unreachable!("validated: exactly one size is set"),
+                    };
+                    selector = Some((
+                        slot,
+                        Box::new(ScoreSelector {
+                            name: "dsir".into(),
+                            seed: c.seed.unwrap_or(config.run.seed),
+                            size,
+                            sample: !c.top_k,
+                            temperature: 1.0,
+                        }),
+                    ));
+                    let features = DsirFeatures {
+                        ngrams: c.ngrams,
+                        buckets: c.num_buckets,
+                    };
+                    dsir = Some((slot, c.clone(), features));
+                }
                 StageConfig::RandomSample(r) => {
                     let size = match (r.fraction, r.count, r.budget_words) {
                         (Some(f), _, _) => SampleSize::Fraction(f),
@@ -162,6 +188,7 @@ impl Stages {
             selector,
             needs_tokens,
             semdedup,
+            dsir,
         }
     }
 }
@@ -201,6 +228,8 @@ struct UnitScan {
     /// Embeddings of the survivors, `dim` floats each, when an embedding stage runs.
     embeddings: Vec<f32>,
     dim: usize,
+    /// DSIR bucket counts of the survivors, when a dsir stage runs.
+    dsir_counts: Vec<u64>,
 }
 
 const NO_SOURCE: u32 = u32::MAX;
@@ -222,6 +251,11 @@ fn scan_unit(
         warnings: Vec::new(),
         embeddings: Vec::new(),
         dim: 0,
+        dsir_counts: stages
+            .dsir
+            .as_ref()
+            .map(|(_, _, f)| vec![0; f.buckets])
+            .unwrap_or_default(),
     };
     let wants_embeddings = stages.semdedup.is_some();
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
@@ -319,6 +353,9 @@ fn scan_unit(
                     if let Some(e) = embedding {
                         scan.embeddings.extend_from_slice(e);
                     }
+                    if let Some((_, _, f)) = &stages.dsir {
+                        f.add_counts(text, &mut scan.dsir_counts);
+                    }
                     Fate::Survivor
                 }
             };
@@ -380,6 +417,49 @@ fn fit_two_pass(
     fit
 }
 
+/// DSIR `(log weight, estimated words)` of each pool document, in pool order, reading the
+/// units that hold pool documents again in parallel.
+fn dsir_scores(
+    reader: &CorpusReader,
+    live: &[(usize, &UnitScan)],
+    pool_refs: &[(usize, usize)],
+    features: &DsirFeatures,
+    ratio: &[f64],
+) -> Result<Vec<(f64, f64)>> {
+    // Pool indices per live unit, by the row they sit in.
+    let mut by_unit: Vec<Vec<(u32, usize)>> = vec![Vec::new(); live.len()];
+    for (p, &(pos, si)) in pool_refs.iter().enumerate() {
+        by_unit[pos].push((live[pos].1.survivors[si].row, p));
+    }
+    let per_unit: Vec<Result<Vec<(usize, (f64, f64))>>> = by_unit
+        .par_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(pos, rows)| {
+            let wanted: HashMap<u32, usize> = rows.iter().copied().collect();
+            let mut out = Vec::with_capacity(rows.len());
+            let mut row = 0u32;
+            for batch in reader.read_unit(live[pos].0)? {
+                let batch = batch?;
+                for i in 0..batch.len() {
+                    if let Some(&p) = wanted.get(&row) {
+                        out.push((p, features.score(batch.text(i).unwrap_or(""), ratio)));
+                    }
+                    row += 1;
+                }
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut scores = vec![(0.0, 0.0); pool_refs.len()];
+    for unit in per_unit {
+        for (p, s) in unit? {
+            scores[p] = s;
+        }
+    }
+    Ok(scores)
+}
+
 /// Final fate of a row for the write phase.
 const KEEP: u32 = u32::MAX;
 
@@ -408,7 +488,12 @@ struct Decisions {
     clusters: Option<ClusterSummary>,
 }
 
-fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Result<Decisions> {
+fn decide(
+    reader: &CorpusReader,
+    scans: &[Option<UnitScan>],
+    stages: &Stages,
+    config: &Config,
+) -> Result<Decisions> {
     let mut stats: Vec<StageStats> = stages.names.iter().map(|n| StageStats::new(n)).collect();
     let mut reason_names: Vec<String> = Vec::new();
     let mut reason_ids: HashMap<String, u32> = HashMap::new();
@@ -566,16 +651,72 @@ fn decide(scans: &[Option<UnitScan>], stages: &Stages, config: &Config) -> Resul
         cluster_of = kept_clusters;
     }
 
+    // DSIR: importance weights towards the target, from a second read of the pool's texts.
+    let mut scores: Vec<Option<f64>> = vec![None; pool_refs.len()];
+    if let Some((slot, c, features)) = &stages.dsir {
+        let mut raw = vec![0u64; features.buckets];
+        for (_, scan) in &live {
+            raw.iter_mut()
+                .zip(&scan.dsir_counts)
+                .for_each(|(r, x)| *r += x);
+        }
+        let target_spec = ColumnSpec {
+            text: c.target_text_column.clone(),
+            ..ColumnSpec::default()
+        };
+        let target = CorpusReader::open(
+            &c.target_paths,
+            target_spec,
+            OnBadFile::Error,
+            config.input.batch_size,
+        )?;
+        let mut target_counts = vec![0u64; features.buckets];
+        for u in 0..target.units().len() {
+            for batch in target.read_unit(u)? {
+                let batch = batch?;
+                for i in 0..batch.len() {
+                    features.add_counts(batch.text(i).unwrap_or(""), &mut target_counts);
+                }
+            }
+        }
+        let ratio = dsir::log_ratio(&raw, &target_counts, c.target_laplace_smoothing);
+        let weights = dsir_scores(reader, &live, &pool_refs, features, &ratio)?;
+        let mut kept_refs = Vec::with_capacity(pool_refs.len());
+        let mut kept_clusters = Vec::with_capacity(pool_refs.len());
+        let mut kept_scores = Vec::with_capacity(pool_refs.len());
+        for (i, &(pos, si)) in pool_refs.iter().enumerate() {
+            let (score, words) = weights[i];
+            if words < c.min_example_length {
+                stats[*slot].drop_one("too_short");
+                let s = &live[pos].1.survivors[si];
+                row_fates[pos][s.row as usize] = intern("too_short");
+                let e = examples.entry("too_short".into()).or_default();
+                if e.len() < MAX_EXAMPLES {
+                    e.push(s.id.clone());
+                }
+            } else {
+                kept_refs.push((pos, si));
+                kept_clusters.push(cluster_of[i]);
+                kept_scores.push(Some(score));
+            }
+        }
+        scores = kept_scores;
+        pool_refs = kept_refs;
+        cluster_of = kept_clusters;
+    }
+
     // Selection over the remaining pool.
     let pool: Vec<PoolDoc<'_>> = pool_refs
         .iter()
-        .map(|&(pos, si)| {
+        .zip(&scores)
+        .map(|(&(pos, si), &score)| {
             let scan = live[pos].1;
             let s = &scan.survivors[si];
             PoolDoc {
                 id: &s.id,
                 source: s.source.map(|k| scan.source_names[k as usize].as_str()),
                 tokens: s.words,
+                score,
             }
         })
         .collect();
@@ -943,7 +1084,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     // Phase 2: decide.
     write_progress(&out, "decide", serde_json::Value::Null);
     let t_decide = Instant::now();
-    let decisions = decide(&scans, &stages, config)?;
+    let decisions = pool.install(|| decide(&reader, &scans, &stages, config))?;
     drop(scans);
     write_selection(&out.join(layout::SELECTION_FILE), &reader, &decisions)?;
     let decide_s = t_decide.elapsed().as_secs_f64();

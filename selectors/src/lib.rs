@@ -4,11 +4,13 @@
 //! [`PoolDoc`]s and answer with [`Pick`]s.
 
 pub mod dedup;
+pub mod dsir;
 pub mod filters;
 pub mod kmeans;
 pub mod nn;
 pub mod random;
 pub mod rng;
+pub mod score;
 pub mod semdedup;
 pub mod simd;
 pub mod text;
@@ -22,6 +24,9 @@ pub struct PoolDoc<'a> {
     pub source: Option<&'a str>,
     /// Length in tokens (or a proxy such as words) for budgets.
     pub tokens: u64,
+    /// A score computed upstream (e.g. DSIR's log importance weight); `None` when the
+    /// document has none, which score-based selectors never pick.
+    pub score: Option<f64>,
 }
 
 /// One kept document: its index in the pool, an optional score and why it was kept.

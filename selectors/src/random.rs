@@ -86,6 +86,7 @@ mod tests {
                 id,
                 source: None,
                 tokens: 10,
+                score: None,
             })
             .collect()
     }
