@@ -417,6 +417,9 @@ fn fit_two_pass(
     fit
 }
 
+/// A pool index with its DSIR `(log weight, estimated words)`.
+type ScoredDoc = (usize, (f64, f64));
+
 /// DSIR `(log weight, estimated words)` of each pool document, in pool order, reading the
 /// units that hold pool documents again in parallel.
 fn dsir_scores(
@@ -431,7 +434,7 @@ fn dsir_scores(
     for (p, &(pos, si)) in pool_refs.iter().enumerate() {
         by_unit[pos].push((live[pos].1.survivors[si].row, p));
     }
-    let per_unit: Vec<Result<Vec<(usize, (f64, f64))>>> = by_unit
+    let per_unit: Vec<Result<Vec<ScoredDoc>>> = by_unit
         .par_iter()
         .enumerate()
         .filter(|(_, rows)| !rows.is_empty())
