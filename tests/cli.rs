@@ -938,3 +938,99 @@ fn dsir_through_the_cli_matches_the_library_and_enriches_the_target() {
         assert!(st[2]["dropped_too_short"].as_u64().unwrap() > 0);
     }
 }
+
+#[test]
+fn score_select_takes_top_k_of_a_score_column_globally_or_per_source() {
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(StringArray::from(vec!["a1", "a2", "a3", "a4", "b1", "b2"])) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(vec![
+                "t a1", "t a2", "t a3", "t a4", "t b1", "t b2",
+            ])) as ArrayRef,
+        ),
+        (
+            "source",
+            Arc::new(StringArray::from(vec!["A", "A", "A", "A", "B", "B"])) as ArrayRef,
+        ),
+        (
+            "quality",
+            Arc::new(Float64Array::from(vec![
+                Some(0.9),
+                Some(0.85),
+                Some(0.5),
+                None,
+                Some(0.3),
+                Some(0.2),
+            ])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let path = d.join("scored.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let cfg = d.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"score_select\"\nscore_column = \"quality\"\ncount = 2\n",
+            path.display(),
+            d.join("out").display()
+        ),
+    )
+    .unwrap();
+    let selected = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(&gleaner(&args));
+        string_column(&read_parquet(&d.join("out/selection.parquet")), "id")
+    };
+    // Global top-2 by quality.
+    assert_eq!(selected(&[]), ["a1", "a2"]);
+    // Per source: smallest-first quotas give B one (b1, its best) and A one (a1).
+    assert_eq!(selected(&["stages.0.per_source=true"]), ["a1", "b1"]);
+    // The null score is never picked, even when everything else is.
+    assert_eq!(
+        selected(&["stages.0.count=6"]),
+        ["a1", "a2", "a3", "b1", "b2"]
+    );
+    let scores: Vec<f64> = read_parquet(&d.join("out/selection.parquet"))
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("score")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(scores, [0.9, 0.85, 0.5, 0.3, 0.2]);
+    // Sampling with a temperature is valid; per_source with a word budget is a config error.
+    selected(&["stages.0.sample=true", "stages.0.temperature=0.5"]);
+    let budget = d.join("b.toml");
+    std::fs::write(
+        &budget,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("count = 2", "budget_words = 10\nper_source = true"),
+    )
+    .unwrap();
+    let err = run_fails(&budget);
+    assert!(
+        err.contains("stages[0].per_source") && err.contains("budget_words"),
+        "{err}"
+    );
+}

@@ -174,6 +174,12 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.top_k { "top-k" } else { "Gumbel-top-k sampling" },
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default()
         ),
+        StageConfig::ScoreSelect(c) => format!(
+            "reduce: {} by column `{}`{}",
+            if c.sample { format!("Gumbel-top-k sampling (temperature {})", c.temperature) } else { "top-k".to_string() },
+            c.score_column,
+            if c.per_source { ", split across sources smallest-first" } else { "" }
+        ),
         StageConfig::RandomSample(r) => {
             let size = match (r.fraction, r.count, r.budget_words) {
                 (Some(f), _, _) => format!("fraction {f}"),

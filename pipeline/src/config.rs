@@ -115,6 +115,8 @@ pub enum StageConfig {
     Semdedup(SemdedupConfig),
     /// DSIR: importance resampling towards a target corpus with hashed n-gram features.
     Dsir(DsirConfig),
+    /// Top-k or Gumbel-top-k over a numeric score column.
+    ScoreSelect(ScoreSelectConfig),
 }
 
 /// DSIR settings (see `specs/methods.md` 4.1). Exactly one of `fraction` and `count`.
@@ -152,6 +154,9 @@ pub struct DsirConfig {
     /// Seed of the Gumbel noise (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Split the selection across sources by the smallest-first rule.
+    #[serde(default)]
+    pub per_source: bool,
 }
 
 fn default_dsir_ngrams() -> usize {
@@ -224,6 +229,72 @@ pub struct RandomSampleConfig {
     /// Seed of this stage (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Split the selection across sources by the smallest-first rule (fraction or count only).
+    #[serde(default)]
+    pub per_source: bool,
+}
+
+/// Selection by a numeric score column of the input: top-k, or Gumbel-top-k sampling with a
+/// temperature. Exactly one of `fraction`, `count`, `budget_words`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSelectConfig {
+    /// Numeric column holding the score (higher is better); rows where it is null are never picked.
+    pub score_column: String,
+    /// `false`: deterministic top-k; `true`: Gumbel-top-k sampling with `temperature`.
+    #[serde(default)]
+    pub sample: bool,
+    /// Temperature dividing the scores before the Gumbel noise (sampling only).
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Keep `round(fraction * n)` documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Keep documents, best first, until their whitespace-token count reaches this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// Seed of the Gumbel noise (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Split the selection across sources by the smallest-first rule (fraction or count only).
+    #[serde(default)]
+    pub per_source: bool,
+}
+
+fn default_temperature() -> f64 {
+    1.0
+}
+
+/// Checks a selector's size keys: exactly one set, fraction in (0, 1], and `per_source`
+/// only with a fraction or a count.
+fn validate_size(
+    key: &str,
+    fraction: Option<f64>,
+    count: Option<u64>,
+    budget_words: Option<u64>,
+    per_source: bool,
+) -> Result<()> {
+    let set = [fraction.is_some(), count.is_some(), budget_words.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set != 1 {
+        bail!(
+            "at key `{key}`: set exactly one of `fraction`, `count`, `budget_words` (found {set})"
+        );
+    }
+    if let Some(f) = fraction {
+        if !(f > 0.0 && f <= 1.0) {
+            bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
+        }
+    }
+    if per_source && budget_words.is_some() {
+        bail!("at key `{key}.per_source`: per-source quotas need `fraction` or `count`, not `budget_words`");
+    }
+    Ok(())
 }
 
 impl StageConfig {
@@ -236,6 +307,7 @@ impl StageConfig {
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
             StageConfig::Dsir(_) => "dsir",
+            StageConfig::ScoreSelect(_) => "score_select",
         }
     }
 
@@ -244,7 +316,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
-            StageConfig::RandomSample(_) | StageConfig::Dsir(_) => 3,
+            StageConfig::RandomSample(_) | StageConfig::Dsir(_) | StageConfig::ScoreSelect(_) => 3,
         }
     }
 }
@@ -387,7 +459,7 @@ impl Config {
             let class = stage.order_class();
             if class < last_class || (class > 0 && class == last_class) {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample) last",
+                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir or score_select) last",
                     stage.type_name()
                 );
             }
@@ -457,21 +529,12 @@ impl Config {
                     ratio("eps", Some(c.eps))?;
                 }
                 StageConfig::RandomSample(r) => {
-                    let set = [
-                        r.fraction.is_some(),
-                        r.count.is_some(),
-                        r.budget_words.is_some(),
-                    ]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
-                    if set != 1 {
-                        bail!("at key `{key}`: set exactly one of `fraction`, `count`, `budget_words` (found {set})");
-                    }
-                    if let Some(f) = r.fraction {
-                        if !(f > 0.0 && f <= 1.0) {
-                            bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
-                        }
+                    validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
+                }
+                StageConfig::ScoreSelect(c) => {
+                    validate_size(&key, c.fraction, c.count, c.budget_words, c.per_source)?;
+                    if c.temperature.is_nan() || c.temperature <= 0.0 {
+                        bail!("at key `{key}.temperature`: must be above 0");
                     }
                 }
             }

@@ -26,7 +26,7 @@ use gleaner_selectors::random::{RandomSelector, SampleSize};
 use gleaner_selectors::rng::SplitMix64;
 use gleaner_selectors::score::ScoreSelector;
 use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
-use gleaner_selectors::{PoolDoc, Selector};
+use gleaner_selectors::{allocate_quotas, PoolDoc, Selector};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile, SkippedFile};
@@ -94,6 +94,10 @@ pub fn column_spec(config: &Config) -> ColumnSpec {
         source: config.input.source_column.clone(),
         metadata: config.input.metadata_columns.clone(),
         embedding: config.input.embedding_column.clone(),
+        score: config.stages.iter().find_map(|s| match s {
+            StageConfig::ScoreSelect(c) => Some(c.score_column.clone()),
+            _ => None,
+        }),
     }
 }
 
@@ -120,7 +124,7 @@ struct Stages {
     names: Vec<String>,
     filters: Vec<(usize, Box<dyn DocumentFilter>)>,
     dedup: Option<(usize, Normalization)>,
-    selector: Option<(usize, Box<dyn Selector>)>,
+    selector: Option<(usize, SelectorStage)>,
     /// Whether the selector reads token counts (budgets); otherwise they are not computed.
     needs_tokens: bool,
     semdedup: Option<(usize, SemdedupConfig)>,
@@ -133,7 +137,7 @@ impl Stages {
         names.extend(config.stage_names());
         let mut filters: Vec<(usize, Box<dyn DocumentFilter>)> = Vec::new();
         let mut dedup = None;
-        let mut selector: Option<(usize, Box<dyn Selector>)> = None;
+        let mut selector: Option<(usize, SelectorStage)> = None;
         let mut needs_tokens = false;
         let mut semdedup = None;
         let mut dsir = None;
@@ -150,15 +154,22 @@ impl Stages {
                         (_, Some(n)) => SampleSize::Count(n),
                         _ => unreachable!("validated: exactly one size is set"),
                     };
+                    let (seed, sample) = (c.seed.unwrap_or(config.run.seed), !c.top_k);
                     selector = Some((
                         slot,
-                        Box::new(ScoreSelector {
-                            name: "dsir".into(),
-                            seed: c.seed.unwrap_or(config.run.seed),
+                        SelectorStage {
                             size,
-                            sample: !c.top_k,
-                            temperature: 1.0,
-                        }),
+                            per_source: c.per_source,
+                            make: Box::new(move |size| {
+                                Box::new(ScoreSelector {
+                                    name: "dsir".into(),
+                                    seed,
+                                    size,
+                                    sample,
+                                    temperature: 1.0,
+                                })
+                            }),
+                        },
                     ));
                     let features = DsirFeatures {
                         ngrams: c.ngrams,
@@ -177,7 +188,43 @@ impl Stages {
                         _ => unreachable!("validated: exactly one size is set"),
                     };
                     let seed = r.seed.unwrap_or(config.run.seed);
-                    selector = Some((slot, Box::new(RandomSelector { seed, size })));
+                    selector = Some((
+                        slot,
+                        SelectorStage {
+                            size,
+                            per_source: r.per_source,
+                            make: Box::new(move |size| Box::new(RandomSelector { seed, size })),
+                        },
+                    ));
+                }
+                StageConfig::ScoreSelect(c) => {
+                    let size = match (c.fraction, c.count, c.budget_words) {
+                        (Some(f), _, _) => SampleSize::Fraction(f),
+                        (_, Some(n), _) => SampleSize::Count(n),
+                        (_, _, Some(b)) => {
+                            needs_tokens = true;
+                            SampleSize::Tokens(b)
+                        }
+                        _ => unreachable!("validated: exactly one size is set"),
+                    };
+                    let (seed, sample, temperature) =
+                        (c.seed.unwrap_or(config.run.seed), c.sample, c.temperature);
+                    selector = Some((
+                        slot,
+                        SelectorStage {
+                            size,
+                            per_source: c.per_source,
+                            make: Box::new(move |size| {
+                                Box::new(ScoreSelector {
+                                    name: "score_select".into(),
+                                    seed,
+                                    size,
+                                    sample,
+                                    temperature,
+                                })
+                            }),
+                        },
+                    ));
                 }
             }
         }
@@ -193,6 +240,47 @@ impl Stages {
     }
 }
 
+/// The configured selector: its size, whether the size is split across sources, and how to
+/// build it for a given size (each source's quota when split).
+struct SelectorStage {
+    size: SampleSize,
+    per_source: bool,
+    make: Box<dyn Fn(SampleSize) -> Box<dyn Selector> + Send + Sync>,
+}
+
+impl SelectorStage {
+    /// Picks from `pool`; with `per_source`, the total (fraction or count) is split across
+    /// sources smallest-first and each source is selected from separately.
+    fn select(&self, pool: &[PoolDoc<'_>]) -> Vec<gleaner_selectors::Pick> {
+        if !self.per_source {
+            return (self.make)(self.size).select(pool);
+        }
+        let total = match self.size {
+            SampleSize::Fraction(f) => (f * pool.len() as f64).round() as usize,
+            SampleSize::Count(c) => (c as usize).min(pool.len()),
+            SampleSize::Tokens(_) => {
+                unreachable!("validated: per_source needs a fraction or count")
+            }
+        };
+        let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for (i, d) in pool.iter().enumerate() {
+            groups.entry(d.source).or_default().push(i);
+        }
+        let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
+        let quotas = allocate_quotas(&sizes, total);
+        let mut picks = Vec::with_capacity(total);
+        for (members, quota) in groups.values().zip(quotas) {
+            let sub: Vec<PoolDoc<'_>> = members.iter().map(|&i| pool[i]).collect();
+            for mut p in (self.make)(SampleSize::Count(quota as u64)).select(&sub) {
+                p.index = members[p.index];
+                picks.push(p);
+            }
+        }
+        picks.sort_by_key(|p| p.index);
+        picks
+    }
+}
+
 /// A document that passed every per-document filter.
 struct Survivor {
     row: u32,
@@ -203,6 +291,8 @@ struct Survivor {
     hash: u128,
     /// Short label (start of the first line) for cluster reports, when clustering.
     title: Option<String>,
+    /// Value of the input's score column, when a score_select stage reads one.
+    score: Option<f64>,
 }
 
 /// What happened to each row of a unit during the scan.
@@ -349,6 +439,7 @@ fn scan_unit(
                         },
                         hash,
                         title: wants_embeddings.then(|| title_of(text)),
+                        score: batch.score(i),
                     });
                     if let Some(e) = embedding {
                         scan.embeddings.extend_from_slice(e);
@@ -655,7 +746,10 @@ fn decide(
     }
 
     // DSIR: importance weights towards the target, from a second read of the pool's texts.
-    let mut scores: Vec<Option<f64>> = vec![None; pool_refs.len()];
+    let mut scores: Vec<Option<f64>> = pool_refs
+        .iter()
+        .map(|&(pos, si)| live[pos].1.survivors[si].score)
+        .collect();
     if let Some((slot, c, features)) = &stages.dsir {
         let mut raw = vec![0u64; features.buckets];
         for (_, scan) in &live {
@@ -724,8 +818,9 @@ fn decide(
         })
         .collect();
     let (method, seed, picks) = match &stages.selector {
-        Some((slot, sel)) => {
-            let picks = sel.select(&pool);
+        Some((slot, stage)) => {
+            let picks = stage.select(&pool);
+            let sel = (stage.make)(stage.size);
             let mut chosen = vec![false; pool.len()];
             for p in &picks {
                 chosen[p.index] = true;

@@ -52,3 +52,43 @@ pub trait Selector: Send + Sync {
     /// Chooses documents from `pool`.
     fn select(&self, pool: &[PoolDoc<'_>]) -> Vec<Pick>;
 }
+
+/// Splits `budget` across groups by the S2L rule (`specs/methods.md` section 0.6): visit
+/// groups smallest first; each gets `remaining_budget / remaining_groups`; a group no larger
+/// than its quota is taken whole and the unused budget flows to the later, larger groups.
+/// Returns the quota per group, in the input order.
+pub fn allocate_quotas(group_sizes: &[usize], budget: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..group_sizes.len()).collect();
+    order.sort_by_key(|&g| (group_sizes[g], g));
+    let mut quotas = vec![0; group_sizes.len()];
+    let mut remaining = budget;
+    for (visited, &g) in order.iter().enumerate() {
+        let quota = remaining / (group_sizes.len() - visited);
+        quotas[g] = group_sizes[g].min(quota);
+        remaining -= quotas[g];
+    }
+    quotas
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::allocate_quotas;
+
+    #[test]
+    fn smallest_first_allocation_by_hand() {
+        // Budget 100 over sizes [50, 5, 30, 200]: 5 taken whole (quota 25), then 95/3 = 31
+        // -> 30 taken whole, then 65/2 = 32 -> 32 of 50, then 33 of 200.
+        assert_eq!(allocate_quotas(&[50, 5, 30, 200], 100), [32, 5, 30, 33]);
+        assert_eq!(
+            allocate_quotas(&[3, 3], 10),
+            [3, 3],
+            "small pools are taken whole"
+        );
+        assert_eq!(
+            allocate_quotas(&[10, 10, 10], 7),
+            [2, 2, 3],
+            "remainders go to the later groups"
+        );
+        assert!(allocate_quotas(&[], 5).is_empty());
+    }
+}

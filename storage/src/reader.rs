@@ -31,6 +31,9 @@ pub struct ColumnSpec {
     /// Optional precomputed embedding column (list or fixed-size list of float32), read
     /// for embedding-based stages and not written to the output.
     pub embedding: Option<String>,
+    /// Optional numeric score column (any integer or float type), read as f64 for
+    /// score-based selection and not written to the output.
+    pub score: Option<String>,
 }
 
 impl Default for ColumnSpec {
@@ -41,6 +44,7 @@ impl Default for ColumnSpec {
             source: None,
             metadata: Vec::new(),
             embedding: None,
+            score: None,
         }
     }
 }
@@ -197,6 +201,7 @@ pub struct DocBatch {
     ids: Option<StringArray>,
     sources: Option<StringArray>,
     embeddings: Option<EmbeddingColumn>,
+    scores: Option<arrow::array::Float64Array>,
     id_prefix: Arc<str>,
     /// Output columns: id (Utf8), text, source and metadata, in that order.
     record: RecordBatch,
@@ -237,6 +242,13 @@ impl DocBatch {
     /// Embedding of document `i`, when an embedding column is configured and not null.
     pub fn embedding(&self, i: usize) -> Option<&[f32]> {
         self.embeddings.as_ref().and_then(|e| e.get(i))
+    }
+
+    /// Score of document `i`, when a score column is configured and not null.
+    pub fn score(&self, i: usize) -> Option<f64> {
+        self.scores
+            .as_ref()
+            .and_then(|s| s.is_valid(i).then(|| s.value(i)))
     }
 
     /// Global key of document `i`.
@@ -323,6 +335,7 @@ fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
     names.extend(spec.source.as_deref());
     names.extend(spec.metadata.iter().map(String::as_str));
     names.extend(spec.embedding.as_deref());
+    names.extend(spec.score.as_deref());
     let mut idx: Vec<usize> = names
         .iter()
         .filter_map(|n| schema.index_of(n).ok())
@@ -392,6 +405,10 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
     if let Some(e) = &spec.embedding {
         let f = field(e)?;
         check(&f, is_float_list, "a list or fixed-size list of float32")?;
+    }
+    if let Some(sc) = &spec.score {
+        let f = field(sc)?;
+        check(&f, |t| t.is_numeric(), "a numeric column")?;
     }
 
     let meta = builder.metadata().clone();
@@ -587,6 +604,13 @@ impl CorpusReader {
             Some(e) => Some(EmbeddingColumn::new(&column(e)?)),
             None => None,
         };
+        let scores = match &spec.score {
+            Some(sc) => {
+                let a = cast(&column(sc)?, &DataType::Float64).map_err(|e| fail(e.to_string()))?;
+                Some(a.as_primitive::<arrow::datatypes::Float64Type>().clone())
+            }
+            None => None,
+        };
         let sources = match &spec.source {
             Some(s) => Some(to_utf8(column(s)?)?),
             None => None,
@@ -623,6 +647,7 @@ impl CorpusReader {
             ids,
             sources,
             embeddings,
+            scores,
             id_prefix: id_prefix.clone(),
             record,
         })
