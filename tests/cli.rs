@@ -1034,3 +1034,122 @@ fn score_select_takes_top_k_of_a_score_column_globally_or_per_source() {
         "{err}"
     );
 }
+
+#[test]
+fn ablate_runs_every_method_and_compares_them_deterministically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_into = |name: &str| -> PathBuf {
+        let out = tmp.path().join(name);
+        let dir = format!("output.dir={}", out.display());
+        ok(&gleaner(&[
+            "--quiet",
+            "ablate",
+            "--config",
+            "configs/ablation.toml",
+            &dir,
+        ]));
+        out
+    };
+    let out = run_into("a");
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("comparison.json")).unwrap()).unwrap();
+    let names: Vec<&str> = c["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["random", "heuristic", "dsir", "semdedup"]);
+    let sets: Vec<HashSet<String>> = names
+        .iter()
+        .map(|n| {
+            string_column(&read_parquet(&out.join(n).join("selection.parquet")), "id")
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    for (i, m) in c["methods"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(m["kept"].as_u64().unwrap() as usize, sets[i].len());
+        for (j, other) in sets.iter().enumerate() {
+            let expected =
+                sets[i].intersection(other).count() as f64 / sets[i].union(other).count() as f64;
+            assert!((c["jaccard"][i][j].as_f64().unwrap() - expected).abs() < 1e-12);
+        }
+    }
+    // Disagreements are documents kept by some but not all methods, listed with their keepers.
+    for d in c["disagreements"].as_array().unwrap() {
+        let id = d[0].as_str().unwrap();
+        let keepers: Vec<&str> = d[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = names
+            .iter()
+            .zip(&sets)
+            .filter(|(_, s)| s.contains(id))
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(keepers, expected);
+        assert!(keepers.len() < names.len());
+    }
+    assert!(std::fs::read_to_string(out.join("comparison.html"))
+        .unwrap()
+        .contains("Jaccard"));
+    // Twice the same: byte-identical comparison and selections.
+    let again = run_into("b");
+    assert_eq!(
+        std::fs::read(out.join("comparison.json")).unwrap(),
+        std::fs::read(again.join("comparison.json")).unwrap()
+    );
+    for n in &names {
+        assert_eq!(
+            deterministic_files(&out.join(n)),
+            deterministic_files(&again.join(n)),
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn ablation_config_errors_name_the_method() {
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.1.name=random",
+    ]));
+    assert!(
+        err.contains("methods[1].name") && err.contains("used twice"),
+        "{err}"
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.name=\"a b\"",
+    ]));
+    assert!(err.contains("methods[0].name"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.2.stages.1.count=0.5",
+    ]));
+    assert!(err.contains("methods[2].stages[1]"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.stages.0.fraction=0.5",
+    ]));
+    assert!(
+        err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
+        "{err}"
+    );
+}

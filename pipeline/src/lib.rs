@@ -1,5 +1,6 @@
 //! gleaner's pipeline: configuration, planning, local execution, reports and the CLI verbs.
 
+pub mod ablate;
 pub mod clusters;
 pub mod commands;
 pub mod config;

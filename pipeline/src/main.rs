@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use gleaner::ablate::{ablate, AblationConfig};
 use gleaner::commands;
 use gleaner::config::Config;
 use gleaner::run::{run, RunOptions};
@@ -35,6 +36,20 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// Replace a completed run in the output directory.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Run several selection methods on the same pool and compare their selections.
+    Ablate {
+        /// Ablation config (TOML): shared [input], [output], [run] and a list of [[methods]].
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Overrides `key.path=value`, e.g. `methods.0.stages.0.fraction=0.2`.
+        overrides: Vec<String>,
+        /// Worker threads (overrides run.threads; 0 = all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Replace completed runs in the output folders.
         #[arg(long)]
         overwrite: bool,
     },
@@ -113,6 +128,33 @@ fn dispatch(cli: Cli) -> Result<()> {
                     summary.seen,
                     summary.shards.len(),
                     summary.out_dir.display()
+                );
+            }
+        }
+        Command::Ablate {
+            config,
+            mut overrides,
+            threads,
+            overwrite,
+        } => {
+            if let Some(t) = threads {
+                overrides.push(format!("run.threads={t}"));
+            }
+            if overwrite {
+                overrides.push("output.overwrite=true".into());
+            }
+            let config = AblationConfig::load(&config, &overrides)?;
+            let comparison = ablate(&config, &RunOptions { quiet })?;
+            if !cli.quiet {
+                for m in &comparison.methods {
+                    println!(
+                        "{:<16} kept {:>8} documents, {:>10} tokens",
+                        m.name, m.kept, m.kept_words
+                    );
+                }
+                println!(
+                    "comparison: {}/comparison.html",
+                    config.output.dir.trim_end_matches('/')
                 );
             }
         }
