@@ -582,25 +582,59 @@ struct Decisions {
     clusters: Option<ClusterSummary>,
 }
 
+/// The reduce phase's bookkeeping: per-stage counts, each row's fate, drop reasons and a
+/// few example ids per reason.
+struct Ledger {
+    stats: Vec<StageStats>,
+    reason_names: Vec<String>,
+    reason_ids: HashMap<String, u32>,
+    examples: BTreeMap<String, Vec<String>>,
+    /// Per live unit, per row: `KEEP` or an index into `reason_names`.
+    row_fates: Vec<Vec<u32>>,
+}
+
+impl Ledger {
+    /// Index of `reason` in `reason_names`, added on first use.
+    fn reason(&mut self, reason: &str) -> u32 {
+        if let Some(&k) = self.reason_ids.get(reason) {
+            return k;
+        }
+        self.reason_names.push(reason.to_string());
+        let k = self.reason_names.len() as u32 - 1;
+        self.reason_ids.insert(reason.to_string(), k);
+        k
+    }
+
+    /// Keeps `id` as an example of `reason` while there are fewer than `MAX_EXAMPLES`.
+    fn example(&mut self, reason: &str, id: &str) {
+        let e = self.examples.entry(reason.to_string()).or_default();
+        if e.len() < MAX_EXAMPLES {
+            e.push(id.to_string());
+        }
+    }
+
+    /// Records that stage `slot` dropped survivor `s` of live unit `pos` for `reason`.
+    fn drop_survivor(&mut self, slot: usize, pos: usize, s: &Survivor, reason: &str) {
+        self.stats[slot].drop_one(reason);
+        let k = self.reason(reason);
+        self.row_fates[pos][s.row as usize] = k;
+        self.example(reason, &s.id);
+    }
+}
+
 fn decide(
     reader: &CorpusReader,
     scans: &[Option<UnitScan>],
     stages: &Stages,
     config: &Config,
 ) -> Result<Decisions> {
-    let mut stats: Vec<StageStats> = stages.names.iter().map(|n| StageStats::new(n)).collect();
-    let mut reason_names: Vec<String> = Vec::new();
-    let mut reason_ids: HashMap<String, u32> = HashMap::new();
-    let mut intern = |r: &str| -> u32 {
-        if let Some(&k) = reason_ids.get(r) {
-            return k;
-        }
-        reason_names.push(r.to_string());
-        reason_ids.insert(r.to_string(), reason_names.len() as u32 - 1);
-        reason_names.len() as u32 - 1
+    let mut ledger = Ledger {
+        stats: stages.names.iter().map(|n| StageStats::new(n)).collect(),
+        reason_names: Vec::new(),
+        reason_ids: HashMap::new(),
+        examples: BTreeMap::new(),
+        row_fates: Vec::with_capacity(scans.len()),
     };
-    let mut examples: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut row_fates: Vec<Vec<u32>> = Vec::with_capacity(scans.len());
     let mut sources: BTreeMap<String, SourceCounts> = BTreeMap::new();
     let source_key = |scan: &UnitScan, k: u32| -> String {
         if k == NO_SOURCE {
@@ -621,8 +655,8 @@ fn decide(
             let drop_slot = match fate {
                 Fate::Dropped(k) => {
                     let (slot, reason) = &scan.reasons[*k as usize];
-                    stats[*slot].drop_one(reason);
-                    fates[row] = intern(reason);
+                    ledger.stats[*slot].drop_one(reason);
+                    fates[row] = ledger.reason(reason);
                     Some(*slot)
                 }
                 Fate::Survivor => None,
@@ -630,19 +664,16 @@ fn decide(
             let passed_through = drop_slot.unwrap_or(last_filter_slot + 1);
             for slot in (INPUT_SLOT..=last_filter_slot).filter(|s| *s < passed_through) {
                 if slot == INPUT_SLOT || stages.filters.iter().any(|f| f.0 == slot) {
-                    stats[slot].keep_one();
+                    ledger.stats[slot].keep_one();
                 }
             }
         }
         for (k, ids) in scan.examples.iter().enumerate() {
-            let entry = examples.entry(scan.reasons[k].1.clone()).or_default();
             for id in ids {
-                if entry.len() < MAX_EXAMPLES {
-                    entry.push(id.clone());
-                }
+                ledger.example(&scan.reasons[k].1, id);
             }
         }
-        row_fates.push(fates);
+        ledger.row_fates.push(fates);
     }
 
     // Exact dedup over survivors in corpus order.
@@ -657,15 +688,10 @@ fn decide(
         for (si, s) in scan.survivors.iter().enumerate() {
             if let Some((slot, _)) = &stages.dedup {
                 if dedup_state.is_duplicate(s.hash) {
-                    stats[*slot].drop_one("duplicate");
-                    row_fates[pos][s.row as usize] = intern("duplicate");
-                    let e = examples.entry("duplicate".into()).or_default();
-                    if e.len() < MAX_EXAMPLES {
-                        e.push(s.id.clone());
-                    }
+                    ledger.drop_survivor(*slot, pos, s, "duplicate");
                     continue;
                 }
-                stats[*slot].keep_one();
+                ledger.stats[*slot].keep_one();
             }
             pool_refs.push((pos, si));
         }
@@ -727,15 +753,14 @@ fn decide(
             ));
             for (i, &(pos, si)) in pool_refs.iter().enumerate() {
                 if decisions[i].removed {
-                    stats[*slot].drop_one("semantic_duplicate");
-                    let s = &live[pos].1.survivors[si];
-                    row_fates[pos][s.row as usize] = intern("semantic_duplicate");
-                    let e = examples.entry("semantic_duplicate".into()).or_default();
-                    if e.len() < MAX_EXAMPLES {
-                        e.push(s.id.clone());
-                    }
+                    ledger.drop_survivor(
+                        *slot,
+                        pos,
+                        &live[pos].1.survivors[si],
+                        "semantic_duplicate",
+                    );
                 } else {
-                    stats[*slot].keep_one();
+                    ledger.stats[*slot].keep_one();
                     kept_refs.push((pos, si));
                     kept_clusters.push(Some(fit.assignments[i]));
                 }
@@ -784,13 +809,7 @@ fn decide(
         for (i, &(pos, si)) in pool_refs.iter().enumerate() {
             let (score, words) = weights[i];
             if words < c.min_example_length {
-                stats[*slot].drop_one("too_short");
-                let s = &live[pos].1.survivors[si];
-                row_fates[pos][s.row as usize] = intern("too_short");
-                let e = examples.entry("too_short".into()).or_default();
-                if e.len() < MAX_EXAMPLES {
-                    e.push(s.id.clone());
-                }
+                ledger.drop_survivor(*slot, pos, &live[pos].1.survivors[si], "too_short");
             } else {
                 kept_refs.push((pos, si));
                 kept_clusters.push(cluster_of[i]);
@@ -827,15 +846,9 @@ fn decide(
             }
             for (i, &(pos, si)) in pool_refs.iter().enumerate() {
                 if chosen[i] {
-                    stats[*slot].keep_one();
+                    ledger.stats[*slot].keep_one();
                 } else {
-                    stats[*slot].drop_one("not_sampled");
-                    let row = live[pos].1.survivors[si].row;
-                    row_fates[pos][row as usize] = intern("not_sampled");
-                    let e = examples.entry("not_sampled".into()).or_default();
-                    if e.len() < MAX_EXAMPLES {
-                        e.push(live[pos].1.survivors[si].id.clone());
-                    }
+                    ledger.drop_survivor(*slot, pos, &live[pos].1.survivors[si], "not_sampled");
                 }
             }
             (sel.name().to_string(), sel.seed(), picks)
@@ -873,16 +886,16 @@ fn decide(
     }
     // Expand row fates back to unit indices (skipped units have none).
     let mut by_unit: Vec<Vec<u32>> = vec![Vec::new(); scans.len()];
-    for ((unit, _), fates) in live.iter().zip(row_fates) {
+    for ((unit, _), fates) in live.iter().zip(ledger.row_fates) {
         by_unit[*unit] = fates;
     }
     Ok(Decisions {
-        stats,
+        stats: ledger.stats,
         row_fates: by_unit,
-        reason_names,
+        reason_names: ledger.reason_names,
         selected,
         sources,
-        examples,
+        examples: ledger.examples,
         method,
         seed,
         clusters,
