@@ -903,6 +903,7 @@ fn dsir_through_the_cli_matches_the_library_and_enriches_the_target() {
                 source: None,
                 tokens: 0,
                 score: Some(d.1),
+                features: None,
             })
             .collect();
         let sel = ScoreSelector {
@@ -1151,5 +1152,99 @@ fn ablation_config_errors_name_the_method() {
     assert!(
         err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
         "{err}"
+    );
+}
+
+#[test]
+fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
+    use arrow::array::{ArrayRef, ListArray, StringArray};
+    use arrow::datatypes::Float32Type;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Three planted trajectory shapes (fast decrease, slow decrease, flat) of 300, 100 and
+    // 10 documents; sources of sizes 3, 50 and 357 cut across them.
+    let mut rng = gleaner_selectors::rng::SplitMix64::new(4);
+    let (mut ids, mut texts, mut sources, mut trajs) = (vec![], vec![], vec![], vec![]);
+    for (g, n) in [(0usize, 300usize), (1, 100), (2, 10)] {
+        for i in 0..n {
+            let traj: Vec<Option<f32>> = (0..12)
+                .map(|s| {
+                    let x = s as f32 / 11.0;
+                    let v = [3.0 * (-4.0 * x).exp(), 3.0 - 1.5 * x, 2.0][g];
+                    Some(v + 0.01 * (rng.next_f64() as f32 - 0.5))
+                })
+                .collect();
+            let k = ids.len();
+            ids.push(format!("g{g}-{i}"));
+            texts.push(format!("document {k}"));
+            sources.push(if k < 3 {
+                "A"
+            } else if k < 53 {
+                "B"
+            } else {
+                "C"
+            });
+            trajs.push(Some(traj));
+        }
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(StringArray::from(ids.clone())) as ArrayRef),
+        ("text", Arc::new(StringArray::from(texts)) as ArrayRef),
+        (
+            "source",
+            Arc::new(StringArray::from(sources.clone())) as ArrayRef,
+        ),
+        (
+            "losses",
+            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(trajs)) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let path = d.join("traj.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let cfg = d.join("s2l.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"s2l\"\ntrajectory_column = \"losses\"\nn_clusters = 3\ncount = 30\n",
+            path.display(),
+            d.join("out").display()
+        ),
+    )
+    .unwrap();
+    let selected = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(&gleaner(&args));
+        string_column(&read_parquet(&d.join("out/selection.parquet")), "id")
+    };
+    // Balanced over the planted clusters, not proportional to them.
+    let picks = selected(&[]);
+    let per_group = |g: usize| {
+        picks
+            .iter()
+            .filter(|id| id.starts_with(&format!("g{g}-")))
+            .count()
+    };
+    assert_eq!((per_group(0), per_group(1), per_group(2)), (10, 10, 10));
+    // Stratified by source (spec 3.4.4): sources of 3 / 50 / 357 with budget 30 give 3, 13, 14.
+    let picks = selected(&["stages.0.per_source=true"]);
+    let per_source = |s: &str| {
+        picks
+            .iter()
+            .filter(|id| sources[ids.iter().position(|x| x == *id).unwrap()] == s)
+            .count()
+    };
+    assert_eq!(
+        (per_source("A"), per_source("B"), per_source("C")),
+        (3, 13, 14)
     );
 }

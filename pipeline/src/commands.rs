@@ -174,6 +174,12 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.top_k { "top-k" } else { "Gumbel-top-k sampling" },
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default()
         ),
+        StageConfig::S2l(c) => format!(
+            "reduce: k-means ({} clusters) of the loss trajectories in `{}`, smallest-first balanced allocation{}",
+            c.n_clusters,
+            c.trajectory_column,
+            if c.per_source { ", stratified by source" } else { "" }
+        ),
         StageConfig::ScoreSelect(c) => format!(
             "reduce: {} by column `{}`{}",
             if c.sample { format!("Gumbel-top-k sampling (temperature {})", c.temperature) } else { "top-k".to_string() },

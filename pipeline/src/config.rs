@@ -117,6 +117,48 @@ pub enum StageConfig {
     Dsir(DsirConfig),
     /// Top-k or Gumbel-top-k over a numeric score column.
     ScoreSelect(ScoreSelectConfig),
+    /// SmallToLarge: k-means of loss trajectories, smallest-first balanced allocation.
+    S2l(S2lConfig),
+}
+
+/// S2L settings (see `specs/methods.md` section 3). Exactly one of `fraction` and `count`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S2lConfig {
+    /// Column holding each document's loss trajectory (list<float32>, one loss per proxy
+    /// checkpoint, in checkpoint order); NaN losses count as 0.
+    pub trajectory_column: String,
+    /// Number of k-means clusters.
+    #[serde(default = "default_s2l_clusters")]
+    pub n_clusters: usize,
+    /// Lloyd iterations.
+    #[serde(default = "default_s2l_iters")]
+    pub kmeans_iters: usize,
+    /// Clusters smaller than this only fill what the others leave.
+    #[serde(default = "default_s2l_min_cluster")]
+    pub min_cluster_size: usize,
+    /// Keep `round(fraction * pool)` documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Seed (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Stratify by source first (the reference code's behaviour), smallest source first.
+    #[serde(default)]
+    pub per_source: bool,
+}
+
+fn default_s2l_clusters() -> usize {
+    100
+}
+fn default_s2l_iters() -> usize {
+    20
+}
+fn default_s2l_min_cluster() -> usize {
+    3
 }
 
 /// DSIR settings (see `specs/methods.md` 4.1). Exactly one of `fraction` and `count`.
@@ -308,6 +350,7 @@ impl StageConfig {
             StageConfig::Semdedup(_) => "semdedup",
             StageConfig::Dsir(_) => "dsir",
             StageConfig::ScoreSelect(_) => "score_select",
+            StageConfig::S2l(_) => "s2l",
         }
     }
 
@@ -316,7 +359,10 @@ impl StageConfig {
             StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
-            StageConfig::RandomSample(_) | StageConfig::Dsir(_) | StageConfig::ScoreSelect(_) => 3,
+            StageConfig::RandomSample(_)
+            | StageConfig::Dsir(_)
+            | StageConfig::ScoreSelect(_)
+            | StageConfig::S2l(_) => 3,
         }
     }
 }
@@ -459,7 +505,7 @@ impl Config {
             let class = stage.order_class();
             if class < last_class || (class > 0 && class == last_class) {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir or score_select) last",
+                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir, score_select or s2l) last",
                     stage.type_name()
                 );
             }
@@ -530,6 +576,12 @@ impl Config {
                 }
                 StageConfig::RandomSample(r) => {
                     validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
+                }
+                StageConfig::S2l(c) => {
+                    validate_size(&key, c.fraction, c.count, None, c.per_source)?;
+                    if c.n_clusters == 0 {
+                        bail!("at key `{key}.n_clusters`: must be at least 1");
+                    }
                 }
                 StageConfig::ScoreSelect(c) => {
                     validate_size(&key, c.fraction, c.count, c.budget_words, c.per_source)?;

@@ -24,6 +24,7 @@ use gleaner_selectors::filters::DocumentFilter;
 use gleaner_selectors::kmeans::{self, KMeansConfig, Metric};
 use gleaner_selectors::random::{RandomSelector, SampleSize};
 use gleaner_selectors::rng::SplitMix64;
+use gleaner_selectors::s2l::S2lSelector;
 use gleaner_selectors::score::ScoreSelector;
 use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
 use gleaner_selectors::{allocate_quotas, PoolDoc, Selector};
@@ -86,6 +87,20 @@ pub struct RunSummary {
     pub shards: Vec<ShardInfo>,
 }
 
+/// The vector columns a config reads: the embedding column (for semdedup) and the loss
+/// trajectory column of an s2l stage, each once.
+fn vector_columns(config: &Config) -> Vec<String> {
+    let mut v: Vec<String> = config.input.embedding_column.iter().cloned().collect();
+    for stage in &config.stages {
+        if let StageConfig::S2l(c) = stage {
+            if !v.contains(&c.trajectory_column) {
+                v.push(c.trajectory_column.clone());
+            }
+        }
+    }
+    v
+}
+
 /// The column spec a config asks for.
 pub fn column_spec(config: &Config) -> ColumnSpec {
     ColumnSpec {
@@ -93,7 +108,7 @@ pub fn column_spec(config: &Config) -> ColumnSpec {
         id: config.input.id_column.clone(),
         source: config.input.source_column.clone(),
         metadata: config.input.metadata_columns.clone(),
-        embedding: config.input.embedding_column.clone(),
+        vectors: vector_columns(config),
         score: config.stages.iter().find_map(|s| match s {
             StageConfig::ScoreSelect(c) => Some(c.score_column.clone()),
             _ => None,
@@ -129,6 +144,8 @@ struct Stages {
     needs_tokens: bool,
     semdedup: Option<(usize, SemdedupConfig)>,
     dsir: Option<(usize, DsirConfig, DsirFeatures)>,
+    /// The loss-trajectory column an s2l selector reads.
+    s2l_column: Option<String>,
 }
 
 impl Stages {
@@ -141,6 +158,7 @@ impl Stages {
         let mut needs_tokens = false;
         let mut semdedup = None;
         let mut dsir = None;
+        let mut s2l_column = None;
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
@@ -197,6 +215,33 @@ impl Stages {
                         },
                     ));
                 }
+                StageConfig::S2l(c) => {
+                    let size = match (c.fraction, c.count) {
+                        (Some(f), _) => SampleSize::Fraction(f),
+                        (_, Some(n)) => SampleSize::Count(n),
+                        _ => unreachable!("validated: exactly one size is set"),
+                    };
+                    s2l_column = Some(c.trajectory_column.clone());
+                    let (n_clusters, kmeans_iters, min_cluster_size) =
+                        (c.n_clusters, c.kmeans_iters, c.min_cluster_size);
+                    let seed = c.seed.unwrap_or(config.run.seed);
+                    selector = Some((
+                        slot,
+                        SelectorStage {
+                            size,
+                            per_source: c.per_source,
+                            make: Box::new(move |size| {
+                                Box::new(S2lSelector {
+                                    n_clusters,
+                                    kmeans_iters,
+                                    min_cluster_size,
+                                    seed,
+                                    size,
+                                })
+                            }),
+                        },
+                    ));
+                }
                 StageConfig::ScoreSelect(c) => {
                     let size = match (c.fraction, c.count, c.budget_words) {
                         (Some(f), _, _) => SampleSize::Fraction(f),
@@ -236,6 +281,7 @@ impl Stages {
             needs_tokens,
             semdedup,
             dsir,
+            s2l_column,
         }
     }
 }
@@ -315,11 +361,42 @@ struct UnitScan {
     /// Examples of dropped ids, per reason index (at most 3 each).
     examples: Vec<Vec<String>>,
     warnings: Vec<String>,
-    /// Embeddings of the survivors, `dim` floats each, when an embedding stage runs.
-    embeddings: Vec<f32>,
-    dim: usize,
+    /// Embeddings of the survivors, when a semdedup stage runs.
+    embeddings: VectorBuf,
+    /// Loss trajectories of the survivors, when an s2l stage runs.
+    trajectories: VectorBuf,
     /// DSIR bucket counts of the survivors, when a dsir stage runs.
     dsir_counts: Vec<u64>,
+}
+
+/// Vectors of one role for the survivors of a unit, `dim` floats each.
+#[derive(Default)]
+struct VectorBuf {
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl VectorBuf {
+    /// Fixes the dimension on the first vector; a later vector of another length is an
+    /// error naming the row.
+    fn check_dim(&mut self, v: &[f32], what: &str, row: impl Fn() -> String) -> Result<()> {
+        if self.dim == 0 {
+            self.dim = v.len();
+        } else if v.len() != self.dim && !v.is_empty() {
+            bail!(
+                "{}: {what} has {} values, earlier rows have {}",
+                row(),
+                v.len(),
+                self.dim
+            );
+        }
+        Ok(())
+    }
+
+    /// Vector of survivor `si`.
+    fn get(&self, si: usize) -> &[f32] {
+        &self.data[si * self.dim..(si + 1) * self.dim]
+    }
 }
 
 const NO_SOURCE: u32 = u32::MAX;
@@ -339,8 +416,8 @@ fn scan_unit(
         source_names: Vec::new(),
         examples: Vec::new(),
         warnings: Vec::new(),
-        embeddings: Vec::new(),
-        dim: 0,
+        embeddings: VectorBuf::default(),
+        trajectories: VectorBuf::default(),
         dsir_counts: stages
             .dsir
             .as_ref()
@@ -348,6 +425,14 @@ fn scan_unit(
             .unwrap_or_default(),
     };
     let wants_embeddings = stages.semdedup.is_some();
+    let spec = column_spec(config);
+    let column_of = |name: &str| spec.vectors.iter().position(|v| v == name);
+    let embedding_col = if wants_embeddings {
+        config.input.embedding_column.as_deref().and_then(column_of)
+    } else {
+        None
+    };
+    let trajectory_col = stages.s2l_column.as_deref().and_then(column_of);
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
     let mut source_index: HashMap<String, u32> = HashMap::new();
     let max_bytes = config.input.max_doc_bytes;
@@ -370,28 +455,21 @@ fn scan_unit(
             };
             scan.row_sources.push(source);
             let text = batch.text(i).unwrap_or("");
-            let embedding = if wants_embeddings {
-                batch.embedding(i)
-            } else {
-                None
-            };
+            let embedding = embedding_col.and_then(|c| batch.vector(c, i));
+            let trajectory = trajectory_col.and_then(|c| batch.vector(c, i));
+            let row_name = || format!("{} row {}", file.display(), batch.key(i).row);
             if let Some(e) = embedding {
-                if scan.dim == 0 {
-                    scan.dim = e.len();
-                } else if e.len() != scan.dim {
-                    bail!(
-                        "{} row {}: embedding has {} values, earlier rows have {}",
-                        file.display(),
-                        batch.key(i).row,
-                        e.len(),
-                        scan.dim
-                    );
-                }
+                scan.embeddings.check_dim(e, "embedding", row_name)?;
+            }
+            if let Some(t) = trajectory {
+                scan.trajectories.check_dim(t, "trajectory", row_name)?;
             }
             let drop = if text.trim().is_empty() {
                 Some((INPUT_SLOT, "empty_text".to_string()))
-            } else if wants_embeddings && embedding.is_none_or(|e| e.is_empty()) {
+            } else if embedding_col.is_some() && embedding.is_none_or(|e| e.is_empty()) {
                 Some((INPUT_SLOT, "no_embedding".to_string()))
+            } else if trajectory_col.is_some() && trajectory.is_none_or(|t| t.is_empty()) {
+                Some((INPUT_SLOT, "no_trajectory".to_string()))
             } else if text.len() as u64 > max_bytes {
                 if scan.warnings.len() < 5 {
                     scan.warnings.push(format!(
@@ -442,7 +520,10 @@ fn scan_unit(
                         score: batch.score(i),
                     });
                     if let Some(e) = embedding {
-                        scan.embeddings.extend_from_slice(e);
+                        scan.embeddings.data.extend_from_slice(e);
+                    }
+                    if let Some(t) = trajectory {
+                        scan.trajectories.data.extend_from_slice(t);
                     }
                     if let Some((_, _, f)) = &stages.dsir {
                         f.add_counts(text, &mut scan.dsir_counts);
@@ -703,19 +784,22 @@ fn decide(
     if let Some((slot, c)) = &stages.semdedup {
         let dim = live
             .iter()
-            .map(|(_, s)| s.dim)
+            .map(|(_, s)| s.embeddings.dim)
             .find(|&d| d > 0)
             .unwrap_or(0);
-        if let Some((_, bad)) = live.iter().find(|(_, s)| s.dim != 0 && s.dim != dim) {
+        if let Some((_, bad)) = live
+            .iter()
+            .find(|(_, s)| s.embeddings.dim != 0 && s.embeddings.dim != dim)
+        {
             bail!(
                 "embeddings of different lengths in the corpus: {} and {}",
                 dim,
-                bad.dim
+                bad.embeddings.dim
             );
         }
         let mut data = Vec::with_capacity(pool_refs.len() * dim);
         for &(pos, si) in &pool_refs {
-            let e = &live[pos].1.embeddings[si * dim..(si + 1) * dim];
+            let e = live[pos].1.embeddings.get(si);
             let norm = e
                 .iter()
                 .map(|x| x * x)
@@ -833,6 +917,10 @@ fn decide(
                 source: s.source.map(|k| scan.source_names[k as usize].as_str()),
                 tokens: s.words,
                 score,
+                features: stages
+                    .s2l_column
+                    .as_ref()
+                    .map(|_| scan.trajectories.get(si)),
             }
         })
         .collect();

@@ -10,6 +10,7 @@ pub mod kmeans;
 pub mod nn;
 pub mod random;
 pub mod rng;
+pub mod s2l;
 pub mod score;
 pub mod semdedup;
 pub mod simd;
@@ -27,6 +28,8 @@ pub struct PoolDoc<'a> {
     /// A score computed upstream (e.g. DSIR's log importance weight); `None` when the
     /// document has none, which score-based selectors never pick.
     pub score: Option<f64>,
+    /// A feature vector (e.g. S2L's loss trajectory), when the selector needs one.
+    pub features: Option<&'a [f32]>,
 }
 
 /// One kept document: its index in the pool, an optional score and why it was kept.

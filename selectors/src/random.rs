@@ -87,6 +87,7 @@ mod tests {
                 source: None,
                 tokens: 10,
                 score: None,
+                features: None,
             })
             .collect()
     }

@@ -97,6 +97,7 @@ mod tests {
                 source: None,
                 tokens: 1,
                 score,
+                features: None,
             })
             .collect()
     }

@@ -28,9 +28,9 @@ pub struct ColumnSpec {
     pub source: Option<String>,
     /// Extra columns carried through to the output unchanged; required when named.
     pub metadata: Vec<String>,
-    /// Optional precomputed embedding column (list or fixed-size list of float32), read
-    /// for embedding-based stages and not written to the output.
-    pub embedding: Option<String>,
+    /// Vector columns (list or fixed-size list of float32: embeddings, loss trajectories),
+    /// read for the stages that need them and not written to the output.
+    pub vectors: Vec<String>,
     /// Optional numeric score column (any integer or float type), read as f64 for
     /// score-based selection and not written to the output.
     pub score: Option<String>,
@@ -43,7 +43,7 @@ impl Default for ColumnSpec {
             id: "id".into(),
             source: None,
             metadata: Vec::new(),
-            embedding: None,
+            vectors: Vec::new(),
             score: None,
         }
     }
@@ -138,14 +138,14 @@ impl TextColumn {
 
 /// A float32 list column, read without copying.
 #[derive(Debug, Clone)]
-struct EmbeddingColumn {
+struct VectorColumn {
     values: arrow::array::Float32Array,
     /// Start offsets per row (len rows + 1), relative to `values`.
     offsets: Vec<usize>,
     valid: Option<arrow::buffer::NullBuffer>,
 }
 
-impl EmbeddingColumn {
+impl VectorColumn {
     fn new(array: &ArrayRef) -> Self {
         let (values, offsets): (ArrayRef, Vec<usize>) = match array.data_type() {
             DataType::List(_) => {
@@ -171,9 +171,9 @@ impl EmbeddingColumn {
                     (0..=a.len()).map(|i| start + i * size).collect(),
                 )
             }
-            other => unreachable!("embedding type {other} is rejected when the file is opened"),
+            other => unreachable!("vector type {other} is rejected when the file is opened"),
         };
-        EmbeddingColumn {
+        VectorColumn {
             values: values
                 .as_primitive::<arrow::datatypes::Float32Type>()
                 .clone(),
@@ -200,7 +200,7 @@ pub struct DocBatch {
     texts: TextColumn,
     ids: Option<StringArray>,
     sources: Option<StringArray>,
-    embeddings: Option<EmbeddingColumn>,
+    vectors: Vec<VectorColumn>,
     scores: Option<arrow::array::Float64Array>,
     id_prefix: Arc<str>,
     /// Output columns: id (Utf8), text, source and metadata, in that order.
@@ -239,9 +239,9 @@ impl DocBatch {
             .and_then(|s| s.is_valid(i).then(|| s.value(i)))
     }
 
-    /// Embedding of document `i`, when an embedding column is configured and not null.
-    pub fn embedding(&self, i: usize) -> Option<&[f32]> {
-        self.embeddings.as_ref().and_then(|e| e.get(i))
+    /// Vector column `which` (an index into [`ColumnSpec::vectors`]) of document `i`, unless null.
+    pub fn vector(&self, which: usize, i: usize) -> Option<&[f32]> {
+        self.vectors.get(which).and_then(|v| v.get(i))
     }
 
     /// Score of document `i`, when a score column is configured and not null.
@@ -334,7 +334,7 @@ fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
     let mut names: Vec<&str> = vec![spec.text.as_str(), spec.id.as_str()];
     names.extend(spec.source.as_deref());
     names.extend(spec.metadata.iter().map(String::as_str));
-    names.extend(spec.embedding.as_deref());
+    names.extend(spec.vectors.iter().map(String::as_str));
     names.extend(spec.score.as_deref());
     let mut idx: Vec<usize> = names
         .iter()
@@ -402,8 +402,8 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
         let f = field(m)?;
         carried.push((f.name().clone(), f.data_type().clone()));
     }
-    if let Some(e) = &spec.embedding {
-        let f = field(e)?;
+    for v in &spec.vectors {
+        let f = field(v)?;
         check(&f, is_float_list, "a list or fixed-size list of float32")?;
     }
     if let Some(sc) = &spec.score {
@@ -600,10 +600,11 @@ impl CorpusReader {
             Some(a) => Some(to_utf8(a.clone())?),
             None => None,
         };
-        let embeddings = match &spec.embedding {
-            Some(e) => Some(EmbeddingColumn::new(&column(e)?)),
-            None => None,
-        };
+        let vectors = spec
+            .vectors
+            .iter()
+            .map(|v| Ok(VectorColumn::new(&column(v)?)))
+            .collect::<Result<Vec<_>>>()?;
         let scores = match &spec.score {
             Some(sc) => {
                 let a = cast(&column(sc)?, &DataType::Float64).map_err(|e| fail(e.to_string()))?;
@@ -646,7 +647,7 @@ impl CorpusReader {
             texts: TextColumn::new(&text),
             ids,
             sources,
-            embeddings,
+            vectors,
             scores,
             id_prefix: id_prefix.clone(),
             record,

@@ -693,7 +693,7 @@ fn embedding_columns_are_read_as_float_slices_and_type_checked() {
         w.write(&batch).unwrap();
         w.close().unwrap();
         let spec = ColumnSpec {
-            embedding: Some("emb".into()),
+            vectors: vec!["emb".into()],
             ..ColumnSpec::default()
         };
         let reader = CorpusReader::open(&pat(&path), spec, OnBadFile::Error, 2).unwrap();
@@ -701,7 +701,7 @@ fn embedding_columns_are_read_as_float_slices_and_type_checked() {
         for b in reader.read_unit(0).unwrap() {
             let b = b.unwrap();
             for i in 0..b.len() {
-                got.push(b.embedding(i).map(|e| e.to_vec()));
+                got.push(b.vector(0, i).map(|e| e.to_vec()));
             }
         }
         assert_eq!(
@@ -715,7 +715,7 @@ fn embedding_columns_are_read_as_float_slices_and_type_checked() {
     }
     // A text column named as the embedding is a type error naming the column.
     let spec = ColumnSpec {
-        embedding: Some("text".into()),
+        vectors: vec!["text".into()],
         ..ColumnSpec::default()
     };
     let e = CorpusReader::open(
