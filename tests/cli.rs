@@ -363,6 +363,18 @@ fn a_completed_run_is_not_replaced_without_overwrite() {
     );
 }
 
+/// Writes one record batch as a parquet file.
+fn write_batch(path: &Path, batch: &RecordBatch) {
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
 fn write_text_file(path: &Path, texts: &[&str]) {
     use arrow::array::StringArray;
     use std::sync::Arc;
@@ -371,14 +383,7 @@ fn write_text_file(path: &Path, texts: &[&str]) {
         Arc::new(StringArray::from(texts.to_vec())) as arrow::array::ArrayRef,
     )])
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_batch(path, &batch);
 }
 
 /// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr
@@ -824,14 +829,7 @@ fn semdedup_needs_an_embedding_column_of_one_length() {
     ])
     .unwrap();
     let path = tmp.path().join("ragged.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_batch(&path, &batch);
     let cfg = tmp.path().join("r.toml");
     std::fs::write(&cfg, format!("[input]\npaths = [\"{}\"]\nembedding_column = \"embedding\"\n[output]\ndir = \"{}\"\n[[stages]]\ntype = \"semdedup\"\nn_clusters = 1\n", path.display(), tmp.path().join("o").display())).unwrap();
     let err = run_fails(&cfg);
@@ -975,14 +973,7 @@ fn score_select_takes_top_k_of_a_score_column_globally_or_per_source() {
     ])
     .unwrap();
     let path = d.join("scored.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_batch(&path, &batch);
     let cfg = d.join("s.toml");
     std::fs::write(
         &cfg,
@@ -1202,14 +1193,7 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
     ])
     .unwrap();
     let path = d.join("traj.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_batch(&path, &batch);
     let cfg = d.join("s2l.toml");
     std::fs::write(
         &cfg,

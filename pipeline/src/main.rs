@@ -104,6 +104,16 @@ fn main() {
     }
 }
 
+/// `--threads` and `--overwrite` as config overrides.
+fn add_run_flags(overrides: &mut Vec<String>, threads: Option<usize>, overwrite: bool) {
+    if let Some(t) = threads {
+        overrides.push(format!("run.threads={t}"));
+    }
+    if overwrite {
+        overrides.push("output.overwrite=true".into());
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     let quiet = cli.quiet || !std::io::stderr().is_terminal();
     match cli.command {
@@ -113,12 +123,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             threads,
             overwrite,
         } => {
-            if let Some(t) = threads {
-                overrides.push(format!("run.threads={t}"));
-            }
-            if overwrite {
-                overrides.push("output.overwrite=true".into());
-            }
+            add_run_flags(&mut overrides, threads, overwrite);
             let config = Config::load(&config, &overrides)?;
             let summary = run(&config, &RunOptions { quiet })?;
             if !cli.quiet {
@@ -137,12 +142,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             threads,
             overwrite,
         } => {
-            if let Some(t) = threads {
-                overrides.push(format!("run.threads={t}"));
-            }
-            if overwrite {
-                overrides.push("output.overwrite=true".into());
-            }
+            add_run_flags(&mut overrides, threads, overwrite);
             let config = AblationConfig::load(&config, &overrides)?;
             let comparison = ablate(&config, &RunOptions { quiet })?;
             if !cli.quiet {

@@ -167,11 +167,7 @@ impl Stages {
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
-                    let size = match (c.fraction, c.count) {
-                        (Some(f), _) => SampleSize::Fraction(f),
-                        (_, Some(n)) => SampleSize::Count(n),
-                        _ => unreachable!("validated: exactly one size is set"),
-                    };
+                    let size = sample_size(c.fraction, c.count, None);
                     let (seed, sample) = (c.seed.unwrap_or(config.run.seed), !c.top_k);
                     selector = Some((
                         slot,
@@ -196,15 +192,8 @@ impl Stages {
                     dsir = Some((slot, c.clone(), features));
                 }
                 StageConfig::RandomSample(r) => {
-                    let size = match (r.fraction, r.count, r.budget_words) {
-                        (Some(f), _, _) => SampleSize::Fraction(f),
-                        (_, Some(c), _) => SampleSize::Count(c),
-                        (_, _, Some(b)) => {
-                            needs_tokens = true;
-                            SampleSize::Tokens(b)
-                        }
-                        _ => unreachable!("validated: exactly one size is set"),
-                    };
+                    let size = sample_size(r.fraction, r.count, r.budget_words);
+                    needs_tokens |= matches!(size, SampleSize::Tokens(_));
                     let seed = r.seed.unwrap_or(config.run.seed);
                     selector = Some((
                         slot,
@@ -216,11 +205,7 @@ impl Stages {
                     ));
                 }
                 StageConfig::S2l(c) => {
-                    let size = match (c.fraction, c.count) {
-                        (Some(f), _) => SampleSize::Fraction(f),
-                        (_, Some(n)) => SampleSize::Count(n),
-                        _ => unreachable!("validated: exactly one size is set"),
-                    };
+                    let size = sample_size(c.fraction, c.count, None);
                     s2l_column = Some(c.trajectory_column.clone());
                     let (n_clusters, kmeans_iters, min_cluster_size) =
                         (c.n_clusters, c.kmeans_iters, c.min_cluster_size);
@@ -243,15 +228,8 @@ impl Stages {
                     ));
                 }
                 StageConfig::ScoreSelect(c) => {
-                    let size = match (c.fraction, c.count, c.budget_words) {
-                        (Some(f), _, _) => SampleSize::Fraction(f),
-                        (_, Some(n), _) => SampleSize::Count(n),
-                        (_, _, Some(b)) => {
-                            needs_tokens = true;
-                            SampleSize::Tokens(b)
-                        }
-                        _ => unreachable!("validated: exactly one size is set"),
-                    };
+                    let size = sample_size(c.fraction, c.count, c.budget_words);
+                    needs_tokens |= matches!(size, SampleSize::Tokens(_));
                     let (seed, sample, temperature) =
                         (c.seed.unwrap_or(config.run.seed), c.sample, c.temperature);
                     selector = Some((
@@ -283,6 +261,16 @@ impl Stages {
             dsir,
             s2l_column,
         }
+    }
+}
+
+/// The size a validated selector config asks for (exactly one of the three is set).
+fn sample_size(fraction: Option<f64>, count: Option<u64>, budget_words: Option<u64>) -> SampleSize {
+    match (fraction, count, budget_words) {
+        (Some(f), _, _) => SampleSize::Fraction(f),
+        (_, Some(n), _) => SampleSize::Count(n),
+        (_, _, Some(b)) => SampleSize::Tokens(b),
+        _ => unreachable!("validated: exactly one size is set"),
     }
 }
 

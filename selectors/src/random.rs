@@ -18,6 +18,29 @@ pub enum SampleSize {
     Tokens(u64),
 }
 
+impl SampleSize {
+    /// How many of `ranked` (documents in selection order, given by their token counts) to
+    /// keep out of a pool of `pool_len`: a fraction of the pool, a count, or documents until
+    /// their tokens reach the budget (the one reaching it included); never more than ranked.
+    pub fn take(&self, pool_len: usize, ranked: impl ExactSizeIterator<Item = u64>) -> usize {
+        let available = ranked.len();
+        match *self {
+            SampleSize::Fraction(f) => ((f * pool_len as f64).round() as usize).min(available),
+            SampleSize::Count(c) => (c as usize).min(available),
+            SampleSize::Tokens(budget) => {
+                let mut total = 0u64;
+                ranked
+                    .take_while(|&t| {
+                        let before = total;
+                        total += t;
+                        before < budget
+                    })
+                    .count()
+            }
+        }
+    }
+}
+
 /// Uniform random sample of a given size.
 #[derive(Debug, Clone)]
 pub struct RandomSelector {
@@ -48,21 +71,9 @@ impl Selector for RandomSelector {
             .map(|(i, d)| (uniform_key(self.seed, d.id), i))
             .collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let take = match self.size {
-            SampleSize::Fraction(f) => ((f * pool.len() as f64).round() as usize).min(pool.len()),
-            SampleSize::Count(c) => (c as usize).min(pool.len()),
-            SampleSize::Tokens(budget) => {
-                let mut total = 0u64;
-                order
-                    .iter()
-                    .take_while(|(_, i)| {
-                        let before = total;
-                        total += pool[*i].tokens;
-                        before < budget
-                    })
-                    .count()
-            }
-        };
+        let take = self
+            .size
+            .take(pool.len(), order.iter().map(|&(_, i)| pool[i].tokens));
         let mut picks: Vec<Pick> = order[..take]
             .iter()
             .map(|&(u, index)| Pick {

@@ -52,21 +52,9 @@ impl Selector for ScoreSelector {
             })
             .collect();
         keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let take = match self.size {
-            SampleSize::Fraction(f) => ((f * pool.len() as f64).round() as usize).min(keyed.len()),
-            SampleSize::Count(c) => (c as usize).min(keyed.len()),
-            SampleSize::Tokens(budget) => {
-                let mut total = 0u64;
-                keyed
-                    .iter()
-                    .take_while(|(_, i)| {
-                        let before = total;
-                        total += pool[*i].tokens;
-                        before < budget
-                    })
-                    .count()
-            }
-        };
+        let take = self
+            .size
+            .take(pool.len(), keyed.iter().map(|&(_, i)| pool[i].tokens));
         let reason = if self.sample {
             "gumbel_sample"
         } else {
