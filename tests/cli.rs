@@ -1025,6 +1025,49 @@ fn score_select_takes_top_k_of_a_score_column_globally_or_per_source() {
         err.contains("stages[0].per_source") && err.contains("budget_words"),
         "{err}"
     );
+
+    // A range filter on the same column (perplexity-style filtering), then top-1 of what is left.
+    let filtered = d.join("f.toml");
+    std::fs::write(
+        &filtered,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "[[stages]]\ntype = \"score_select\"",
+            "[[stages]]\ntype = \"score_filter\"\nscore_column = \"quality\"\nmin = 0.4\nmax = 0.86\n\n[[stages]]\ntype = \"score_select\"",
+        ),
+    )
+    .unwrap();
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        filtered.to_str().unwrap(),
+        "stages.1.count=5",
+    ]));
+    assert_eq!(
+        string_column(&read_parquet(&d.join("out/selection.parquet")), "id"),
+        ["a2", "a3"]
+    );
+    let st = stats(&d.join("out"));
+    assert_eq!(st[1]["stage"], "score_filter");
+    assert_eq!(
+        (
+            st[1]["dropped_score_above_max"].as_u64(),
+            st[1]["dropped_score_below_min"].as_u64(),
+            st[1]["dropped_no_score"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1))
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        filtered.to_str().unwrap(),
+        "stages.0.min=0.9",
+    ]));
+    assert!(
+        err.contains("stages[0].min") && err.contains("above max"),
+        "{err}"
+    );
 }
 
 #[test]

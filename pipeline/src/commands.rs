@@ -174,6 +174,13 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.top_k { "top-k" } else { "Gumbel-top-k sampling" },
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default()
         ),
+        StageConfig::ScoreFilter(c) => format!(
+            "map: keep documents with `{}` in [{}, {}]{}",
+            c.score_column,
+            c.min.map_or("-inf".to_string(), |v| v.to_string()),
+            c.max.map_or("+inf".to_string(), |v| v.to_string()),
+            if c.keep_missing { " (nulls kept)" } else { "" }
+        ),
         StageConfig::S2l(c) => format!(
             "reduce: k-means ({} clusters) of the loss trajectories in `{}`, smallest-first balanced allocation{}",
             c.n_clusters,

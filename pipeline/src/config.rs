@@ -119,6 +119,26 @@ pub enum StageConfig {
     ScoreSelect(ScoreSelectConfig),
     /// SmallToLarge: k-means of loss trajectories, smallest-first balanced allocation.
     S2l(S2lConfig),
+    /// Keep documents whose numeric column lies in [min, max] (e.g. perplexity filtering on
+    /// a per-document loss column).
+    ScoreFilter(ScoreFilterConfig),
+}
+
+/// A range filter on a numeric column. At least one of `min` and `max`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreFilterConfig {
+    /// The numeric column.
+    pub score_column: String,
+    /// Documents below this are dropped as `score_below_min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Documents above this are dropped as `score_above_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Keep documents whose value is null (otherwise dropped as `no_score`).
+    #[serde(default)]
+    pub keep_missing: bool,
 }
 
 /// S2L settings (see `specs/methods.md` section 3). Exactly one of `fraction` and `count`.
@@ -351,12 +371,15 @@ impl StageConfig {
             StageConfig::Dsir(_) => "dsir",
             StageConfig::ScoreSelect(_) => "score_select",
             StageConfig::S2l(_) => "s2l",
+            StageConfig::ScoreFilter(_) => "score_filter",
         }
     }
 
     fn order_class(&self) -> u8 {
         match self {
-            StageConfig::GopherQuality(_) | StageConfig::GopherRepetition(_) => 0,
+            StageConfig::GopherQuality(_)
+            | StageConfig::GopherRepetition(_)
+            | StageConfig::ScoreFilter(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
             StageConfig::RandomSample(_)
@@ -577,6 +600,13 @@ impl Config {
                 StageConfig::RandomSample(r) => {
                     validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
                 }
+                StageConfig::ScoreFilter(c) => match (c.min, c.max) {
+                    (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
+                    (Some(lo), Some(hi)) if lo > hi => {
+                        bail!("at key `{key}.min`: {lo} is above max {hi}")
+                    }
+                    _ => {}
+                },
                 StageConfig::S2l(c) => {
                     validate_size(&key, c.fraction, c.count, None, c.per_source)?;
                     if c.n_clusters == 0 {

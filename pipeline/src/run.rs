@@ -9,7 +9,7 @@
 
 use crate::clusters::ClusterSummary;
 use crate::config::{Config, OnBadFileConfig, StageConfig};
-use crate::config::{DsirConfig, SemdedupConfig};
+use crate::config::{DsirConfig, ScoreFilterConfig, SemdedupConfig};
 use crate::report::{write_report, ReportInput, SourceCounts};
 use crate::stats::StageStats;
 use anyhow::{bail, Context, Result};
@@ -30,7 +30,7 @@ use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
 use gleaner_selectors::{allocate_quotas, PoolDoc, Selector};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
-use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile, SkippedFile};
+use gleaner_storage::reader::{ColumnSpec, CorpusReader, DocBatch, OnBadFile, SkippedFile};
 use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -109,11 +109,24 @@ pub fn column_spec(config: &Config) -> ColumnSpec {
         source: config.input.source_column.clone(),
         metadata: config.input.metadata_columns.clone(),
         vectors: vector_columns(config),
-        score: config.stages.iter().find_map(|s| match s {
-            StageConfig::ScoreSelect(c) => Some(c.score_column.clone()),
-            _ => None,
-        }),
+        scores: score_columns(config),
     }
+}
+
+/// The numeric columns a config's score filters and score selector read, each once.
+fn score_columns(config: &Config) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for stage in &config.stages {
+        let col = match stage {
+            StageConfig::ScoreSelect(c) => &c.score_column,
+            StageConfig::ScoreFilter(c) => &c.score_column,
+            _ => continue,
+        };
+        if !v.contains(col) {
+            v.push(col.clone());
+        }
+    }
+    v
 }
 
 /// Opens (and validates) the corpus a config names.
@@ -137,7 +150,9 @@ const INPUT_SLOT: usize = 0;
 struct Stages {
     /// Names per slot (slot 0 = `input`).
     names: Vec<String>,
-    filters: Vec<(usize, Box<dyn DocumentFilter>)>,
+    filters: Vec<(usize, PerDocFilter)>,
+    /// Index (into the score columns) of the column a score_select stage ranks by.
+    select_score: Option<usize>,
     dedup: Option<(usize, Normalization)>,
     selector: Option<(usize, SelectorStage)>,
     /// Whether the selector reads token counts (budgets); otherwise they are not computed.
@@ -152,7 +167,15 @@ impl Stages {
     fn build(config: &Config) -> Self {
         let mut names = vec!["input".to_string()];
         names.extend(config.stage_names());
-        let mut filters: Vec<(usize, Box<dyn DocumentFilter>)> = Vec::new();
+        let mut filters: Vec<(usize, PerDocFilter)> = Vec::new();
+        let score_cols = score_columns(config);
+        let score_index = |c: &str| {
+            score_cols
+                .iter()
+                .position(|x| x == c)
+                .expect("listed by score_columns")
+        };
+        let mut select_score = None;
         let mut dedup = None;
         let mut selector: Option<(usize, SelectorStage)> = None;
         let mut needs_tokens = false;
@@ -162,8 +185,19 @@ impl Stages {
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
-                StageConfig::GopherQuality(q) => filters.push((slot, Box::new(q.clone()))),
-                StageConfig::GopherRepetition(r) => filters.push((slot, Box::new(r.clone()))),
+                StageConfig::GopherQuality(q) => {
+                    filters.push((slot, PerDocFilter::Text(Box::new(q.clone()))))
+                }
+                StageConfig::GopherRepetition(r) => {
+                    filters.push((slot, PerDocFilter::Text(Box::new(r.clone()))))
+                }
+                StageConfig::ScoreFilter(c) => filters.push((
+                    slot,
+                    PerDocFilter::Score {
+                        column: score_index(&c.score_column),
+                        config: c.clone(),
+                    },
+                )),
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
@@ -228,6 +262,7 @@ impl Stages {
                     ));
                 }
                 StageConfig::ScoreSelect(c) => {
+                    select_score = Some(score_index(&c.score_column));
                     let size = sample_size(c.fraction, c.count, c.budget_words);
                     needs_tokens |= matches!(size, SampleSize::Tokens(_));
                     let (seed, sample, temperature) =
@@ -254,6 +289,7 @@ impl Stages {
         Stages {
             names,
             filters,
+            select_score,
             dedup,
             selector,
             needs_tokens,
@@ -271,6 +307,31 @@ fn sample_size(fraction: Option<f64>, count: Option<u64>, budget_words: Option<u
         (_, Some(n), _) => SampleSize::Count(n),
         (_, _, Some(b)) => SampleSize::Tokens(b),
         _ => unreachable!("validated: exactly one size is set"),
+    }
+}
+
+/// A per-document stage: rules on the text, or a range on a numeric column.
+enum PerDocFilter {
+    Text(Box<dyn DocumentFilter>),
+    Score {
+        column: usize,
+        config: ScoreFilterConfig,
+    },
+}
+
+impl PerDocFilter {
+    /// `None` keeps document `i`; `Some(reason)` drops it.
+    fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String> {
+        match self {
+            PerDocFilter::Text(f) => f.check(text),
+            PerDocFilter::Score { column, config } => match batch.score(*column, i) {
+                None if config.keep_missing => None,
+                None => Some("no_score".into()),
+                Some(v) if config.min.is_some_and(|m| v < m) => Some("score_below_min".into()),
+                Some(v) if config.max.is_some_and(|m| v > m) => Some("score_above_max".into()),
+                Some(_) => None,
+            },
+        }
     }
 }
 
@@ -472,7 +533,7 @@ fn scan_unit(
                 stages
                     .filters
                     .iter()
-                    .find_map(|(slot, f)| f.check(text).map(|r| (*slot, r)))
+                    .find_map(|(slot, f)| f.check(&batch, i, text).map(|r| (*slot, r)))
             };
             let fate = match drop {
                 Some(key) => {
@@ -505,7 +566,7 @@ fn scan_unit(
                         },
                         hash,
                         title: wants_embeddings.then(|| title_of(text)),
-                        score: batch.score(i),
+                        score: stages.select_score.and_then(|c| batch.score(c, i)),
                     });
                     if let Some(e) = embedding {
                         scan.embeddings.data.extend_from_slice(e);

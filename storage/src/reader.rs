@@ -31,9 +31,9 @@ pub struct ColumnSpec {
     /// Vector columns (list or fixed-size list of float32: embeddings, loss trajectories),
     /// read for the stages that need them and not written to the output.
     pub vectors: Vec<String>,
-    /// Optional numeric score column (any integer or float type), read as f64 for
-    /// score-based selection and not written to the output.
-    pub score: Option<String>,
+    /// Numeric score columns (any integer or float type), read as f64 for score-based
+    /// filters and selectors and not written to the output.
+    pub scores: Vec<String>,
 }
 
 impl Default for ColumnSpec {
@@ -44,7 +44,7 @@ impl Default for ColumnSpec {
             source: None,
             metadata: Vec::new(),
             vectors: Vec::new(),
-            score: None,
+            scores: Vec::new(),
         }
     }
 }
@@ -201,7 +201,7 @@ pub struct DocBatch {
     ids: Option<StringArray>,
     sources: Option<StringArray>,
     vectors: Vec<VectorColumn>,
-    scores: Option<arrow::array::Float64Array>,
+    scores: Vec<arrow::array::Float64Array>,
     id_prefix: Arc<str>,
     /// Output columns: id (Utf8), text, source and metadata, in that order.
     record: RecordBatch,
@@ -244,10 +244,10 @@ impl DocBatch {
         self.vectors.get(which).and_then(|v| v.get(i))
     }
 
-    /// Score of document `i`, when a score column is configured and not null.
-    pub fn score(&self, i: usize) -> Option<f64> {
+    /// Score column `which` (an index into [`ColumnSpec::scores`]) of document `i`, unless null.
+    pub fn score(&self, which: usize, i: usize) -> Option<f64> {
         self.scores
-            .as_ref()
+            .get(which)
             .and_then(|s| s.is_valid(i).then(|| s.value(i)))
     }
 
@@ -335,7 +335,7 @@ fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
     names.extend(spec.source.as_deref());
     names.extend(spec.metadata.iter().map(String::as_str));
     names.extend(spec.vectors.iter().map(String::as_str));
-    names.extend(spec.score.as_deref());
+    names.extend(spec.scores.iter().map(String::as_str));
     let mut idx: Vec<usize> = names
         .iter()
         .filter_map(|n| schema.index_of(n).ok())
@@ -406,7 +406,7 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
         let f = field(v)?;
         check(&f, is_float_list, "a list or fixed-size list of float32")?;
     }
-    if let Some(sc) = &spec.score {
+    for sc in &spec.scores {
         let f = field(sc)?;
         check(&f, |t| t.is_numeric(), "a numeric column")?;
     }
@@ -605,13 +605,14 @@ impl CorpusReader {
             .iter()
             .map(|v| Ok(VectorColumn::new(&column(v)?)))
             .collect::<Result<Vec<_>>>()?;
-        let scores = match &spec.score {
-            Some(sc) => {
+        let scores = spec
+            .scores
+            .iter()
+            .map(|sc| {
                 let a = cast(&column(sc)?, &DataType::Float64).map_err(|e| fail(e.to_string()))?;
-                Some(a.as_primitive::<arrow::datatypes::Float64Type>().clone())
-            }
-            None => None,
-        };
+                Ok(a.as_primitive::<arrow::datatypes::Float64Type>().clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
         let sources = match &spec.source {
             Some(s) => Some(to_utf8(column(s)?)?),
             None => None,
