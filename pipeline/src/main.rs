@@ -1,7 +1,7 @@
 //! The `gleaner` command line.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use gleaner::ablate::{ablate, AblationConfig};
 use gleaner::commands;
 use gleaner::config::Config;
@@ -23,36 +23,43 @@ struct Cli {
     command: Command,
 }
 
+/// Arguments shared by the verbs that run pipelines.
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (TOML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Overrides `key.path=value`, e.g. `run.seed=3 stages.2.fraction=0.1`.
+    overrides: Vec<String>,
+    /// Worker threads (overrides run.threads; 0 = all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Replace completed runs in the output directory.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+impl RunArgs {
+    /// The overrides, with `--threads` and `--overwrite` appended as config overrides.
+    fn overrides(&self) -> Vec<String> {
+        let mut o = self.overrides.clone();
+        if let Some(t) = self.threads {
+            o.push(format!("run.threads={t}"));
+        }
+        if self.overwrite {
+            o.push("output.overwrite=true".into());
+        }
+        o
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline a config describes.
-    Run {
-        /// Config file (TOML).
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Overrides `key.path=value`, e.g. `run.seed=3 stages.2.fraction=0.1`.
-        overrides: Vec<String>,
-        /// Worker threads (overrides run.threads; 0 = all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Replace a completed run in the output directory.
-        #[arg(long)]
-        overwrite: bool,
-    },
-    /// Run several selection methods on the same pool and compare their selections.
-    Ablate {
-        /// Ablation config (TOML): shared [input], [output], [run] and a list of [[methods]].
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Overrides `key.path=value`, e.g. `methods.0.stages.0.fraction=0.2`.
-        overrides: Vec<String>,
-        /// Worker threads (overrides run.threads; 0 = all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Replace completed runs in the output folders.
-        #[arg(long)]
-        overwrite: bool,
-    },
+    Run(RunArgs),
+    /// Run several selection methods on the same pool and compare their selections
+    /// (config: shared [input], [output], [run] and a list of [[methods]]).
+    Ablate(RunArgs),
     /// Show schema, rows, sizes and sample documents of parquet files.
     Inspect {
         /// File, directory or glob.
@@ -104,27 +111,11 @@ fn main() {
     }
 }
 
-/// `--threads` and `--overwrite` as config overrides.
-fn add_run_flags(overrides: &mut Vec<String>, threads: Option<usize>, overwrite: bool) {
-    if let Some(t) = threads {
-        overrides.push(format!("run.threads={t}"));
-    }
-    if overwrite {
-        overrides.push("output.overwrite=true".into());
-    }
-}
-
 fn dispatch(cli: Cli) -> Result<()> {
     let quiet = cli.quiet || !std::io::stderr().is_terminal();
     match cli.command {
-        Command::Run {
-            config,
-            mut overrides,
-            threads,
-            overwrite,
-        } => {
-            add_run_flags(&mut overrides, threads, overwrite);
-            let config = Config::load(&config, &overrides)?;
+        Command::Run(args) => {
+            let config = Config::load(&args.config, &args.overrides())?;
             let summary = run(&config, &RunOptions { quiet })?;
             if !cli.quiet {
                 println!(
@@ -136,14 +127,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Ablate {
-            config,
-            mut overrides,
-            threads,
-            overwrite,
-        } => {
-            add_run_flags(&mut overrides, threads, overwrite);
-            let config = AblationConfig::load(&config, &overrides)?;
+        Command::Ablate(args) => {
+            let config = AblationConfig::load(&args.config, &args.overrides())?;
             let comparison = ablate(&config, &RunOptions { quiet })?;
             if !cli.quiet {
                 for m in &comparison.methods {

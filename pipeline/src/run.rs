@@ -202,22 +202,10 @@ impl Stages {
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
                     let size = sample_size(c.fraction, c.count, None);
-                    let (seed, sample) = (c.seed.unwrap_or(config.run.seed), !c.top_k);
+                    let seed = c.seed.unwrap_or(config.run.seed);
                     selector = Some((
                         slot,
-                        SelectorStage {
-                            size,
-                            per_source: c.per_source,
-                            make: Box::new(move |size| {
-                                Box::new(ScoreSelector {
-                                    name: "dsir".into(),
-                                    seed,
-                                    size,
-                                    sample,
-                                    temperature: 1.0,
-                                })
-                            }),
-                        },
+                        SelectorStage::by_score("dsir", seed, size, !c.top_k, 1.0, c.per_source),
                     ));
                     let features = DsirFeatures {
                         ngrams: c.ngrams,
@@ -265,23 +253,17 @@ impl Stages {
                     select_score = Some(score_index(&c.score_column));
                     let size = sample_size(c.fraction, c.count, c.budget_words);
                     needs_tokens |= matches!(size, SampleSize::Tokens(_));
-                    let (seed, sample, temperature) =
-                        (c.seed.unwrap_or(config.run.seed), c.sample, c.temperature);
+                    let seed = c.seed.unwrap_or(config.run.seed);
                     selector = Some((
                         slot,
-                        SelectorStage {
+                        SelectorStage::by_score(
+                            "score_select",
+                            seed,
                             size,
-                            per_source: c.per_source,
-                            make: Box::new(move |size| {
-                                Box::new(ScoreSelector {
-                                    name: "score_select".into(),
-                                    seed,
-                                    size,
-                                    sample,
-                                    temperature,
-                                })
-                            }),
-                        },
+                            c.sample,
+                            c.temperature,
+                            c.per_source,
+                        ),
                     ));
                 }
             }
@@ -344,6 +326,30 @@ struct SelectorStage {
 }
 
 impl SelectorStage {
+    /// A [`ScoreSelector`] stage ranking by the pool documents' scores.
+    fn by_score(
+        name: &'static str,
+        seed: u64,
+        size: SampleSize,
+        sample: bool,
+        temperature: f64,
+        per_source: bool,
+    ) -> Self {
+        SelectorStage {
+            size,
+            per_source,
+            make: Box::new(move |size| {
+                Box::new(ScoreSelector {
+                    name: name.into(),
+                    seed,
+                    size,
+                    sample,
+                    temperature,
+                })
+            }),
+        }
+    }
+
     /// Picks from `pool`; with `per_source`, the total (fraction or count) is split across
     /// sources smallest-first and each source is selected from separately.
     fn select(&self, pool: &[PoolDoc<'_>]) -> Vec<gleaner_selectors::Pick> {
