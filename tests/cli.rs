@@ -363,6 +363,27 @@ fn a_completed_run_is_not_replaced_without_overwrite() {
     );
 }
 
+/// `dir/stage.toml`: `input` (with a `source` column) through one stage (`stage` holds its
+/// keys), written to `dir/out`.
+fn one_stage_config(dir: &Path, input: &Path, stage: &str) -> PathBuf {
+    let cfg = dir.join("stage.toml");
+    let text = format!(
+        "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\n{stage}\n",
+        input.display(),
+        dir.join("out").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Runs `cfg` with `extra` overrides and returns the selected ids from `out`.
+fn selected_ids(cfg: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&gleaner(&args));
+    string_column(&read_parquet(&out.join("selection.parquet")), "id")
+}
+
 /// Writes one record batch as a parquet file.
 fn write_batch(path: &Path, batch: &RecordBatch) {
     let mut w = parquet::arrow::ArrowWriter::try_new(
@@ -974,22 +995,12 @@ fn score_select_takes_top_k_of_a_score_column_globally_or_per_source() {
     .unwrap();
     let path = d.join("scored.parquet");
     write_batch(&path, &batch);
-    let cfg = d.join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"score_select\"\nscore_column = \"quality\"\ncount = 2\n",
-            path.display(),
-            d.join("out").display()
-        ),
-    )
-    .unwrap();
-    let selected = |extra: &[&str]| -> Vec<String> {
-        let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        ok(&gleaner(&args));
-        string_column(&read_parquet(&d.join("out/selection.parquet")), "id")
-    };
+    let cfg = one_stage_config(
+        d,
+        &path,
+        "type = \"score_select\"\nscore_column = \"quality\"\ncount = 2",
+    );
+    let selected = |extra: &[&str]| selected_ids(&cfg, &d.join("out"), extra);
     // Global top-2 by quality.
     assert_eq!(selected(&[]), ["a1", "a2"]);
     // Per source: smallest-first quotas give B one (b1, its best) and A one (a1).
@@ -1237,22 +1248,12 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
     .unwrap();
     let path = d.join("traj.parquet");
     write_batch(&path, &batch);
-    let cfg = d.join("s2l.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"s2l\"\ntrajectory_column = \"losses\"\nn_clusters = 3\ncount = 30\n",
-            path.display(),
-            d.join("out").display()
-        ),
-    )
-    .unwrap();
-    let selected = |extra: &[&str]| -> Vec<String> {
-        let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        ok(&gleaner(&args));
-        string_column(&read_parquet(&d.join("out/selection.parquet")), "id")
-    };
+    let cfg = one_stage_config(
+        d,
+        &path,
+        "type = \"s2l\"\ntrajectory_column = \"losses\"\nn_clusters = 3\ncount = 30",
+    );
+    let selected = |extra: &[&str]| selected_ids(&cfg, &d.join("out"), extra);
     // Balanced over the planted clusters, not proportional to them.
     let picks = selected(&[]);
     let per_group = |g: usize| {
