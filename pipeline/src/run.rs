@@ -159,8 +159,10 @@ struct Stages {
     needs_tokens: bool,
     semdedup: Option<(usize, SemdedupConfig)>,
     dsir: Option<(usize, DsirConfig, DsirFeatures)>,
-    /// The loss-trajectory column an s2l selector reads.
-    s2l_column: Option<String>,
+    /// Index (into the vector columns) of the embeddings semdedup reads.
+    embedding_vector: Option<usize>,
+    /// Index (into the vector columns) of the loss trajectories an s2l selector reads.
+    trajectory_vector: Option<usize>,
 }
 
 impl Stages {
@@ -268,6 +270,10 @@ impl Stages {
                 }
             }
         }
+        let vectors = vector_columns(config);
+        let vector_index =
+            |name: Option<&str>| name.and_then(|n| vectors.iter().position(|v| v == n));
+        let semdedup_present = semdedup.is_some();
         Stages {
             names,
             filters,
@@ -277,7 +283,10 @@ impl Stages {
             needs_tokens,
             semdedup,
             dsir,
-            s2l_column,
+            embedding_vector: semdedup_present
+                .then(|| vector_index(config.input.embedding_column.as_deref()))
+                .flatten(),
+            trajectory_vector: vector_index(s2l_column.as_deref()),
         }
     }
 }
@@ -480,14 +489,7 @@ fn scan_unit(
             .unwrap_or_default(),
     };
     let wants_embeddings = stages.semdedup.is_some();
-    let spec = column_spec(config);
-    let column_of = |name: &str| spec.vectors.iter().position(|v| v == name);
-    let embedding_col = if wants_embeddings {
-        config.input.embedding_column.as_deref().and_then(column_of)
-    } else {
-        None
-    };
-    let trajectory_col = stages.s2l_column.as_deref().and_then(column_of);
+    let (embedding_col, trajectory_col) = (stages.embedding_vector, stages.trajectory_vector);
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
     let mut source_index: HashMap<String, u32> = HashMap::new();
     let max_bytes = config.input.max_doc_bytes;
@@ -571,7 +573,7 @@ fn scan_unit(
                             0
                         },
                         hash,
-                        title: wants_embeddings.then(|| title_of(text)),
+                        title: stages.semdedup.is_some().then(|| title_of(text)),
                         score: stages.select_score.and_then(|c| batch.score(c, i)),
                     });
                     if let Some(e) = embedding {
@@ -972,10 +974,7 @@ fn decide(
                 source: s.source.map(|k| scan.source_names[k as usize].as_str()),
                 tokens: s.words,
                 score,
-                features: stages
-                    .s2l_column
-                    .as_ref()
-                    .map(|_| scan.trajectories.get(si)),
+                features: stages.trajectory_vector.map(|_| scan.trajectories.get(si)),
             }
         })
         .collect();
