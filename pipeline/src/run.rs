@@ -488,7 +488,6 @@ fn scan_unit(
             .map(|(_, _, f)| vec![0; f.buckets])
             .unwrap_or_default(),
     };
-    let wants_embeddings = stages.semdedup.is_some();
     let (embedding_col, trajectory_col) = (stages.embedding_vector, stages.trajectory_vector);
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
     let mut source_index: HashMap<String, u32> = HashMap::new();
