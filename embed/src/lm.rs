@@ -1,0 +1,413 @@
+//! Scoring text with a causal LM: per-token and per-document cross-entropy (optionally with
+//! heads masked), attention maps of chosen heads, and per-sequence gradients of chosen linear
+//! layers. Sequences are batched by length (right padding; causal attention keeps padding out
+//! of real positions) and the output projection runs in row blocks, so memory stays bounded
+//! by `batch_tokens` x vocabulary for one block.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::encoder::LongDocuments;
+use crate::llama::{
+    ForwardRequest, ForwardTrace, HeadId, HeadMask, LinearId, LlamaConfig, LlamaForCausalLm,
+};
+use crate::tokenize::TextTokenizer;
+use crate::weights::ModelFiles;
+use crate::ModelError;
+
+/// Rows of hidden states turned into logits at once.
+const LOGIT_ROWS: usize = 1024;
+
+/// Length and batching options for LM scoring.
+#[derive(Clone, Debug)]
+pub struct LmOptions {
+    /// Longest sequence fed to the model, in tokens.
+    pub max_tokens: usize,
+    /// Padded tokens per forward batch.
+    pub batch_tokens: usize,
+    /// Long-document handling: score the first `max_tokens`, or average over chunks.
+    pub long_documents: LongDocuments,
+}
+
+impl Default for LmOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 1024,
+            batch_tokens: 4096,
+            long_documents: LongDocuments::Truncate,
+        }
+    }
+}
+
+/// The loss of one document.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DocumentLoss {
+    /// Mean next-token cross-entropy in nats (the mean over chunks for chunk-averaged
+    /// documents); NaN when the document has fewer than two tokens.
+    pub mean_nll: f32,
+    /// Tokens of the document (before truncation).
+    pub tokens: usize,
+}
+
+/// Gradients of one tapped linear layer for one sequence.
+#[derive(Clone, Debug)]
+pub struct SampleGradient {
+    /// Weight gradient of the sequence's mean loss, [out x in] row-major (PyTorch layout).
+    pub weight: Vec<f32>,
+    /// Layer inputs at the sequence's positions, [len x in].
+    pub inputs: Vec<f32>,
+    /// Gradients with respect to the layer outputs, [len x out].
+    pub output_grads: Vec<f32>,
+}
+
+/// Per-sequence gradients of one tapped linear layer.
+#[derive(Clone, Debug)]
+pub struct LayerGradients {
+    /// Which layer.
+    pub id: LinearId,
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// One entry per sequence, in input order.
+    pub samples: Vec<SampleGradient>,
+}
+
+/// A loaded causal LM with its tokenizer.
+pub struct CausalLm {
+    model: LlamaForCausalLm,
+    config: LlamaConfig,
+    tokenizer: TextTokenizer,
+    options: LmOptions,
+    device: Device,
+}
+
+impl CausalLm {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path, options: LmOptions, device: &Device) -> Result<Self, ModelError> {
+        let files = ModelFiles::in_dir(dir);
+        let config = LlamaConfig::load(&files.config)?;
+        let tokenizer = TextTokenizer::load(&files.tokenizer)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(ModelError::Config {
+                path: files.tokenizer.clone(),
+                message: format!(
+                    "the tokenizer has {} tokens but the model's vocab_size is {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let model = LlamaForCausalLm::load(&config, &files.weights, device)?;
+        Ok(Self::from_parts(model, config, tokenizer, options, device))
+    }
+
+    /// Wraps an already built model (a test's random-init model, say).
+    pub fn from_parts(
+        model: LlamaForCausalLm,
+        config: LlamaConfig,
+        tokenizer: TextTokenizer,
+        options: LmOptions,
+        device: &Device,
+    ) -> Self {
+        Self {
+            model,
+            config,
+            tokenizer,
+            options,
+            device: device.clone(),
+        }
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The network.
+    pub fn model(&self) -> &LlamaForCausalLm {
+        &self.model
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token ids of texts (no special tokens added).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, ModelError> {
+        self.tokenizer.encode_batch(texts, false)
+    }
+
+    /// Mean next-token cross-entropy of each text, with `mask`'s heads made uniform.
+    pub fn document_losses(
+        &self,
+        texts: &[&str],
+        mask: Option<&HeadMask>,
+    ) -> Result<Vec<DocumentLoss>, ModelError> {
+        let ids = self.tokenize(texts)?;
+        Ok(self.sequence_document_losses(&ids, mask))
+    }
+
+    /// [`Self::document_losses`] for already tokenized documents.
+    pub fn sequence_document_losses(
+        &self,
+        ids: &[Vec<u32>],
+        mask: Option<&HeadMask>,
+    ) -> Vec<DocumentLoss> {
+        let max = self.options.max_tokens;
+        let mut segments: Vec<(usize, &[u32])> = Vec::new();
+        for (document, ids) in ids.iter().enumerate() {
+            if ids.len() <= max || self.options.long_documents == LongDocuments::Truncate {
+                segments.push((document, &ids[..ids.len().min(max)]));
+            } else {
+                // Chunks overlap by one token so every token after the first is predicted once.
+                let mut start = 0;
+                while start + 1 < ids.len() {
+                    let end = (start + max).min(ids.len());
+                    segments.push((document, &ids[start..end]));
+                    start = end - 1;
+                }
+            }
+        }
+        let sequences: Vec<&[u32]> = segments.iter().map(|(_, s)| *s).collect();
+        let losses = self.token_losses(&sequences, mask);
+        let mut sums = vec![(0f64, 0usize); ids.len()];
+        for ((document, _), losses) in segments.iter().zip(&losses) {
+            if !losses.is_empty() {
+                let mean = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len() as f64;
+                sums[*document].0 += mean;
+                sums[*document].1 += 1;
+            }
+        }
+        sums.iter()
+            .zip(ids)
+            .map(|(&(sum, chunks), ids)| DocumentLoss {
+                mean_nll: if chunks == 0 {
+                    f32::NAN
+                } else {
+                    (sum / chunks as f64) as f32
+                },
+                tokens: ids.len(),
+            })
+            .collect()
+    }
+
+    /// Next-token losses of each sequence (`len - 1` values each; none for sequences shorter
+    /// than two tokens). Sequences must fit the model's context.
+    pub fn token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
+        let request = ForwardRequest {
+            head_mask: mask,
+            ..Default::default()
+        };
+        let mut out = vec![Vec::new(); sequences.len()];
+        for batch in length_batches(sequences, self.options.batch_tokens) {
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
+            if rows[rows.len() - 1].len() < 2 {
+                continue;
+            }
+            let (ids, tokens) = self.padded(&rows);
+            let mut trace = ForwardTrace::default();
+            let hidden = self
+                .model
+                .hidden_states(&self.config, ids, &request, &mut trace);
+            let nll = self.next_token_nll(hidden, &rows, tokens);
+            let values = crate::values(nll);
+            for (row, &index) in batch.iter().enumerate() {
+                let n = sequences[index].len().saturating_sub(1);
+                out[index] = values[row * (tokens - 1)..row * (tokens - 1) + n].to_vec();
+            }
+        }
+        out
+    }
+
+    /// Attention probabilities of `heads` for one sequence: one row-major [len x len] matrix
+    /// per head, in request order.
+    pub fn attention_maps(
+        &self,
+        sequence: &[u32],
+        heads: &[HeadId],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        for head in heads {
+            if head.layer >= self.config.num_hidden_layers
+                || head.head >= self.config.num_attention_heads
+            {
+                return Err(ModelError::Request(format!(
+                    "head (layer {}, head {}) is outside the model's {} layers x {} heads",
+                    head.layer,
+                    head.head,
+                    self.config.num_hidden_layers,
+                    self.config.num_attention_heads
+                )));
+            }
+        }
+        let request = ForwardRequest {
+            attention_of: heads,
+            ..Default::default()
+        };
+        let (ids, _) = self.padded(&[sequence]);
+        let mut trace = ForwardTrace::default();
+        self.model
+            .hidden_states(&self.config, ids, &request, &mut trace);
+        // The trace lists heads layer by layer; return them in request order.
+        let mut order: Vec<usize> = (0..heads.len()).collect();
+        order.sort_by_key(|&i| heads[i].layer);
+        let mut maps = vec![Vec::new(); heads.len()];
+        for (slot, map) in order.into_iter().zip(trace.attention) {
+            maps[slot] = crate::values(map);
+        }
+        Ok(maps)
+    }
+
+    /// Gradients of each sequence's mean next-token loss at the `taps` linear layers
+    /// (one backward pass for the batch; the per-sequence weight gradient is
+    /// `output_grads^T inputs`, exact because sequences share no positions).
+    pub fn sequence_gradients(
+        &self,
+        sequences: &[&[u32]],
+        taps: &[LinearId],
+    ) -> Result<Vec<LayerGradients>, ModelError> {
+        for tap in taps {
+            if tap.layer >= self.config.num_hidden_layers {
+                return Err(ModelError::Request(format!(
+                    "layer {} is outside the model's {} layers",
+                    tap.layer, self.config.num_hidden_layers
+                )));
+            }
+        }
+        if taps.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(short) = sequences.iter().position(|s| s.len() < 2) {
+            return Err(ModelError::Request(format!(
+                "sequence {short} has fewer than two tokens: no loss to differentiate"
+            )));
+        }
+        let request = ForwardRequest {
+            taps,
+            ..Default::default()
+        };
+        let (ids, tokens) = self.padded(sequences);
+        let mut trace = ForwardTrace::default();
+        let hidden = self
+            .model
+            .hidden_states(&self.config, ids, &request, &mut trace);
+        let nll = self.next_token_nll(hidden, sequences, tokens);
+        // Sum over sequences of each sequence's mean loss: padded positions weigh zero.
+        let weights: Vec<f32> = sequences
+            .iter()
+            .flat_map(|s| {
+                let n = s.len() - 1;
+                (0..tokens - 1).map(move |t| if t < n { 1.0 / n as f32 } else { 0.0 })
+            })
+            .collect();
+        let weights = Tensor::<2>::from_data(
+            TensorData::new(weights, [sequences.len(), tokens - 1]),
+            &self.device,
+        );
+        let loss = (nll * weights).sum();
+        let grads = loss.backward();
+        let mut out = Vec::with_capacity(trace.taps.len());
+        for tap in trace.taps {
+            let output_grad = tap
+                .probe
+                .grad(&grads)
+                .expect("the probe takes part in the loss");
+            let (inputs, outputs) = self.config.linear_shape(tap.id.kind);
+            let weight = output_grad
+                .clone()
+                .swap_dims(1, 2)
+                .matmul(tap.input.clone());
+            let weight = crate::values(weight);
+            let x = crate::values(tap.input);
+            let g = crate::values(output_grad);
+            let samples = sequences
+                .iter()
+                .enumerate()
+                .map(|(row, s)| SampleGradient {
+                    weight: weight[row * outputs * inputs..(row + 1) * outputs * inputs].to_vec(),
+                    inputs: x[row * tokens * inputs..(row * tokens + s.len()) * inputs].to_vec(),
+                    output_grads: g[row * tokens * outputs..(row * tokens + s.len()) * outputs]
+                        .to_vec(),
+                })
+                .collect();
+            out.push(LayerGradients {
+                id: tap.id,
+                inputs,
+                outputs,
+                samples,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Right-padded ids tensor and its width.
+    fn padded(&self, rows: &[&[u32]]) -> (Tensor<2, Int>, usize) {
+        let tokens = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut flat = vec![0i64; rows.len() * tokens];
+        for (row, ids) in rows.iter().enumerate() {
+            for (t, &id) in ids.iter().enumerate() {
+                flat[row * tokens + t] = i64::from(id);
+            }
+        }
+        let ids = Tensor::from_data(TensorData::new(flat, [rows.len(), tokens]), &self.device);
+        (ids, tokens)
+    }
+
+    /// Next-token losses [batch, tokens - 1]; positions past a row's end hold garbage that
+    /// callers drop or weigh by zero.
+    fn next_token_nll(&self, hidden: Tensor<3>, rows: &[&[u32]], tokens: usize) -> Tensor<2> {
+        let [batch, _, width] = hidden.dims();
+        let predicted = hidden
+            .narrow(1, 0, tokens - 1)
+            .reshape([batch * (tokens - 1), width]);
+        let mut targets = vec![0i64; batch * (tokens - 1)];
+        for (row, ids) in rows.iter().enumerate() {
+            for t in 1..ids.len() {
+                targets[row * (tokens - 1) + t - 1] = i64::from(ids[t]);
+            }
+        }
+        let targets = Tensor::<1, Int>::from_data(
+            TensorData::new(targets, [batch * (tokens - 1)]),
+            &self.device,
+        );
+        let total = batch * (tokens - 1);
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        while start < total {
+            let n = LOGIT_ROWS.min(total - start);
+            let logits = self.model.logits(predicted.clone().narrow(0, start, n));
+            let target = targets.clone().narrow(0, start, n).reshape([n, 1]);
+            blocks.push(log_softmax(logits, 1).gather(1, target).neg().reshape([n]));
+            start += n;
+        }
+        Tensor::cat(blocks, 0).reshape([batch, tokens - 1])
+    }
+}
+
+/// Indices of `sequences` grouped into batches of similar length: sorted by length, each batch
+/// at most `batch_tokens` padded tokens (at least one row).
+fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sequences.len()).collect();
+    order.sort_by_key(|&i| (sequences[i].len(), i));
+    let mut batches = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for index in order {
+        let width = sequences[index].len();
+        if !current.is_empty() && (current.len() + 1) * width > batch_tokens {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(index);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
