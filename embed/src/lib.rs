@@ -8,6 +8,7 @@
 //! losses.
 
 pub mod bert;
+pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;
 pub mod error;

@@ -153,6 +153,14 @@ pub fn scan(path: &str, text_column: &str, threads: usize) -> Result<String> {
 fn describe_stage(stage: &StageConfig) -> String {
     match stage {
         StageConfig::GopherQuality(_) => "map: per-document Gopher quality rules".into(),
+        StageConfig::Embed(c) => format!(
+            "map (before the scan, cached as sidecars): sentence embeddings from `{}` into column `{}` (max {} tokens, {:?})",
+            c.model, c.column, c.max_tokens, c.long_documents
+        ),
+        StageConfig::LmScore(c) => format!(
+            "map (before the scan, cached as sidecars): mean next-token loss under `{}` into column `{}` (max {} tokens, {:?})",
+            c.model, c.column, c.max_tokens, c.long_documents
+        ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
         StageConfig::ExactDedup(n) => format!(
             "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",

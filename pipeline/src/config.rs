@@ -97,6 +97,10 @@ pub struct RunConfig {
     /// Worker threads (0 = all cores). Results never depend on it.
     #[serde(default)]
     pub threads: usize,
+    /// Where model stages keep their computed columns (sidecars), reused by later runs and
+    /// ablations over the same inputs. Default: `.gleaner-cache` beside `output.dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
 }
 
 /// One pipeline stage, selected by its `type` key.
@@ -122,6 +126,90 @@ pub enum StageConfig {
     /// Keep documents whose numeric column lies in [min, max] (e.g. perplexity filtering on
     /// a per-document loss column).
     ScoreFilter(ScoreFilterConfig),
+    /// Sentence embeddings from a BERT-family model, as a vector column.
+    Embed(EmbedConfig),
+    /// Mean next-token loss under a Llama-family causal LM, as a numeric column.
+    LmScore(LmScoreConfig),
+}
+
+/// How a model stage treats documents longer than its `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LongDocumentsConfig {
+    /// Use the first `max_tokens` tokens.
+    #[default]
+    Truncate,
+    /// Average over consecutive `max_tokens` chunks.
+    ChunkMean,
+}
+
+/// Settings of the `embed` stage: a Hugging Face BERT-family folder (`config.json`,
+/// `model.safetensors`, `tokenizer.json`), e.g. all-MiniLM-L6-v2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Model folder.
+    pub model: String,
+    /// Name under which later stages (semdedup) read the embeddings.
+    #[serde(default = "default_embed_column")]
+    pub column: String,
+    /// Longest input in tokens (capped at the model's positions).
+    #[serde(default = "default_embed_max_tokens")]
+    pub max_tokens: usize,
+    /// `truncate` or `chunk_mean`.
+    #[serde(default)]
+    pub long_documents: LongDocumentsConfig,
+    /// Padded tokens per forward batch.
+    #[serde(default = "default_embed_batch_tokens")]
+    pub batch_tokens: usize,
+    /// `cpu` or `cuda`.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+/// Settings of the `lm_score` stage: a Hugging Face Llama-family folder, e.g. SmolLM2-135M.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmScoreConfig {
+    /// Model folder.
+    pub model: String,
+    /// Name under which later stages (score_filter, score_select) read the loss.
+    #[serde(default = "default_lm_column")]
+    pub column: String,
+    /// Longest sequence in tokens.
+    #[serde(default = "default_lm_max_tokens")]
+    pub max_tokens: usize,
+    /// `truncate` or `chunk_mean`.
+    #[serde(default)]
+    pub long_documents: LongDocumentsConfig,
+    /// Padded tokens per forward batch.
+    #[serde(default = "default_lm_batch_tokens")]
+    pub batch_tokens: usize,
+    /// `cpu` or `cuda`.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_embed_column() -> String {
+    "embedding".into()
+}
+fn default_embed_max_tokens() -> usize {
+    256
+}
+fn default_embed_batch_tokens() -> usize {
+    8192
+}
+fn default_lm_column() -> String {
+    "lm_loss".into()
+}
+fn default_lm_max_tokens() -> usize {
+    1024
+}
+fn default_lm_batch_tokens() -> usize {
+    4096
+}
+fn default_device() -> String {
+    "cpu".into()
 }
 
 /// A range filter on a numeric column. At least one of `min` and `max`.
@@ -332,6 +420,21 @@ fn default_temperature() -> f64 {
 
 /// Checks a selector's size keys: exactly one set, fraction in (0, 1], and `per_source`
 /// only with a fraction or a count.
+/// `key.name` must be at least 1.
+fn positive(key: &str, name: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("at key `{key}.{name}`: must be at least 1");
+    }
+    Ok(())
+}
+
+/// `key.device` must name a device this build knows.
+fn device(key: &str, name: &str) -> Result<()> {
+    gleaner_embed::DeviceName::parse(name)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("at key `{key}.device`: {e}"))
+}
+
 fn validate_size(
     key: &str,
     fraction: Option<f64>,
@@ -372,6 +475,8 @@ impl StageConfig {
             StageConfig::ScoreSelect(_) => "score_select",
             StageConfig::S2l(_) => "s2l",
             StageConfig::ScoreFilter(_) => "score_filter",
+            StageConfig::Embed(_) => "embed",
+            StageConfig::LmScore(_) => "lm_score",
         }
     }
 
@@ -379,7 +484,9 @@ impl StageConfig {
         match self {
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
-            | StageConfig::ScoreFilter(_) => 0,
+            | StageConfig::ScoreFilter(_)
+            | StageConfig::Embed(_)
+            | StageConfig::LmScore(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
             StageConfig::RandomSample(_)
@@ -588,9 +695,24 @@ impl Config {
                         _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
                     }
                 }
+                StageConfig::Embed(c) => {
+                    positive(&key, "max_tokens", c.max_tokens)?;
+                    positive(&key, "batch_tokens", c.batch_tokens)?;
+                    device(&key, &c.device)?;
+                    if self.input.embedding_column.is_some() {
+                        bail!("at key `{key}` (embed): `input.embedding_column` also names embeddings; keep one of the two");
+                    }
+                }
+                StageConfig::LmScore(c) => {
+                    if c.max_tokens < 2 {
+                        bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
+                    }
+                    positive(&key, "batch_tokens", c.batch_tokens)?;
+                    device(&key, &c.device)?;
+                }
                 StageConfig::Semdedup(c) => {
-                    if self.input.embedding_column.is_none() {
-                        bail!("at key `{key}` (semdedup): needs `input.embedding_column`, the column holding document embeddings");
+                    if self.embedding_column().is_none() {
+                        bail!("at key `{key}` (semdedup): needs embeddings: an `embed` stage or `input.embedding_column`");
                     }
                     if c.n_clusters == 0 {
                         bail!("at key `{key}.n_clusters`: must be at least 1");
@@ -622,6 +744,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The column holding document embeddings: an `embed` stage's output or
+    /// `input.embedding_column`.
+    pub fn embedding_column(&self) -> Option<&str> {
+        self.stages
+            .iter()
+            .find_map(|s| match s {
+                StageConfig::Embed(c) => Some(c.column.as_str()),
+                _ => None,
+            })
+            .or(self.input.embedding_column.as_deref())
     }
 
     /// The config as TOML, as saved with the outputs.

@@ -4,6 +4,7 @@ pub mod ablate;
 pub mod clusters;
 pub mod commands;
 pub mod config;
+pub mod features;
 pub mod report;
 pub mod run;
 pub mod stats;

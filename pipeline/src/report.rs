@@ -45,6 +45,8 @@ pub struct ReportInput<'a> {
     pub examples: &'a BTreeMap<String, Vec<String>>,
     /// Selected shards.
     pub shards: &'a [ShardInfo],
+    /// Model stages and the columns they computed.
+    pub models: &'a [crate::features::ModelSummary],
 }
 
 fn pct(part: u64, whole: u64) -> String {
@@ -74,6 +76,21 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
         let _ = writeln!(s, "## Skipped input files\n");
         for f in r.skipped {
             let _ = writeln!(s, "- `{}`: {}", f.path.display(), f.reason);
+        }
+        let _ = writeln!(s);
+    }
+    if !r.models.is_empty() {
+        let _ = writeln!(s, "## Model stages\n\n| stage | column | model | model sha256 | cache |\n|---|---|---|---|---|");
+        for m in r.models {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | `{}` | {} | `{}` |",
+                m.stage,
+                m.column,
+                m.model,
+                &m.model_sha256[..16],
+                m.cache.display()
+            );
         }
         let _ = writeln!(s);
     }

@@ -10,6 +10,7 @@
 use crate::clusters::ClusterSummary;
 use crate::config::{Config, OnBadFileConfig, StageConfig};
 use crate::config::{DsirConfig, ScoreFilterConfig, SemdedupConfig};
+use crate::features::{self, FeatureStage, UnitFeatures};
 use crate::report::{write_report, ReportInput, SourceCounts};
 use crate::stats::StageStats;
 use anyhow::{bail, Context, Result};
@@ -87,34 +88,40 @@ pub struct RunSummary {
     pub shards: Vec<ShardInfo>,
 }
 
-/// The vector columns a config reads: the embedding column (for semdedup) and the loss
-/// trajectory column of an s2l stage, each once.
+/// Columns produced by the config's model stages: (name, is a vector), in stage order.
+fn model_columns(config: &Config) -> Vec<(String, bool)> {
+    config
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            StageConfig::Embed(c) => Some((c.column.clone(), true)),
+            StageConfig::LmScore(c) => Some((c.column.clone(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every vector column later stages read: the input file's own (embeddings named by
+/// `input.embedding_column`, s2l trajectories) first, then the embed stages' outputs. Indices
+/// into this list are the `which` of `DocBatch::vector`.
 fn vector_columns(config: &Config) -> Vec<String> {
+    let produced = model_columns(config);
     let mut v: Vec<String> = config.input.embedding_column.iter().cloned().collect();
     for stage in &config.stages {
         if let StageConfig::S2l(c) = stage {
-            if !v.contains(&c.trajectory_column) {
+            if !v.contains(&c.trajectory_column) && !produced.iter().any(|p| p.0 == c.trajectory_column) {
                 v.push(c.trajectory_column.clone());
             }
         }
     }
+    v.extend(produced.into_iter().filter(|p| p.1).map(|p| p.0));
     v
 }
 
-/// The column spec a config asks for.
-pub fn column_spec(config: &Config) -> ColumnSpec {
-    ColumnSpec {
-        text: config.input.text_column.clone(),
-        id: config.input.id_column.clone(),
-        source: config.input.source_column.clone(),
-        metadata: config.input.metadata_columns.clone(),
-        vectors: vector_columns(config),
-        scores: score_columns(config),
-    }
-}
-
-/// The numeric columns a config's score filters and score selector read, each once.
+/// Every numeric column later stages read: the input file's own first, then the lm_score
+/// stages' outputs (the `which` of `DocBatch::score`).
 fn score_columns(config: &Config) -> Vec<String> {
+    let produced = model_columns(config);
     let mut v: Vec<String> = Vec::new();
     for stage in &config.stages {
         let col = match stage {
@@ -122,11 +129,32 @@ fn score_columns(config: &Config) -> Vec<String> {
             StageConfig::ScoreFilter(c) => &c.score_column,
             _ => continue,
         };
-        if !v.contains(col) {
+        if !v.contains(col) && !produced.iter().any(|p| &p.0 == col) {
             v.push(col.clone());
         }
     }
+    v.extend(produced.into_iter().filter(|p| !p.1).map(|p| p.0));
     v
+}
+
+/// The column spec a config asks of the input files (model-stage columns excluded: they come
+/// from sidecars).
+pub fn column_spec(config: &Config) -> ColumnSpec {
+    let produced = model_columns(config);
+    let from_file = |names: Vec<String>| -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|n| !produced.iter().any(|p| &p.0 == n))
+            .collect()
+    };
+    ColumnSpec {
+        text: config.input.text_column.clone(),
+        id: config.input.id_column.clone(),
+        source: config.input.source_column.clone(),
+        metadata: config.input.metadata_columns.clone(),
+        vectors: from_file(vector_columns(config)),
+        scores: from_file(score_columns(config)),
+    }
 }
 
 /// Opens (and validates) the corpus a config names.
@@ -200,6 +228,9 @@ impl Stages {
                         config: c.clone(),
                     },
                 )),
+                StageConfig::Embed(_) | StageConfig::LmScore(_) => {
+                    filters.push((slot, PerDocFilter::Model))
+                }
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
@@ -284,7 +315,7 @@ impl Stages {
             semdedup,
             dsir,
             embedding_vector: semdedup_present
-                .then(|| vector_index(config.input.embedding_column.as_deref()))
+                .then(|| vector_index(config.embedding_column()))
                 .flatten(),
             trajectory_vector: vector_index(s2l_column.as_deref()),
         }
@@ -301,9 +332,11 @@ fn sample_size(fraction: Option<f64>, count: Option<u64>, budget_words: Option<u
     }
 }
 
-/// A per-document stage: rules on the text, or a range on a numeric column.
+/// A per-document stage: rules on the text, a range on a numeric column, or a model stage
+/// (which annotates every document and drops none).
 enum PerDocFilter {
     Text(Box<dyn DocumentFilter>),
+    Model,
     Score {
         column: usize,
         config: ScoreFilterConfig,
@@ -315,6 +348,7 @@ impl PerDocFilter {
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String> {
         match self {
             PerDocFilter::Text(f) => f.check(text),
+            PerDocFilter::Model => None,
             PerDocFilter::Score { column, config } => match batch.score(*column, i) {
                 None if config.keep_missing => None,
                 None => Some("no_score".into()),
@@ -470,6 +504,7 @@ fn scan_unit(
     reader: &CorpusReader,
     unit: usize,
     stages: &Stages,
+    features: &[FeatureStage],
     config: &Config,
 ) -> Result<UnitScan> {
     let mut scan = UnitScan {
@@ -493,8 +528,16 @@ fn scan_unit(
     let mut source_index: HashMap<String, u32> = HashMap::new();
     let max_bytes = config.input.max_doc_bytes;
     let file = &reader.files()[reader.units()[unit].file].path;
+    let computed = if features.is_empty() {
+        None
+    } else {
+        Some(UnitFeatures::load(reader, features, unit)?)
+    };
     for batch in reader.read_unit(unit)? {
-        let batch = batch?;
+        let mut batch = batch?;
+        if let Some(computed) = &computed {
+            computed.attach(&mut batch);
+        }
         for i in 0..batch.len() {
             let row = scan.fates.len() as u32;
             let source = match batch.source(i) {
@@ -1244,6 +1287,18 @@ fn progress_bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
     pb
 }
 
+fn document_bar(quiet: bool, len: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>8} [{elapsed_precise}] {bar:40} {pos}/{len} docs ({eta})")
+            .expect("valid template"),
+    );
+    pb
+}
+
 /// The code version recorded in manifests.
 pub fn code_version() -> String {
     match option_env!("GLEANER_GIT_REV") {
@@ -1273,6 +1328,20 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         .num_threads(threads)
         .build()?;
 
+    // Phase 0: model stages fill their sidecars (cached across runs).
+    let t_models = Instant::now();
+    let features = features::plan(config)?;
+    let feature_reports = if features.is_empty() {
+        Vec::new()
+    } else {
+        write_progress(&out, "models", serde_json::json!({ "stages": features.len() }));
+        let pb = document_bar(options.quiet, reader.total_rows() * features.len() as u64);
+        let reports = pool.install(|| features::compute(&reader, &features, config, &pb))?;
+        pb.finish_and_clear();
+        reports
+    };
+    let models_s = t_models.elapsed().as_secs_f64();
+
     // Phase 1: scan.
     write_progress(
         &out,
@@ -1285,7 +1354,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         (0..reader.units().len())
             .into_par_iter()
             .map(|u| {
-                let r = scan_unit(&reader, u, &stages, config);
+                let r = scan_unit(&reader, u, &stages, &features, config);
                 pb.inc(1);
                 r
             })
@@ -1470,6 +1539,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             sources: &decisions.sources,
             examples: &decisions.examples,
             shards: &shards,
+            models: &feature_reports.iter().map(|f| f.summary.clone()).collect::<Vec<_>>(),
         },
     )?;
     if let Some(c) = &decisions.clusters {
@@ -1508,6 +1578,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let total_s = started.elapsed().as_secs_f64();
     let timings = serde_json::json!({
         "threads": threads,
+        "models_s": models_s,
+        "model_stages": feature_reports,
         "scan_s": scan_s,
         "decide_s": decide_s,
         "write_s": write_s,

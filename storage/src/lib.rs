@@ -9,6 +9,7 @@ pub mod input;
 pub mod inspect;
 pub mod manifest;
 pub mod reader;
+pub mod sidecar;
 pub mod writer;
 
 pub use error::{Result, StorageError};

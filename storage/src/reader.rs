@@ -218,6 +218,21 @@ impl DocBatch {
         self.len() == 0
     }
 
+    /// Appends a float32-list column computed outside the file (a sidecar), one entry per
+    /// document; it is read back as vector `which` = the number of vectors before the call.
+    pub fn attach_vector(&mut self, array: &ArrayRef) {
+        assert_eq!(array.len(), self.len(), "one vector per document");
+        self.vectors.push(VectorColumn::new(array));
+    }
+
+    /// Appends a numeric column computed outside the file (a sidecar), one value per
+    /// document; it is read back as score `which` = the number of scores before the call.
+    pub fn attach_score(&mut self, array: &ArrayRef) {
+        assert_eq!(array.len(), self.len(), "one score per document");
+        let values = cast(array, &DataType::Float64).expect("numeric sidecars cast to float64");
+        self.scores.push(values.as_primitive::<arrow::datatypes::Float64Type>().clone());
+    }
+
     /// Text of document `i` (`None` for a null).
     pub fn text(&self, i: usize) -> Option<&str> {
         self.texts.get(i)

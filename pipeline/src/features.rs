@@ -1,0 +1,353 @@
+//! Model stages (`embed`, `lm_score`): columns computed by a model for every document of the
+//! input, kept as per-work-unit sidecars (`gleaner_storage::sidecar`) in a cache folder and
+//! attached to the documents during the scan as if the input files held them.
+//!
+//! A sidecar folder is named by the stage type and a hash of the model files' contents and
+//! the stage settings that change values (length, long-document rule), so reruns and ablations
+//! over the same inputs reuse them; batching and device settings do not enter the hash.
+//! Values are computed for every row of the input (not only for documents surviving earlier
+//! filters), which is what makes them reusable across configs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow::array::{Array, ArrayRef, Float32Builder, Float64Array, ListBuilder};
+use gleaner_embed::{
+    device_from_name, CausalLm, DeviceName, EncoderOptions, LmOptions, LongDocuments, SentenceEncoder,
+};
+use gleaner_embed::weights::ModelFiles;
+use gleaner_storage::reader::{CorpusReader, DocBatch};
+use gleaner_storage::sidecar::SidecarStore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig, OnBadFileConfig, StageConfig};
+
+/// Documents handed to a model at once (it batches them by length internally).
+const DOCS_PER_CALL: usize = 512;
+
+/// What a model stage computes.
+#[derive(Debug, Clone)]
+pub enum ModelStage {
+    /// Sentence embeddings (a vector column).
+    Embed(EmbedConfig),
+    /// Mean next-token loss (a numeric column).
+    LmScore(LmScoreConfig),
+}
+
+/// A model stage ready to run: its config slot, output column and sidecar store.
+#[derive(Debug, Clone)]
+pub struct FeatureStage {
+    /// Stage slot (1 + index in `config.stages`).
+    pub slot: usize,
+    /// The column name later stages read.
+    pub column: String,
+    /// The model and its settings.
+    pub model: ModelStage,
+    /// Where its values live.
+    pub store: SidecarStore,
+    /// sha256 of the model files.
+    pub fingerprint: String,
+}
+
+impl FeatureStage {
+    /// Whether the column is a vector (embedding) rather than a number.
+    pub fn is_vector(&self) -> bool {
+        matches!(self.model, ModelStage::Embed(_))
+    }
+
+    fn model_dir(&self) -> &str {
+        match &self.model {
+            ModelStage::Embed(c) => &c.model,
+            ModelStage::LmScore(c) => &c.model,
+        }
+    }
+}
+
+/// A model stage as the report describes it (the same on every rerun).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// Stage type.
+    pub stage: String,
+    /// Output column.
+    pub column: String,
+    /// Model folder.
+    pub model: String,
+    /// sha256 of the model files.
+    pub model_sha256: String,
+    /// Sidecar folder.
+    pub cache: PathBuf,
+}
+
+/// What one model stage did: its summary and this run's cost (for timings.json).
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureReport {
+    /// The stage.
+    #[serde(flatten)]
+    pub summary: ModelSummary,
+    /// Documents in the input.
+    pub documents: u64,
+    /// Documents computed in this run (the rest came from the cache).
+    pub computed: u64,
+    /// Wall seconds spent computing.
+    pub seconds: f64,
+    /// Computed documents per second (0 when all came from the cache).
+    pub docs_per_second: f64,
+}
+
+/// The cache root of a config: `run.cache_dir`, else `.gleaner-cache` beside `output.dir`.
+pub fn cache_root(config: &Config) -> PathBuf {
+    match &config.run.cache_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let out = Path::new(&config.output.dir);
+            out.parent().unwrap_or(Path::new(".")).join(".gleaner-cache")
+        }
+    }
+}
+
+fn long_documents(c: LongDocumentsConfig) -> LongDocuments {
+    match c {
+        LongDocumentsConfig::Truncate => LongDocuments::Truncate,
+        LongDocumentsConfig::ChunkMean => LongDocuments::ChunkMean,
+    }
+}
+
+/// The model stages of a config, each with its sidecar store. Reads (hashes) the model files,
+/// so a missing model folder fails here, before any work.
+pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
+    let root = cache_root(config);
+    let mut out = Vec::new();
+    for (i, stage) in config.stages.iter().enumerate() {
+        let (model, dir, settings) = match stage {
+            StageConfig::Embed(c) => (
+                ModelStage::Embed(c.clone()),
+                &c.model,
+                serde_json::json!({"max_tokens": c.max_tokens, "long_documents": c.long_documents}),
+            ),
+            StageConfig::LmScore(c) => (
+                ModelStage::LmScore(c.clone()),
+                &c.model,
+                serde_json::json!({"max_tokens": c.max_tokens, "long_documents": c.long_documents}),
+            ),
+            _ => continue,
+        };
+        let fingerprint = ModelFiles::in_dir(Path::new(dir))
+            .fingerprint()
+            .with_context(|| format!("at key `stages[{i}].model`"))?;
+        let mut hasher = Sha256::new();
+        hasher.update(stage.type_name().as_bytes());
+        hasher.update(fingerprint.as_bytes());
+        hasher.update(settings.to_string().as_bytes());
+        let key = gleaner_storage::atomic::hex(&hasher.finalize());
+        let column = match &model {
+            ModelStage::Embed(c) => c.column.clone(),
+            ModelStage::LmScore(c) => c.column.clone(),
+        };
+        out.push(FeatureStage {
+            slot: i + 1,
+            column,
+            model,
+            store: SidecarStore::new(root.join(format!("{}-{}", stage.type_name(), &key[..16]))),
+            fingerprint,
+        });
+    }
+    Ok(out)
+}
+
+/// A loaded model of either kind.
+enum Loaded {
+    Encoder(SentenceEncoder),
+    Lm(CausalLm),
+}
+
+impl Loaded {
+    fn load(stage: &FeatureStage) -> Result<Self> {
+        Ok(match &stage.model {
+            ModelStage::Embed(c) => {
+                let device = device_from_name(DeviceName::parse(&c.device)?)?;
+                let options = EncoderOptions {
+                    max_tokens: c.max_tokens,
+                    batch_tokens: c.batch_tokens,
+                    long_documents: long_documents(c.long_documents),
+                };
+                Loaded::Encoder(SentenceEncoder::load(Path::new(&c.model), options, &device)?)
+            }
+            ModelStage::LmScore(c) => {
+                let device = device_from_name(DeviceName::parse(&c.device)?)?;
+                let options = LmOptions {
+                    max_tokens: c.max_tokens,
+                    batch_tokens: c.batch_tokens,
+                    long_documents: long_documents(c.long_documents),
+                };
+                Loaded::Lm(CausalLm::load(Path::new(&c.model), options, &device)?)
+            }
+        })
+    }
+
+    /// Values for `texts`; `None` texts (null, or over the size limit) get nulls.
+    fn compute(&self, texts: &[Option<&str>]) -> Result<ArrayRef> {
+        let present: Vec<&str> = texts.iter().flatten().copied().collect();
+        Ok(match self {
+            Loaded::Encoder(encoder) => {
+                let dim = encoder.dim();
+                let mut values = Vec::with_capacity(present.len() * dim);
+                for chunk in present.chunks(DOCS_PER_CALL) {
+                    values.extend(encoder.encode(chunk)?);
+                }
+                let mut builder = ListBuilder::new(Float32Builder::with_capacity(values.len()));
+                let mut next = values.chunks_exact(dim);
+                for text in texts {
+                    match text {
+                        Some(_) => {
+                            builder.values().append_slice(next.next().expect("one vector per text"));
+                            builder.append(true);
+                        }
+                        None => builder.append(false),
+                    }
+                }
+                Arc::new(builder.finish())
+            }
+            Loaded::Lm(lm) => {
+                let mut losses = Vec::with_capacity(present.len());
+                for chunk in present.chunks(DOCS_PER_CALL) {
+                    losses.extend(lm.document_losses(chunk, None)?);
+                }
+                let mut next = losses.into_iter();
+                let values: Float64Array = texts
+                    .iter()
+                    .map(|t| {
+                        t.and_then(|_| {
+                            let loss = next.next().expect("one loss per text").mean_nll;
+                            (!loss.is_nan()).then_some(f64::from(loss))
+                        })
+                    })
+                    .collect();
+                Arc::new(values)
+            }
+        })
+    }
+}
+
+/// Computes every model stage's missing sidecars. Progress goes to `progress` (documents).
+pub fn compute(
+    reader: &CorpusReader,
+    stages: &[FeatureStage],
+    config: &Config,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<FeatureReport>> {
+    let mut reports = Vec::with_capacity(stages.len());
+    for stage in stages {
+        let started = Instant::now();
+        let missing: Vec<usize> = (0..reader.units().len())
+            .filter(|&u| {
+                let unit = &reader.units()[u];
+                !stage.store.has(&reader.files()[unit.file], unit)
+            })
+            .collect();
+        let mut computed = 0u64;
+        if !missing.is_empty() {
+            let model = Loaded::load(stage)?;
+            progress.set_message(stage_label(stage));
+            for u in missing {
+                match compute_unit(reader, u, stage, &model, config) {
+                    Ok(n) => computed += n,
+                    // The scan reports and skips the file.
+                    Err(_) if config.input.on_bad_file == OnBadFileConfig::Skip => {}
+                    Err(e) => return Err(e),
+                }
+                progress.inc(reader.units()[u].rows);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        reports.push(FeatureReport {
+            summary: ModelSummary {
+                stage: stage_label(stage),
+                column: stage.column.clone(),
+                model: stage.model_dir().to_string(),
+                model_sha256: stage.fingerprint.clone(),
+                cache: stage.store.dir().to_path_buf(),
+            },
+            documents: reader.total_rows(),
+            computed,
+            seconds,
+            docs_per_second: if computed > 0 { computed as f64 / seconds } else { 0.0 },
+        });
+    }
+    Ok(reports)
+}
+
+fn stage_label(stage: &FeatureStage) -> String {
+    match stage.model {
+        ModelStage::Embed(_) => "embed".into(),
+        ModelStage::LmScore(_) => "lm_score".into(),
+    }
+}
+
+/// Computes and commits one unit's sidecar; returns the documents computed.
+fn compute_unit(
+    reader: &CorpusReader,
+    u: usize,
+    stage: &FeatureStage,
+    model: &Loaded,
+    config: &Config,
+) -> Result<u64> {
+    let unit = &reader.units()[u];
+    let file = &reader.files()[unit.file];
+    let mut ids = Vec::with_capacity(unit.rows as usize);
+    let mut values: Vec<ArrayRef> = Vec::new();
+    for batch in reader.read_unit(u)? {
+        let batch = batch?;
+        let texts: Vec<Option<&str>> = (0..batch.len())
+            .map(|i| batch.text(i).filter(|t| t.len() as u64 <= config.input.max_doc_bytes))
+            .collect();
+        values.push(
+            model
+                .compute(&texts)
+                .with_context(|| format!("{} row group {}: {}", file.path.display(), unit.row_group, stage_label(stage)))?,
+        );
+        ids.extend((0..batch.len()).map(|i| batch.id(i).into_owned()));
+    }
+    let parts: Vec<&dyn Array> = values.iter().map(|a| a.as_ref()).collect();
+    let values = arrow::compute::concat(&parts)?;
+    stage.store.write(file, unit, ids, values)?;
+    Ok(unit.rows)
+}
+
+/// The sidecar values of one unit, one array per model stage, ready to attach to its batches.
+pub struct UnitFeatures {
+    arrays: Vec<(bool, ArrayRef)>,
+    first_row: u64,
+}
+
+impl UnitFeatures {
+    /// Reads unit `u`'s sidecars.
+    pub fn load(reader: &CorpusReader, stages: &[FeatureStage], u: usize) -> Result<Self> {
+        let unit = &reader.units()[u];
+        let file = &reader.files()[unit.file];
+        let arrays = stages
+            .iter()
+            .map(|s| Ok((s.is_vector(), s.store.read(file, unit)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            arrays,
+            first_row: unit.first_row,
+        })
+    }
+
+    /// Attaches the batch's slice of each column: vectors and scores after the file's own, in
+    /// stage order.
+    pub fn attach(&self, batch: &mut DocBatch) {
+        let offset = (batch.first.row - self.first_row) as usize;
+        for (is_vector, array) in &self.arrays {
+            let slice = array.slice(offset, batch.len());
+            if *is_vector {
+                batch.attach_vector(&slice);
+            } else {
+                batch.attach_score(&slice);
+            }
+        }
+    }
+}
