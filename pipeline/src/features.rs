@@ -14,16 +14,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, ArrayRef, Float32Builder, Float64Array, ListBuilder};
-use gleaner_embed::{
-    device_from_name, CausalLm, DeviceName, EncoderOptions, LmOptions, LongDocuments, SentenceEncoder,
-};
 use gleaner_embed::weights::ModelFiles;
+use gleaner_embed::{
+    device_from_name, CausalLm, DeviceName, EncoderOptions, LmOptions, LongDocuments,
+    SentenceEncoder,
+};
 use gleaner_storage::reader::{CorpusReader, DocBatch};
 use gleaner_storage::sidecar::SidecarStore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig, OnBadFileConfig, StageConfig};
+use crate::config::{
+    Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig, OnBadFileConfig, StageConfig,
+};
 
 /// Documents handed to a model at once (it batches them by length internally).
 const DOCS_PER_CALL: usize = 512;
@@ -103,7 +106,9 @@ pub fn cache_root(config: &Config) -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => {
             let out = Path::new(&config.output.dir);
-            out.parent().unwrap_or(Path::new(".")).join(".gleaner-cache")
+            out.parent()
+                .unwrap_or(Path::new("."))
+                .join(".gleaner-cache")
         }
     }
 }
@@ -173,7 +178,11 @@ impl Loaded {
                     batch_tokens: c.batch_tokens,
                     long_documents: long_documents(c.long_documents),
                 };
-                Loaded::Encoder(SentenceEncoder::load(Path::new(&c.model), options, &device)?)
+                Loaded::Encoder(SentenceEncoder::load(
+                    Path::new(&c.model),
+                    options,
+                    &device,
+                )?)
             }
             ModelStage::LmScore(c) => {
                 let device = device_from_name(DeviceName::parse(&c.device)?)?;
@@ -202,7 +211,9 @@ impl Loaded {
                 for text in texts {
                     match text {
                         Some(_) => {
-                            builder.values().append_slice(next.next().expect("one vector per text"));
+                            builder
+                                .values()
+                                .append_slice(next.next().expect("one vector per text"));
                             builder.append(true);
                         }
                         None => builder.append(false),
@@ -273,7 +284,11 @@ pub fn compute(
             documents: reader.total_rows(),
             computed,
             seconds,
-            docs_per_second: if computed > 0 { computed as f64 / seconds } else { 0.0 },
+            docs_per_second: if computed > 0 {
+                computed as f64 / seconds
+            } else {
+                0.0
+            },
         });
     }
     Ok(reports)
@@ -301,13 +316,20 @@ fn compute_unit(
     for batch in reader.read_unit(u)? {
         let batch = batch?;
         let texts: Vec<Option<&str>> = (0..batch.len())
-            .map(|i| batch.text(i).filter(|t| t.len() as u64 <= config.input.max_doc_bytes))
+            .map(|i| {
+                batch
+                    .text(i)
+                    .filter(|t| t.len() as u64 <= config.input.max_doc_bytes)
+            })
             .collect();
-        values.push(
-            model
-                .compute(&texts)
-                .with_context(|| format!("{} row group {}: {}", file.path.display(), unit.row_group, stage_label(stage)))?,
-        );
+        values.push(model.compute(&texts).with_context(|| {
+            format!(
+                "{} row group {}: {}",
+                file.path.display(),
+                unit.row_group,
+                stage_label(stage)
+            )
+        })?);
         ids.extend((0..batch.len()).map(|i| batch.id(i).into_owned()));
     }
     let parts: Vec<&dyn Array> = values.iter().map(|a| a.as_ref()).collect();

@@ -109,7 +109,9 @@ fn vector_columns(config: &Config) -> Vec<String> {
     let mut v: Vec<String> = config.input.embedding_column.iter().cloned().collect();
     for stage in &config.stages {
         if let StageConfig::S2l(c) = stage {
-            if !v.contains(&c.trajectory_column) && !produced.iter().any(|p| p.0 == c.trajectory_column) {
+            if !v.contains(&c.trajectory_column)
+                && !produced.iter().any(|p| p.0 == c.trajectory_column)
+            {
                 v.push(c.trajectory_column.clone());
             }
         }
@@ -1293,8 +1295,10 @@ fn document_bar(quiet: bool, len: u64) -> ProgressBar {
     }
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>8} [{elapsed_precise}] {bar:40} {pos}/{len} docs ({eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{msg:>8} [{elapsed_precise}] {bar:40} {pos}/{len} docs ({eta})",
+        )
+        .expect("valid template"),
     );
     pb
 }
@@ -1334,7 +1338,11 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let feature_reports = if features.is_empty() {
         Vec::new()
     } else {
-        write_progress(&out, "models", serde_json::json!({ "stages": features.len() }));
+        write_progress(
+            &out,
+            "models",
+            serde_json::json!({ "stages": features.len() }),
+        );
         let pb = document_bar(options.quiet, reader.total_rows() * features.len() as u64);
         let reports = pool.install(|| features::compute(&reader, &features, config, &pb))?;
         pb.finish_and_clear();
@@ -1539,7 +1547,10 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             sources: &decisions.sources,
             examples: &decisions.examples,
             shards: &shards,
-            models: &feature_reports.iter().map(|f| f.summary.clone()).collect::<Vec<_>>(),
+            models: &feature_reports
+                .iter()
+                .map(|f| f.summary.clone())
+                .collect::<Vec<_>>(),
         },
     )?;
     if let Some(c) = &decisions.clusters {

@@ -230,7 +230,11 @@ impl DocBatch {
     pub fn attach_score(&mut self, array: &ArrayRef) {
         assert_eq!(array.len(), self.len(), "one score per document");
         let values = cast(array, &DataType::Float64).expect("numeric sidecars cast to float64");
-        self.scores.push(values.as_primitive::<arrow::datatypes::Float64Type>().clone());
+        self.scores.push(
+            values
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .clone(),
+        );
     }
 
     /// Text of document `i` (`None` for a null).

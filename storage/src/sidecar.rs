@@ -67,7 +67,13 @@ impl SidecarStore {
     }
 
     /// Writes the unit's values: one per row of the unit, in row order.
-    pub fn write(&self, file: &FileInfo, unit: &WorkUnit, ids: Vec<String>, values: ArrayRef) -> Result<()> {
+    pub fn write(
+        &self,
+        file: &FileInfo,
+        unit: &WorkUnit,
+        ids: Vec<String>,
+        values: ArrayRef,
+    ) -> Result<()> {
         assert_eq!(ids.len(), values.len(), "one value per document");
         assert_eq!(ids.len() as u64, unit.rows, "one value per row of the unit");
         std::fs::create_dir_all(&self.dir).map_err(|e| StorageError::io(&self.dir, e))?;
@@ -101,8 +107,12 @@ impl SidecarStore {
         let mut values = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            let (Some(row), Some(value)) = (batch.column_by_name("row"), batch.column_by_name("value")) else {
-                return Err(corrupt("not a sidecar: needs `row` and `value` columns".into()));
+            let (Some(row), Some(value)) =
+                (batch.column_by_name("row"), batch.column_by_name("value"))
+            else {
+                return Err(corrupt(
+                    "not a sidecar: needs `row` and `value` columns".into(),
+                ));
             };
             let row = row
                 .as_primitive_opt::<UInt64Type>()
