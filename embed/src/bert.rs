@@ -1,8 +1,8 @@
 //! BERT-family encoder (all-MiniLM-L6-v2 and relatives), mirroring Hugging Face's
 //! `modeling_bert.py` module tree so `model.safetensors` names map onto it directly.
 //!
-//! Reference formula (Devlin et al. 2019; HF `BertModel`): embeddings = LayerNorm(word + position
-//! + token_type); each layer is post-norm: `x = LN(x + Attn(x))`, `x = LN(x + W2 gelu(W1 x))`,
+//! Reference formula (Devlin et al. 2019; HF `BertModel`): embeddings = LayerNorm(word +
+//! position + token_type); each layer is post-norm: `x = LN(x + Attn(x))`, `x = LN(x + W2 gelu(W1 x))`,
 //! with bidirectional multi-head attention over the real (unpadded) tokens.
 
 use std::path::Path;
