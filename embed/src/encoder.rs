@@ -1,6 +1,6 @@
-//! Sentence embeddings from a BERT-family model: tokenization, length-bucketed batches (no
-//! compute spent on padding beyond a batch's own spread), mean pooling over real tokens, L2
-//! normalisation, and truncation or chunk-averaging of long documents.
+//! Sentence embeddings from a BERT-family model: tokenization, batches of equal-length inputs
+//! (no compute spent on padding), mean pooling over real tokens, L2 normalisation, and
+//! truncation or chunk-averaging of long documents.
 
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub struct EncoderOptions {
     /// Longest input in tokens, special tokens included (all-MiniLM-L6-v2 was trained with 256);
     /// capped at the model's `max_position_embeddings`.
     pub max_tokens: usize,
-    /// Padded tokens per forward batch (rows x longest row).
+    /// Tokens per forward batch (rows x length).
     pub batch_tokens: usize,
     /// Long-document handling.
     pub long_documents: LongDocuments,
@@ -108,13 +108,14 @@ impl SentenceEncoder {
         for (document, ids) in encoded.into_iter().enumerate() {
             self.split(document, ids, &mut segments);
         }
-        // Sort by length so each batch pads only to its own longest row.
+        // Batches of equal length: no padding, so no attention mask and no compute on pads.
         segments.sort_by_key(|s| (s.ids.len(), s.document));
         let mut sums = vec![0f32; texts.len() * dim];
         let mut start = 0;
         while start < segments.len() {
             let mut end = start + 1;
             while end < segments.len()
+                && segments[end].ids.len() == segments[start].ids.len()
                 && (end + 1 - start) * segments[end].ids.len() <= self.options.batch_tokens
             {
                 end += 1;

@@ -392,8 +392,8 @@ impl CausalLm {
     }
 }
 
-/// Indices of `sequences` grouped into batches of similar length: sorted by length, each batch
-/// at most `batch_tokens` padded tokens (at least one row).
+/// Indices of `sequences` grouped into batches of equal length (no compute spent on padding):
+/// sorted by length, each batch at most `batch_tokens` tokens (at least one row).
 fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..sequences.len()).collect();
     order.sort_by_key(|&i| (sequences[i].len(), i));
@@ -401,7 +401,10 @@ fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> 
     let mut current: Vec<usize> = Vec::new();
     for index in order {
         let width = sequences[index].len();
-        if !current.is_empty() && (current.len() + 1) * width > batch_tokens {
+        let same_width = current
+            .last()
+            .is_none_or(|&last| sequences[last].len() == width);
+        if !current.is_empty() && (!same_width || (current.len() + 1) * width > batch_tokens) {
             batches.push(std::mem::take(&mut current));
         }
         current.push(index);

@@ -159,7 +159,7 @@ pub struct EmbedConfig {
     /// `truncate` or `chunk_mean`.
     #[serde(default)]
     pub long_documents: LongDocumentsConfig,
-    /// Padded tokens per forward batch.
+    /// Tokens per forward batch (inputs of equal length are batched together).
     #[serde(default = "default_embed_batch_tokens")]
     pub batch_tokens: usize,
     /// `cpu` or `cuda`.
@@ -182,7 +182,7 @@ pub struct LmScoreConfig {
     /// `truncate` or `chunk_mean`.
     #[serde(default)]
     pub long_documents: LongDocumentsConfig,
-    /// Padded tokens per forward batch.
+    /// Tokens per forward batch (inputs of equal length are batched together).
     #[serde(default = "default_lm_batch_tokens")]
     pub batch_tokens: usize,
     /// `cpu` or `cuda`.

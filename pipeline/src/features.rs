@@ -28,8 +28,9 @@ use crate::config::{
     Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig, OnBadFileConfig, StageConfig,
 };
 
-/// Documents handed to a model at once (it batches them by length internally).
-const DOCS_PER_CALL: usize = 512;
+/// Documents handed to a model at once: it batches equal-length inputs together, so larger
+/// calls make fuller batches.
+const DOCS_PER_CALL: usize = 4096;
 
 /// What a model stage computes.
 #[derive(Debug, Clone)]
