@@ -54,6 +54,8 @@ pub struct FeatureStage {
     pub store: SidecarStore,
     /// sha256 of the model files.
     pub fingerprint: String,
+    /// Stage type (`embed`, `lm_score`).
+    pub label: &'static str,
 }
 
 impl FeatureStage {
@@ -158,6 +160,7 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
             model,
             store: SidecarStore::new(root.join(format!("{}-{}", stage.type_name(), &key[..16]))),
             fingerprint,
+            label: stage.type_name(),
         });
     }
     Ok(out)
@@ -262,7 +265,7 @@ pub fn compute(
         let mut computed = 0u64;
         if !missing.is_empty() {
             let model = Loaded::load(stage)?;
-            progress.set_message(stage_label(stage));
+            progress.set_message(stage.label);
             for u in missing {
                 match compute_unit(reader, u, stage, &model, config) {
                     Ok(n) => computed += n,
@@ -276,7 +279,7 @@ pub fn compute(
         let seconds = started.elapsed().as_secs_f64();
         reports.push(FeatureReport {
             summary: ModelSummary {
-                stage: stage_label(stage),
+                stage: stage.label.to_string(),
                 column: stage.column.clone(),
                 model: stage.model_dir().to_string(),
                 model_sha256: stage.fingerprint.clone(),
@@ -293,13 +296,6 @@ pub fn compute(
         });
     }
     Ok(reports)
-}
-
-fn stage_label(stage: &FeatureStage) -> String {
-    match stage.model {
-        ModelStage::Embed(_) => "embed".into(),
-        ModelStage::LmScore(_) => "lm_score".into(),
-    }
 }
 
 /// Computes and commits one unit's sidecar; returns the documents computed.
@@ -328,7 +324,7 @@ fn compute_unit(
                 "{} row group {}: {}",
                 file.path.display(),
                 unit.row_group,
-                stage_label(stage)
+                stage.label
             )
         })?);
         ids.extend((0..batch.len()).map(|i| batch.id(i).into_owned()));
