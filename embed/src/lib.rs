@@ -22,7 +22,7 @@ pub use device::{device_from_name, DeviceName};
 pub use encoder::{EncoderOptions, LongDocuments, SentenceEncoder};
 pub use error::ModelError;
 pub use llama::{HeadId, HeadMask, LinearId, LinearKind};
-pub use lm::{CausalLm, DocumentLoss, LmOptions};
+pub use lm::{CausalLm, DecodeStep, DocumentLoss, LmOptions};
 
 /// A float tensor's values as f32, row-major.
 pub(crate) fn values<const D: usize>(tensor: burn::prelude::Tensor<D>) -> Vec<f32> {

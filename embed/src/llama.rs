@@ -296,14 +296,14 @@ pub struct ForwardTrace {
     pub taps: Vec<Tap>,
 }
 
-/// Rotary embedding tables for positions 0..tokens, each [tokens, head_dim].
+/// Rotary embedding tables for positions start..start + tokens, each [tokens, head_dim].
 struct Rope {
     cos: Tensor<2>,
     sin: Tensor<2>,
 }
 
 impl Rope {
-    fn new(config: &LlamaConfig, tokens: usize, device: &Device) -> Self {
+    fn new(config: &LlamaConfig, start: usize, tokens: usize, device: &Device) -> Self {
         let half = config.head_dim() / 2;
         let dim = config.head_dim();
         let mut cos = Vec::with_capacity(tokens * dim);
@@ -311,7 +311,7 @@ impl Rope {
         let inverse: Vec<f64> = (0..half)
             .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / dim as f64))
             .collect();
-        for t in 0..tokens {
+        for t in start..start + tokens {
             // HF concatenates the half-width angle table with itself.
             for _copy in 0..2 {
                 for inv in &inverse {
@@ -441,6 +441,85 @@ impl LlamaAttention {
             request,
             trace,
         )
+    }
+}
+
+impl LlamaAttention {
+    /// Attention of one sequence's new positions `x` ([1, n, hidden]) over the cached
+    /// positions and themselves; appends their keys and values to `cache`. `rope` covers the
+    /// new positions. Also returns, per query head, the position the last new query attends
+    /// to most ([heads] as an Int tensor).
+    fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        cache: &mut Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, Tensor<1, Int>) {
+        let [batch, tokens, _] = x.dims();
+        let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split = |t: Tensor<3>, n: usize| t.reshape([batch, tokens, n, dim]).swap_dims(1, 2);
+        let q = rope.apply(split(self.q_proj.forward(x.clone()), heads));
+        let k = rope.apply(split(self.k_proj.forward(x.clone()), kv_heads));
+        let v = split(self.v_proj.forward(x), kv_heads);
+        let (k, v) = match cache.take() {
+            Some((past_k, past_v)) => (
+                Tensor::cat(vec![past_k, k], 2),
+                Tensor::cat(vec![past_v, v], 2),
+            ),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let total = k.dims()[2];
+        let repeat = |t: Tensor<4>| {
+            if kv_heads == heads {
+                return t;
+            }
+            t.unsqueeze_dim::<5>(2)
+                .expand([batch, kv_heads, heads / kv_heads, total, dim])
+                .reshape([batch, heads, total, dim])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        // The last query sees every position, so its softmax argmax is the argmax of its scores.
+        let last = q.clone().narrow(2, tokens - 1, 1);
+        let top = last
+            .matmul(k.clone().swap_dims(2, 3))
+            .argmax(3)
+            .reshape([heads]);
+        // New positions follow every cached one: causal masking is needed only among them,
+        // which is the plain causal mask when the cache was empty (prefill).
+        assert!(
+            tokens == 1 || total == tokens,
+            "cached attention takes a whole prompt or one token at a time"
+        );
+        let options = AttentionModuleOptions {
+            is_causal: tokens > 1,
+            ..Default::default()
+        };
+        let context = attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, tokens, heads * dim]);
+        (self.o_proj.forward(context), top)
+    }
+}
+
+/// Keys and values of the positions a sequence has processed so far (RoPE applied), one pair
+/// per layer, each [1, kv_heads, len, head_dim]: incremental decoding without recomputing the
+/// prefix.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -596,7 +675,7 @@ impl LlamaForCausalLm {
         trace: &mut ForwardTrace,
     ) -> Tensor<3> {
         let tokens = ids.dims()[1];
-        let rope = Rope::new(config, tokens, &ids.device());
+        let rope = Rope::new(config, 0, tokens, &ids.device());
         let mut x = self.model.embed_tokens.forward(ids);
         for (index, layer) in self.model.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(x.clone());
@@ -605,6 +684,40 @@ impl LlamaForCausalLm {
             x = x + layer.mlp.forward(h, index, request, trace);
         }
         self.model.norm.forward(x)
+    }
+
+    /// Runs one sequence's next positions `ids` ([1, n]: a whole prompt on an empty cache, then
+    /// one token at a time) and extends `cache`. Returns the final-norm hidden state of the
+    /// last position ([1, hidden]) and, per query head in (layer, head) order, the position
+    /// the last position attends to most ([layers x heads]).
+    pub fn decode_step(
+        &self,
+        config: &LlamaConfig,
+        ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+    ) -> (Tensor<2>, Tensor<1, Int>) {
+        let tokens = ids.dims()[1];
+        let rope = Rope::new(config, cache.len, tokens, &ids.device());
+        cache.layers.resize_with(self.model.layers.len(), || None);
+        let mut x = self.model.embed_tokens.forward(ids);
+        let mut tops = Vec::with_capacity(self.model.layers.len());
+        for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = layer.input_layernorm.forward(x.clone());
+            let (attended, top) = layer.self_attn.forward_cached(h, &rope, slot);
+            tops.push(top);
+            x = x + attended;
+            let h = layer.post_attention_layernorm.forward(x.clone());
+            x = x + layer.mlp.forward(
+                h,
+                0,
+                &ForwardRequest::default(),
+                &mut ForwardTrace::default(),
+            );
+        }
+        cache.len += tokens;
+        let [_, _, width] = x.dims();
+        let last = x.narrow(1, tokens - 1, 1).reshape([1, width]);
+        (self.model.norm.forward(last), Tensor::cat(tops, 0))
     }
 
     /// One linear layer of the decoder stack (its `weight` is [in, out], Burn's layout).
@@ -626,6 +739,41 @@ impl LlamaForCausalLm {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_heads_are_the_prefix_mean_of_v() {
+        // Brute force: o[t] = mean of v[0..=t] for masked heads; untouched heads keep context.
+        let (heads, tokens, dim) = (3, 5, 4);
+        let device = Device::flex();
+        let v_values: Vec<f32> = (0..heads * tokens * dim)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let c_values: Vec<f32> = (0..heads * tokens * dim).map(|i| i as f32).collect();
+        let shape = [1, heads, tokens, dim];
+        let v = Tensor::<4>::from_data(TensorData::new(v_values.clone(), shape), &device);
+        let context = Tensor::<4>::from_data(TensorData::new(c_values.clone(), shape), &device);
+        let out: Vec<f32> = uniform_heads(context, v, &[0, 2])
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        for h in 0..heads {
+            for t in 0..tokens {
+                for d in 0..dim {
+                    let at = |x: usize| (h * tokens + x) * dim + d;
+                    let want = if h == 1 {
+                        c_values[at(t)]
+                    } else {
+                        (0..=t).map(|j| v_values[at(j)] as f64).sum::<f64>() as f32 / (t + 1) as f32
+                    };
+                    assert!((out[at(t)] - want).abs() < 1e-6, "head {h} t {t} d {d}");
+                }
+            }
         }
     }
 }

@@ -11,7 +11,8 @@ use burn::tensor::activation::log_softmax;
 
 use crate::encoder::LongDocuments;
 use crate::llama::{
-    ForwardRequest, ForwardTrace, HeadId, HeadMask, LinearId, LlamaConfig, LlamaForCausalLm,
+    ForwardRequest, ForwardTrace, HeadId, HeadMask, KvCache, LinearId, LlamaConfig,
+    LlamaForCausalLm,
 };
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
@@ -73,6 +74,16 @@ pub struct LayerGradients {
     pub outputs: usize,
     /// One entry per sequence, in input order.
     pub samples: Vec<SampleGradient>,
+}
+
+/// One step of greedy decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeStep {
+    /// The generated token (the argmax of the next-token logits).
+    pub token: u32,
+    /// For every query head in (layer, head) order, the position of the sequence so far
+    /// (prompt plus earlier generated tokens) that the predicting position attended to most.
+    pub top_attended: Vec<u32>,
 }
 
 /// A loaded causal LM with its tokenizer.
@@ -264,6 +275,47 @@ impl CausalLm {
             maps[slot] = crate::values(map);
         }
         Ok(maps)
+    }
+
+    /// Greedy decoding of up to `max_new` tokens after `prompt`, with a key/value cache.
+    /// Stops after the first token for which `stop` holds (that step is included). Each step
+    /// records where every head's attention peaked, as retrieval-head detection needs.
+    pub fn greedy_decode(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: impl Fn(u32) -> bool,
+    ) -> Result<Vec<DecodeStep>, ModelError> {
+        let limit = self.config.max_position_embeddings;
+        if prompt.is_empty() || prompt.len() + max_new > limit {
+            return Err(ModelError::Request(format!(
+                "a prompt of {} tokens plus {max_new} generated ones must fit the model's {limit} positions",
+                prompt.len()
+            )));
+        }
+        let mut cache = KvCache::default();
+        let mut steps = Vec::with_capacity(max_new);
+        let mut input = prompt.to_vec();
+        while steps.len() < max_new {
+            let (ids, _) = self.padded(&[&input]);
+            let (hidden, top) = self.model.decode_step(&self.config, ids, &mut cache);
+            let token = self.model.logits(hidden).argmax(1).reshape([1]);
+            let mut both = Tensor::cat(vec![token, top], 0)
+                .try_into_vec_as::<i64>()
+                .expect("int tensors convert to i64")
+                .into_iter()
+                .map(|v| v as u32);
+            let token = both.next().expect("one token");
+            steps.push(DecodeStep {
+                token,
+                top_attended: both.collect(),
+            });
+            if stop(token) {
+                break;
+            }
+            input = vec![token];
+        }
+        Ok(steps)
     }
 
     /// Gradients of each sequence's mean next-token loss at the `taps` linear layers

@@ -503,3 +503,78 @@ fn bad_model_files_are_named_in_errors() {
         Err(ModelError::Config { .. })
     ));
 }
+
+/// Greedy decoding with the key/value cache against full forward passes over the growing
+/// sequence: the same tokens (argmax of the logits at the last position) and the same
+/// most-attended positions (argmax of each head's attention row).
+fn check_cached_decoding(lm: &CausalLm, prompt: &[u32], steps: usize) {
+    let decoded = lm.greedy_decode(prompt, steps, |_| false).unwrap();
+    assert_eq!(decoded.len(), steps);
+    let config = lm.config();
+    let heads: Vec<HeadId> = (0..config.num_hidden_layers)
+        .flat_map(|layer| (0..config.num_attention_heads).map(move |head| HeadId { layer, head }))
+        .collect();
+    let mut sequence = prompt.to_vec();
+    for step in &decoded {
+        let len = sequence.len();
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                sequence.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
+                [1, len],
+            ),
+            lm.device(),
+        );
+        let hidden = lm.model().hidden_states(
+            config,
+            ids,
+            &ForwardRequest::default(),
+            &mut ForwardTrace::default(),
+        );
+        let width = hidden.dims()[2];
+        let last = hidden.narrow(1, len - 1, 1).reshape([1, width]);
+        let logits: Vec<f32> = lm.model().logits(last).try_into_vec_as::<f32>().unwrap();
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(b.cmp(&a)))
+            .unwrap() as u32;
+        assert_eq!(step.token, best, "token after {len} positions");
+        let maps = lm.attention_maps(&sequence, &heads).unwrap();
+        for (h, map) in maps.iter().enumerate() {
+            let row = &map[(len - 1) * len..len * len];
+            let peak = row[step.top_attended[h] as usize];
+            let max = row.iter().copied().fold(f32::MIN, f32::max);
+            assert!(
+                (peak - max).abs() <= 1e-5 * max.max(1e-3),
+                "head {:?} after {len} positions: cached peak {peak} vs {max}",
+                heads[h]
+            );
+        }
+        sequence.push(step.token);
+    }
+    // A stop condition ends decoding after the matching token.
+    let first = decoded[0].token;
+    let stopped = lm.greedy_decode(prompt, steps, |t| t == first).unwrap();
+    assert_eq!(stopped, decoded[..1]);
+    assert!(lm
+        .greedy_decode(prompt, config.max_position_embeddings, |_| false)
+        .is_err());
+}
+
+#[test]
+fn cached_greedy_decoding_matches_full_forward_passes() {
+    let lm = load_lm(&fixture("tiny-llama"), LmOptions::default());
+    let prompt = lm
+        .tokenize(&["key 7f3a: value blue; key 9c1e: value"])
+        .unwrap()[0]
+        .clone();
+    check_cached_decoding(&lm, &prompt, 6);
+}
+
+#[test]
+fn real_smollm2_cached_decoding_matches_full_forward_passes() {
+    if let Some(dir) = asset("smollm2-135m") {
+        let lm = load_lm(&dir, LmOptions::default());
+        let text = "{\"Xq3\": \"the red fox jumps\", \"B7k\": \"a quiet harbour at dawn\"}\nQuestion: B7k\nAnswer:";
+        let prompt = lm.tokenize(&[text]).unwrap()[0].clone();
+        check_cached_decoding(&lm, &prompt, 5);
+    }
+}
