@@ -3,6 +3,7 @@
 //! Nothing here knows about parquet: filters see text, selectors see a pool of
 //! [`PoolDoc`]s and answer with [`Pick`]s.
 
+pub mod attention_influence;
 pub mod dedup;
 pub mod dsir;
 pub mod filters;
@@ -73,9 +74,24 @@ pub fn allocate_quotas(group_sizes: &[usize], budget: usize) -> Vec<usize> {
     quotas
 }
 
+/// The same fraction of every group: `round(fraction * size)` each (AttentionInfluence's
+/// top fraction per domain, `specs/methods.md` 2.3).
+pub fn fraction_quotas(group_sizes: &[usize], fraction: f64) -> Vec<usize> {
+    group_sizes
+        .iter()
+        .map(|&n| ((fraction * n as f64).round() as usize).min(n))
+        .collect()
+}
+
 #[cfg(test)]
 mod quota_tests {
-    use super::allocate_quotas;
+    use super::{allocate_quotas, fraction_quotas};
+
+    #[test]
+    fn fraction_quotas_are_per_group() {
+        assert_eq!(fraction_quotas(&[100, 10, 5], 0.2), [20, 2, 1]);
+        assert_eq!(fraction_quotas(&[2, 0], 1.0), [2, 0]);
+    }
 
     #[test]
     fn smallest_first_allocation_by_hand() {

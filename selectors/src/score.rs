@@ -28,6 +28,42 @@ pub fn gumbel(seed: u64, id: &str) -> f64 {
     -(-u.ln()).ln()
 }
 
+/// Mean of the two scores' normalised ranks, for documents that have both: each score is
+/// replaced by its rank among the present values (0 = lowest, ties share their average
+/// rank) divided by `count - 1`, and the two are averaged. Documents missing either get
+/// `None`. Invariant to any increasing transform of either score.
+pub fn rank_average(primary: &[Option<f64>], secondary: &[Option<f64>]) -> Vec<Option<f64>> {
+    let both: Vec<usize> = (0..primary.len())
+        .filter(|&i| primary[i].is_some() && secondary.get(i).copied().flatten().is_some())
+        .collect();
+    let ranks = |values: &[Option<f64>]| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..both.len()).collect();
+        let value = |k: usize| values[both[k]].expect("present");
+        order.sort_by(|&a, &b| value(a).total_cmp(&value(b)));
+        let mut rank = vec![0.0; both.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && value(order[end]) == value(order[start]) {
+                end += 1;
+            }
+            let shared = (start + end - 1) as f64 / 2.0;
+            for &k in &order[start..end] {
+                rank[k] = shared;
+            }
+            start = end;
+        }
+        let scale = (both.len().max(2) - 1) as f64;
+        rank.into_iter().map(|r| r / scale).collect()
+    };
+    let (a, b) = (ranks(primary), ranks(secondary));
+    let mut out = vec![None; primary.len()];
+    for (k, &i) in both.iter().enumerate() {
+        out[i] = Some((a[k] + b[k]) / 2.0);
+    }
+    out
+}
+
 impl Selector for ScoreSelector {
     fn name(&self) -> &str {
         &self.name
@@ -116,6 +152,28 @@ mod tests {
             5,
             "the unscored document is never picked"
         );
+    }
+
+    #[test]
+    fn rank_average_by_hand() {
+        // Primary ranks: 0.5 -> 1, 3.0 -> 2, -1.0 -> 0 (of 0..2); secondary: 7 -> 2, 5 -> 0.5
+        // (tie with the other 5), 5 -> 0.5. Documents missing either score get none.
+        let primary = [Some(0.5), Some(3.0), Some(-1.0), None, Some(9.0)];
+        let secondary = [Some(7.0), Some(5.0), Some(5.0), Some(1.0), None];
+        let got = rank_average(&primary, &secondary);
+        assert_eq!(
+            got,
+            [
+                Some((0.5 + 1.0) / 2.0),
+                Some((1.0 + 0.25) / 2.0),
+                Some(0.25 / 2.0),
+                None,
+                None
+            ]
+        );
+        // Monotone transforms of either score change nothing.
+        let squashed: Vec<Option<f64>> = secondary.iter().map(|v| v.map(f64::exp)).collect();
+        assert_eq!(rank_average(&primary, &squashed), got);
     }
 
     #[test]
