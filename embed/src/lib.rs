@@ -21,7 +21,7 @@ pub use burn::prelude::Device;
 pub use device::{device_from_name, DeviceName};
 pub use encoder::{EncoderOptions, LongDocuments, SentenceEncoder};
 pub use error::ModelError;
-pub use llama::{HeadId, HeadMask, LinearId, LinearKind};
+pub use llama::{HeadId, HeadMask, LinearId, LinearKind, UniformScope};
 pub use lm::{CausalLm, DecodeStep, DocumentLoss, LmOptions};
 
 /// A float tensor's values as f32, row-major.

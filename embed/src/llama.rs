@@ -235,18 +235,40 @@ pub struct HeadId {
     pub head: usize,
 }
 
-/// Query heads whose attention is replaced by uniform attention over the visible positions.
+/// Which positions a masked head attends to uniformly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UniformScope {
+    /// Positions up to and including the query (the prefix mean of V): the default, since it
+    /// keeps the model causal.
+    #[default]
+    Visible,
+    /// Every position of the sequence (the paper's literal `1/L`): leaks future tokens into
+    /// the prediction, offered for comparison only.
+    Full,
+}
+
+/// Query heads whose attention is replaced by uniform attention.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeadMask {
     heads: Vec<HeadId>,
+    scope: UniformScope,
 }
 
 impl HeadMask {
-    /// A mask over `heads` (duplicates ignored).
+    /// A mask over `heads` (duplicates ignored), uniform over the visible positions.
     pub fn new(mut heads: Vec<HeadId>) -> Self {
         heads.sort();
         heads.dedup();
-        Self { heads }
+        Self {
+            heads,
+            scope: UniformScope::Visible,
+        }
+    }
+
+    /// The same heads with another uniform scope.
+    pub fn with_scope(mut self, scope: UniformScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// The masked heads, sorted by (layer, head).
@@ -429,7 +451,8 @@ impl LlamaAttention {
             .map(|m| m.in_layer(layer))
             .unwrap_or_default();
         if !masked.is_empty() {
-            context = uniform_heads(context, v, &masked);
+            let scope = request.head_mask.map(|m| m.scope).unwrap_or_default();
+            context = uniform_heads(context, v, &masked, scope);
         }
         let context = context
             .swap_dims(1, 2)
@@ -537,15 +560,29 @@ fn head_probabilities(q: &Tensor<4>, k: &Tensor<4>, head: usize) -> Tensor<3> {
     softmax(scores, 2)
 }
 
-/// Replaces the context of `masked` heads with the prefix mean of their values:
-/// `o[t] = (1/(t+1)) sum_{j<=t} v[j]` (uniform attention over the visible positions).
-fn uniform_heads(context: Tensor<4>, v: Tensor<4>, masked: &[usize]) -> Tensor<4> {
+/// Replaces the context of `masked` heads with the prefix mean of their values,
+/// `o[t] = (1/(t+1)) sum_{j<=t} v[j]` (uniform attention over the visible positions), or with
+/// the mean over the whole sequence for [`UniformScope::Full`].
+fn uniform_heads(
+    context: Tensor<4>,
+    v: Tensor<4>,
+    masked: &[usize],
+    scope: UniformScope,
+) -> Tensor<4> {
     let [_, heads, tokens, _] = context.dims();
     let device = context.device();
-    let counts: Vec<f32> = (1..=tokens).map(|t| 1.0 / t as f32).collect();
-    let inverse_counts = Tensor::<1>::from_data(TensorData::new(counts, [tokens]), &device)
-        .reshape([1, 1, tokens, 1]);
-    let prefix_mean = v.cumsum(2) * inverse_counts;
+    let prefix_mean = match scope {
+        UniformScope::Visible => {
+            let counts: Vec<f32> = (1..=tokens).map(|t| 1.0 / t as f32).collect();
+            let inverse_counts = Tensor::<1>::from_data(TensorData::new(counts, [tokens]), &device)
+                .reshape([1, 1, tokens, 1]);
+            v.cumsum(2) * inverse_counts
+        }
+        UniformScope::Full => {
+            let dims = v.dims();
+            v.mean_dim(2).expand(dims)
+        }
+    };
     let flags: Vec<f32> = (0..heads)
         .map(|h| if masked.contains(&h) { 1.0 } else { 0.0 })
         .collect();
@@ -759,7 +796,17 @@ mod tests {
         let shape = [1, heads, tokens, dim];
         let v = Tensor::<4>::from_data(TensorData::new(v_values.clone(), shape), &device);
         let context = Tensor::<4>::from_data(TensorData::new(c_values.clone(), shape), &device);
-        let out: Vec<f32> = uniform_heads(context, v, &[0, 2])
+        let full: Vec<f32> = uniform_heads(context.clone(), v.clone(), &[1], UniformScope::Full)
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        for t in 0..tokens {
+            for d in 0..dim {
+                let at = |x: usize| (tokens + x) * dim + d;
+                let want = (0..tokens).map(|j| v_values[at(j)]).sum::<f32>() / tokens as f32;
+                assert!((full[at(t)] - want).abs() < 1e-5, "full scope t {t} d {d}");
+            }
+        }
+        let out: Vec<f32> = uniform_heads(context, v, &[0, 2], UniformScope::Visible)
             .try_into_vec_as::<f32>()
             .unwrap();
         for h in 0..heads {

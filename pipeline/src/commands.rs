@@ -161,6 +161,23 @@ fn describe_stage(stage: &StageConfig) -> String {
             "map (before the scan, cached as sidecars): mean next-token loss under `{}` into column `{}` (max {} tokens, {:?})",
             c.model, c.column, c.max_tokens, c.long_documents
         ),
+        StageConfig::AttentionInfluence(c) => format!(
+            "map (before the scan, cached as sidecars): {}; then per document ({:?} formula) the loss increase under `{}` when those heads attend uniformly ({:?} positions), into column `{}` (max {} tokens, {:?})",
+            if c.heads.is_empty() {
+                format!(
+                    "detect retrieval heads with {} seeded {}-shot key-value probes of at most {} tokens (greedy decoding, up to {} tokens)",
+                    c.probe.num_samples, c.probe.shots, c.probe.max_total_tokens, c.max_decode_tokens
+                )
+            } else {
+                format!("mask the {} given heads", c.heads.len())
+            },
+            c.formula,
+            c.model,
+            c.uniform_scope,
+            c.column,
+            c.max_tokens,
+            c.long_documents
+        ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
         StageConfig::ExactDedup(n) => format!(
             "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",
@@ -196,10 +213,17 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.per_source { ", stratified by source" } else { "" }
         ),
         StageConfig::ScoreSelect(c) => format!(
-            "reduce: {} by column `{}`{}",
+            "reduce: {} by column `{}`{}{}",
             if c.sample { format!("Gumbel-top-k sampling (temperature {})", c.temperature) } else { "top-k".to_string() },
             c.score_column,
-            if c.per_source { ", split across sources smallest-first" } else { "" }
+            c.combine_with.as_ref().map(|w| format!(" combined with `{w}` ({:?})", c.combine)).unwrap_or_default(),
+            if c.per_source {
+                ", split across sources smallest-first"
+            } else if c.within_source {
+                ", the same fraction of every source, ranked within the source"
+            } else {
+                ""
+            }
         ),
         StageConfig::RandomSample(r) => {
             let size = match (r.fraction, r.count, r.budget_words) {

@@ -1,4 +1,4 @@
-//! Model stages (`embed`, `lm_score`): columns computed by a model for every document of the
+//! Model stages (`embed`, `lm_score`, `attention_influence`): columns computed by a model for every document of the
 //! input, kept as per-work-unit sidecars (`gleaner_storage::sidecar`) in a cache folder and
 //! attached to the documents during the scan as if the input files held them.
 //!
@@ -24,8 +24,12 @@ use gleaner_storage::sidecar::SidecarStore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::attention_influence::{
+    cached_heads, heads_for_stage, score_texts, HeadReport, ValueSource,
+};
 use crate::config::{
-    Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig, OnBadFileConfig, StageConfig,
+    AttentionInfluenceConfig, Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig,
+    OnBadFileConfig, StageConfig,
 };
 
 /// Documents handed to a model at once: it batches equal-length inputs together, so larger
@@ -39,6 +43,17 @@ pub enum ModelStage {
     Embed(EmbedConfig),
     /// Mean next-token loss (a numeric column).
     LmScore(LmScoreConfig),
+    /// Loss increase with the retrieval heads masked (a numeric column).
+    AttentionInfluence {
+        /// The stage settings.
+        config: AttentionInfluenceConfig,
+        /// Where probe values come from.
+        values: ValueSource,
+        /// Probe seed.
+        seed: u64,
+        /// The stage's config key (`stages[i]`), for errors.
+        key: String,
+    },
 }
 
 /// A model stage ready to run: its config slot, output column and sidecar store.
@@ -68,7 +83,13 @@ impl FeatureStage {
         match &self.model {
             ModelStage::Embed(c) => &c.model,
             ModelStage::LmScore(c) => &c.model,
+            ModelStage::AttentionInfluence { config, .. } => &config.model,
         }
+    }
+
+    /// Where an attention_influence stage keeps its head report.
+    fn heads_file(&self) -> PathBuf {
+        self.store.dir().join("heads.json")
     }
 }
 
@@ -85,6 +106,9 @@ pub struct ModelSummary {
     pub model_sha256: String,
     /// Sidecar folder.
     pub cache: PathBuf,
+    /// The masked heads of an attention_influence stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads: Option<HeadReport>,
 }
 
 /// What one model stage did: its summary and this run's cost (for timings.json).
@@ -140,6 +164,44 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
                 &c.model,
                 serde_json::json!({"max_tokens": c.max_tokens, "long_documents": c.long_documents}),
             ),
+            StageConfig::AttentionInfluence(c) => {
+                let values = ValueSource {
+                    paths: if c.probe.value_paths.is_empty() {
+                        config.input.paths.clone()
+                    } else {
+                        c.probe.value_paths.clone()
+                    },
+                    text_column: c
+                        .probe
+                        .value_text_column
+                        .clone()
+                        .unwrap_or_else(|| config.input.text_column.clone()),
+                };
+                let seed = c.probe.seed.unwrap_or(config.run.seed);
+                // Everything that changes the heads or the scores; detection also depends on
+                // the value files, named by path, size and modification time.
+                let value_files = if c.heads.is_empty() {
+                    file_identities(&values.paths)
+                        .with_context(|| format!("at key `stages[{i}].probe.value_paths`"))?
+                } else {
+                    Vec::new()
+                };
+                let settings = serde_json::json!({
+                    "heads": c.heads, "head_top_frac": c.head_top_frac, "head_top_n": c.head_top_n,
+                    "require_correct_answer": c.require_correct_answer,
+                    "max_decode_tokens": c.max_decode_tokens, "probe": c.probe, "seed": seed,
+                    "value_text_column": values.text_column, "value_files": value_files,
+                    "uniform_scope": c.uniform_scope, "formula": c.formula,
+                    "max_tokens": c.max_tokens, "long_documents": c.long_documents,
+                });
+                let model = ModelStage::AttentionInfluence {
+                    config: c.clone(),
+                    values,
+                    seed,
+                    key: format!("stages[{i}]"),
+                };
+                (model, &c.model, settings)
+            }
             _ => continue,
         };
         let fingerprint = ModelFiles::in_dir(Path::new(dir))
@@ -153,6 +215,7 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
         let column = match &model {
             ModelStage::Embed(c) => c.column.clone(),
             ModelStage::LmScore(c) => c.column.clone(),
+            ModelStage::AttentionInfluence { config, .. } => config.column.clone(),
         };
         out.push(FeatureStage {
             slot: i + 1,
@@ -166,10 +229,32 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
     Ok(out)
 }
 
+/// `path:bytes:mtime` of every file the patterns resolve to.
+fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
+    gleaner_storage::input::resolve_inputs(patterns)?
+        .into_iter()
+        .map(|f| {
+            let modified = std::fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .with_context(|| format!("reading {}", f.path.display()))?;
+            let nanos = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            Ok(format!("{}:{}:{nanos}", f.path.display(), f.bytes))
+        })
+        .collect()
+}
+
 /// A loaded model of either kind.
 enum Loaded {
     Encoder(SentenceEncoder),
     Lm(CausalLm),
+    AttentionInfluence {
+        lm: CausalLm,
+        mask: gleaner_embed::HeadMask,
+        formula: crate::config::ScoreFormulaConfig,
+    },
 }
 
 impl Loaded {
@@ -196,6 +281,26 @@ impl Loaded {
                     long_documents: long_documents(c.long_documents),
                 };
                 Loaded::Lm(CausalLm::load(Path::new(&c.model), options, &device)?)
+            }
+            ModelStage::AttentionInfluence {
+                config: c,
+                values,
+                seed,
+                key,
+            } => {
+                let device = device_from_name(DeviceName::parse(&c.device)?)?;
+                let options = LmOptions {
+                    max_tokens: c.max_tokens,
+                    batch_tokens: c.batch_tokens,
+                    long_documents: long_documents(c.long_documents),
+                };
+                let lm = CausalLm::load(Path::new(&c.model), options, &device)?;
+                let heads = heads_for_stage(&lm, c, values, *seed, key, &stage.heads_file())?;
+                Loaded::AttentionInfluence {
+                    mask: heads.mask(c.uniform_scope),
+                    formula: c.formula,
+                    lm,
+                }
             }
         })
     }
@@ -242,6 +347,18 @@ impl Loaded {
                     .collect();
                 Arc::new(values)
             }
+            Loaded::AttentionInfluence { lm, mask, formula } => {
+                let mut scores = Vec::with_capacity(present.len());
+                for chunk in present.chunks(DOCS_PER_CALL) {
+                    scores.extend(score_texts(lm, mask, *formula, chunk)?);
+                }
+                let mut next = scores.into_iter();
+                let values: Float64Array = texts
+                    .iter()
+                    .map(|t| t.and_then(|_| next.next().expect("one score per text")))
+                    .collect();
+                Arc::new(values)
+            }
         })
     }
 }
@@ -277,6 +394,10 @@ pub fn compute(
             }
         }
         let seconds = started.elapsed().as_secs_f64();
+        let heads = match stage.model {
+            ModelStage::AttentionInfluence { .. } => cached_heads(&stage.heads_file())?,
+            _ => None,
+        };
         reports.push(FeatureReport {
             summary: ModelSummary {
                 stage: stage.label.to_string(),
@@ -284,6 +405,7 @@ pub fn compute(
                 model: stage.model_dir().to_string(),
                 model_sha256: stage.fingerprint.clone(),
                 cache: stage.store.dir().to_path_buf(),
+                heads,
             },
             documents: reader.total_rows(),
             computed,

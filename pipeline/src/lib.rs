@@ -1,6 +1,7 @@
 //! gleaner's pipeline: configuration, planning, local execution, reports and the CLI verbs.
 
 pub mod ablate;
+pub mod attention_influence;
 pub mod clusters;
 pub mod commands;
 pub mod config;

@@ -47,6 +47,64 @@ pub struct ReportInput<'a> {
     pub shards: &'a [ShardInfo],
     /// Model stages and the columns they computed.
     pub models: &'a [crate::features::ModelSummary],
+    /// Per-source distributions of model scores (attention_influence).
+    pub distributions: &'a [ScoreDistribution],
+}
+
+/// Summary statistics of one score column within one source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceScores {
+    /// Source name (`(none)` without a source column).
+    pub source: String,
+    /// Documents with a value.
+    pub documents: u64,
+    /// Mean value.
+    pub mean: f64,
+    /// Quantiles 10%, 50% and 90% (nearest rank).
+    pub p10: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90% quantile.
+    pub p90: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// The distribution of one score column per source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreDistribution {
+    /// The column.
+    pub column: String,
+    /// One row per source, in name order.
+    pub sources: Vec<SourceScores>,
+}
+
+impl ScoreDistribution {
+    /// Summaries of each source's values.
+    pub fn new(column: &str, by_source: BTreeMap<String, Vec<f64>>) -> Self {
+        let sources = by_source
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(source, mut values)| {
+                values.sort_by(f64::total_cmp);
+                let n = values.len();
+                let q = |p: f64| values[((n - 1) as f64 * p).round() as usize];
+                SourceScores {
+                    source,
+                    documents: n as u64,
+                    mean: values.iter().sum::<f64>() / n as f64,
+                    p10: q(0.1),
+                    p50: q(0.5),
+                    p90: q(0.9),
+                    max: values[n - 1],
+                }
+            })
+            .collect();
+        Self {
+            column: column.to_string(),
+            sources,
+        }
+    }
 }
 
 fn pct(part: u64, whole: u64) -> String {
@@ -90,6 +148,26 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
                 m.model,
                 &m.model_sha256[..16],
                 m.cache.display()
+            );
+        }
+        let _ = writeln!(s);
+    }
+    for m in r.models {
+        if let Some(heads) = &m.heads {
+            heads.render_markdown(&mut s, &m.column);
+        }
+    }
+    for d in r.distributions {
+        let _ = writeln!(
+            s,
+            "## Score distribution of `{}` per source\n\n| source | documents | mean | p10 | median | p90 | max |\n|---|---:|---:|---:|---:|---:|---:|",
+            d.column
+        );
+        for x in &d.sources {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                x.source, x.documents, x.mean, x.p10, x.p50, x.p90, x.max
             );
         }
         let _ = writeln!(s);
@@ -148,8 +226,15 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
     s
 }
 
-/// Writes `report.md` and `report.json` into `out`.
+/// Writes `report.md`, `report.json` and the heat maps of detected heads into `out`.
 pub fn write_report(out: &Path, r: &ReportInput<'_>) -> Result<()> {
+    for m in r.models {
+        if let Some(heads) = &m.heads {
+            heads.write_heatmap(&out.join(
+                crate::attention_influence::HeadReport::heatmap_name(&m.column),
+            ))?;
+        }
+    }
     write_bytes(&out.join(layout::REPORT_MD), render_markdown(r).as_bytes())?;
     write_bytes(
         &out.join(layout::REPORT_JSON),

@@ -8,10 +8,10 @@
 //! Every decision depends only on the config and the corpus, never on the thread count.
 
 use crate::clusters::ClusterSummary;
-use crate::config::{Config, OnBadFileConfig, StageConfig};
+use crate::config::{CombineRule, Config, OnBadFileConfig, StageConfig};
 use crate::config::{DsirConfig, ScoreFilterConfig, SemdedupConfig};
 use crate::features::{self, FeatureStage, UnitFeatures};
-use crate::report::{write_report, ReportInput, SourceCounts};
+use crate::report::{write_report, ReportInput, ScoreDistribution, SourceCounts};
 use crate::stats::StageStats;
 use anyhow::{bail, Context, Result};
 use arrow::array::{
@@ -26,9 +26,9 @@ use gleaner_selectors::kmeans::{self, KMeansConfig, Metric};
 use gleaner_selectors::random::{RandomSelector, SampleSize};
 use gleaner_selectors::rng::SplitMix64;
 use gleaner_selectors::s2l::S2lSelector;
-use gleaner_selectors::score::ScoreSelector;
+use gleaner_selectors::score::{rank_average, ScoreSelector};
 use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
-use gleaner_selectors::{allocate_quotas, PoolDoc, Selector};
+use gleaner_selectors::{allocate_quotas, fraction_quotas, PoolDoc, Selector};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, DocBatch, OnBadFile, SkippedFile};
@@ -96,6 +96,7 @@ fn model_columns(config: &Config) -> Vec<(String, bool)> {
         .filter_map(|s| match s {
             StageConfig::Embed(c) => Some((c.column.clone(), true)),
             StageConfig::LmScore(c) => Some((c.column.clone(), false)),
+            StageConfig::AttentionInfluence(c) => Some((c.column.clone(), false)),
             _ => None,
         })
         .collect()
@@ -126,13 +127,18 @@ fn score_columns(config: &Config) -> Vec<String> {
     let produced = model_columns(config);
     let mut v: Vec<String> = Vec::new();
     for stage in &config.stages {
-        let col = match stage {
-            StageConfig::ScoreSelect(c) => &c.score_column,
-            StageConfig::ScoreFilter(c) => &c.score_column,
+        let cols = match stage {
+            StageConfig::ScoreSelect(c) => vec![&c.score_column]
+                .into_iter()
+                .chain(c.combine_with.as_ref())
+                .collect(),
+            StageConfig::ScoreFilter(c) => vec![&c.score_column],
             _ => continue,
         };
-        if !v.contains(col) && !produced.iter().any(|p| &p.0 == col) {
-            v.push(col.clone());
+        for col in cols {
+            if !v.contains(col) && !produced.iter().any(|p| &p.0 == col) {
+                v.push(col.clone());
+            }
         }
     }
     v.extend(produced.into_iter().filter(|p| !p.1).map(|p| p.0));
@@ -183,6 +189,11 @@ struct Stages {
     filters: Vec<(usize, PerDocFilter)>,
     /// Index (into the score columns) of the column a score_select stage ranks by.
     select_score: Option<usize>,
+    /// Index of the score_select stage's `combine_with` column, when set.
+    combine_score: Option<usize>,
+    /// Score columns whose per-source distribution the report shows (attention_influence
+    /// outputs): (name, index into the score columns).
+    distributions: Vec<(String, usize)>,
     dedup: Option<(usize, Normalization)>,
     selector: Option<(usize, SelectorStage)>,
     /// Whether the selector reads token counts (budgets); otherwise they are not computed.
@@ -208,6 +219,8 @@ impl Stages {
                 .expect("listed by score_columns")
         };
         let mut select_score = None;
+        let mut combine_score = None;
+        let mut distributions = Vec::new();
         let mut dedup = None;
         let mut selector: Option<(usize, SelectorStage)> = None;
         let mut needs_tokens = false;
@@ -233,6 +246,10 @@ impl Stages {
                 StageConfig::Embed(_) | StageConfig::LmScore(_) => {
                     filters.push((slot, PerDocFilter::Model))
                 }
+                StageConfig::AttentionInfluence(c) => {
+                    distributions.push((c.column.clone(), score_index(&c.column)));
+                    filters.push((slot, PerDocFilter::Model))
+                }
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
@@ -240,7 +257,14 @@ impl Stages {
                     let seed = c.seed.unwrap_or(config.run.seed);
                     selector = Some((
                         slot,
-                        SelectorStage::by_score("dsir", seed, size, !c.top_k, 1.0, c.per_source),
+                        SelectorStage::by_score(
+                            "dsir",
+                            seed,
+                            size,
+                            !c.top_k,
+                            1.0,
+                            Grouping::balanced(c.per_source),
+                        ),
                     ));
                     let features = DsirFeatures {
                         ngrams: c.ngrams,
@@ -256,7 +280,8 @@ impl Stages {
                         slot,
                         SelectorStage {
                             size,
-                            per_source: r.per_source,
+                            grouping: Grouping::balanced(r.per_source),
+                            combine: None,
                             make: Box::new(move |size| Box::new(RandomSelector { seed, size })),
                         },
                     ));
@@ -271,7 +296,8 @@ impl Stages {
                         slot,
                         SelectorStage {
                             size,
-                            per_source: c.per_source,
+                            grouping: Grouping::balanced(c.per_source),
+                            combine: None,
                             make: Box::new(move |size| {
                                 Box::new(S2lSelector {
                                     n_clusters,
@@ -286,20 +312,25 @@ impl Stages {
                 }
                 StageConfig::ScoreSelect(c) => {
                     select_score = Some(score_index(&c.score_column));
+                    combine_score = c.combine_with.as_deref().map(score_index);
                     let size = sample_size(c.fraction, c.count, c.budget_words);
                     needs_tokens |= matches!(size, SampleSize::Tokens(_));
                     let seed = c.seed.unwrap_or(config.run.seed);
-                    selector = Some((
-                        slot,
-                        SelectorStage::by_score(
-                            "score_select",
-                            seed,
-                            size,
-                            c.sample,
-                            c.temperature,
-                            c.per_source,
-                        ),
-                    ));
+                    let grouping = if c.within_source {
+                        Grouping::SameFraction
+                    } else {
+                        Grouping::balanced(c.per_source)
+                    };
+                    let mut stage = SelectorStage::by_score(
+                        "score_select",
+                        seed,
+                        size,
+                        c.sample,
+                        c.temperature,
+                        grouping,
+                    );
+                    stage.combine = c.combine_with.as_ref().map(|_| c.combine);
+                    selector = Some((slot, stage));
                 }
             }
         }
@@ -311,6 +342,8 @@ impl Stages {
             names,
             filters,
             select_score,
+            combine_score,
+            distributions,
             dedup,
             selector,
             needs_tokens,
@@ -362,11 +395,34 @@ impl PerDocFilter {
     }
 }
 
-/// The configured selector: its size, whether the size is split across sources, and how to
-/// build it for a given size (each source's quota when split).
+/// How a selector's size applies to the pool's sources.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// One selection over the whole pool.
+    Pool,
+    /// The total (fraction or count) split across sources smallest-first (S2L rule).
+    Balanced,
+    /// The same fraction of every source, each ranked on its own.
+    SameFraction,
+}
+
+impl Grouping {
+    fn balanced(per_source: bool) -> Self {
+        if per_source {
+            Grouping::Balanced
+        } else {
+            Grouping::Pool
+        }
+    }
+}
+
+/// The configured selector: its size, how the size applies to sources, how a second score
+/// combines with the first, and how to build it for a given size (each source's quota when
+/// split).
 struct SelectorStage {
     size: SampleSize,
-    per_source: bool,
+    grouping: Grouping,
+    combine: Option<CombineRule>,
     make: Box<dyn Fn(SampleSize) -> Box<dyn Selector> + Send + Sync>,
 }
 
@@ -378,11 +434,12 @@ impl SelectorStage {
         size: SampleSize,
         sample: bool,
         temperature: f64,
-        per_source: bool,
+        grouping: Grouping,
     ) -> Self {
         SelectorStage {
             size,
-            per_source,
+            grouping,
+            combine: None,
             make: Box::new(move |size| {
                 Box::new(ScoreSelector {
                     name: name.into(),
@@ -395,26 +452,86 @@ impl SelectorStage {
         }
     }
 
-    /// Picks from `pool`; with `per_source`, the total (fraction or count) is split across
-    /// sources smallest-first and each source is selected from separately.
-    fn select(&self, pool: &[PoolDoc<'_>]) -> Vec<gleaner_selectors::Pick> {
-        if !self.per_source {
-            return (self.make)(self.size).select(pool);
-        }
-        let total = match self.size {
-            SampleSize::Fraction(f) => (f * pool.len() as f64).round() as usize,
-            SampleSize::Count(c) => (c as usize).min(pool.len()),
-            SampleSize::Tokens(_) => {
-                unreachable!("validated: per_source needs a fraction or count")
-            }
-        };
+    /// Indices of the pool grouped by source (sources in name order).
+    fn groups<'p>(pool: &[PoolDoc<'p>]) -> BTreeMap<Option<&'p str>, Vec<usize>> {
         let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
         for (i, d) in pool.iter().enumerate() {
             groups.entry(d.source).or_default().push(i);
         }
+        groups
+    }
+
+    /// Picks from `pool`, with the second scores `secondary` (one per document) when the
+    /// stage combines two columns: their rank average replaces the score (ranked within each
+    /// source for [`Grouping::SameFraction`]), or the picks of each column are united.
+    fn select(
+        &self,
+        pool: &[PoolDoc<'_>],
+        secondary: &[Option<f64>],
+    ) -> Vec<gleaner_selectors::Pick> {
+        match self.combine {
+            None => self.select_grouped(pool),
+            Some(CombineRule::RankAverage) => {
+                let mut combined = pool.to_vec();
+                let mut rank = |members: &[usize]| {
+                    let a: Vec<Option<f64>> = members.iter().map(|&i| pool[i].score).collect();
+                    let b: Vec<Option<f64>> = members.iter().map(|&i| secondary[i]).collect();
+                    for (&i, r) in members.iter().zip(rank_average(&a, &b)) {
+                        combined[i].score = r;
+                    }
+                };
+                if self.grouping == Grouping::SameFraction {
+                    for members in Self::groups(pool).values() {
+                        rank(members);
+                    }
+                } else {
+                    rank(&(0..pool.len()).collect::<Vec<_>>());
+                }
+                self.select_grouped(&combined)
+            }
+            Some(CombineRule::Union) => {
+                let by_second: Vec<PoolDoc<'_>> = pool
+                    .iter()
+                    .zip(secondary)
+                    .map(|(d, &score)| PoolDoc { score, ..*d })
+                    .collect();
+                let mut picks = self.select_grouped(pool);
+                let mut taken: Vec<bool> = vec![false; pool.len()];
+                for p in &picks {
+                    taken[p.index] = true;
+                }
+                for mut p in self.select_grouped(&by_second) {
+                    if !taken[p.index] {
+                        p.score = pool[p.index].score;
+                        p.reason = "combined_union";
+                        picks.push(p);
+                    }
+                }
+                picks.sort_by_key(|p| p.index);
+                picks
+            }
+        }
+    }
+
+    /// Picks from `pool` under the stage's grouping: one selection, a total split across
+    /// sources smallest-first, or the same fraction of each source.
+    fn select_grouped(&self, pool: &[PoolDoc<'_>]) -> Vec<gleaner_selectors::Pick> {
+        if self.grouping == Grouping::Pool {
+            return (self.make)(self.size).select(pool);
+        }
+        let groups = Self::groups(pool);
         let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
-        let quotas = allocate_quotas(&sizes, total);
-        let mut picks = Vec::with_capacity(total);
+        let quotas = match (self.grouping, self.size) {
+            (Grouping::SameFraction, SampleSize::Fraction(f)) => fraction_quotas(&sizes, f),
+            (Grouping::Balanced, SampleSize::Fraction(f)) => {
+                allocate_quotas(&sizes, (f * pool.len() as f64).round() as usize)
+            }
+            (Grouping::Balanced, SampleSize::Count(c)) => {
+                allocate_quotas(&sizes, (c as usize).min(pool.len()))
+            }
+            _ => unreachable!("validated: source grouping needs a fraction (or a count)"),
+        };
+        let mut picks = Vec::with_capacity(quotas.iter().sum());
         for (members, quota) in groups.values().zip(quotas) {
             let sub: Vec<PoolDoc<'_>> = members.iter().map(|&i| pool[i]).collect();
             for mut p in (self.make)(SampleSize::Count(quota as u64)).select(&sub) {
@@ -439,6 +556,8 @@ struct Survivor {
     title: Option<String>,
     /// Value of the input's score column, when a score_select stage reads one.
     score: Option<f64>,
+    /// Value of the score_select stage's `combine_with` column.
+    secondary: Option<f64>,
 }
 
 /// What happened to each row of a unit during the scan.
@@ -467,6 +586,8 @@ struct UnitScan {
     trajectories: VectorBuf,
     /// DSIR bucket counts of the survivors, when a dsir stage runs.
     dsir_counts: Vec<u64>,
+    /// Per distribution column, (source, value) of every row that has a value.
+    distribution_values: Vec<Vec<(u32, f64)>>,
 }
 
 /// Vectors of one role for the survivors of a unit, `dim` floats each.
@@ -524,6 +645,7 @@ fn scan_unit(
             .as_ref()
             .map(|(_, _, f)| vec![0; f.buckets])
             .unwrap_or_default(),
+        distribution_values: vec![Vec::new(); stages.distributions.len()],
     };
     let (embedding_col, trajectory_col) = (stages.embedding_vector, stages.trajectory_vector);
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
@@ -555,6 +677,15 @@ fn scan_unit(
                 None => NO_SOURCE,
             };
             scan.row_sources.push(source);
+            for (values, (_, column)) in scan
+                .distribution_values
+                .iter_mut()
+                .zip(&stages.distributions)
+            {
+                if let Some(v) = batch.score(*column, i) {
+                    values.push((source, v));
+                }
+            }
             let text = batch.text(i).unwrap_or("");
             let embedding = embedding_col.and_then(|c| batch.vector(c, i));
             let trajectory = trajectory_col.and_then(|c| batch.vector(c, i));
@@ -619,6 +750,7 @@ fn scan_unit(
                         hash,
                         title: stages.semdedup.is_some().then(|| title_of(text)),
                         score: stages.select_score.and_then(|c| batch.score(c, i)),
+                        secondary: stages.combine_score.and_then(|c| batch.score(c, i)),
                     });
                     if let Some(e) = embedding {
                         scan.embeddings.data.extend_from_slice(e);
@@ -762,6 +894,8 @@ struct Decisions {
     method: String,
     seed: u64,
     clusters: Option<ClusterSummary>,
+    /// Per-source distributions of the attention_influence score columns.
+    distributions: Vec<ScoreDistribution>,
 }
 
 /// The reduce phase's bookkeeping: per-stage counts, each row's fate, drop reasons and a
@@ -1022,9 +1156,13 @@ fn decide(
             }
         })
         .collect();
+    let secondary: Vec<Option<f64>> = pool_refs
+        .iter()
+        .map(|&(pos, si)| live[pos].1.survivors[si].secondary)
+        .collect();
     let (method, seed, picks) = match &stages.selector {
         Some((slot, stage)) => {
-            let picks = stage.select(&pool);
+            let picks = stage.select(&pool, &secondary);
             let sel = (stage.make)(stage.size);
             let mut chosen = vec![false; pool.len()];
             for p in &picks {
@@ -1075,7 +1213,22 @@ fn decide(
     for ((unit, _), fates) in live.iter().zip(ledger.row_fates) {
         by_unit[*unit] = fates;
     }
+    let distributions = stages
+        .distributions
+        .iter()
+        .enumerate()
+        .map(|(j, (column, _))| {
+            let mut by_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (_, scan) in &live {
+                for &(k, v) in &scan.distribution_values[j] {
+                    by_source.entry(source_key(scan, k)).or_default().push(v);
+                }
+            }
+            ScoreDistribution::new(column, by_source)
+        })
+        .collect();
     Ok(Decisions {
+        distributions,
         stats: ledger.stats,
         row_fates: by_unit,
         reason_names: ledger.reason_names,
@@ -1551,6 +1704,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
                 .iter()
                 .map(|f| f.summary.clone())
                 .collect::<Vec<_>>(),
+            distributions: &decisions.distributions,
         },
     )?;
     if let Some(c) = &decisions.clusters {

@@ -10,7 +10,10 @@ use std::ops::Range;
 
 use crate::rng::SplitMix64;
 
-/// The instruction that opens every probe (spec 2.1, Appendix A template).
+/// The instruction that opens every probe (spec 2.1, Appendix A template). The demonstrations
+/// and the query are laid out alike (`Question: KEY`, blank line, `Answer: VALUE`, blank
+/// line): the paper's template puts the query on the last answer's line, which led SmolLM2 to
+/// repeat the last demonstration's value.
 pub const INSTRUCTION: &str = "Please extract the value corresponding to the specified key from the following JSON object. Output only the value of the corresponding key and nothing else. The JSON data is as follows: ";
 
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -41,7 +44,7 @@ pub struct ProbeSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
     /// What the model reads: instruction, JSON context, demonstrations and the question,
-    /// ending with `answer:`.
+    /// ending with `Answer:`.
     pub prompt: String,
     /// The expected continuation: a space and the queried value.
     pub answer: String,
@@ -168,7 +171,7 @@ impl<'a> ProbeDraw<'a> {
                 self.keys[shot], self.values[shot]
             ));
         }
-        prompt.push_str(&format!(" Question: {}\n\nanswer:", self.keys[0]));
+        prompt.push_str(&format!("\n\nQuestion: {}\n\nAnswer:", self.keys[0]));
         Probe {
             prompt,
             answer: format!(" {}", self.values[0]),
@@ -389,14 +392,14 @@ mod tests {
             }
             let value = &p.prompt[p.needle.clone()];
             assert_eq!(format!(" {value}"), p.answer);
-            assert!(p.prompt.ends_with("answer:"));
+            assert!(p.prompt.ends_with("\n\nAnswer:"));
             assert!(p.prompt.starts_with(INSTRUCTION));
             // Three demonstrations, then the query.
             assert_eq!(p.prompt.matches("\n\nAnswer: ").count(), 3);
             assert_eq!(p.prompt.matches("Question: ").count(), 4);
             // The queried key is in the context exactly once, right before the needle.
             let query_key = p.prompt.rsplit("Question: ").next().unwrap();
-            let query_key = query_key.trim_end_matches("\n\nanswer:");
+            let query_key = query_key.trim_end_matches("\n\nAnswer:");
             assert!(p.prompt[..p.needle.start].ends_with(&format!("\"{query_key}\": \"")));
             // The context is valid JSON with `pairs` distinct keys.
             let start = INSTRUCTION.len();
