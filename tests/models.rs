@@ -1,12 +1,20 @@
-//! End-to-end tests of the model stages (`embed`, `lm_score`) through the `gleaner` binary,
+//! End-to-end tests of the model stages (`embed`, `lm_score`, `attention_influence`) through the `gleaner` binary,
 //! with the tiny random-init models committed under embed/tests/fixtures. Oracles: the same
 //! models called directly through the library, and the precomputed-column path of semdedup.
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Float32Builder, Float64Array, ListBuilder, RecordBatch, StringArray,
 };
-use gleaner_embed::{CausalLm, Device, EncoderOptions, LmOptions, SentenceEncoder};
+use gleaner_embed::{
+    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LmOptions, SentenceEncoder,
+};
+use gleaner_selectors::attention_influence::{
+    candidate_values, generate_probes, retrieval_scores, top_heads, usable_values, CopyStep,
+    ProbeSettings,
+};
+use gleaner_selectors::score::rank_average;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -20,6 +28,23 @@ fn repo() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("embed/tests/fixtures").join(name)
+}
+
+/// A real model folder in the asset cache (`GLEANER_ASSETS` or `.assets`), if fetched.
+fn asset_model(name: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("GLEANER_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".assets"));
+    let dir = root.join("models").join(name);
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: {} not fetched (scripts/fetch-assets.sh)",
+            dir.display()
+        );
+        None
+    }
 }
 
 fn gleaner(args: &[&str]) -> Output {
@@ -337,6 +362,39 @@ fn model_stage_config_errors_name_the_key() {
         ),
         &["stages[0].device", "tpu"],
     );
+    let tiny = fixture("tiny-llama");
+    expect_error(
+        &format!(
+            "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\nhead_top_frac = 1.5\n",
+            tiny.display()
+        ),
+        &["stages[0].head_top_frac", "1.5"],
+    );
+    expect_error(
+        &format!(
+            "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\nheads = [[0, 1]]\nhead_top_n = 2\n",
+            tiny.display()
+        ),
+        &["stages[0].heads", "skip detection"],
+    );
+    expect_error(
+        &format!(
+            "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\nheads = [[9, 1]]\n",
+            tiny.display()
+        ),
+        &["stages[0].heads", "[9, 1]", "4 layers x 4 heads"],
+    );
+    expect_error(
+        &format!(
+            "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\n[stages.probe]\nmax_total_tokens = 4000\n",
+            tiny.display()
+        ),
+        &["stages[0].probe.max_total_tokens", "256 positions"],
+    );
+    expect_error(
+        "[[stages]]\ntype = \"score_select\"\nscore_column = \"s\"\ncount = 3\nwithin_source = true\n",
+        &["stages[0].within_source", "fraction"],
+    );
     // A BERT folder given to the LM stage.
     expect_error(
         &format!(
@@ -344,5 +402,449 @@ fn model_stage_config_errors_name_the_key() {
             fixture("tiny-bert").display()
         ),
         &["config.json", "model_type", "bert"],
+    );
+}
+
+/// A corpus with a `source` column and a numeric `quality` column.
+fn write_sourced_corpus(path: &Path, texts: &[String], sources: &[String], quality: &[f64]) {
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("doc-{i:02}")).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("text", Arc::new(StringArray::from(texts.to_vec()))),
+        ("source", Arc::new(StringArray::from(sources.to_vec()))),
+        ("quality", Arc::new(Float64Array::from(quality.to_vec()))),
+    ])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Indices of the top `round(fraction * n)` of each source by `scores` (ties by index).
+fn top_within_sources(sources: &[String], scores: &[f64], fraction: f64) -> Vec<usize> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        groups.entry(s).or_default().push(i);
+    }
+    let mut picked = Vec::new();
+    for members in groups.values() {
+        let mut ranked = members.clone();
+        ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let quota = (fraction * members.len() as f64).round() as usize;
+        picked.extend(&ranked[..quota]);
+    }
+    picked.sort();
+    picked
+}
+
+fn doc_ids(indices: &[usize]) -> Vec<String> {
+    indices.iter().map(|i| format!("doc-{i:02}")).collect()
+}
+
+#[test]
+fn attention_influence_scores_match_the_library_and_select_within_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = texts().into_iter().filter(|t| t.len() > 1).collect();
+    let sources: Vec<String> = (0..texts.len())
+        .map(|i| ["web", "code", "books"][i % 3].to_string())
+        .collect();
+    let quality: Vec<f64> = (0..texts.len()).map(|i| ((i * 7) % 11) as f64).collect();
+    let input = tmp.path().join("corpus.parquet");
+    write_sourced_corpus(&input, &texts, &sources, &quality);
+    let model = fixture("tiny-llama");
+    let heads = [[1usize, 2usize], [3, 0]];
+
+    // Oracle: relative loss increase from the library's base and masked losses.
+    let lm = CausalLm::load(
+        &model,
+        LmOptions {
+            max_tokens: 64,
+            ..Default::default()
+        },
+        &Device::flex(),
+    )
+    .unwrap();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mask = HeadMask::new(
+        heads
+            .iter()
+            .map(|&[layer, head]| HeadId { layer, head })
+            .collect(),
+    );
+    let base = lm.document_losses(&refs, None).unwrap();
+    let masked = lm.document_losses(&refs, Some(&mask)).unwrap();
+    let scores: Vec<f64> = base
+        .iter()
+        .zip(&masked)
+        .map(|(b, m)| f64::from((m.mean_nll - b.mean_nll) / b.mean_nll))
+        .collect();
+    assert!(scores.iter().all(|s| s.is_finite()));
+    assert!(
+        scores.iter().any(|&s| s.abs() > 1e-4),
+        "masking changes losses"
+    );
+
+    let stage = format!(
+        "[input]\nsource_column = \"source\"\n\
+         [[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\ncolumn = \"ai\"\nheads = [[1, 2], [3, 0]]\nmax_tokens = 64\n",
+        model.display()
+    );
+    let select = "[[stages]]\ntype = \"score_select\"\nscore_column = \"ai\"\nfraction = 0.2\nwithin_source = true\n";
+    // `config` writes [input] first; merge the source column into it.
+    let make = |name: &str, extra: &str| {
+        let cfg = config(tmp.path(), &input, name, &format!("{stage}{select}{extra}"));
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text
+            .replacen("[input]\nsource_column = \"source\"\n", "", 1)
+            .replacen("[input]\n", "[input]\nsource_column = \"source\"\n", 1);
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let cfg = make("within", "");
+    run(&cfg);
+    let out = tmp.path().join("within");
+    let expected = top_within_sources(&sources, &scores, 0.2);
+    assert_eq!(
+        strings(&read(&out.join("selection.parquet")), "id"),
+        doc_ids(&expected)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("2 heads given in the config"), "{report}");
+    assert!(
+        report.contains("## Score distribution of `ai` per source"),
+        "{report}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let web = &json["distributions"][0]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "web")
+        .unwrap()
+        .clone();
+    let web_scores: Vec<f64> = (0..texts.len())
+        .filter(|&i| sources[i] == "web")
+        .map(|i| scores[i])
+        .collect();
+    let web_mean = web_scores.iter().sum::<f64>() / web_scores.len() as f64;
+    assert_eq!(web["documents"], web_scores.len());
+    assert!((web["mean"].as_f64().unwrap() - web_mean).abs() < 1e-4);
+
+    // Union with a second column: documents in either column's top 20% of their source.
+    let union = make("union", "combine_with = \"quality\"\ncombine = \"union\"\n");
+    run(&union);
+    let mut expected_union = expected.clone();
+    expected_union.extend(top_within_sources(&sources, &quality, 0.2));
+    expected_union.sort();
+    expected_union.dedup();
+    assert!(expected_union.len() > expected.len());
+    assert_eq!(
+        strings(&read(&tmp.path().join("union/selection.parquet")), "id"),
+        doc_ids(&expected_union)
+    );
+    // Rank average: mean of the within-source normalised ranks of the two columns.
+    let average = make("average", "combine_with = \"quality\"\n");
+    run(&average);
+    let mut combined = vec![0.0; texts.len()];
+    for source in ["web", "code", "books"] {
+        let members: Vec<usize> = (0..texts.len()).filter(|&i| sources[i] == source).collect();
+        let a: Vec<Option<f64>> = members.iter().map(|&i| Some(scores[i])).collect();
+        let b: Vec<Option<f64>> = members.iter().map(|&i| Some(quality[i])).collect();
+        for (&i, r) in members.iter().zip(rank_average(&a, &b)) {
+            combined[i] = r.unwrap();
+        }
+    }
+    assert_eq!(
+        strings(&read(&tmp.path().join("average/selection.parquet")), "id"),
+        doc_ids(&top_within_sources(&sources, &combined, 0.2))
+    );
+}
+
+/// Retrieval-head detection through the CLI against an oracle that decodes every probe with
+/// full forward passes (no key/value cache) and reads each head's attention maps: the same
+/// per-head mean retrieval scores and the same chosen heads. Returns the pipeline's report.
+fn check_detection(
+    model: &Path,
+    input: &Path,
+    probe: &str,
+    decode: usize,
+    dir: &Path,
+) -> serde_json::Value {
+    let stages = format!(
+        "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\nhead_top_n = 3\nmax_decode_tokens = {decode}\nmax_tokens = 128\n[stages.probe]\n{probe}\n",
+        model.display()
+    );
+    let cfg = config(dir, input, "detect", &stages);
+    run(&cfg);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("detect/report.json")).unwrap()).unwrap();
+    let heads = report["models"][0]["heads"].clone();
+
+    // The oracle regenerates the probes from the same settings.
+    let settings: toml::Table = toml::from_str(probe).unwrap();
+    let get = |k: &str| settings[k].as_integer().unwrap() as usize;
+    let lm = CausalLm::load(model, LmOptions::default(), &Device::flex()).unwrap();
+    let count = |s: &str| lm.tokenizer().encode(s, false).unwrap().len();
+    let value_paths: Vec<String> = settings
+        .get("value_paths")
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![input.display().to_string()]);
+    let mut candidates = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in &value_paths {
+        let p = PathBuf::from(p);
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p);
+        }
+    }
+    let max_documents = get("max_value_documents");
+    let mut documents = 0;
+    'files: for f in files {
+        for text in strings(&read(&f), "text") {
+            if documents == max_documents {
+                break 'files;
+            }
+            documents += 1;
+            candidates.extend(candidate_values(&text).map(String::from));
+        }
+    }
+    let values = usable_values(candidates, get("value_max_tokens"), &count);
+    let probes = generate_probes(
+        &values,
+        &ProbeSettings {
+            num_samples: get("num_samples"),
+            shots: 3,
+            key_len: 32,
+            value_max_tokens: get("value_max_tokens"),
+            max_total_tokens: get("max_total_tokens"),
+            seed: 0,
+        },
+        &count,
+    )
+    .unwrap();
+    let config = lm.config();
+    let all_heads: Vec<HeadId> = (0..config.num_hidden_layers)
+        .flat_map(|layer| (0..config.num_attention_heads).map(move |head| HeadId { layer, head }))
+        .collect();
+    let mut sums = vec![0.0; all_heads.len()];
+    for p in &probes {
+        let (ids, offsets) = lm.tokenizer().encode_with_offsets(&p.prompt).unwrap();
+        let inside: Vec<usize> = (0..ids.len())
+            .filter(|&i| offsets[i].0 < p.needle.end && offsets[i].1 > p.needle.start)
+            .collect();
+        let needle = inside[0]..inside[inside.len() - 1] + 1;
+        let mut sequence = ids.clone();
+        let mut tops: Vec<Vec<u32>> = Vec::new();
+        let mut tokens = Vec::new();
+        for _ in 0..decode {
+            let losses_free = lm.attention_maps(&sequence, &all_heads).unwrap();
+            let len = sequence.len();
+            let row_argmax = |map: &Vec<f32>| {
+                let row = &map[(len - 1) * len..len * len];
+                (0..len)
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                    .unwrap() as u32
+            };
+            let peaks: Vec<u32> = losses_free.iter().map(row_argmax).collect();
+            let ids_tensor = burn::prelude::Tensor::<2, burn::prelude::Int>::from_data(
+                burn::prelude::TensorData::new(
+                    sequence.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
+                    [1, len],
+                ),
+                lm.device(),
+            );
+            let hidden = lm.model().hidden_states(
+                config,
+                ids_tensor,
+                &Default::default(),
+                &mut Default::default(),
+            );
+            let width = hidden.dims()[2];
+            let logits: Vec<f32> = lm
+                .model()
+                .logits(hidden.narrow(1, len - 1, 1).reshape([1, width]))
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let token = (0..logits.len())
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(b.cmp(&a)))
+                .unwrap() as u32;
+            tokens.push(token);
+            tops.push(peaks);
+            sequence.push(token);
+            let text = lm.tokenizer().decode(&[token]).unwrap();
+            if Some(token) == config.eos_token_id || text.contains('\n') {
+                break;
+            }
+        }
+        let steps: Vec<CopyStep> = tokens
+            .iter()
+            .zip(&tops)
+            .map(|(&token, t)| CopyStep {
+                token,
+                top_attended: t,
+            })
+            .collect();
+        for (s, x) in sums
+            .iter_mut()
+            .zip(retrieval_scores(&ids, needle, &steps, all_heads.len()))
+        {
+            *s += x;
+        }
+    }
+    let expected: Vec<f64> = sums.iter().map(|s| s / probes.len() as f64).collect();
+    let got: Vec<f64> = heads["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for (h, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert!((g - e).abs() < 1e-9, "head {h}: {g} vs oracle {e}");
+    }
+    let chosen: Vec<[usize; 2]> = top_heads(&expected, 3)
+        .into_iter()
+        .map(|h| {
+            [
+                h / config.num_attention_heads,
+                h % config.num_attention_heads,
+            ]
+        })
+        .collect();
+    let reported: Vec<[usize; 2]> = serde_json::from_value(heads["chosen"].clone()).unwrap();
+    assert_eq!(reported, chosen);
+    assert_eq!(heads["probes"], probes.len());
+    assert!(dir
+        .join("detect/attention_heads-attention_influence.png")
+        .is_file());
+    report
+}
+
+#[test]
+fn head_detection_matches_an_uncached_decoding_oracle_on_the_tiny_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The tiny model with room for probes (positions only size the RoPE tables).
+    let model = tmp.path().join("tiny-llama-long");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-llama").join(f), model.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture("tiny-llama/config.json")).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        config.replace(
+            "\"max_position_embeddings\": 256",
+            "\"max_position_embeddings\": 2048",
+        ),
+    )
+    .unwrap();
+    let input = tmp.path().join("corpus.parquet");
+    write_corpus(&input, &texts(), None);
+    check_detection(
+        &model,
+        &input,
+        "num_samples = 2\nvalue_max_tokens = 60\nmax_total_tokens = 1300\nmax_value_documents = 100\nseed = 0",
+        4,
+        tmp.path(),
+    );
+}
+
+#[test]
+fn real_smollm2_finds_retrieval_heads_and_scores_copying_above_iid_text() {
+    let Some(model) = asset_model("smollm2-135m") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Planted corpus (spec 2.6 test 6): random words repeated (copyable from earlier context)
+    // versus the same amount of i.i.d. random words.
+    let mut rng = gleaner_selectors::rng::SplitMix64::new(7);
+    let mut word = || -> String {
+        let n = 4 + rng.below(4);
+        (0..n)
+            .map(|_| (b'a' + rng.below(26) as u8) as char)
+            .collect()
+    };
+    let mut texts = Vec::new();
+    for _ in 0..8 {
+        let phrase: Vec<String> = (0..10).map(|_| word()).collect();
+        texts.push(vec![phrase.join(" "); 4].join(" "));
+    }
+    for _ in 0..8 {
+        texts.push((0..40).map(|_| word()).collect::<Vec<_>>().join(" "));
+    }
+    let input = tmp.path().join("planted.parquet");
+    write_corpus(&input, &texts, None);
+    let values = repo().join("data/quickstart");
+    // Detection against the oracle on two probes (the oracle decodes without a cache).
+    check_detection(
+        &model,
+        &input,
+        &format!(
+            "num_samples = 2\nvalue_max_tokens = 30\nmax_total_tokens = 512\nmax_value_documents = 300\nseed = 0\nvalue_paths = [\"{}\"]",
+            values.display()
+        ),
+        8,
+        tmp.path(),
+    );
+    // The planted check with 16 probes and the top 5% of heads.
+    let stages = format!(
+        "[[stages]]\ntype = \"attention_influence\"\nmodel = \"{}\"\nmax_decode_tokens = 16\nmax_tokens = 128\n\
+         [stages.probe]\nnum_samples = 16\nmax_total_tokens = 512\nmax_value_documents = 2000\nvalue_paths = [\"{}\"]\n",
+        model.display(),
+        values.display()
+    );
+    run(&config(tmp.path(), &input, "planted", &stages));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("planted/report.json")).unwrap())
+            .unwrap();
+    let heads = &report["models"][0]["heads"];
+    assert_eq!(heads["chosen"].as_array().unwrap().len(), 14, "5% of 270");
+    let scores = heads["scores"].as_array().unwrap();
+    assert!(
+        scores.iter().any(|s| s.as_f64().unwrap() > 0.0),
+        "some SmolLM2 head copies value tokens from the needle"
+    );
+    let sidecar = PathBuf::from(
+        model_stage_cost(&tmp.path().join("planted"))["cache"]
+            .as_str()
+            .unwrap(),
+    );
+    let file = std::fs::read_dir(&sidecar)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let values = read(&file)[0]
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .clone();
+    let mean = |range: std::ops::Range<usize>| {
+        range.clone().map(|i| values.value(i)).sum::<f64>() / range.len() as f64
+    };
+    let (copying, iid) = (mean(0..8), mean(8..16));
+    assert!(
+        copying > iid,
+        "copying documents {copying} should lose more than i.i.d. text {iid} when retrieval heads are masked"
     );
 }

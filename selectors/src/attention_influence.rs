@@ -82,15 +82,22 @@ pub enum ProbeError {
 }
 
 /// Candidate value sentences of a text: pieces split at `.`, `!`, `?` and line breaks,
-/// trimmed, with 3 to 40 words and no characters that JSON would escape (quotes,
+/// trimmed, that read as prose: 3 to 40 words, ending in `.`, `!` or `?`, at least 80% of
+/// the non-space characters letters, and no characters that JSON would escape (quotes,
 /// backslashes, control characters), so each appears verbatim in the context.
 pub fn candidate_values(text: &str) -> impl Iterator<Item = &str> {
     text.split_inclusive(['.', '!', '?', '\n'])
         .map(str::trim)
         .filter(|s| {
             let words = s.split_whitespace().count();
+            let visible = s.chars().filter(|c| !c.is_whitespace()).count();
+            let letters = s.chars().filter(|c| c.is_alphabetic()).count();
             (MIN_VALUE_WORDS..=MAX_VALUE_WORDS).contains(&words)
-                && !s.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+                && s.ends_with(['.', '!', '?'])
+                && letters * 5 >= visible * 4
+                && !s
+                    .chars()
+                    .any(|c| c == '"' || c == '\\' || c.is_control() || c == '\u{FFFD}')
         })
 }
 
@@ -444,11 +451,11 @@ mod tests {
 
     #[test]
     fn candidate_values_are_json_safe_sentences_and_usable_values_respect_the_cap() {
-        let text = "Short. This one is long enough to use! Has a \"quote\" inside it.\nback\\slash is not allowed here\nthree words here";
+        let text = "Short. This one is long enough to use! Has a \"quote\" inside it.\nback\\slash is not allowed here.\nthree words here.\nno end mark here\nCall 555-1234 or 555-9876 now.";
         let found: Vec<&str> = candidate_values(text).collect();
         assert_eq!(
             found,
-            ["This one is long enough to use!", "three words here"]
+            ["This one is long enough to use!", "three words here."]
         );
         let usable = usable_values(
             [
