@@ -3,16 +3,23 @@
 //!
 //!   cargo run --release -p gleaner-embed --example bench_models -- encoder MODEL_DIR TEXTS.jsonl
 //!   cargo run --release -p gleaner-embed --example bench_models -- lm MODEL_DIR TEXTS.jsonl
+//!   HEADS=17:3,18:6 cargo run --release -p gleaner-embed --example bench_models -- \
+//!       attention_influence MODEL_DIR TEXTS.jsonl
+//!
+//! `MAX_TOKENS` (default 512) truncates LM inputs. The attention_influence kind times the base
+//! and the masked pass (the `HEADS` uniform) and prints both checksums.
 
 use std::path::Path;
 use std::time::Instant;
 
-use gleaner_embed::{CausalLm, Device, EncoderOptions, LmOptions, SentenceEncoder};
+use gleaner_embed::{
+    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LmOptions, SentenceEncoder,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: bench_models encoder|lm MODEL_DIR TEXTS.jsonl");
+        eprintln!("usage: bench_models encoder|lm|attention_influence MODEL_DIR TEXTS.jsonl");
         std::process::exit(2);
     }
     let texts: Vec<String> = std::fs::read_to_string(&args[3])
@@ -23,6 +30,10 @@ fn main() {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let device = Device::flex();
     let dir = Path::new(&args[2]);
+    let max_tokens: usize = std::env::var("MAX_TOKENS")
+        .map(|v| v.parse().expect("MAX_TOKENS is a number"))
+        .unwrap_or(512);
+    let mut extra = serde_json::json!({});
     let (tokens, seconds, checksum) = match args[1].as_str() {
         "encoder" => {
             let encoder =
@@ -41,9 +52,43 @@ fn main() {
                 vectors.iter().map(|&v| f64::from(v)).sum::<f64>(),
             )
         }
+        "attention_influence" => {
+            let options = LmOptions {
+                max_tokens,
+                ..Default::default()
+            };
+            let lm = CausalLm::load(dir, options, &device).expect("model");
+            let heads: Vec<HeadId> = std::env::var("HEADS")
+                .expect("HEADS=layer:head,...")
+                .split(',')
+                .map(|p| {
+                    let (l, h) = p.split_once(':').expect("layer:head");
+                    HeadId {
+                        layer: l.parse().unwrap(),
+                        head: h.parse().unwrap(),
+                    }
+                })
+                .collect();
+            let mask = HeadMask::new(heads);
+            let ids = lm.tokenize(&refs).unwrap();
+            let tokens: usize = ids.iter().map(|t| t.len().min(max_tokens)).sum();
+            let start = Instant::now();
+            let base = lm.sequence_document_losses(&ids, None);
+            let base_seconds = start.elapsed().as_secs_f64();
+            let masked = lm.sequence_document_losses(&ids, Some(&mask));
+            let seconds = start.elapsed().as_secs_f64();
+            let sum = |l: &[gleaner_embed::DocumentLoss]| {
+                l.iter().map(|l| f64::from(l.mean_nll)).sum::<f64>()
+            };
+            extra = serde_json::json!({
+                "base_seconds": base_seconds, "masked_seconds": seconds - base_seconds,
+                "base_checksum": sum(&base), "masked_checksum": sum(&masked),
+            });
+            (tokens, seconds, sum(&masked) - sum(&base))
+        }
         "lm" => {
             let options = LmOptions {
-                max_tokens: 512,
+                max_tokens,
                 ..Default::default()
             };
             let lm = CausalLm::load(dir, options, &device).expect("model");
@@ -51,7 +96,7 @@ fn main() {
                 .tokenize(&refs)
                 .unwrap()
                 .iter()
-                .map(|t| t.len().min(512))
+                .map(|t| t.len().min(max_tokens))
                 .sum();
             let start = Instant::now();
             let losses = lm.document_losses(&refs, None).unwrap();
@@ -63,12 +108,13 @@ fn main() {
         }
         other => panic!("unknown model kind {other}"),
     };
-    println!(
-        "{}",
-        serde_json::json!({
-            "model": args[1], "documents": texts.len(), "tokens": tokens, "seconds": seconds,
-            "docs_per_second": texts.len() as f64 / seconds, "tokens_per_second": tokens as f64 / seconds,
-            "checksum": checksum,
-        })
-    );
+    let mut out = serde_json::json!({
+        "model": args[1], "documents": texts.len(), "tokens": tokens, "seconds": seconds,
+        "docs_per_second": texts.len() as f64 / seconds, "tokens_per_second": tokens as f64 / seconds,
+        "checksum": checksum,
+    });
+    if let (Some(out), Some(extra)) = (out.as_object_mut(), extra.as_object()) {
+        out.extend(extra.clone());
+    }
+    println!("{out}");
 }

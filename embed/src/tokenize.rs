@@ -7,6 +7,9 @@ use tokenizers::Tokenizer;
 
 use crate::ModelError;
 
+/// Byte range `(start, end)` of a token in its text.
+pub type ByteSpan = (usize, usize);
+
 /// A Hugging Face tokenizer that returns unpadded, untruncated token ids.
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -63,10 +66,7 @@ impl TextTokenizer {
     }
 
     /// Token ids of one text with each token's byte range in the text (no special tokens).
-    pub fn encode_with_offsets(
-        &self,
-        text: &str,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), ModelError> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<ByteSpan>), ModelError> {
         let encoding = self.inner.encode(text, false).map_err(|e| self.error(e))?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }

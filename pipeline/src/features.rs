@@ -46,7 +46,7 @@ pub enum ModelStage {
     /// Loss increase with the retrieval heads masked (a numeric column).
     AttentionInfluence {
         /// The stage settings.
-        config: AttentionInfluenceConfig,
+        config: Box<AttentionInfluenceConfig>,
         /// Where probe values come from.
         values: ValueSource,
         /// Probe seed.
@@ -195,7 +195,7 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
                     "max_tokens": c.max_tokens, "long_documents": c.long_documents,
                 });
                 let model = ModelStage::AttentionInfluence {
-                    config: c.clone(),
+                    config: Box::new(c.clone()),
                     values,
                     seed,
                     key: format!("stages[{i}]"),
