@@ -1764,3 +1764,62 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         shards,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spec 2.6 test 5: domains of 100/10/5 documents with `within_source` and fraction 0.2
+    /// keep 20/2/1, chosen by rank inside each domain; shifting one domain's scores changes
+    /// nothing.
+    #[test]
+    fn within_source_takes_the_same_fraction_of_every_source() {
+        let ids: Vec<String> = (0..115).map(|i| format!("d{i}")).collect();
+        let source = |i: usize| match i {
+            0..=99 => "general",
+            100..=109 => "math",
+            _ => "code",
+        };
+        // Scores interleave across domains, so a global top-k would differ.
+        let score = |i: usize| ((i * 37) % 115) as f64;
+        let stage = SelectorStage::by_score(
+            "score_select",
+            0,
+            SampleSize::Fraction(0.2),
+            false,
+            1.0,
+            Grouping::SameFraction,
+        );
+        let pool = |shift: f64| -> Vec<PoolDoc<'_>> {
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| PoolDoc {
+                    id,
+                    source: Some(source(i)),
+                    tokens: 1,
+                    score: Some(score(i) + if source(i) == "math" { shift } else { 0.0 }),
+                    features: None,
+                })
+                .collect()
+        };
+        let picked: Vec<usize> = stage
+            .select(&pool(0.0), &[])
+            .iter()
+            .map(|p| p.index)
+            .collect();
+        let mut expected: Vec<usize> = Vec::new();
+        for (range, quota) in [(0..100, 20), (100..110, 2), (110..115, 1)] {
+            let mut members: Vec<usize> = range.collect();
+            members.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
+            expected.extend(&members[..quota]);
+        }
+        expected.sort();
+        assert_eq!(picked, expected);
+        let shifted: Vec<usize> = stage
+            .select(&pool(1000.0), &[])
+            .iter()
+            .map(|p| p.index)
+            .collect();
+        assert_eq!(shifted, picked);
+    }
+}
