@@ -1233,19 +1233,37 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
             trajs.push(Some(traj));
         }
     }
-    let batch = RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(StringArray::from(ids.clone())) as ArrayRef),
-        ("text", Arc::new(StringArray::from(texts)) as ArrayRef),
+    // The same trajectories also as one numeric column per checkpoint (as `lm_score` stages
+    // run with each proxy checkpoint would give them).
+    let checkpoints: Vec<(String, ArrayRef)> = (0..12)
+        .map(|s| {
+            let values: arrow::array::Float32Array = trajs
+                .iter()
+                .map(|t: &Option<Vec<Option<f32>>>| t.as_ref().unwrap()[s])
+                .collect();
+            (format!("ckpt{s}"), Arc::new(values) as ArrayRef)
+        })
+        .collect();
+    let mut columns = vec![
         (
-            "source",
+            "id".to_string(),
+            Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+        ),
+        (
+            "text".to_string(),
+            Arc::new(StringArray::from(texts)) as ArrayRef,
+        ),
+        (
+            "source".to_string(),
             Arc::new(StringArray::from(sources.clone())) as ArrayRef,
         ),
         (
-            "losses",
+            "losses".to_string(),
             Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(trajs)) as ArrayRef,
         ),
-    ])
-    .unwrap();
+    ];
+    columns.extend(checkpoints);
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
     let path = d.join("traj.parquet");
     write_batch(&path, &batch);
     let cfg = one_stage_config(
@@ -1275,4 +1293,16 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
         (per_source("A"), per_source("B"), per_source("C")),
         (3, 13, 14)
     );
+    // Numeric checkpoint columns give the same selection as the list column.
+    let from_list = selected(&[]);
+    let names: Vec<String> = (0..12).map(|s| format!("\"ckpt{s}\"")).collect();
+    let by_columns = one_stage_config(
+        d,
+        &path,
+        &format!(
+            "type = \"s2l\"\ntrajectory_columns = [{}]\nn_clusters = 3\ncount = 30",
+            names.join(", ")
+        ),
+    );
+    assert_eq!(selected_ids(&by_columns, &d.join("out"), &[]), from_list);
 }

@@ -122,6 +122,27 @@ fn wrong_types_and_ranges_name_the_key() {
     );
     let e = err(&["stages.0.min_alpha_words_ratio=2"]);
     assert!(e.contains("stages[0].min_alpha_words_ratio"), "{e}");
+    // S2L reads exactly one trajectory source.
+    let s2l = |extra: &str| {
+        let text = BASE.replace(
+            "type = \"random_sample\"\nfraction = 0.5",
+            &format!("type = \"s2l\"\ncount = 5\n{extra}"),
+        );
+        format!(
+            "{:#}",
+            Config::from_value(toml::from_str(&text).unwrap(), &[]).unwrap_err()
+        )
+    };
+    for extra in [
+        "",
+        "trajectory_column = \"t\"\ntrajectory_columns = [\"a\", \"b\"]",
+    ] {
+        let e = s2l(extra);
+        assert!(
+            e.contains("stages[2]") && e.contains("trajectory_columns"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -209,7 +209,9 @@ fn describe_stage(stage: &StageConfig) -> String {
         StageConfig::S2l(c) => format!(
             "reduce: k-means ({} clusters) of the loss trajectories in `{}`, smallest-first balanced allocation{}",
             c.n_clusters,
-            c.trajectory_column,
+            c.trajectory_column
+                .clone()
+                .unwrap_or_else(|| c.trajectory_columns.join("`, `")),
             if c.per_source { ", stratified by source" } else { "" }
         ),
         StageConfig::ScoreSelect(c) => format!(

@@ -397,7 +397,12 @@ pub struct ScoreFilterConfig {
 pub struct S2lConfig {
     /// Column holding each document's loss trajectory (list<float32>, one loss per proxy
     /// checkpoint, in checkpoint order); NaN losses count as 0.
-    pub trajectory_column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trajectory_column: Option<String>,
+    /// Or numeric columns, one per checkpoint in order (e.g. `lm_score` stages run with each
+    /// proxy checkpoint), read together as the trajectory. Exactly one of the two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trajectory_columns: Vec<String>,
     /// Number of k-means clusters.
     #[serde(default = "default_s2l_clusters")]
     pub n_clusters: usize,
@@ -948,6 +953,9 @@ impl Config {
                 },
                 StageConfig::S2l(c) => {
                     validate_size(&key, c.fraction, c.count, None, c.per_source)?;
+                    if c.trajectory_column.is_some() == !c.trajectory_columns.is_empty() {
+                        bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
+                    }
                     if c.n_clusters == 0 {
                         bail!("at key `{key}.n_clusters`: must be at least 1");
                     }

@@ -9,7 +9,7 @@
 
 use crate::clusters::ClusterSummary;
 use crate::config::{CombineRule, Config, OnBadFileConfig, StageConfig};
-use crate::config::{DsirConfig, ScoreFilterConfig, SemdedupConfig};
+use crate::config::{DsirConfig, S2lConfig, ScoreFilterConfig, SemdedupConfig};
 use crate::features::{self, FeatureStage, UnitFeatures};
 use crate::report::{write_report, ReportInput, ScoreDistribution, SourceCounts};
 use crate::stats::StageStats;
@@ -109,11 +109,13 @@ fn vector_columns(config: &Config) -> Vec<String> {
     let produced = model_columns(config);
     let mut v: Vec<String> = config.input.embedding_column.iter().cloned().collect();
     for stage in &config.stages {
-        if let StageConfig::S2l(c) = stage {
-            if !v.contains(&c.trajectory_column)
-                && !produced.iter().any(|p| p.0 == c.trajectory_column)
-            {
-                v.push(c.trajectory_column.clone());
+        if let StageConfig::S2l(S2lConfig {
+            trajectory_column: Some(column),
+            ..
+        }) = stage
+        {
+            if !v.contains(column) && !produced.iter().any(|p| &p.0 == column) {
+                v.push(column.clone());
             }
         }
     }
@@ -133,6 +135,7 @@ fn score_columns(config: &Config) -> Vec<String> {
                 .chain(c.combine_with.as_ref())
                 .collect(),
             StageConfig::ScoreFilter(c) => vec![&c.score_column],
+            StageConfig::S2l(c) => c.trajectory_columns.iter().collect(),
             _ => continue,
         };
         for col in cols {
@@ -204,6 +207,8 @@ struct Stages {
     embedding_vector: Option<usize>,
     /// Index (into the vector columns) of the loss trajectories an s2l selector reads.
     trajectory_vector: Option<usize>,
+    /// Or the numeric columns (indices into the score columns) that form the trajectory.
+    trajectory_scores: Vec<usize>,
 }
 
 impl Stages {
@@ -227,6 +232,7 @@ impl Stages {
         let mut semdedup = None;
         let mut dsir = None;
         let mut s2l_column = None;
+        let mut trajectory_scores = Vec::new();
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             match stage {
@@ -288,7 +294,12 @@ impl Stages {
                 }
                 StageConfig::S2l(c) => {
                     let size = sample_size(c.fraction, c.count, None);
-                    s2l_column = Some(c.trajectory_column.clone());
+                    s2l_column = c.trajectory_column.clone();
+                    trajectory_scores = c
+                        .trajectory_columns
+                        .iter()
+                        .map(|t| score_index(t))
+                        .collect();
                     let (n_clusters, kmeans_iters, min_cluster_size) =
                         (c.n_clusters, c.kmeans_iters, c.min_cluster_size);
                     let seed = c.seed.unwrap_or(config.run.seed);
@@ -353,7 +364,15 @@ impl Stages {
                 .then(|| vector_index(config.embedding_column()))
                 .flatten(),
             trajectory_vector: vector_index(s2l_column.as_deref()),
+            trajectory_scores,
         }
+    }
+}
+
+impl Stages {
+    /// Whether an s2l selector reads loss trajectories (a list column or numeric columns).
+    fn reads_trajectories(&self) -> bool {
+        self.trajectory_vector.is_some() || !self.trajectory_scores.is_empty()
     }
 }
 
@@ -688,7 +707,19 @@ fn scan_unit(
             }
             let text = batch.text(i).unwrap_or("");
             let embedding = embedding_col.and_then(|c| batch.vector(c, i));
-            let trajectory = trajectory_col.and_then(|c| batch.vector(c, i));
+            // A trajectory from numeric columns is missing when any checkpoint's value is.
+            let assembled: Option<Vec<f32>> = (!stages.trajectory_scores.is_empty())
+                .then(|| {
+                    stages
+                        .trajectory_scores
+                        .iter()
+                        .map(|&c| batch.score(c, i).map(|v| v as f32))
+                        .collect()
+                })
+                .flatten();
+            let trajectory = trajectory_col
+                .and_then(|c| batch.vector(c, i))
+                .or(assembled.as_deref());
             let row_name = || format!("{} row {}", file.display(), batch.key(i).row);
             if let Some(e) = embedding {
                 scan.embeddings.check_dim(e, "embedding", row_name)?;
@@ -700,7 +731,7 @@ fn scan_unit(
                 Some((INPUT_SLOT, "empty_text".to_string()))
             } else if embedding_col.is_some() && embedding.is_none_or(|e| e.is_empty()) {
                 Some((INPUT_SLOT, "no_embedding".to_string()))
-            } else if trajectory_col.is_some() && trajectory.is_none_or(|t| t.is_empty()) {
+            } else if stages.reads_trajectories() && trajectory.is_none_or(|t| t.is_empty()) {
                 Some((INPUT_SLOT, "no_trajectory".to_string()))
             } else if text.len() as u64 > max_bytes {
                 if scan.warnings.len() < 5 {
@@ -1152,7 +1183,9 @@ fn decide(
                 source: s.source.map(|k| scan.source_names[k as usize].as_str()),
                 tokens: s.words,
                 score,
-                features: stages.trajectory_vector.map(|_| scan.trajectories.get(si)),
+                features: stages
+                    .reads_trajectories()
+                    .then(|| scan.trajectories.get(si)),
             }
         })
         .collect();
