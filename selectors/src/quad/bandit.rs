@@ -1,0 +1,385 @@
+//! Quad's cluster bandit (spec 1.5): clusters are arms; each round pulls the `arms_per_round`
+//! arms with the best UCB "Cluster Score", probes a few documents of each, accepts a block of
+//! documents from an arm whose reward `mean(q) - tau` is positive, and shares the reward with
+//! neighbouring clusters weighted by `1 - d/gamma`.
+//!
+//! The arm itself always receives its own reward with weight 1 (spec: `i` is its own neighbour
+//! since `d(i, i) = 0`; this also holds for `gamma = 0`).
+
+/// Bandit settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanditConfig {
+    /// Exploration weight α of the UCB term.
+    pub alpha: f64,
+    /// Reward offset τ subtracted from an arm's mean probe score.
+    pub reward_offset: f64,
+    /// Documents probed per pull (b).
+    pub probe_size: usize,
+    /// Arms pulled per round (M).
+    pub arms_per_round: usize,
+    /// Documents accepted from an arm per positive pull (B).
+    pub block_size: usize,
+    /// Rounds at most.
+    pub max_rounds: usize,
+    /// Stop once this many documents are accepted.
+    pub budget_docs: usize,
+}
+
+/// One pull: which arm, in which round, its Cluster Score when chosen and its reward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pull {
+    /// Round, from 0.
+    pub round: usize,
+    /// The arm.
+    pub arm: usize,
+    /// The pull's index for this arm (0 for its first pull): its probe documents are
+    /// `[pull * b, (pull + 1) * b)` of the arm's order.
+    pub pull: usize,
+    /// The arm's Cluster Score when it was chosen.
+    pub score: f64,
+    /// Mean probe score minus τ.
+    pub reward: f64,
+    /// Whether a block was accepted.
+    pub accepted: bool,
+}
+
+/// The bandit's state (spec 1.5 names in brackets).
+#[derive(Debug, Clone)]
+pub struct QuadBandit {
+    config: BanditConfig,
+    sizes: Vec<usize>,
+    /// Per arm, (neighbour, distance) with distance < γ, the arm itself excluded.
+    neighbors: Vec<Vec<(usize, f64)>>,
+    gamma: f64,
+    /// Cumulative propagated reward [R].
+    reward_sum: Vec<f64>,
+    /// Reward updates received [T].
+    updates: Vec<u64>,
+    /// Times pulled [n].
+    pulls: Vec<usize>,
+    /// Accepted blocks [c].
+    accepted: Vec<usize>,
+    /// Total updates [Tot].
+    total_updates: u64,
+    /// Cluster Score [CS].
+    score: Vec<f64>,
+    exhausted: Vec<bool>,
+    round: usize,
+}
+
+impl QuadBandit {
+    /// A fresh bandit over clusters of `sizes` documents; `neighbors[i]` lists the clusters
+    /// `j != i` at distance `d(i, j) < gamma` with their distances (see [`neighbors_within`]).
+    pub fn new(
+        config: BanditConfig,
+        sizes: Vec<usize>,
+        neighbors: Vec<Vec<(usize, f64)>>,
+        gamma: f64,
+    ) -> Self {
+        let k = sizes.len();
+        assert_eq!(neighbors.len(), k, "one neighbour list per arm");
+        Self {
+            config,
+            sizes,
+            neighbors,
+            gamma,
+            reward_sum: vec![0.0; k],
+            updates: vec![0; k],
+            pulls: vec![0; k],
+            accepted: vec![0; k],
+            total_updates: 0,
+            score: vec![0.0; k],
+            exhausted: vec![false; k],
+            round: 0,
+        }
+    }
+
+    /// Cluster Scores of every arm (`-inf` for exhausted arms).
+    pub fn scores(&self) -> &[f64] {
+        &self.score
+    }
+
+    /// Accepted blocks per arm.
+    pub fn accepted_blocks(&self) -> &[usize] {
+        &self.accepted
+    }
+
+    /// Pulls per arm.
+    pub fn pulls(&self) -> &[usize] {
+        &self.pulls
+    }
+
+    /// Updates received per arm (own and neighbours' rewards).
+    pub fn updates(&self) -> &[u64] {
+        &self.updates
+    }
+
+    /// Documents accepted so far.
+    pub fn accepted_docs(&self) -> usize {
+        self.accepted.iter().sum::<usize>() * self.config.block_size
+    }
+
+    fn budget_reached(&self) -> bool {
+        self.accepted_docs() >= self.config.budget_docs
+    }
+
+    /// Step 1: the arms to pull this round: index order in round 0, then by Cluster Score
+    /// (ties by index); an arm that cannot give another block is marked exhausted, its score
+    /// set to `-inf`, and skipped.
+    fn choose(&mut self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.sizes.len()).collect();
+        if self.round > 0 {
+            order.sort_by(|&a, &b| self.score[b].total_cmp(&self.score[a]).then(a.cmp(&b)));
+        }
+        let mut chosen = Vec::with_capacity(self.config.arms_per_round);
+        for arm in order {
+            if chosen.len() == self.config.arms_per_round {
+                break;
+            }
+            if self.exhausted[arm] {
+                continue;
+            }
+            if (self.pulls[arm] + 1) * self.config.block_size > self.sizes[arm] {
+                self.exhausted[arm] = true;
+                self.reward_sum[arm] = f64::NEG_INFINITY;
+                self.score[arm] = f64::NEG_INFINITY;
+                continue;
+            }
+            chosen.push(arm);
+        }
+        chosen
+    }
+
+    /// Step 3 for one pulled arm: count the pull, accept a block on a positive reward, and
+    /// propagate the reward to the arm and its neighbours.
+    fn update(&mut self, arm: usize, reward: f64) -> bool {
+        self.pulls[arm] += 1;
+        let accept = reward > 0.0;
+        if accept {
+            self.accepted[arm] += 1;
+        }
+        let mut targets = vec![(arm, 1.0)];
+        targets.extend(
+            self.neighbors[arm]
+                .iter()
+                .map(|&(j, d)| (j, 1.0 - d / self.gamma)),
+        );
+        for (j, weight) in targets {
+            self.reward_sum[j] += reward * weight;
+            self.updates[j] += 1;
+            self.total_updates += 1;
+        }
+        accept
+    }
+
+    /// Step 4: `CS_j = R_j / T_j + alpha * sqrt(2 ln(Tot) / (T_j + 1))` (mean 0 before any
+    /// update); exhausted arms stay at `-inf`.
+    fn rescore(&mut self) {
+        let log_total = (self.total_updates.max(1) as f64).ln();
+        for j in 0..self.score.len() {
+            if self.exhausted[j] {
+                continue;
+            }
+            let t = self.updates[j] as f64;
+            let mean = if self.updates[j] > 0 {
+                self.reward_sum[j] / t
+            } else {
+                0.0
+            };
+            self.score[j] = mean + self.config.alpha * (2.0 * log_total / (t + 1.0)).sqrt();
+        }
+    }
+
+    /// Runs rounds until the budget is reached (checked after every pull, so the loop stops
+    /// exactly when it is), `max_rounds` pass or every arm is exhausted. `probe(arm, pull)`
+    /// returns the mean score `q` of the arm's probe documents for its `pull`-th pull.
+    pub fn run(&mut self, mut probe: impl FnMut(usize, usize) -> f64) -> Vec<Pull> {
+        let mut log = Vec::new();
+        while self.round < self.config.max_rounds && !self.budget_reached() {
+            let chosen = self.choose();
+            if chosen.is_empty() {
+                break;
+            }
+            let rewards: Vec<(usize, f64)> = chosen
+                .iter()
+                .map(|&arm| (arm, probe(arm, self.pulls[arm]) - self.config.reward_offset))
+                .collect();
+            for (arm, reward) in rewards {
+                let (score, pull) = (self.score[arm], self.pulls[arm]);
+                let accepted = self.update(arm, reward);
+                log.push(Pull {
+                    round: self.round,
+                    arm,
+                    pull,
+                    score,
+                    reward,
+                    accepted,
+                });
+                if self.budget_reached() {
+                    break;
+                }
+            }
+            self.rescore();
+            self.round += 1;
+        }
+        log
+    }
+}
+
+/// Per cluster, the other clusters at cosine distance `1 - cos(c_i, c_j)` below `gamma`, with
+/// their distances. `centroids` holds `k` rows of `dim` values (any norm).
+pub fn neighbors_within(centroids: &[f32], dim: usize, gamma: f64) -> Vec<Vec<(usize, f64)>> {
+    let k = centroids.len() / dim.max(1);
+    let unit: Vec<Vec<f64>> = centroids
+        .chunks(dim)
+        .map(|c| {
+            let norm = c
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
+            c.iter().map(|&x| f64::from(x) / norm).collect()
+        })
+        .collect();
+    (0..k)
+        .map(|i| {
+            (0..k)
+                .filter(|&j| j != i)
+                .filter_map(|j| {
+                    let cos: f64 = unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum();
+                    let d = 1.0 - cos;
+                    (d < gamma).then_some((j, d))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(alpha: f64, arms: usize, block: usize, budget: usize, rounds: usize) -> BanditConfig {
+        BanditConfig {
+            alpha,
+            reward_offset: 0.0,
+            probe_size: 1,
+            arms_per_round: arms,
+            block_size: block,
+            max_rounds: rounds,
+            budget_docs: budget,
+        }
+    }
+
+    fn isolated(k: usize) -> Vec<Vec<(usize, f64)>> {
+        vec![Vec::new(); k]
+    }
+
+    #[test]
+    fn ucb_after_one_round_by_hand() {
+        // One arm pulled with reward r: Tot = 1, CS = r + alpha * sqrt(2 ln 1 / 2) = r exactly.
+        let mut b = QuadBandit::new(config(0.7, 1, 1, 1000, 1), vec![100, 100], isolated(2), 0.2);
+        b.run(|_, _| 0.0123);
+        assert_eq!(b.scores()[0], 0.0123);
+        assert_eq!(b.scores()[1], 0.0);
+        // A second round: Tot = 2, T_0 = 2, R_0 = 0.0123 + 0.0123.
+        let mut b = QuadBandit::new(config(0.7, 1, 1, 1000, 2), vec![100, 100], isolated(2), 0.2);
+        b.run(|_, _| 0.0123);
+        let expected = 0.0123 + 0.7 * (2.0 * 2f64.ln() / 3.0).sqrt();
+        assert!((b.scores()[0] - expected).abs() < 1e-15);
+        assert_eq!(b.scores()[1], 0.7 * (2.0 * 2f64.ln()).sqrt());
+    }
+
+    #[test]
+    fn neighbours_get_the_reward_weighted_by_distance() {
+        // d(0, 1) = 0.1 with gamma = 0.2: arm 1 receives 0.5 r and one update.
+        let neighbors = vec![vec![(1, 0.1)], vec![(0, 0.1)], vec![]];
+        let mut b = QuadBandit::new(config(0.0, 1, 1, 1000, 1), vec![50; 3], neighbors, 0.2);
+        b.run(|_, _| 0.04);
+        assert_eq!(b.updates(), [1, 1, 0]);
+        assert_eq!(b.scores()[1], 0.02);
+        assert_eq!(b.scores()[0], 0.04);
+        // A negative reward propagates too.
+        let neighbors = vec![vec![(1, 0.1)], vec![(0, 0.1)], vec![]];
+        let mut b = QuadBandit::new(config(0.0, 1, 1, 1000, 1), vec![50; 3], neighbors, 0.2);
+        b.run(|_, _| -0.04);
+        assert_eq!(b.scores()[1], -0.02);
+        assert_eq!(b.accepted_blocks(), [0, 0, 0]);
+    }
+
+    #[test]
+    fn known_rewards_favour_the_best_arm_and_large_alpha_explores_round_robin() {
+        let rewards = [0.01, -0.01, 0.005];
+        let mut greedy = QuadBandit::new(
+            config(1e-4, 1, 1, 10_000, 60),
+            vec![1000; 3],
+            isolated(3),
+            0.0,
+        );
+        greedy.run(|arm, _| rewards[arm]);
+        assert_eq!(
+            greedy.accepted_blocks()[1],
+            0,
+            "the negative arm is never accepted"
+        );
+        let pulls = greedy.pulls();
+        assert!(pulls[0] > pulls[1] && pulls[0] > pulls[2], "{pulls:?}");
+        let mut explore = QuadBandit::new(
+            config(1e6, 1, 1, 10_000, 60),
+            vec![1000; 3],
+            isolated(3),
+            0.0,
+        );
+        explore.run(|arm, _| rewards[arm]);
+        let pulls = explore.pulls();
+        let (lo, hi) = (pulls.iter().min().unwrap(), pulls.iter().max().unwrap());
+        assert!(hi - lo <= 1, "round-robin: {pulls:?}");
+        assert_eq!(explore.accepted_blocks()[1], 0);
+    }
+
+    #[test]
+    fn exhausted_arms_are_skipped_and_the_budget_stops_exactly() {
+        // Arm 1 holds fewer documents than one block: never pulled, its score -inf.
+        let mut b = QuadBandit::new(
+            config(0.0, 2, 10, 1000, 5),
+            vec![100, 9, 100],
+            isolated(3),
+            0.2,
+        );
+        let log = b.run(|_, _| 0.01);
+        assert!(log.iter().all(|p| p.arm != 1));
+        assert_eq!(b.scores()[1], f64::NEG_INFINITY);
+        // Budget 30 with blocks of 10 and every reward positive: exactly three accepted blocks,
+        // the third pull ending the run mid-round.
+        let mut b = QuadBandit::new(
+            config(0.0, 2, 10, 30, 100),
+            vec![100, 100, 100],
+            isolated(3),
+            0.2,
+        );
+        let log = b.run(|_, _| 0.01);
+        assert_eq!(b.accepted_docs(), 30);
+        assert_eq!(log.len(), 3);
+        assert_eq!((log[2].round, log[2].arm), (1, 0));
+        // An arm runs out after size / block pulls.
+        let mut b = QuadBandit::new(config(0.0, 1, 10, 1000, 100), vec![25], isolated(1), 0.2);
+        let log = b.run(|_, _| 0.01);
+        assert_eq!(log.len(), 2);
+        assert_eq!(b.accepted_docs(), 20);
+        // Probe indices follow the arm's pulls.
+        assert_eq!(log.iter().map(|p| p.pull).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn neighbours_from_centroid_cosine_distance() {
+        // Unit vectors at 0, ~25.8 and 90 degrees: cos = 0.9 -> d = 0.1 < 0.2; d = 1 otherwise.
+        let c = [1.0f32, 0.0, 0.9, (1.0f32 - 0.81).sqrt(), 0.0, 2.0];
+        let n = neighbors_within(&c, 2, 0.2);
+        assert_eq!(n[0].len(), 1);
+        assert_eq!(n[0][0].0, 1);
+        assert!((n[0][0].1 - 0.1).abs() < 1e-6);
+        assert_eq!(n[1].iter().map(|x| x.0).collect::<Vec<_>>(), [0]);
+        assert!(n[2].is_empty());
+    }
+}

@@ -1,0 +1,9 @@
+//! Quad (`specs/methods.md` section 1): the pieces that need no model. Document windows
+//! ([`windows`]), (EK-)FAC preconditioning of per-layer gradients ([`curvature`]), the seeded
+//! Rademacher projection of gradients ([`projection`]) and the UCB bandit over clusters with
+//! neighbour reward propagation ([`bandit`]).
+
+pub mod bandit;
+pub mod curvature;
+pub mod projection;
+pub mod windows;
