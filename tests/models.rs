@@ -848,3 +848,160 @@ fn real_smollm2_finds_retrieval_heads_and_scores_copying_above_iid_text() {
         "copying documents {copying} should lose more than i.i.d. text {iid} when retrieval heads are masked"
     );
 }
+
+/// Quad's influence scorer on the tiny model against Burn's own parameter gradients (model on
+/// an autodiff device): identity curvature without projection is the mean cosine between the
+/// candidate's and each reference example's weight gradients at the chosen layers.
+#[test]
+fn quad_influence_matches_parameter_gradient_cosines() {
+    use burn::prelude::{Int, Tensor, TensorData};
+    use burn::tensor::activation::log_softmax;
+    use gleaner::quad::{Curvature, InfluenceScorer, InfluenceSettings};
+    use gleaner_embed::{LinearId, LinearKind};
+    use gleaner_selectors::quad::windows::WindowConfig;
+
+    let dir = fixture("tiny-llama");
+    let lm = CausalLm::load(&dir, LmOptions::default(), &Device::flex()).unwrap();
+    let layers = vec![
+        LinearId {
+            layer: 3,
+            kind: LinearKind::Value,
+        },
+        LinearId {
+            layer: 1,
+            kind: LinearKind::Down,
+        },
+    ];
+    let texts = [
+        "def add(a, b): return a + b",
+        "The cat sat on the mat and looked at the door.",
+        "Stock markets fell sharply as investors sold shares.",
+        "A man is playing a guitar in the park.",
+    ];
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| lm.tokenize(&[t]).unwrap()[0].clone())
+        .collect();
+    let reference = ids[..3].to_vec();
+    let settings = InfluenceSettings {
+        layers: layers.clone(),
+        curvature: Curvature::Identity,
+        damping: 1e-3,
+        proj_dim: 0,
+        proj_seed: 0,
+        windows: WindowConfig {
+            len: 64,
+            stride: 63,
+            min_len: 8,
+            max_doc_tokens: 1000,
+        },
+        empty_doc_score: 0.0,
+    };
+    let scorer = InfluenceScorer::fit(&lm, settings.clone(), &reference, &reference).unwrap();
+
+    // Oracle: flattened parameter gradients ([out x in] per layer) of each sequence's mean loss.
+    let device = Device::flex().autodiff();
+    let model = CausalLm::load(&dir, LmOptions::default(), &device).unwrap();
+    let grad = |seq: &[u32]| -> Vec<f64> {
+        let n = seq.len() - 1;
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                seq.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+                [1, seq.len()],
+            ),
+            &device,
+        );
+        let hidden = model.model().hidden_states(
+            model.config(),
+            input,
+            &Default::default(),
+            &mut Default::default(),
+        );
+        let width = hidden.dims()[2];
+        let logits = model
+            .model()
+            .logits(hidden.reshape([seq.len(), width]).narrow(0, 0, n));
+        let targets = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                seq[1..].iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+                [n, 1],
+            ),
+            &device,
+        );
+        let grads = log_softmax(logits, 1)
+            .gather(1, targets)
+            .neg()
+            .mean()
+            .backward();
+        layers
+            .iter()
+            .flat_map(|id| {
+                let w = model.model().linear(*id).unwrap().weight.val();
+                w.grad(&grads)
+                    .unwrap()
+                    .transpose()
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+            })
+            .collect()
+    };
+    let cos = |a: &[f64], b: &[f64]| {
+        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>();
+        dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+    };
+    let reference_grads: Vec<Vec<f64>> = reference.iter().map(|s| grad(s)).collect();
+    let oracle = |seq: &[u32]| {
+        let g = grad(seq);
+        reference_grads.iter().map(|r| cos(&g, r)).sum::<f64>() / reference_grads.len() as f64
+    };
+    let mut scores = Vec::new();
+    for seq in &ids {
+        let got = scorer.window_score(seq).unwrap();
+        let want = oracle(seq);
+        assert!((got - want).abs() < 1e-4, "{got} vs oracle {want}");
+        scores.push(got);
+    }
+    // A candidate equal to a reference example has cosine 1 with it (spec 1.7 test 2).
+    let self_terms: f64 = (1..3)
+        .map(|r| cos(&reference_grads[0], &reference_grads[r]))
+        .sum();
+    assert!((scores[0] - (1.0 + self_terms) / 3.0).abs() < 1e-4);
+
+    // Windows: a document of 100 tokens (plus end of sequence) gives windows 0..64 and 63..101;
+    // its score is their mean.
+    let long: Vec<u32> = (0..100).map(|i| ids[1][i % ids[1].len()]).collect();
+    let (score, windows) = scorer.document_score(&long).unwrap();
+    assert_eq!(windows, 2);
+    let mut with_eos = long.clone();
+    with_eos.push(lm.config().eos_token_id.unwrap());
+    let mean = (oracle(&with_eos[0..64]) + oracle(&with_eos[63..101])) / 2.0;
+    assert!((score - mean).abs() < 1e-4, "{score} vs {mean}");
+    // Too short for a window: the empty score.
+    assert_eq!(scorer.document_score(&ids[0][..5]).unwrap(), (0.0, 0));
+
+    // Preconditioning changes the reference side; a seeded projection keeps scores close.
+    let kfac = InfluenceScorer::fit(
+        &lm,
+        InfluenceSettings {
+            curvature: Curvature::Ekfac,
+            ..settings.clone()
+        },
+        &reference,
+        &reference,
+    )
+    .unwrap();
+    assert!((kfac.window_score(&ids[3]).unwrap() - scores[3]).abs() > 1e-6);
+    let projected = InfluenceScorer::fit(
+        &lm,
+        InfluenceSettings {
+            proj_dim: 4096,
+            ..settings
+        },
+        &reference,
+        &reference,
+    )
+    .unwrap();
+    assert!((projected.window_score(&ids[3]).unwrap() - scores[3]).abs() < 0.05);
+}

@@ -6,6 +6,7 @@ pub mod clusters;
 pub mod commands;
 pub mod config;
 pub mod features;
+pub mod quad;
 pub mod report;
 pub mod run;
 pub mod stats;
