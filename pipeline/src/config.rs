@@ -953,7 +953,7 @@ impl Config {
                 },
                 StageConfig::S2l(c) => {
                     validate_size(&key, c.fraction, c.count, None, c.per_source)?;
-                    if c.trajectory_column.is_some() == !c.trajectory_columns.is_empty() {
+                    if c.trajectory_column.is_some() != c.trajectory_columns.is_empty() {
                         bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
                     }
                     if c.n_clusters == 0 {
