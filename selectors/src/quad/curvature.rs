@@ -136,51 +136,49 @@ pub fn symmetric_eigen(matrix: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..n).map(|i| m[i * n + i]).collect(), v)
 }
 
-/// `Uᵀ G V` for G (r x c), U (r x r), V (c x c), all row-major.
-fn rotate_in(g: &[f64], u: &[f64], v: &[f64], r: usize, c: usize) -> Vec<f64> {
-    let mut ug = vec![0.0; r * c];
-    for i in 0..r {
-        for k in 0..r {
-            let uki = u[k * r + i];
-            if uki != 0.0 {
-                for j in 0..c {
-                    ug[i * c + j] += uki * g[k * c + j];
+/// `op(a) · op(b)` for row-major `a` and `b`, where `op` transposes when asked; the result is
+/// `n x m` with inner dimension `k`.
+fn product(a: &[f64], a_t: bool, b: &[f64], b_t: bool, n: usize, k: usize, m: usize) -> Vec<f64> {
+    let at = |i: usize, l: usize| if a_t { a[l * n + i] } else { a[i * k + l] };
+    let bt = |l: usize, j: usize| if b_t { b[j * k + l] } else { b[l * m + j] };
+    let mut out = vec![0.0; n * m];
+    for i in 0..n {
+        for l in 0..k {
+            let x = at(i, l);
+            if x != 0.0 {
+                for j in 0..m {
+                    out[i * m + j] += x * bt(l, j);
                 }
-            }
-        }
-    }
-    let mut out = vec![0.0; r * c];
-    for i in 0..r {
-        for k in 0..c {
-            let x = ug[i * c + k];
-            for j in 0..c {
-                out[i * c + j] += x * v[k * c + j];
             }
         }
     }
     out
 }
 
+/// `Uᵀ G V` for G (r x c), U (r x r), V (c x c), all row-major.
+fn rotate_in(g: &[f64], u: &[f64], v: &[f64], r: usize, c: usize) -> Vec<f64> {
+    product(
+        &product(u, true, g, false, r, r, c),
+        false,
+        v,
+        false,
+        r,
+        c,
+        c,
+    )
+}
+
 /// `U X Vᵀ`.
 fn rotate_out(x: &[f64], u: &[f64], v: &[f64], r: usize, c: usize) -> Vec<f64> {
-    let mut ux = vec![0.0; r * c];
-    for i in 0..r {
-        for k in 0..r {
-            let uik = u[i * r + k];
-            if uik != 0.0 {
-                for j in 0..c {
-                    ux[i * c + j] += uik * x[k * c + j];
-                }
-            }
-        }
-    }
-    let mut out = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[i * c + j] = (0..c).map(|k| ux[i * c + k] * v[j * c + k]).sum();
-        }
-    }
-    out
+    product(
+        &product(u, false, x, false, r, r, c),
+        false,
+        v,
+        true,
+        r,
+        c,
+        c,
+    )
 }
 
 /// A fitted preconditioner for one layer.
