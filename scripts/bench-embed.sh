@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Model throughput, side by side in one run: gleaner's Burn models vs PyTorch (Hugging Face
-# transformers, CPU, 2 threads) on the same documents, with peak memory.
+# transformers, CPU, 2 threads) on the same documents, with peak memory; the encoder also
+# through candle-transformers' BERT (bench/candle-bert, a crate outside the workspace).
 #   encoder: all-MiniLM-L6-v2 on N_ENC documents of the quickstart corpus (truncated at 256)
 #   lm:      SmolLM2-135M mean next-token loss on N_LM documents (truncated at 512)
 # Usage: scripts/bench-embed.sh [N_ENC] [N_LM]    (needs scripts/fetch-assets.sh first)
@@ -18,6 +19,7 @@ trap 'rm -rf "$work"' EXIT
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q torch transformers numpy safetensors tokenizers pyarrow
 (cd "$root" && cargo build --release -q -p gleaner-embed --example bench_models)
+(cd "$root" && cargo build --release -q --manifest-path bench/candle-bert/Cargo.toml)
 bench="$root/target/release/examples/bench_models"
 
 "$venv/bin/python" - "$root/data/quickstart" "$work" "$n_enc" "$n_lm" <<'PY'
@@ -51,4 +53,7 @@ for kind in encoder lm; do
   if [ $kind = lm ]; then model=$assets/models/smollm2-135m; texts=$work/lm.jsonl; fi
   measure gleaner "$bench" $kind "$model" "$texts"
   measure pytorch env OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_models_torch.py" $kind "$model" "$texts"
+  if [ $kind = encoder ]; then
+    measure candle env RAYON_NUM_THREADS=2 "$root/bench/candle-bert/target/release/candle-bert-bench" "$model" "$texts"
+  fi
 done
