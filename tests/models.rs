@@ -6,7 +6,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Float32Builder, Float64Array, ListBuilder, RecordBatch, StringArray,
 };
 use gleaner_embed::{
-    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LmOptions, SentenceEncoder,
+    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LmOptions, SentenceEncoder, UniformScope,
 };
 use gleaner_selectors::attention_influence::{
     candidate_values, generate_probes, retrieval_scores, top_heads, usable_values, CopyStep,
@@ -563,6 +563,39 @@ fn attention_influence_scores_match_the_library_and_select_within_sources() {
     assert_eq!(
         strings(&read(&tmp.path().join("average/selection.parquet")), "id"),
         doc_ids(&top_within_sources(&sources, &combined, 0.2))
+    );
+
+    // The absolute formula with heads uniform over the whole sequence (`full` scope).
+    let full_mask = mask.clone().with_scope(UniformScope::Full);
+    let full = lm.document_losses(&refs, Some(&full_mask)).unwrap();
+    let absolute: Vec<f64> = base
+        .iter()
+        .zip(&full)
+        .map(|(b, m)| f64::from(m.mean_nll - b.mean_nll))
+        .collect();
+    assert!(absolute
+        .iter()
+        .zip(&scores)
+        .any(|(a, r)| (a - r).abs() > 1e-3));
+    let variant = stage.replace(
+        "max_tokens = 64\n",
+        "max_tokens = 64\nformula = \"absolute\"\nuniform_scope = \"full\"\n",
+    );
+    let cfg = config(
+        tmp.path(),
+        &input,
+        "absolute",
+        &format!("{variant}{select}"),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replacen("[input]\nsource_column = \"source\"\n", "", 1)
+        .replacen("[input]\n", "[input]\nsource_column = \"source\"\n", 1);
+    std::fs::write(&cfg, text).unwrap();
+    run(&cfg);
+    assert_eq!(
+        strings(&read(&tmp.path().join("absolute/selection.parquet")), "id"),
+        doc_ids(&top_within_sources(&sources, &absolute, 0.2))
     );
 }
 
