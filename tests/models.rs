@@ -496,7 +496,7 @@ fn attention_influence_scores_match_the_library_and_select_within_sources() {
     );
     let select = "[[stages]]\ntype = \"score_select\"\nscore_column = \"ai\"\nfraction = 0.2\nwithin_source = true\n";
     // `config` writes [input] first; merge the source column into it.
-    let make = |name: &str, extra: &str| {
+    let make_with = |name: &str, stage: &str, extra: &str| {
         let cfg = config(tmp.path(), &input, name, &format!("{stage}{select}{extra}"));
         let text = std::fs::read_to_string(&cfg).unwrap();
         let text = text
@@ -505,6 +505,7 @@ fn attention_influence_scores_match_the_library_and_select_within_sources() {
         std::fs::write(&cfg, text).unwrap();
         cfg
     };
+    let make = |name: &str, extra: &str| make_with(name, &stage, extra);
     let cfg = make("within", "");
     run(&cfg);
     let out = tmp.path().join("within");
@@ -581,18 +582,7 @@ fn attention_influence_scores_match_the_library_and_select_within_sources() {
         "max_tokens = 64\n",
         "max_tokens = 64\nformula = \"absolute\"\nuniform_scope = \"full\"\n",
     );
-    let cfg = config(
-        tmp.path(),
-        &input,
-        "absolute",
-        &format!("{variant}{select}"),
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text
-        .replacen("[input]\nsource_column = \"source\"\n", "", 1)
-        .replacen("[input]\n", "[input]\nsource_column = \"source\"\n", 1);
-    std::fs::write(&cfg, text).unwrap();
-    run(&cfg);
+    run(&make_with("absolute", &variant, ""));
     assert_eq!(
         strings(&read(&tmp.path().join("absolute/selection.parquet")), "id"),
         doc_ids(&top_within_sources(&sources, &absolute, 0.2))
