@@ -428,16 +428,7 @@ impl LlamaAttention {
             kv_heads,
         );
         let (q, k) = (rope.apply(q), rope.apply(k));
-        // Each key/value head serves `heads / kv_heads` consecutive query heads.
-        let repeat = |t: Tensor<4>| {
-            if kv_heads == heads {
-                return t;
-            }
-            t.unsqueeze_dim::<5>(2)
-                .expand([batch, kv_heads, heads / kv_heads, tokens, dim])
-                .reshape([batch, heads, tokens, dim])
-        };
-        let (k, v) = (repeat(k), repeat(v));
+        let (k, v) = (repeat_kv(k, heads), repeat_kv(v, heads));
         for head in request.attention_of.iter().filter(|h| h.layer == layer) {
             trace.attention.push(head_probabilities(&q, &k, head.head));
         }
@@ -493,15 +484,7 @@ impl LlamaAttention {
         };
         *cache = Some((k.clone(), v.clone()));
         let total = k.dims()[2];
-        let repeat = |t: Tensor<4>| {
-            if kv_heads == heads {
-                return t;
-            }
-            t.unsqueeze_dim::<5>(2)
-                .expand([batch, kv_heads, heads / kv_heads, total, dim])
-                .reshape([batch, heads, total, dim])
-        };
-        let (k, v) = (repeat(k), repeat(v));
+        let (k, v) = (repeat_kv(k, heads), repeat_kv(v, heads));
         // The last query sees every position, so its softmax argmax is the argmax of its scores.
         let last = q.clone().narrow(2, tokens - 1, 1);
         let top = last
@@ -523,6 +506,18 @@ impl LlamaAttention {
             .reshape([batch, tokens, heads * dim]);
         (self.o_proj.forward(context), top)
     }
+}
+
+/// Repeats each key/value head of `t` ([batch, kv_heads, tokens, dim]) for the
+/// `heads / kv_heads` consecutive query heads it serves (grouped-query attention).
+fn repeat_kv(t: Tensor<4>, heads: usize) -> Tensor<4> {
+    let [batch, kv_heads, tokens, dim] = t.dims();
+    if kv_heads == heads {
+        return t;
+    }
+    t.unsqueeze_dim::<5>(2)
+        .expand([batch, kv_heads, heads / kv_heads, tokens, dim])
+        .reshape([batch, heads, tokens, dim])
 }
 
 /// Keys and values of the positions a sequence has processed so far (RoPE applied), one pair
