@@ -46,8 +46,12 @@ pub struct InfluenceSettings {
 pub struct InfluenceScorer<'a> {
     lm: &'a CausalLm,
     settings: InfluenceSettings,
-    /// Unit vectors of the preconditioned (and projected) reference gradients.
-    reference: Vec<Vec<f64>>,
+    /// Mean of the unit vectors of the preconditioned (and projected) reference gradients:
+    /// `q` is linear in them, so their mean is all a candidate needs, whatever the reference
+    /// set's size.
+    reference: Vec<f64>,
+    /// Number of reference examples.
+    reference_count: usize,
 }
 
 /// Per-sequence weight gradients of the chosen layers: one entry per sequence, each the
@@ -144,6 +148,7 @@ impl<'a> InfluenceScorer<'a> {
             lm,
             settings,
             reference: Vec::new(),
+            reference_count: raw.flat.len(),
         };
         for g in raw.flat {
             let mut out = Vec::with_capacity(g.len());
@@ -158,21 +163,32 @@ impl<'a> InfluenceScorer<'a> {
                 offset += inputs * outputs;
             }
             let v = scorer.unit(out);
-            scorer.reference.push(v);
+            if scorer.reference.is_empty() {
+                scorer.reference = vec![0.0; v.len()];
+            }
+            let share = 1.0 / scorer.reference_count as f64;
+            for (m, x) in scorer.reference.iter_mut().zip(v) {
+                *m += x * share;
+            }
         }
         Ok(scorer)
+    }
+
+    /// Number of reference examples.
+    pub fn reference_count(&self) -> usize {
+        self.reference_count
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &InfluenceSettings {
+        &self.settings
     }
 
     /// `q` of one token sequence (a window): mean cosine with the reference vectors.
     pub fn window_score(&self, window: &[u32]) -> Result<f64> {
         let g = Self::gradients(self.lm, &self.settings.layers, &[window.to_vec()], false)?;
         let u = self.unit(g.flat.into_iter().next().expect("one sequence"));
-        Ok(self
-            .reference
-            .iter()
-            .map(|r| r.iter().zip(&u).map(|(a, b)| a * b).sum::<f64>())
-            .sum::<f64>()
-            / self.reference.len() as f64)
+        Ok(self.reference.iter().zip(&u).map(|(a, b)| a * b).sum())
     }
 
     /// A document's score: its tokens (plus the end-of-sequence token when the model has

@@ -828,31 +828,6 @@ pub fn whitespace_tokens(text: &str) -> u64 {
     count
 }
 
-/// k-means on at most `per_cluster * k` sampled rows (all rows when 0 or fewer), then
-/// every row assigned to the fitted centroids.
-fn fit_two_pass(
-    data: &[f32],
-    dim: usize,
-    config: &KMeansConfig,
-    per_cluster: usize,
-) -> kmeans::FitResult {
-    let n = data.len() / dim;
-    let cap = per_cluster.saturating_mul(config.k);
-    if per_cluster == 0 || n <= cap {
-        return kmeans::fit(data, dim, config);
-    }
-    let rows = SplitMix64::new(config.seed ^ 0x5EED).sample_indices(n, cap);
-    let sample: Vec<f32> = rows
-        .iter()
-        .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
-        .collect();
-    let mut fit = kmeans::fit(&sample, dim, config);
-    let (assignments, dist) = fit.model.assign(data);
-    fit.inertia = dist.iter().map(|&x| x as f64).sum();
-    fit.assignments = assignments;
-    fit
-}
-
 /// A pool index with its DSIR `(log weight, estimated words)`.
 type ScoredDoc = (usize, (f64, f64));
 
@@ -1085,7 +1060,7 @@ fn decide(
         let mut kept_refs = Vec::with_capacity(pool_refs.len());
         let mut kept_clusters = Vec::with_capacity(pool_refs.len());
         if !pool_refs.is_empty() {
-            let fit = fit_two_pass(&data, dim, &kcfg, c.max_points_per_cluster);
+            let fit = kmeans::fit_sampled(&data, dim, &kcfg, c.max_points_per_cluster);
             let sd = SemDedupConfig {
                 eps: c.eps as f32,
                 keep: c.which_to_keep,

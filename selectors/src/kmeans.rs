@@ -280,7 +280,33 @@ pub fn fit(data: &[f32], dim: usize, config: &KMeansConfig) -> FitResult {
     fit_from(data, dim, config, init)
 }
 
-/// Lloyd iterations from given initial centroids.
+/// k-means on a seeded sample of at most `per_cluster * k` rows (all rows when
+/// `per_cluster` is 0 or the data is smaller), then every row assigned to the fitted
+/// centroids: two passes, as faiss does for large inputs.
+pub fn fit_sampled(
+    data: &[f32],
+    dim: usize,
+    config: &KMeansConfig,
+    per_cluster: usize,
+) -> FitResult {
+    let n = data.len() / dim;
+    let cap = per_cluster.saturating_mul(config.k);
+    if per_cluster == 0 || n <= cap {
+        return fit(data, dim, config);
+    }
+    let rows = SplitMix64::new(config.seed ^ 0x5EED).sample_indices(n, cap);
+    let sample: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
+    let mut fitted = fit(&sample, dim, config);
+    let (assignments, dist) = fitted.model.assign(data);
+    fitted.inertia = dist.iter().map(|&x| x as f64).sum();
+    fitted.assignments = assignments;
+    fitted
+}
+
+/// Lloyd iterations from the given initial centroids (`k * dim` values).
 pub fn fit_from(data: &[f32], dim: usize, config: &KMeansConfig, init: Vec<f32>) -> FitResult {
     assert!(
         dim > 0 && data.len().is_multiple_of(dim),

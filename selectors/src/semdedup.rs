@@ -94,9 +94,7 @@ pub fn keep_order(
         Keep::Random => {
             let mut rng = SplitMix64::new(seed);
             scored.sort_by_key(|s| s.1);
-            for i in (1..scored.len()).rev() {
-                scored.swap(i, rng.below(i + 1));
-            }
+            rng.shuffle(&mut scored);
         }
     }
     scored.into_iter().map(|s| s.1).collect()

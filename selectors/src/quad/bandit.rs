@@ -21,8 +21,9 @@ pub struct BanditConfig {
     pub block_size: usize,
     /// Rounds at most.
     pub max_rounds: usize,
-    /// Stop once this many documents are accepted.
-    pub budget_docs: usize,
+    /// Stop once this much is accepted: documents, or tokens when the bandit is given each
+    /// document's token count ([`QuadBandit::with_document_tokens`]).
+    pub budget: u64,
 }
 
 /// One pull: which arm, in which round, its Cluster Score when chosen and its reward.
@@ -65,6 +66,11 @@ pub struct QuadBandit {
     score: Vec<f64>,
     exhausted: Vec<bool>,
     round: usize,
+    /// Per arm, the token count of each document in the arm's order, when the budget is in
+    /// tokens.
+    document_tokens: Option<Vec<Vec<u64>>>,
+    /// Documents or tokens accepted so far.
+    accepted_amount: u64,
 }
 
 impl QuadBandit {
@@ -91,7 +97,18 @@ impl QuadBandit {
             score: vec![0.0; k],
             exhausted: vec![false; k],
             round: 0,
+            document_tokens: None,
+            accepted_amount: 0,
         }
+    }
+
+    /// Counts the budget in tokens: `tokens[arm][i]` is the token count of the arm's `i`-th
+    /// document in its order; accepted block `c` of an arm holds its documents
+    /// `[c * B, (c + 1) * B)`.
+    pub fn with_document_tokens(mut self, tokens: Vec<Vec<u64>>) -> Self {
+        assert_eq!(tokens.len(), self.sizes.len(), "one token list per arm");
+        self.document_tokens = Some(tokens);
+        self
     }
 
     /// Cluster Scores of every arm (`-inf` for exhausted arms).
@@ -119,8 +136,13 @@ impl QuadBandit {
         self.accepted.iter().sum::<usize>() * self.config.block_size
     }
 
+    /// Documents, or tokens with [`QuadBandit::with_document_tokens`], accepted so far.
+    pub fn accepted_amount(&self) -> u64 {
+        self.accepted_amount
+    }
+
     fn budget_reached(&self) -> bool {
-        self.accepted_docs() >= self.config.budget_docs
+        self.accepted_amount >= self.config.budget
     }
 
     /// Step 1: the arms to pull this round: index order in round 0, then by Cluster Score
@@ -156,6 +178,12 @@ impl QuadBandit {
         self.pulls[arm] += 1;
         let accept = reward > 0.0;
         if accept {
+            let block = self.config.block_size;
+            let start = self.accepted[arm] * block;
+            self.accepted_amount += match &self.document_tokens {
+                Some(tokens) => tokens[arm][start..start + block].iter().sum(),
+                None => block as u64,
+            };
             self.accepted[arm] += 1;
         }
         let mut targets = vec![(arm, 1.0)];
@@ -191,18 +219,28 @@ impl QuadBandit {
     }
 
     /// Runs rounds until the budget is reached (checked after every pull, so the loop stops
-    /// exactly when it is), `max_rounds` pass or every arm is exhausted. `probe(arm, pull)`
-    /// returns the mean score `q` of the arm's probe documents for its `pull`-th pull.
-    pub fn run(&mut self, mut probe: impl FnMut(usize, usize) -> f64) -> Vec<Pull> {
+    /// exactly when it is), `max_rounds` pass or every arm is exhausted. Each round calls
+    /// `probe` once with the round's `(arm, pull)` pairs (so the caller can score all probe
+    /// documents of a round in parallel); it returns, per pair, the mean score `q` of the arm's
+    /// probe documents for its `pull`-th pull. A probe error ends the run with that error.
+    pub fn run<E>(
+        &mut self,
+        mut probe: impl FnMut(&[(usize, usize)]) -> Result<Vec<f64>, E>,
+    ) -> Result<Vec<Pull>, E> {
         let mut log = Vec::new();
         while self.round < self.config.max_rounds && !self.budget_reached() {
             let chosen = self.choose();
             if chosen.is_empty() {
                 break;
             }
+            let requests: Vec<(usize, usize)> =
+                chosen.iter().map(|&arm| (arm, self.pulls[arm])).collect();
+            let means = probe(&requests)?;
+            assert_eq!(means.len(), requests.len(), "one mean per probed arm");
             let rewards: Vec<(usize, f64)> = chosen
                 .iter()
-                .map(|&arm| (arm, probe(arm, self.pulls[arm]) - self.config.reward_offset))
+                .zip(means)
+                .map(|(&arm, q)| (arm, q - self.config.reward_offset))
                 .collect();
             for (arm, reward) in rewards {
                 let (score, pull) = (self.score[arm], self.pulls[arm]);
@@ -222,7 +260,7 @@ impl QuadBandit {
             self.rescore();
             self.round += 1;
         }
-        log
+        Ok(log)
     }
 }
 
@@ -268,8 +306,14 @@ mod tests {
             arms_per_round: arms,
             block_size: block,
             max_rounds: rounds,
-            budget_docs: budget,
+            budget: budget as u64,
         }
+    }
+
+    /// Runs `b` with a fixed mean probe score per arm.
+    fn run_fixed(b: &mut QuadBandit, q: impl Fn(usize) -> f64) -> Vec<Pull> {
+        b.run(|req| Ok::<_, ()>(req.iter().map(|&(arm, _)| q(arm)).collect()))
+            .unwrap()
     }
 
     fn isolated(k: usize) -> Vec<Vec<(usize, f64)>> {
@@ -280,12 +324,12 @@ mod tests {
     fn ucb_after_one_round_by_hand() {
         // One arm pulled with reward r: Tot = 1, CS = r + alpha * sqrt(2 ln 1 / 2) = r exactly.
         let mut b = QuadBandit::new(config(0.7, 1, 1, 1000, 1), vec![100, 100], isolated(2), 0.2);
-        b.run(|_, _| 0.0123);
+        run_fixed(&mut b, |_| 0.0123);
         assert_eq!(b.scores()[0], 0.0123);
         assert_eq!(b.scores()[1], 0.0);
         // A second round: Tot = 2, T_0 = 2, R_0 = 0.0123 + 0.0123.
         let mut b = QuadBandit::new(config(0.7, 1, 1, 1000, 2), vec![100, 100], isolated(2), 0.2);
-        b.run(|_, _| 0.0123);
+        run_fixed(&mut b, |_| 0.0123);
         let expected = 0.0123 + 0.7 * (2.0 * 2f64.ln() / 3.0).sqrt();
         assert!((b.scores()[0] - expected).abs() < 1e-15);
         assert_eq!(b.scores()[1], 0.7 * (2.0 * 2f64.ln()).sqrt());
@@ -296,14 +340,14 @@ mod tests {
         // d(0, 1) = 0.1 with gamma = 0.2: arm 1 receives 0.5 r and one update.
         let neighbors = vec![vec![(1, 0.1)], vec![(0, 0.1)], vec![]];
         let mut b = QuadBandit::new(config(0.0, 1, 1, 1000, 1), vec![50; 3], neighbors, 0.2);
-        b.run(|_, _| 0.04);
+        run_fixed(&mut b, |_| 0.04);
         assert_eq!(b.updates(), [1, 1, 0]);
         assert_eq!(b.scores()[1], 0.02);
         assert_eq!(b.scores()[0], 0.04);
         // A negative reward propagates too.
         let neighbors = vec![vec![(1, 0.1)], vec![(0, 0.1)], vec![]];
         let mut b = QuadBandit::new(config(0.0, 1, 1, 1000, 1), vec![50; 3], neighbors, 0.2);
-        b.run(|_, _| -0.04);
+        run_fixed(&mut b, |_| -0.04);
         assert_eq!(b.scores()[1], -0.02);
         assert_eq!(b.accepted_blocks(), [0, 0, 0]);
     }
@@ -317,7 +361,7 @@ mod tests {
             isolated(3),
             0.0,
         );
-        greedy.run(|arm, _| rewards[arm]);
+        run_fixed(&mut greedy, |arm| rewards[arm]);
         assert_eq!(
             greedy.accepted_blocks()[1],
             0,
@@ -331,7 +375,7 @@ mod tests {
             isolated(3),
             0.0,
         );
-        explore.run(|arm, _| rewards[arm]);
+        run_fixed(&mut explore, |arm| rewards[arm]);
         let pulls = explore.pulls();
         let (lo, hi) = (pulls.iter().min().unwrap(), pulls.iter().max().unwrap());
         assert!(hi - lo <= 1, "round-robin: {pulls:?}");
@@ -347,7 +391,7 @@ mod tests {
             isolated(3),
             0.2,
         );
-        let log = b.run(|_, _| 0.01);
+        let log = run_fixed(&mut b, |_| 0.01);
         assert!(log.iter().all(|p| p.arm != 1));
         assert_eq!(b.scores()[1], f64::NEG_INFINITY);
         // Budget 30 with blocks of 10 and every reward positive: exactly three accepted blocks,
@@ -358,17 +402,53 @@ mod tests {
             isolated(3),
             0.2,
         );
-        let log = b.run(|_, _| 0.01);
+        let log = run_fixed(&mut b, |_| 0.01);
         assert_eq!(b.accepted_docs(), 30);
         assert_eq!(log.len(), 3);
         assert_eq!((log[2].round, log[2].arm), (1, 0));
         // An arm runs out after size / block pulls.
         let mut b = QuadBandit::new(config(0.0, 1, 10, 1000, 100), vec![25], isolated(1), 0.2);
-        let log = b.run(|_, _| 0.01);
+        let log = run_fixed(&mut b, |_| 0.01);
         assert_eq!(log.len(), 2);
         assert_eq!(b.accepted_docs(), 20);
         // Probe indices follow the arm's pulls.
         assert_eq!(log.iter().map(|p| p.pull).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn a_token_budget_counts_the_accepted_blocks_tokens() {
+        // Blocks of 2: arm 0's blocks hold 5 + 7 = 12 and 100 + 1 = 101 tokens. Budget 13:
+        // the first block (12) is not enough, the second ends the run at 113.
+        let tokens = vec![vec![5, 7, 100, 1], vec![1; 4]];
+        let mut b = QuadBandit::new(config(0.0, 1, 2, 13, 10), vec![4, 4], isolated(2), 0.2)
+            .with_document_tokens(tokens);
+        let log = run_fixed(&mut b, |arm| if arm == 0 { 0.01 } else { -0.01 });
+        assert_eq!(log.len(), 2);
+        assert_eq!(b.accepted_amount(), 113);
+        assert_eq!(b.accepted_blocks(), [2, 0]);
+    }
+
+    #[test]
+    fn each_round_probes_its_arms_at_their_pull_index_and_errors_stop_the_run() {
+        let mut b = QuadBandit::new(config(0.0, 2, 1, 1000, 3), vec![10; 3], isolated(3), 0.2);
+        let mut seen = Vec::new();
+        b.run(|req| {
+            seen.push(req.to_vec());
+            Ok::<_, ()>(req.iter().map(|&(arm, _)| [0.3, 0.2, 0.1][arm]).collect())
+        })
+        .unwrap();
+        // Round 0 in index order, then by score: arm 0 (0.3) and arm 1 (0.2) again.
+        assert_eq!(
+            seen,
+            [
+                vec![(0, 0), (1, 0)],
+                vec![(0, 1), (1, 1)],
+                vec![(0, 2), (1, 2)]
+            ]
+        );
+        let mut b = QuadBandit::new(config(0.0, 2, 1, 1000, 3), vec![10; 3], isolated(3), 0.2);
+        assert_eq!(b.run(|_| Err::<Vec<f64>, _>("no model")), Err("no model"));
+        assert_eq!(b.pulls(), [0, 0, 0]);
     }
 
     #[test]
