@@ -12,7 +12,6 @@ use gleaner_selectors::attention_influence::{
     usable_values, CopyStep, Probe, ProbeSettings, ScoreFormula,
 };
 use gleaner_storage::atomic::write_bytes;
-use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -189,26 +188,17 @@ impl HeadReport {
 
 /// Reads value sentences from the first `max_documents` documents of `source`.
 fn read_values(source: &ValueSource, max_documents: usize) -> Result<Vec<String>> {
-    let spec = ColumnSpec {
-        text: source.text_column.clone(),
-        ..ColumnSpec::default()
-    };
-    let reader = CorpusReader::open(&source.paths, spec, OnBadFile::Error, 1024)
-        .with_context(|| format!("reading probe values from {:?}", source.paths))?;
     let mut out = Vec::new();
     let mut documents = 0;
-    'units: for unit in 0..reader.units().len() {
-        for batch in reader.read_unit(unit)? {
-            let batch = batch?;
-            for i in 0..batch.len() {
-                if documents == max_documents || out.len() >= MAX_CANDIDATES {
-                    break 'units;
-                }
-                documents += 1;
-                out.extend(candidate_values(batch.text(i).unwrap_or("")).map(String::from));
-            }
+    crate::features::for_each_text(&source.paths, &source.text_column, |text| {
+        if documents == max_documents || out.len() >= MAX_CANDIDATES {
+            return false;
         }
-    }
+        documents += 1;
+        out.extend(candidate_values(text).map(String::from));
+        true
+    })
+    .with_context(|| format!("reading probe values from {:?}", source.paths))?;
     Ok(out)
 }
 

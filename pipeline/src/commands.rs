@@ -227,6 +227,27 @@ fn describe_stage(stage: &StageConfig) -> String {
                 ""
             }
         ),
+        StageConfig::Quad(c) => format!(
+            "reduce: spherical k-means ({} clusters) of the embeddings as bandit arms; up to {} rounds of {} UCB-chosen arms (alpha {}, neighbours within {}), each probing {} documents by their {:?}-preconditioned gradient cosine under `{}` (layers {}, {:?}) with {} reference documents from {:?}, accepting {} documents when mean q > {}; budget {}",
+            c.n_clusters,
+            c.max_rounds,
+            c.arms_per_round,
+            c.alpha,
+            c.neighbor_radius,
+            c.probe_size,
+            c.curvature,
+            c.model,
+            if c.layers.is_empty() { "last two".to_string() } else { format!("{:?}", c.layers) },
+            c.projections,
+            c.reference_max_documents,
+            c.reference_paths,
+            c.block_size,
+            c.reward_offset,
+            c.budget_docs
+                .map(|d| format!("{d} documents"))
+                .or(c.budget_tokens.map(|t| format!("{t} tokens")))
+                .unwrap_or_default()
+        ),
         StageConfig::RandomSample(r) => {
             let size = match (r.fraction, r.count, r.budget_words) {
                 (Some(f), _, _) => format!("fraction {f}"),

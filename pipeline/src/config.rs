@@ -133,6 +133,9 @@ pub enum StageConfig {
     /// AttentionInfluence: relative loss increase when the LM's retrieval heads are masked,
     /// as a numeric column (heads detected with synthetic retrieval probes, or given).
     AttentionInfluence(AttentionInfluenceConfig),
+    /// Quad: a UCB bandit over k-means clusters of the embeddings, probing clusters with the
+    /// proxy LM's (EK-)FAC influence on a reference set and accepting blocks of documents.
+    Quad(Box<QuadConfig>),
 }
 
 /// How masked and base losses combine into the AttentionInfluence score.
@@ -292,6 +295,165 @@ impl AttentionInfluenceConfig {
             ),
         }
     }
+}
+
+/// Which linear layers of each chosen decoder layer Quad compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QuadProjectionsConfig {
+    /// `q_proj`, `k_proj`, `v_proj`, `o_proj`.
+    #[default]
+    Attention,
+    /// The attention projections and `gate_proj`, `up_proj`, `down_proj`.
+    AttentionMlp,
+}
+
+/// How Quad preconditions the reference gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CurvatureConfig {
+    /// None: plain gradient cosines (LESS/TracIn-style).
+    Identity,
+    /// K-FAC `(S ⊗ A + λI)⁻¹`.
+    Kfac,
+    /// Eigenvalue-corrected K-FAC (the paper's).
+    #[default]
+    Ekfac,
+}
+
+/// Settings of the `quad` selector (`specs/methods.md` section 1). Defaults are the spec's
+/// (the released code's constants) except where a CPU needs smaller numbers: the number of
+/// clusters and the block size depend on the pool and must be given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadConfig {
+    /// Llama-family proxy model folder.
+    pub model: String,
+    /// `cpu` or `cuda`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Parquet files, directories or globs of the reference set D_r.
+    pub reference_paths: Vec<String>,
+    /// Text column of the reference (and fit) files.
+    #[serde(default = "default_text_column")]
+    pub reference_text_column: String,
+    /// Reference documents used at most (the first ones in file order).
+    #[serde(default = "default_quad_reference_documents")]
+    pub reference_max_documents: usize,
+    /// Files the curvature factors are fitted on (default: the reference set, as the
+    /// released code does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fit_paths: Vec<String>,
+    /// Fit documents used at most.
+    #[serde(default = "default_quad_reference_documents")]
+    pub fit_max_documents: usize,
+    /// Decoder layers (from 0) whose linear layers are compared; default: the last two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<usize>,
+    /// `attention` or `attention_mlp`.
+    #[serde(default)]
+    pub projections: QuadProjectionsConfig,
+    /// `identity`, `kfac` or `ekfac`.
+    #[serde(default)]
+    pub curvature: CurvatureConfig,
+    /// Damping λ.
+    #[serde(default = "default_quad_damping")]
+    pub damping: f64,
+    /// Rademacher projection width k (spec: 8192); 0 compares the exact gradients.
+    #[serde(default)]
+    pub proj_dim: usize,
+    /// Projection seed.
+    #[serde(default)]
+    pub proj_seed: u64,
+    /// Window length in tokens.
+    #[serde(default = "default_quad_window_len")]
+    pub window_len: usize,
+    /// Distance between window starts.
+    #[serde(default = "default_quad_window_stride")]
+    pub window_stride: usize,
+    /// Shortest trailing window kept.
+    #[serde(default = "default_quad_min_window_len")]
+    pub min_window_len: usize,
+    /// Tokens of a document considered at most.
+    #[serde(default = "default_quad_max_doc_tokens")]
+    pub max_doc_tokens: usize,
+    /// Score of a document too short for a window.
+    #[serde(default)]
+    pub empty_doc_score: f64,
+    /// Number of k-means clusters (bandit arms; capped at the pool size).
+    pub n_clusters: usize,
+    /// Lloyd iterations of the spherical k-means.
+    #[serde(default = "default_s2l_iters")]
+    pub kmeans_iters: usize,
+    /// Lloyd iterations on a sample of at most this many documents per cluster; 0 = all.
+    #[serde(default = "default_max_points_per_cluster")]
+    pub max_points_per_cluster: usize,
+    /// Neighbour radius γ (cosine distance of centroids).
+    #[serde(default = "default_quad_radius")]
+    pub neighbor_radius: f64,
+    /// Exploration weight α.
+    #[serde(default = "default_quad_alpha")]
+    pub alpha: f64,
+    /// Reward offset τ.
+    #[serde(default = "default_quad_offset")]
+    pub reward_offset: f64,
+    /// Probe documents per pull (b).
+    #[serde(default = "default_quad_probe_size")]
+    pub probe_size: usize,
+    /// Arms pulled per round (M).
+    #[serde(default = "default_quad_arms")]
+    pub arms_per_round: usize,
+    /// Documents accepted per positive pull (B).
+    pub block_size: usize,
+    /// Rounds at most.
+    #[serde(default = "default_quad_rounds")]
+    pub max_rounds: usize,
+    /// Budget in documents (exactly one of the two budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_docs: Option<u64>,
+    /// Budget in tokens of the proxy model's tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Seed of the clustering and the cluster orders (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_quad_reference_documents() -> usize {
+    64
+}
+fn default_quad_damping() -> f64 {
+    1e-3
+}
+fn default_quad_window_len() -> usize {
+    1024
+}
+fn default_quad_window_stride() -> usize {
+    1023
+}
+fn default_quad_min_window_len() -> usize {
+    512
+}
+fn default_quad_max_doc_tokens() -> usize {
+    20_480
+}
+fn default_quad_radius() -> f64 {
+    0.2
+}
+fn default_quad_alpha() -> f64 {
+    1e-4
+}
+fn default_quad_offset() -> f64 {
+    0.002
+}
+fn default_quad_probe_size() -> usize {
+    10
+}
+fn default_quad_arms() -> usize {
+    50
+}
+fn default_quad_rounds() -> usize {
+    200
 }
 
 /// How a model stage treats documents longer than its `max_tokens`.
@@ -667,6 +829,7 @@ impl StageConfig {
             StageConfig::Embed(_) => "embed",
             StageConfig::LmScore(_) => "lm_score",
             StageConfig::AttentionInfluence(_) => "attention_influence",
+            StageConfig::Quad(_) => "quad",
         }
     }
 
@@ -683,7 +846,8 @@ impl StageConfig {
             StageConfig::RandomSample(_)
             | StageConfig::Dsir(_)
             | StageConfig::ScoreSelect(_)
-            | StageConfig::S2l(_) => 3,
+            | StageConfig::S2l(_)
+            | StageConfig::Quad(_) => 3,
         }
     }
 }
@@ -826,7 +990,7 @@ impl Config {
             let class = stage.order_class();
             if class < last_class || (class > 0 && class == last_class) {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir, score_select or s2l) last",
+                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir, score_select, s2l or quad) last",
                     stage.type_name()
                 );
             }
@@ -960,6 +1124,7 @@ impl Config {
                         bail!("at key `{key}.n_clusters`: must be at least 1");
                     }
                 }
+                StageConfig::Quad(c) => self.validate_quad(&key, c)?,
                 StageConfig::ScoreSelect(c) => {
                     validate_size(&key, c.fraction, c.count, c.budget_words, c.per_source)?;
                     if c.within_source && (c.fraction.is_none() || c.per_source) {
@@ -975,6 +1140,66 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Checks a quad stage's settings; errors name the key.
+    fn validate_quad(&self, key: &str, c: &QuadConfig) -> Result<()> {
+        if self.embedding_column().is_none() {
+            bail!("at key `{key}` (quad): clusters embeddings: add an `embed` stage or set `input.embedding_column`");
+        }
+        device(key, &c.device)?;
+        if c.reference_paths.is_empty() {
+            bail!("at key `{key}.reference_paths`: at least one path is required");
+        }
+        for (name, v) in [
+            ("reference_max_documents", c.reference_max_documents),
+            ("fit_max_documents", c.fit_max_documents),
+            ("window_stride", c.window_stride),
+            ("min_window_len", c.min_window_len),
+            ("n_clusters", c.n_clusters),
+            ("probe_size", c.probe_size),
+            ("arms_per_round", c.arms_per_round),
+            ("block_size", c.block_size),
+            ("max_rounds", c.max_rounds),
+        ] {
+            positive(key, name, v)?;
+        }
+        if c.window_len < 2 {
+            bail!("at key `{key}.window_len`: must be at least 2 (a loss needs two tokens)");
+        }
+        if c.min_window_len > c.window_len {
+            bail!(
+                "at key `{key}.min_window_len`: {} is above window_len {}",
+                c.min_window_len,
+                c.window_len
+            );
+        }
+        if c.probe_size > c.block_size {
+            bail!(
+                "at key `{key}.probe_size`: {} is above block_size {} (probes are drawn from the documents a block could accept)",
+                c.probe_size,
+                c.block_size
+            );
+        }
+        if !(c.damping > 0.0) && c.curvature != CurvatureConfig::Identity {
+            bail!("at key `{key}.damping`: must be above 0");
+        }
+        if !(c.neighbor_radius >= 0.0 && c.neighbor_radius <= 2.0) {
+            bail!(
+                "at key `{key}.neighbor_radius`: {} is outside [0, 2] (cosine distance)",
+                c.neighbor_radius
+            );
+        }
+        if !(c.alpha >= 0.0) || !c.reward_offset.is_finite() || !c.empty_doc_score.is_finite() {
+            bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
+        }
+        match (c.budget_docs, c.budget_tokens) {
+            (Some(0), None) | (None, Some(0)) => {
+                bail!("at key `{key}`: the budget must be at least 1")
+            }
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => bail!("at key `{key}`: set exactly one of `budget_docs` and `budget_tokens`"),
+        }
     }
 
     /// The column holding document embeddings: an `embed` stage's output or

@@ -229,8 +229,33 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
     Ok(out)
 }
 
+/// Visits the texts in `column` of the parquet files `paths` resolve to, in file and row
+/// order, until `visit` returns false (a null text reads as empty).
+pub fn for_each_text(
+    paths: &[String],
+    column: &str,
+    mut visit: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    let spec = gleaner_storage::reader::ColumnSpec {
+        text: column.to_string(),
+        ..Default::default()
+    };
+    let reader = CorpusReader::open(paths, spec, gleaner_storage::reader::OnBadFile::Error, 1024)?;
+    for unit in 0..reader.units().len() {
+        for batch in reader.read_unit(unit)? {
+            let batch = batch?;
+            for i in 0..batch.len() {
+                if !visit(batch.text(i).unwrap_or("")) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `path:bytes:mtime` of every file the patterns resolve to.
-fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
+pub fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
     gleaner_storage::input::resolve_inputs(patterns)?
         .into_iter()
         .map(|f| {

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod features;
 pub mod quad;
+pub mod quad_report;
 pub mod report;
 pub mod run;
 pub mod stats;

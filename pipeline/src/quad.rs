@@ -6,8 +6,19 @@
 //! same layers on both sides and `P` a seeded Rademacher projection (or none: exact cosines,
 //! the better choice on a CPU with a few layers, where the projection costs more than it saves).
 
-use anyhow::{bail, Result};
-use gleaner_embed::{CausalLm, LinearId};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use gleaner_embed::weights::ModelFiles;
+use gleaner_embed::{device_from_name, CausalLm, DeviceName, LinearId, LinearKind, LmOptions};
+use gleaner_storage::atomic::{hex, write_bytes};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::config::{CurvatureConfig, QuadConfig, QuadProjectionsConfig};
+use crate::features::file_identities;
 use gleaner_selectors::quad::curvature::{KroneckerFactors, LayerExample, Preconditioner};
 use gleaner_selectors::quad::projection::RademacherProjection;
 use gleaner_selectors::quad::windows::{document_score, windows, WindowConfig};
@@ -227,5 +238,264 @@ fn unit(settings: &InfluenceSettings, v: Vec<f64>) -> Vec<f64> {
         v.into_iter().map(|x| x / norm).collect()
     } else {
         v
+    }
+}
+
+/// The `quad` stage's model side: the proxy LM, the influence settings, the tokenized
+/// reference and fit sets, and a cache of document scores shared by reruns and ablations.
+pub struct QuadProxy {
+    lm: CausalLm,
+    settings: InfluenceSettings,
+    reference: Vec<Vec<u32>>,
+    fit: Vec<Vec<u32>>,
+    cache: InfluenceCache,
+    layer_names: Vec<String>,
+}
+
+/// Document scores already computed, keyed by the sha256 of the text, in
+/// `<cache>/quad-<key>/influence.json`; the key covers the model, the influence settings and
+/// the reference and fit files, so any change starts a new cache.
+struct InfluenceCache {
+    path: PathBuf,
+    scores: Mutex<BTreeMap<String, (f64, usize)>>,
+}
+
+impl InfluenceCache {
+    fn open(path: PathBuf) -> Result<Self> {
+        let scores = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading the influence cache {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Self {
+            path,
+            scores: Mutex::new(scores),
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<(f64, usize)> {
+        self.scores.lock().expect("cache lock").get(key).copied()
+    }
+
+    fn insert(&self, key: String, value: (f64, usize)) {
+        self.scores.lock().expect("cache lock").insert(key, value);
+    }
+
+    /// Writes the cache (temp file, then rename).
+    fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec(&*self.scores.lock().expect("cache lock"))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_bytes(&self.path, &bytes)?;
+        Ok(())
+    }
+}
+
+/// One scored document: its `q`, its windows (forward+backward passes) and whether this run
+/// computed it (rather than the cache).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredDocument {
+    /// Influence score `q`.
+    pub score: f64,
+    /// Windows scored.
+    pub windows: usize,
+    /// Computed in this run.
+    pub computed: bool,
+}
+
+/// Texts of the first `max` non-empty documents of `paths`, each as tokens plus the
+/// end-of-sequence token.
+fn first_sequences(
+    lm: &CausalLm,
+    paths: &[String],
+    column: &str,
+    max: usize,
+    key: &str,
+) -> Result<Vec<Vec<u32>>> {
+    let mut texts: Vec<String> = Vec::new();
+    crate::features::for_each_text(paths, column, |t| {
+        if !t.trim().is_empty() {
+            texts.push(t.to_string());
+        }
+        texts.len() < max
+    })
+    .with_context(|| format!("at key `{key}`: reading {paths:?}"))?;
+    if texts.is_empty() {
+        bail!("at key `{key}`: no non-empty `{column}` text in {paths:?}");
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut ids = lm.tokenize(&refs)?;
+    if let Some(eos) = lm.config().eos_token_id {
+        ids.iter_mut().for_each(|s| s.push(eos));
+    }
+    Ok(ids)
+}
+
+impl QuadProxy {
+    /// Loads the proxy model and the reference and fit sets of the stage at `key`
+    /// (`stages[i]`), and opens its score cache under `cache_root`. Errors name the key.
+    pub fn load(config: &QuadConfig, key: &str, cache_root: &Path) -> Result<Self> {
+        let device = device_from_name(DeviceName::parse(&config.device)?)?;
+        let options = LmOptions {
+            max_tokens: config.window_len,
+            ..LmOptions::default()
+        };
+        let lm = CausalLm::load(Path::new(&config.model), options, &device)
+            .with_context(|| format!("at key `{key}.model`"))?;
+        let model = lm.config();
+        let n_layers = model.num_hidden_layers;
+        let layers: Vec<usize> = if config.layers.is_empty() {
+            (n_layers.saturating_sub(2)..n_layers).collect()
+        } else {
+            config.layers.clone()
+        };
+        if let Some(&l) = layers.iter().find(|&&l| l >= n_layers) {
+            bail!("at key `{key}.layers`: layer {l} is outside the model's {n_layers} layers (0..{n_layers})");
+        }
+        if config.window_len > model.max_position_embeddings {
+            bail!(
+                "at key `{key}.window_len`: {} is above the model's max_position_embeddings {}",
+                config.window_len,
+                model.max_position_embeddings
+            );
+        }
+        let kinds: &[LinearKind] = match config.projections {
+            QuadProjectionsConfig::Attention => &LinearKind::ATTENTION,
+            QuadProjectionsConfig::AttentionMlp => &LinearKind::ALL,
+        };
+        let ids: Vec<LinearId> = layers
+            .iter()
+            .flat_map(|&layer| kinds.iter().map(move |&kind| LinearId { layer, kind }))
+            .collect();
+        let layer_names = ids
+            .iter()
+            .map(|id| format!("layers.{}.{}", id.layer, id.kind.hf_name()))
+            .collect();
+        let settings = InfluenceSettings {
+            layers: ids,
+            curvature: match config.curvature {
+                CurvatureConfig::Identity => Curvature::Identity,
+                CurvatureConfig::Kfac => Curvature::Kfac,
+                CurvatureConfig::Ekfac => Curvature::Ekfac,
+            },
+            damping: config.damping,
+            proj_dim: config.proj_dim,
+            proj_seed: config.proj_seed,
+            windows: WindowConfig {
+                len: config.window_len,
+                stride: config.window_stride,
+                min_len: config.min_window_len,
+                max_doc_tokens: config.max_doc_tokens,
+            },
+            empty_doc_score: config.empty_doc_score,
+        };
+        let fit_paths = if config.fit_paths.is_empty() {
+            &config.reference_paths
+        } else {
+            &config.fit_paths
+        };
+        let reference = first_sequences(
+            &lm,
+            &config.reference_paths,
+            &config.reference_text_column,
+            config.reference_max_documents,
+            &format!("{key}.reference_paths"),
+        )?;
+        let fit = first_sequences(
+            &lm,
+            fit_paths,
+            &config.reference_text_column,
+            config.fit_max_documents,
+            &format!("{key}.fit_paths"),
+        )?;
+        // Everything that changes a document's score.
+        let fingerprint = ModelFiles::in_dir(Path::new(&config.model))
+            .fingerprint()
+            .with_context(|| format!("at key `{key}.model`"))?;
+        let identity = serde_json::json!({
+            "model": fingerprint,
+            "layers": layers, "projections": config.projections, "curvature": config.curvature,
+            "damping": config.damping, "proj_dim": config.proj_dim, "proj_seed": config.proj_seed,
+            "window": [config.window_len, config.window_stride, config.min_window_len, config.max_doc_tokens],
+            "empty_doc_score": config.empty_doc_score,
+            "reference": [file_identities(&config.reference_paths)?, config.reference_max_documents],
+            "fit": [file_identities(fit_paths)?, config.fit_max_documents],
+            "text_column": config.reference_text_column,
+        });
+        let digest = hex(&Sha256::digest(identity.to_string().as_bytes()));
+        let cache = InfluenceCache::open(
+            cache_root
+                .join(format!("quad-{}", &digest[..16]))
+                .join("influence.json"),
+        )?;
+        Ok(Self {
+            lm,
+            settings,
+            reference,
+            fit,
+            cache,
+            layer_names,
+        })
+    }
+
+    /// Fits the preconditioner and the reference vector.
+    pub fn scorer(&self) -> Result<InfluenceScorer<'_>> {
+        InfluenceScorer::fit(&self.lm, self.settings.clone(), &self.reference, &self.fit)
+    }
+
+    /// Reference and fit documents (one forward+backward pass each when fitting).
+    pub fn reference_sizes(&self) -> (usize, usize) {
+        (self.reference.len(), self.fit.len())
+    }
+
+    /// The compared layers, as `layers.<i>.<proj>`.
+    pub fn layer_names(&self) -> &[String] {
+        &self.layer_names
+    }
+
+    /// Token counts of `texts` under the proxy's tokenizer.
+    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<u64>> {
+        Ok(self
+            .lm
+            .tokenize(texts)?
+            .iter()
+            .map(|t| t.len() as u64)
+            .collect())
+    }
+
+    /// Scores `texts` in parallel (cached ones from the cache), then saves the cache.
+    pub fn score(
+        &self,
+        scorer: &InfluenceScorer<'_>,
+        texts: &[String],
+    ) -> Result<Vec<ScoredDocument>> {
+        let out = texts
+            .par_iter()
+            .map(|text| {
+                let key = hex(&Sha256::digest(text.as_bytes()));
+                if let Some((score, windows)) = self.cache.get(&key) {
+                    return Ok(ScoredDocument {
+                        score,
+                        windows,
+                        computed: false,
+                    });
+                }
+                let ids = self.lm.tokenize(&[text.as_str()])?.pop().unwrap_or_default();
+                let (score, windows) = scorer.document_score(&ids)?;
+                self.cache.insert(key, (score, windows));
+                Ok(ScoredDocument {
+                    score,
+                    windows,
+                    computed: true,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if out.iter().any(|d| d.computed) {
+            self.cache.save()?;
+        }
+        Ok(out)
     }
 }

@@ -49,6 +49,9 @@ pub struct ReportInput<'a> {
     pub models: &'a [crate::features::ModelSummary],
     /// Per-source distributions of model scores (attention_influence).
     pub distributions: &'a [ScoreDistribution],
+    /// What a quad stage did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quad: Option<&'a crate::quad_report::QuadReport>,
 }
 
 /// Summary statistics of one score column within one source.
@@ -171,6 +174,9 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
             );
         }
         let _ = writeln!(s);
+    }
+    if let Some(q) = r.quad {
+        q.render_markdown(&mut s);
     }
     let _ = writeln!(
         s,

@@ -9,7 +9,9 @@
 
 use crate::clusters::ClusterSummary;
 use crate::config::{CombineRule, Config, OnBadFileConfig, StageConfig};
-use crate::config::{DsirConfig, S2lConfig, ScoreFilterConfig, SemdedupConfig};
+use crate::config::{DsirConfig, QuadConfig, S2lConfig, ScoreFilterConfig, SemdedupConfig};
+use crate::quad::QuadProxy;
+use crate::quad_report::{QuadReport, QuadReportContext};
 use crate::features::{self, FeatureStage, UnitFeatures};
 use crate::report::{write_report, ReportInput, ScoreDistribution, SourceCounts};
 use crate::stats::StageStats;
@@ -24,7 +26,6 @@ use gleaner_selectors::dsir::{self, DsirFeatures};
 use gleaner_selectors::filters::DocumentFilter;
 use gleaner_selectors::kmeans::{self, KMeansConfig, Metric};
 use gleaner_selectors::random::{RandomSelector, SampleSize};
-use gleaner_selectors::rng::SplitMix64;
 use gleaner_selectors::s2l::S2lSelector;
 use gleaner_selectors::score::{rank_average, ScoreSelector};
 use gleaner_selectors::semdedup::{semdedup, SemDedupConfig};
@@ -66,6 +67,8 @@ pub mod layout {
     pub const CLUSTERS_JSON: &str = "clusters.json";
     /// The same as a page with plots.
     pub const CLUSTERS_HTML: &str = "clusters.html";
+    /// Plots of a quad stage's bandit (rewards per round, pulls and composition per cluster).
+    pub const QUAD_HTML: &str = "quad.html";
 }
 
 /// How a run presents itself.
@@ -203,7 +206,8 @@ struct Stages {
     needs_tokens: bool,
     semdedup: Option<(usize, SemdedupConfig)>,
     dsir: Option<(usize, DsirConfig, DsirFeatures)>,
-    /// Index (into the vector columns) of the embeddings semdedup reads.
+    quad: Option<(usize, QuadConfig)>,
+    /// Index (into the vector columns) of the embeddings semdedup and quad read.
     embedding_vector: Option<usize>,
     /// Index (into the vector columns) of the loss trajectories an s2l selector reads.
     trajectory_vector: Option<usize>,
@@ -231,6 +235,7 @@ impl Stages {
         let mut needs_tokens = false;
         let mut semdedup = None;
         let mut dsir = None;
+        let mut quad = None;
         let mut s2l_column = None;
         let mut trajectory_scores = Vec::new();
         for (i, stage) in config.stages.iter().enumerate() {
@@ -257,6 +262,7 @@ impl Stages {
                     filters.push((slot, PerDocFilter::Model))
                 }
                 StageConfig::ExactDedup(n) => dedup = Some((slot, n.clone())),
+                StageConfig::Quad(c) => quad = Some((slot, (**c).clone())),
                 StageConfig::Semdedup(c) => semdedup = Some((slot, c.clone())),
                 StageConfig::Dsir(c) => {
                     let size = sample_size(c.fraction, c.count, None);
@@ -348,7 +354,7 @@ impl Stages {
         let vectors = vector_columns(config);
         let vector_index =
             |name: Option<&str>| name.and_then(|n| vectors.iter().position(|v| v == n));
-        let semdedup_present = semdedup.is_some();
+        let clusters_embeddings = semdedup.is_some() || quad.is_some();
         Stages {
             names,
             filters,
@@ -360,7 +366,8 @@ impl Stages {
             needs_tokens,
             semdedup,
             dsir,
-            embedding_vector: semdedup_present
+            quad,
+            embedding_vector: clusters_embeddings
                 .then(|| vector_index(config.embedding_column()))
                 .flatten(),
             trajectory_vector: vector_index(s2l_column.as_deref()),
@@ -828,36 +835,73 @@ pub fn whitespace_tokens(text: &str) -> u64 {
     count
 }
 
-/// A pool index with its DSIR `(log weight, estimated words)`.
-type ScoredDoc = (usize, (f64, f64));
+/// The embeddings of the pool documents, L2-normalised, in pool order, and their dimension.
+fn pool_embeddings(
+    live: &[(usize, &UnitScan)],
+    pool_refs: &[(usize, usize)],
+) -> Result<(Vec<f32>, usize)> {
+    let dim = live
+        .iter()
+        .map(|(_, s)| s.embeddings.dim)
+        .find(|&d| d > 0)
+        .unwrap_or(0);
+    if let Some((_, bad)) = live
+        .iter()
+        .find(|(_, s)| s.embeddings.dim != 0 && s.embeddings.dim != dim)
+    {
+        bail!(
+            "embeddings of different lengths in the corpus: {} and {}",
+            dim,
+            bad.embeddings.dim
+        );
+    }
+    let mut data = Vec::with_capacity(pool_refs.len() * dim);
+    for &(pos, si) in pool_refs {
+        let e = live[pos].1.embeddings.get(si);
+        let norm = e
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        data.extend(e.iter().map(|x| x / norm));
+    }
+    Ok((data, dim))
+}
 
-/// DSIR `(log weight, estimated words)` of each pool document, in pool order, reading the
-/// units that hold pool documents again in parallel.
-fn dsir_scores(
+/// `f` of the text of each listed pool document (`docs` index `pool_refs`), in the order
+/// listed, reading the units that hold them again in parallel.
+fn map_pool_texts<T: Send>(
     reader: &CorpusReader,
     live: &[(usize, &UnitScan)],
     pool_refs: &[(usize, usize)],
-    features: &DsirFeatures,
-    ratio: &[f64],
-) -> Result<Vec<(f64, f64)>> {
-    // Pool indices per live unit, by the row they sit in.
+    docs: &[usize],
+    f: impl Fn(&str) -> T + Sync,
+) -> Result<Vec<T>> {
+    // Positions in `docs` per live unit, by the row they sit in.
     let mut by_unit: Vec<Vec<(u32, usize)>> = vec![Vec::new(); live.len()];
-    for (p, &(pos, si)) in pool_refs.iter().enumerate() {
-        by_unit[pos].push((live[pos].1.survivors[si].row, p));
+    for (slot, &p) in docs.iter().enumerate() {
+        let (pos, si) = pool_refs[p];
+        by_unit[pos].push((live[pos].1.survivors[si].row, slot));
     }
-    let per_unit: Vec<Result<Vec<ScoredDoc>>> = by_unit
+    let per_unit: Vec<Result<Vec<(usize, T)>>> = by_unit
         .par_iter()
         .enumerate()
         .filter(|(_, rows)| !rows.is_empty())
         .map(|(pos, rows)| {
-            let wanted: HashMap<u32, usize> = rows.iter().copied().collect();
+            let mut wanted: HashMap<u32, Vec<usize>> = HashMap::new();
+            for &(row, slot) in rows {
+                wanted.entry(row).or_default().push(slot);
+            }
             let mut out = Vec::with_capacity(rows.len());
             let mut row = 0u32;
             for batch in reader.read_unit(live[pos].0)? {
                 let batch = batch?;
                 for i in 0..batch.len() {
-                    if let Some(&p) = wanted.get(&row) {
-                        out.push((p, features.score(batch.text(i).unwrap_or(""), ratio)));
+                    if let Some(slots) = wanted.get(&row) {
+                        for &slot in slots {
+                            out.push((slot, f(batch.text(i).unwrap_or(""))));
+                        }
                     }
                     row += 1;
                 }
@@ -865,13 +909,129 @@ fn dsir_scores(
             Ok(out)
         })
         .collect();
-    let mut scores = vec![(0.0, 0.0); pool_refs.len()];
+    let mut values: Vec<Option<T>> = (0..docs.len()).map(|_| None).collect();
     for unit in per_unit {
-        for (p, s) in unit? {
-            scores[p] = s;
+        for (slot, v) in unit? {
+            values[slot] = Some(v);
         }
     }
-    Ok(scores)
+    Ok(values
+        .into_iter()
+        .map(|v| v.expect("every listed document is read"))
+        .collect())
+}
+
+/// What a quad stage decided, its report and its cost.
+struct QuadRun {
+    selection: gleaner_selectors::quad::select::QuadSelection,
+    report: QuadReport,
+    cost: serde_json::Value,
+    seed: u64,
+}
+
+/// Runs the quad stage in `slot` over the pool: loads the proxy and fits the reference side,
+/// clusters the pool's embeddings, and runs the bandit, scoring each round's probe documents
+/// in parallel (cached scores are reused; no gradient outlives its document).
+fn run_quad(
+    reader: &CorpusReader,
+    live: &[(usize, &UnitScan)],
+    pool_refs: &[(usize, usize)],
+    slot: usize,
+    c: &QuadConfig,
+    config: &Config,
+) -> Result<QuadRun> {
+    use gleaner_selectors::quad::bandit::BanditConfig;
+    use gleaner_selectors::quad::select::{select, QuadSettings};
+    let key = format!("stages[{}]", slot - 1);
+    let seed = c.seed.unwrap_or(config.run.seed);
+    let t_fit = Instant::now();
+    let proxy = QuadProxy::load(c, &key, &features::cache_root(config))?;
+    let scorer = proxy.scorer()?;
+    let fit_s = t_fit.elapsed().as_secs_f64();
+    let (data, dim) = pool_embeddings(live, pool_refs)?;
+    let tokens = match c.budget_tokens {
+        Some(_) => {
+            let all: Vec<usize> = (0..pool_refs.len()).collect();
+            let counts = map_pool_texts(reader, live, pool_refs, &all, |text| {
+                proxy.token_counts(&[text]).map(|v| v[0])
+            })?;
+            Some(counts.into_iter().collect::<Result<Vec<u64>>>()?)
+        }
+        None => None,
+    };
+    let settings = QuadSettings {
+        n_clusters: c.n_clusters,
+        kmeans_iters: c.kmeans_iters,
+        max_points_per_cluster: c.max_points_per_cluster,
+        neighbor_radius: c.neighbor_radius,
+        bandit: BanditConfig {
+            alpha: c.alpha,
+            reward_offset: c.reward_offset,
+            probe_size: c.probe_size,
+            arms_per_round: c.arms_per_round,
+            block_size: c.block_size,
+            max_rounds: c.max_rounds,
+            budget: c.budget_docs.or(c.budget_tokens).expect("validated: one budget"),
+        },
+        seed,
+    };
+    let t_probe = Instant::now();
+    let mut probe_windows: Vec<usize> = Vec::new();
+    let mut computed_passes = 0usize;
+    let mut round = 0usize;
+    let selection = select(&data, dim, tokens.as_deref(), &settings, |docs| {
+        let texts = map_pool_texts(reader, live, pool_refs, docs, str::to_string)?;
+        let scored = proxy.score(&scorer, &texts)?;
+        probe_windows.extend(scored.iter().map(|d| d.windows));
+        let fresh: usize = scored.iter().filter(|d| d.computed).map(|d| d.windows).sum();
+        computed_passes += fresh;
+        tracing::info!(
+            "quad round {round}: probed {} documents ({fresh} window passes computed, the rest cached)",
+            docs.len()
+        );
+        round += 1;
+        Ok::<_, anyhow::Error>(scored.iter().map(|d| d.score).collect())
+    })?;
+    let probe_s = t_probe.elapsed().as_secs_f64();
+    let (references, fits) = proxy.reference_sizes();
+    let fit_documents = if c.curvature == crate::config::CurvatureConfig::Identity {
+        0
+    } else {
+        fits
+    };
+    let curvature = serde_json::to_value(c.curvature)?;
+    let report = QuadReport::new(
+        &selection,
+        &QuadReportContext {
+            model: &c.model,
+            layers: proxy.layer_names(),
+            curvature: curvature.as_str().unwrap_or_default(),
+            reference_fit: (references, fit_documents),
+            budget_unit: if c.budget_tokens.is_some() {
+                "tokens"
+            } else {
+                "documents"
+            },
+            budget: settings.bandit.budget,
+            max_rounds: c.max_rounds,
+            probe_windows: &probe_windows,
+        },
+    );
+    let cost = serde_json::json!({
+        "fit_s": fit_s,
+        "probe_s": probe_s,
+        "probe_passes_computed": computed_passes,
+        "probe_passes_total": report.probe_passes,
+        "reference_passes": report.reference_passes,
+        "passes_per_selected_document": report.passes_per_selected_document,
+        "probe_passes_per_s": computed_passes as f64 / probe_s.max(1e-9),
+    });
+    Ok(QuadRun {
+        selection,
+        report,
+        cost,
+        seed,
+    })
 }
 
 /// Final fate of a row for the write phase.
@@ -886,6 +1046,9 @@ struct SelectedRow {
     score: Option<f64>,
     reason: &'static str,
     cluster: Option<u32>,
+    /// Quad: the round whose pull accepted the document's block, the arm's Cluster Score
+    /// then, and the document's own probe score when it was probed.
+    quad: Option<(u32, f64, Option<f64>)>,
 }
 
 /// Everything the reduce phase decides.
@@ -902,6 +1065,10 @@ struct Decisions {
     clusters: Option<ClusterSummary>,
     /// Per-source distributions of the attention_influence score columns.
     distributions: Vec<ScoreDistribution>,
+    /// What a quad stage did.
+    quad: Option<QuadReport>,
+    /// A quad stage's cost in this run (for timings.json).
+    quad_cost: Option<serde_json::Value>,
 }
 
 /// The reduce phase's bookkeeping: per-stage counts, each row's fate, drop reasons and a
@@ -1023,32 +1190,7 @@ fn decide(
     let mut cluster_of: Vec<Option<u32>> = vec![None; pool_refs.len()];
     let mut clusters = None;
     if let Some((slot, c)) = &stages.semdedup {
-        let dim = live
-            .iter()
-            .map(|(_, s)| s.embeddings.dim)
-            .find(|&d| d > 0)
-            .unwrap_or(0);
-        if let Some((_, bad)) = live
-            .iter()
-            .find(|(_, s)| s.embeddings.dim != 0 && s.embeddings.dim != dim)
-        {
-            bail!(
-                "embeddings of different lengths in the corpus: {} and {}",
-                dim,
-                bad.embeddings.dim
-            );
-        }
-        let mut data = Vec::with_capacity(pool_refs.len() * dim);
-        for &(pos, si) in &pool_refs {
-            let e = live[pos].1.embeddings.get(si);
-            let norm = e
-                .iter()
-                .map(|x| x * x)
-                .sum::<f32>()
-                .sqrt()
-                .max(f32::MIN_POSITIVE);
-            data.extend(e.iter().map(|x| x / norm));
-        }
+        let (data, dim) = pool_embeddings(&live, &pool_refs)?;
         let seed = c.seed.unwrap_or(config.run.seed);
         let k = c.n_clusters.min(pool_refs.len()).max(1);
         let kcfg = KMeansConfig {
@@ -1127,7 +1269,10 @@ fn decide(
             }
         }
         let ratio = dsir::log_ratio(&raw, &target_counts, c.target_laplace_smoothing);
-        let weights = dsir_scores(reader, &live, &pool_refs, features, &ratio)?;
+        let all: Vec<usize> = (0..pool_refs.len()).collect();
+        let weights = map_pool_texts(reader, &live, &pool_refs, &all, |text| {
+            features.score(text, &ratio)
+        })?;
         let mut kept_refs = Vec::with_capacity(pool_refs.len());
         let mut kept_clusters = Vec::with_capacity(pool_refs.len());
         let mut kept_scores = Vec::with_capacity(pool_refs.len());
@@ -1168,8 +1313,43 @@ fn decide(
         .iter()
         .map(|&(pos, si)| live[pos].1.survivors[si].secondary)
         .collect();
-    let (method, seed, picks) = match &stages.selector {
-        Some((slot, stage)) => {
+    let mut quad_report = None;
+    let mut quad_cost = None;
+    let mut quad_provenance: HashMap<usize, (u32, f64, Option<f64>)> = HashMap::new();
+    let (method, seed, picks) = match (&stages.quad, &stages.selector) {
+        (Some((slot, c)), _) => {
+            let run = run_quad(reader, &live, &pool_refs, *slot, c, config)?;
+            let mut chosen = vec![false; pool_refs.len()];
+            for p in &run.selection.picks {
+                chosen[p.index] = true;
+                quad_provenance.insert(
+                    p.index,
+                    (p.round as u32, p.arm_score, p.probe_score),
+                );
+            }
+            for (i, &(pos, si)) in pool_refs.iter().enumerate() {
+                cluster_of[i] = Some(run.selection.assignments[i]);
+                if chosen[i] {
+                    ledger.stats[*slot].keep_one();
+                } else {
+                    ledger.drop_survivor(*slot, pos, &live[pos].1.survivors[si], "not_sampled");
+                }
+            }
+            let picks = run
+                .selection
+                .picks
+                .iter()
+                .map(|p| gleaner_selectors::Pick {
+                    index: p.index,
+                    score: Some(p.pull_score),
+                    reason: "quad_block",
+                })
+                .collect();
+            quad_report = Some(run.report);
+            quad_cost = Some(run.cost);
+            ("quad".to_string(), run.seed, picks)
+        }
+        (None, Some((slot, stage))) => {
             let picks = stage.select(&pool, &secondary);
             let sel = (stage.make)(stage.size);
             let mut chosen = vec![false; pool.len()];
@@ -1185,7 +1365,7 @@ fn decide(
             }
             (sel.name().to_string(), sel.seed(), picks)
         }
-        None => {
+        (None, None) => {
             let all = (0..pool.len())
                 .map(|index| gleaner_selectors::Pick {
                     index,
@@ -1214,6 +1394,7 @@ fn decide(
             score: p.score,
             reason: p.reason,
             cluster: cluster_of[p.index],
+            quad: quad_provenance.get(&p.index).copied(),
         });
     }
     // Expand row fates back to unit indices (skipped units have none).
@@ -1237,6 +1418,8 @@ fn decide(
         .collect();
     Ok(Decisions {
         distributions,
+        quad: quad_report,
+        quad_cost,
         stats: ledger.stats,
         row_fates: by_unit,
         reason_names: ledger.reason_names,
@@ -1261,6 +1444,9 @@ fn selection_schema() -> Arc<Schema> {
         Field::new("score", DataType::Float64, true),
         Field::new("cluster", DataType::Int64, true),
         Field::new("reason", DataType::Utf8, false),
+        Field::new("round", DataType::Int64, true),
+        Field::new("arm_score", DataType::Float64, true),
+        Field::new("probe_influence", DataType::Float64, true),
     ]))
 }
 
@@ -1309,6 +1495,14 @@ fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Result<
             Arc::new(StringArray::from_iter_values(
                 chunk.iter().map(|r| r.reason),
             )),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| r.quad.map(|q| i64::from(q.0)))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(chunk.iter().map(|r| r.quad.map(|q| q.1)).collect::<Float64Array>()),
+            Arc::new(chunk.iter().map(|r| r.quad.and_then(|q| q.2)).collect::<Float64Array>()),
         ];
         batches.push(RecordBatch::try_new(schema.clone(), cols)?);
     }
@@ -1713,10 +1907,14 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
                 .map(|f| f.summary.clone())
                 .collect::<Vec<_>>(),
             distributions: &decisions.distributions,
+            quad: decisions.quad.as_ref(),
         },
     )?;
     if let Some(c) = &decisions.clusters {
         c.write(&out)?;
+    }
+    if let Some(q) = &decisions.quad {
+        q.write_html(&out)?;
     }
     write_bytes(&out.join(layout::CONFIG_FILE), config.to_toml().as_bytes())?;
     let selection_path = out.join(layout::SELECTION_FILE);
@@ -1755,6 +1953,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
         "model_stages": feature_reports,
         "scan_s": scan_s,
         "decide_s": decide_s,
+        "quad": decisions.quad_cost,
         "write_s": write_s,
         "total_s": total_s,
         "docs_per_s": seen as f64 / total_s.max(1e-9),
