@@ -1105,7 +1105,7 @@ fn ablate_runs_every_method_and_compares_them_deterministically() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["random", "heuristic", "dsir", "semdedup"]);
+    assert_eq!(names, ["random", "heuristic", "dsir", "semdedup", "quad"]);
     let sets: Vec<HashSet<String>> = names
         .iter()
         .map(|n| {

@@ -1028,3 +1028,386 @@ fn quad_influence_matches_parameter_gradient_cosines() {
     .unwrap();
     assert!((projected.window_score(&ids[3]).unwrap() - scores[3]).abs() < 0.05);
 }
+
+/// Three groups of documents (code, prose, numbers) with embeddings along one axis per group
+/// plus a small per-document offset, and a code reference set.
+fn quad_corpus(dir: &Path) -> (PathBuf, PathBuf, Vec<String>, Vec<Vec<f32>>) {
+    let mut texts = Vec::new();
+    let mut embeddings = Vec::new();
+    for i in 0..40 {
+        let (text, group) = match i % 3 {
+            0 => (format!("def f{i}(x):\n    return x * {i} + {}\n", i % 7), 0),
+            1 => (
+                format!("The river {i} runs past the old mill and the quiet town."),
+                1,
+            ),
+            _ => (format!("{i} {} {} {}", i * 3, i * 7, i * 11), 2),
+        };
+        texts.push(text);
+        let mut e = vec![0.02 * (i % 5) as f32; 4];
+        e[group] = 1.0;
+        e[3] = 0.01 * i as f32;
+        embeddings.push(e);
+    }
+    texts.push("x".into()); // too short for a window: scores empty_doc_score
+    embeddings.push(vec![0.0, 0.0, 1.0, 0.5]);
+    let input = dir.join("pool.parquet");
+    write_corpus(&input, &texts, Some(&embeddings));
+    let reference = dir.join("reference.parquet");
+    let refs: Vec<String> = (0..5)
+        .map(|i| format!("def g{i}(y):\n    return y - {i}\n"))
+        .collect();
+    write_corpus(&reference, &refs, None);
+    (input, reference, texts, embeddings)
+}
+
+fn quad_stage(tiny: &Path, reference: &Path, budget: &str) -> String {
+    format!(
+        "[[stages]]\ntype = \"quad\"\nmodel = \"{}\"\nreference_paths = [\"{}\"]\n\
+         window_len = 64\nwindow_stride = 63\nmin_window_len = 8\nn_clusters = 3\n\
+         probe_size = 2\narms_per_round = 2\nblock_size = 5\nmax_rounds = 20\n\
+         reward_offset = 0.0\nseed = 7\n{budget}\n",
+        tiny.display(),
+        reference.display()
+    )
+}
+
+/// The library pieces the stage wires together, called directly: the tiny model's EK-FAC
+/// influence scorer over the last two layers' attention projections (reference texts plus
+/// the end-of-sequence token, fitted on themselves) and the cluster bandit.
+fn quad_oracle(
+    lm: &CausalLm,
+    texts: &[String],
+    embeddings: &[Vec<f32>],
+    reference: &[String],
+    tokens: Option<&[u64]>,
+    budget: u64,
+) -> gleaner_selectors::quad::select::QuadSelection {
+    use gleaner::quad::{Curvature, InfluenceScorer, InfluenceSettings};
+    use gleaner_embed::{LinearId, LinearKind};
+    use gleaner_selectors::quad::bandit::BanditConfig;
+    use gleaner_selectors::quad::select::{select, QuadSettings};
+    use gleaner_selectors::quad::windows::WindowConfig;
+    let layers = [2, 3]
+        .iter()
+        .flat_map(|&layer| {
+            LinearKind::ATTENTION
+                .iter()
+                .map(move |&kind| LinearId { layer, kind })
+        })
+        .collect();
+    let eos = lm.config().eos_token_id.unwrap();
+    let refs: Vec<Vec<u32>> = reference
+        .iter()
+        .map(|t| {
+            let mut ids = lm.tokenize(&[t.as_str()]).unwrap().pop().unwrap();
+            ids.push(eos);
+            ids
+        })
+        .collect();
+    let settings = InfluenceSettings {
+        layers,
+        curvature: Curvature::Ekfac,
+        damping: 1e-3,
+        proj_dim: 0,
+        proj_seed: 0,
+        windows: WindowConfig {
+            len: 64,
+            stride: 63,
+            min_len: 8,
+            max_doc_tokens: 20_480,
+        },
+        empty_doc_score: 0.0,
+    };
+    let scorer = InfluenceScorer::fit(lm, settings, &refs, &refs).unwrap();
+    let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
+    let quad = QuadSettings {
+        n_clusters: 3,
+        kmeans_iters: 20,
+        max_points_per_cluster: 256,
+        neighbor_radius: 0.2,
+        bandit: BanditConfig {
+            alpha: 1e-4,
+            reward_offset: 0.0,
+            probe_size: 2,
+            arms_per_round: 2,
+            block_size: 5,
+            max_rounds: 20,
+            budget,
+        },
+        seed: 7,
+    };
+    select(&flat, 4, tokens, &quad, |docs| {
+        Ok::<_, ()>(
+            docs.iter()
+                .map(|&i| {
+                    let ids = lm.tokenize(&[texts[i].as_str()]).unwrap().pop().unwrap();
+                    scorer.document_score(&ids).unwrap().0
+                })
+                .collect(),
+        )
+    })
+    .unwrap()
+}
+
+fn f64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .clone();
+            (0..c.len())
+                .map(move |i| c.is_valid(i).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn i64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            (0..c.len())
+                .map(move |i| c.is_valid(i).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+}
+
+#[test]
+fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, reference, texts, embeddings) = quad_corpus(tmp.path());
+    let tiny = fixture("tiny-llama");
+    // `config` writes [input] first; the embedding column goes in through an override.
+    let cfg = config(
+        tmp.path(),
+        &input,
+        "quad",
+        &quad_stage(&tiny, &reference, "budget_docs = 13"),
+    );
+    let run_with = |extra: &[&str]| {
+        let mut args = vec![
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--overwrite",
+            "input.embedding_column=\"embedding\"",
+        ];
+        args.extend_from_slice(extra);
+        let out = gleaner(&args);
+        assert!(
+            out.status.success(),
+            "gleaner failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_with(&[]);
+    let out = tmp.path().join("quad");
+    let sel = read(&out.join("selection.parquet"));
+
+    let lm = CausalLm::load(&tiny, LmOptions::default(), &Device::flex()).unwrap();
+    let refs: Vec<String> = (0..5)
+        .map(|i| format!("def g{i}(y):\n    return y - {i}\n"))
+        .collect();
+    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, None, 13);
+    assert!(oracle.budget_reached);
+    let expected_ids: Vec<String> = oracle
+        .picks
+        .iter()
+        .map(|p| format!("doc-{:02}", p.index))
+        .collect();
+    assert_eq!(strings(&sel, "id"), expected_ids);
+    assert_eq!(
+        expected_ids.len(),
+        13,
+        "the last block is cut to the budget"
+    );
+    let clusters = i64_column(&sel, "cluster");
+    let rounds = i64_column(&sel, "round");
+    let arm_scores = f64_column(&sel, "arm_score");
+    let probes = f64_column(&sel, "probe_influence");
+    let scores = f64_column(&sel, "score");
+    for (k, p) in oracle.picks.iter().enumerate() {
+        assert_eq!(clusters[k], Some(i64::from(p.cluster)));
+        assert_eq!(rounds[k], Some(p.round as i64));
+        assert!(close(arm_scores[k].unwrap(), p.arm_score), "{k}");
+        assert!(close(scores[k].unwrap(), p.pull_score), "{k}");
+        match (probes[k], p.probe_score) {
+            (Some(a), Some(b)) => assert!(close(a, b), "{k}: {a} vs {b}"),
+            (None, None) => {}
+            other => panic!("{k}: probe scores {other:?}"),
+        }
+    }
+    assert!(probes.iter().any(Option::is_some));
+    assert!(strings(&sel, "reason").iter().all(|r| r == "quad_block"));
+
+    // The report's bandit log is the oracle's, and its cost counts the windows.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let q = &report["quad"];
+    assert_eq!(q["selected_amount"], 13);
+    assert_eq!(q["budget_reached"], true);
+    let pulls = q["pulls"].as_array().unwrap();
+    assert_eq!(pulls.len(), oracle.pulls.len());
+    for (got, want) in pulls.iter().zip(&oracle.pulls) {
+        assert_eq!(got["cluster"].as_u64().unwrap() as usize, want.arm);
+        assert_eq!(got["accepted"].as_bool().unwrap(), want.accepted);
+        assert!(close(got["reward"].as_f64().unwrap(), want.reward));
+    }
+    assert_eq!(
+        q["probed_documents"].as_u64().unwrap() as usize,
+        oracle.probes.len()
+    );
+    let windows: u64 = oracle
+        .probes
+        .iter()
+        .map(|&(i, _)| {
+            let n = lm.tokenize(&[texts[i].as_str()]).unwrap()[0].len() + 1;
+            gleaner_selectors::quad::windows::windows(
+                n,
+                &gleaner_selectors::quad::windows::WindowConfig {
+                    len: 64,
+                    stride: 63,
+                    min_len: 8,
+                    max_doc_tokens: 20_480,
+                },
+            )
+            .len() as u64
+        })
+        .sum();
+    assert_eq!(q["probe_passes"].as_u64().unwrap(), windows);
+    assert_eq!(q["reference_passes"], 10, "5 reference + 5 fit documents");
+    let html = std::fs::read_to_string(out.join("quad.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("pulls per cluster"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Quad") && md.contains("passes per selected document"));
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(
+        timings["quad"]["probe_passes_computed"].as_u64().unwrap(),
+        windows
+    );
+
+    // Rerun on one thread into another folder: the cached probe scores are reused (nothing
+    // computed) and the selection is byte-identical.
+    let again = tmp.path().join("again");
+    let dir = format!("output.dir=\"{}\"", again.display());
+    run_with(&[&dir, "run.threads=1"]);
+    assert_eq!(
+        std::fs::read(out.join("selection.parquet")).unwrap(),
+        std::fs::read(again.join("selection.parquet")).unwrap()
+    );
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(again.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(timings["quad"]["probe_passes_computed"], 0);
+
+    // A token budget (the proxy tokenizer's counts) stops at the document that reaches it.
+    let cfg_tokens = config(
+        tmp.path(),
+        &input,
+        "quad_tokens",
+        &quad_stage(&tiny, &reference, "budget_tokens = 300"),
+    );
+    let res = gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg_tokens.to_str().unwrap(),
+        "input.embedding_column=\"embedding\"",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let tokens: Vec<u64> = texts
+        .iter()
+        .map(|t| lm.tokenize(&[t.as_str()]).unwrap()[0].len() as u64)
+        .collect();
+    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, Some(&tokens), 300);
+    let got = strings(
+        &read(&tmp.path().join("quad_tokens/selection.parquet")),
+        "id",
+    );
+    let want: Vec<String> = oracle
+        .picks
+        .iter()
+        .map(|p| format!("doc-{:02}", p.index))
+        .collect();
+    assert_eq!(got, want);
+    let kept_tokens: u64 = oracle.picks.iter().map(|p| tokens[p.index]).sum();
+    let longest = oracle.picks.iter().map(|p| tokens[p.index]).max().unwrap();
+    assert!(
+        kept_tokens >= 300 && kept_tokens - 300 < longest,
+        "{kept_tokens}"
+    );
+}
+
+#[test]
+fn quad_config_errors_name_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, reference, _, _) = quad_corpus(tmp.path());
+    let tiny = fixture("tiny-llama");
+    let expect_error = |stages: &str, extra: &[&str], needles: &[&str]| {
+        let cfg = config(tmp.path(), &input, "bad", stages);
+        let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = gleaner(&args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        for n in needles {
+            assert!(err.contains(n), "`{n}` missing from: {err}");
+        }
+        assert!(!tmp.path().join("bad/manifest.json").exists());
+    };
+    let emb = "input.embedding_column=\"embedding\"";
+    let good = quad_stage(&tiny, &reference, "budget_docs = 10");
+    expect_error(&good, &[], &["stages[0]", "(quad)", "embedding"]);
+    expect_error(
+        &quad_stage(&tiny, &reference, "budget_docs = 10\nbudget_tokens = 5"),
+        &[emb],
+        &[
+            "stages[0]",
+            "exactly one of `budget_docs` and `budget_tokens`",
+        ],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.probe_size=9"],
+        &["stages[0].probe_size", "block_size 5"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.layers=[1,9]"],
+        &["stages[0].layers", "layer 9", "4 layers"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.window_len=1000"],
+        &["stages[0].window_len", "256"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.reference_paths=[\"no/such.parquet\"]"],
+        &["stages[0].reference_paths", "no/such.parquet"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.curvature=\"exact\""],
+        &["stages[0]", "exact", "identity`, `kfac`, `ekfac"],
+    );
+}

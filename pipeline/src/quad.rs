@@ -254,10 +254,11 @@ pub struct QuadProxy {
 
 /// Document scores already computed, keyed by the sha256 of the text, in
 /// `<cache>/quad-<key>/influence.json`; the key covers the model, the influence settings and
-/// the reference and fit files, so any change starts a new cache.
+/// the reference and fit files, so any change starts a new cache. Scores are stored as their
+/// IEEE bits, so a cached score is the computed one to the last bit.
 struct InfluenceCache {
     path: PathBuf,
-    scores: Mutex<BTreeMap<String, (f64, usize)>>,
+    scores: Mutex<BTreeMap<String, (u64, usize)>>,
 }
 
 impl InfluenceCache {
@@ -275,19 +276,20 @@ impl InfluenceCache {
     }
 
     fn get(&self, key: &str) -> Option<(f64, usize)> {
-        self.scores.lock().expect("cache lock").get(key).copied()
+        let scores = self.scores.lock().expect("cache lock");
+        scores.get(key).map(|&(bits, n)| (f64::from_bits(bits), n))
     }
 
-    fn insert(&self, key: String, value: (f64, usize)) {
-        self.scores.lock().expect("cache lock").insert(key, value);
+    fn insert(&self, key: String, (score, windows): (f64, usize)) {
+        let mut scores = self.scores.lock().expect("cache lock");
+        scores.insert(key, (score.to_bits(), windows));
     }
 
     /// Writes the cache (temp file, then rename).
     fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec(&*self.scores.lock().expect("cache lock"))?;
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         write_bytes(&self.path, &bytes)?;
         Ok(())
@@ -483,7 +485,11 @@ impl QuadProxy {
                         computed: false,
                     });
                 }
-                let ids = self.lm.tokenize(&[text.as_str()])?.pop().unwrap_or_default();
+                let ids = self
+                    .lm
+                    .tokenize(&[text.as_str()])?
+                    .pop()
+                    .unwrap_or_default();
                 let (score, windows) = scorer.document_score(&ids)?;
                 self.cache.insert(key, (score, windows));
                 Ok(ScoredDocument {

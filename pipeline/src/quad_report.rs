@@ -241,7 +241,10 @@ impl QuadReport {
             self.reference_passes,
             self.passes_per_selected_document
         );
-        let _ = writeln!(s, "| round | pulls | accepted | mean reward | min | max |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| round | pulls | accepted | mean reward | min | max |\n|---|---|---|---|---|---|"
+        );
         for r in &self.rounds {
             let _ = writeln!(
                 s,
@@ -336,8 +339,19 @@ impl QuadReport {
         let n = self.clusters.len().max(1) as f64;
         let bar = w / n;
         let pool: usize = self.clusters.iter().map(|c| c.size).sum::<usize>().max(1);
-        let kept: usize = self.clusters.iter().map(|c| c.selected).sum::<usize>().max(1);
-        let max_pulls = self.clusters.iter().map(|c| c.pulls).max().unwrap_or(1).max(1) as f64;
+        let kept: usize = self
+            .clusters
+            .iter()
+            .map(|c| c.selected)
+            .sum::<usize>()
+            .max(1);
+        let max_pulls = self
+            .clusters
+            .iter()
+            .map(|c| c.pulls)
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
         let max_share = self
             .clusters
             .iter()

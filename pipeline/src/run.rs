@@ -10,9 +10,9 @@
 use crate::clusters::ClusterSummary;
 use crate::config::{CombineRule, Config, OnBadFileConfig, StageConfig};
 use crate::config::{DsirConfig, QuadConfig, S2lConfig, ScoreFilterConfig, SemdedupConfig};
+use crate::features::{self, FeatureStage, UnitFeatures};
 use crate::quad::QuadProxy;
 use crate::quad_report::{QuadReport, QuadReportContext};
-use crate::features::{self, FeatureStage, UnitFeatures};
 use crate::report::{write_report, ReportInput, ScoreDistribution, SourceCounts};
 use crate::stats::StageStats;
 use anyhow::{bail, Context, Result};
@@ -971,7 +971,10 @@ fn run_quad(
             arms_per_round: c.arms_per_round,
             block_size: c.block_size,
             max_rounds: c.max_rounds,
-            budget: c.budget_docs.or(c.budget_tokens).expect("validated: one budget"),
+            budget: c
+                .budget_docs
+                .or(c.budget_tokens)
+                .expect("validated: one budget"),
         },
         seed,
     };
@@ -983,7 +986,11 @@ fn run_quad(
         let texts = map_pool_texts(reader, live, pool_refs, docs, str::to_string)?;
         let scored = proxy.score(&scorer, &texts)?;
         probe_windows.extend(scored.iter().map(|d| d.windows));
-        let fresh: usize = scored.iter().filter(|d| d.computed).map(|d| d.windows).sum();
+        let fresh: usize = scored
+            .iter()
+            .filter(|d| d.computed)
+            .map(|d| d.windows)
+            .sum();
         computed_passes += fresh;
         tracing::info!(
             "quad round {round}: probed {} documents ({fresh} window passes computed, the rest cached)",
@@ -1322,10 +1329,7 @@ fn decide(
             let mut chosen = vec![false; pool_refs.len()];
             for p in &run.selection.picks {
                 chosen[p.index] = true;
-                quad_provenance.insert(
-                    p.index,
-                    (p.round as u32, p.arm_score, p.probe_score),
-                );
+                quad_provenance.insert(p.index, (p.round as u32, p.arm_score, p.probe_score));
             }
             for (i, &(pos, si)) in pool_refs.iter().enumerate() {
                 cluster_of[i] = Some(run.selection.assignments[i]);
@@ -1501,8 +1505,18 @@ fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Result<
                     .map(|r| r.quad.map(|q| i64::from(q.0)))
                     .collect::<Int64Array>(),
             ),
-            Arc::new(chunk.iter().map(|r| r.quad.map(|q| q.1)).collect::<Float64Array>()),
-            Arc::new(chunk.iter().map(|r| r.quad.and_then(|q| q.2)).collect::<Float64Array>()),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| r.quad.map(|q| q.1))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| r.quad.and_then(|q| q.2))
+                    .collect::<Float64Array>(),
+            ),
         ];
         batches.push(RecordBatch::try_new(schema.clone(), cols)?);
     }
