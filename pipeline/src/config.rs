@@ -1181,7 +1181,7 @@ impl Config {
                 c.block_size
             );
         }
-        if !(c.damping > 0.0) && c.curvature != CurvatureConfig::Identity {
+        if c.damping.is_nan() || c.damping <= 0.0 && c.curvature != CurvatureConfig::Identity {
             bail!("at key `{key}.damping`: must be above 0");
         }
         if !(c.neighbor_radius >= 0.0 && c.neighbor_radius <= 2.0) {
@@ -1190,7 +1190,11 @@ impl Config {
                 c.neighbor_radius
             );
         }
-        if !(c.alpha >= 0.0) || !c.reward_offset.is_finite() || !c.empty_doc_score.is_finite() {
+        if c.alpha.is_nan()
+            || c.alpha < 0.0
+            || !c.reward_offset.is_finite()
+            || !c.empty_doc_score.is_finite()
+        {
             bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
         }
         match (c.budget_docs, c.budget_tokens) {

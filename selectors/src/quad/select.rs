@@ -92,7 +92,7 @@ pub fn select<E>(
     settings: &QuadSettings,
     mut score: impl FnMut(&[usize]) -> Result<Vec<f64>, E>,
 ) -> Result<QuadSelection, E> {
-    let n = if dim == 0 { 0 } else { embeddings.len() / dim };
+    let n = embeddings.len().checked_div(dim).unwrap_or(0);
     if n == 0 {
         return Ok(QuadSelection {
             picks: Vec::new(),
