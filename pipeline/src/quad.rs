@@ -135,7 +135,7 @@ impl<'a> InfluenceScorer<'a> {
                 let fitted = Self::gradients(lm, &settings.layers, &fit, true)?;
                 settings
                     .layers
-                    .iter()
+                    .par_iter()
                     .zip(&fitted.examples)
                     .map(|(id, examples)| {
                         let (inputs, outputs) = config.linear_shape(id.kind);
