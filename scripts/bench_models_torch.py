@@ -7,7 +7,11 @@ HEADS (`layer:head,...`) attending uniformly to the visible positions (their con
 the prefix mean of their value vectors, hooked in before `o_proj`), as AttentionInfluence
 scores; MAX_TOKENS (default 512) truncates LM inputs.
 
-usage: bench_models_torch.py encoder|lm|attention_influence MODEL_DIR TEXTS.jsonl
+With `gradients` (Quad's probe cost), each document gets one forward+backward pass of its mean
+next-token loss with only the q/k/v/o projections of LAYERS (default 28,29) trainable; the
+checksum is the sum of their weight gradients' squared norms.
+
+usage: bench_models_torch.py encoder|lm|attention_influence|gradients MODEL_DIR TEXTS.jsonl
 """
 import json
 import os
@@ -100,8 +104,26 @@ def run_batch(b):
     return checksum
 
 
+def gradient_pass():
+    layers = [int(x) for x in os.environ.get("LAYERS", "28,29").split(",")]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    weights = [getattr(model.model.layers[l].self_attn, n).weight
+               for l in layers for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    for w in weights:
+        w.requires_grad_(True)
+    checksum = 0.0
+    for r in ids:
+        x = torch.tensor([r])
+        logits = model(input_ids=x).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:])
+        grads = torch.autograd.grad(loss, weights)
+        checksum += sum(float((g.double() ** 2).sum()) for g in grads)
+    return checksum
+
+
 start = time.perf_counter()
-checksum = run_pass()
+checksum = gradient_pass() if kind == "gradients" else run_pass()
 seconds = time.perf_counter() - start
 extra = {}
 if kind == "attention_influence":

@@ -5,7 +5,12 @@
 //!   cargo run --release -p gleaner-embed --example bench_models -- lm MODEL_DIR TEXTS.jsonl
 //!   HEADS=17:3,18:6 cargo run --release -p gleaner-embed --example bench_models -- \
 //!       attention_influence MODEL_DIR TEXTS.jsonl
+//!   LAYERS=28,29 cargo run --release -p gleaner-embed --example bench_models -- \
+//!       gradients MODEL_DIR TEXTS.jsonl
 //!
+//! The gradients kind is Quad's probe cost: one forward+backward pass per document for the
+//! weight gradients of the q/k/v/o projections of `LAYERS`; the checksum is the sum of the
+//! gradients' squared norms.
 //! `MAX_TOKENS` (default 512) truncates LM inputs. The attention_influence kind times the base
 //! and the masked pass (the `HEADS` uniform) and prints both checksums.
 
@@ -13,13 +18,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use gleaner_embed::{
-    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LmOptions, SentenceEncoder,
+    CausalLm, Device, EncoderOptions, HeadId, HeadMask, LinearId, LinearKind, LmOptions,
+    SentenceEncoder,
 };
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: bench_models encoder|lm|attention_influence MODEL_DIR TEXTS.jsonl");
+        eprintln!(
+            "usage: bench_models encoder|lm|attention_influence|gradients MODEL_DIR TEXTS.jsonl"
+        );
         std::process::exit(2);
     }
     let texts: Vec<String> = std::fs::read_to_string(&args[3])
@@ -105,6 +113,38 @@ fn main() {
                 start.elapsed().as_secs_f64(),
                 losses.iter().map(|l| f64::from(l.mean_nll)).sum::<f64>(),
             )
+        }
+        "gradients" => {
+            let lm = CausalLm::load(dir, LmOptions::default(), &device).expect("model");
+            let layers: Vec<LinearId> = std::env::var("LAYERS")
+                .unwrap_or_else(|_| "28,29".into())
+                .split(',')
+                .flat_map(|l| {
+                    let layer: usize = l.parse().expect("LAYERS=layer,...");
+                    LinearKind::ATTENTION
+                        .into_iter()
+                        .map(move |kind| LinearId { layer, kind })
+                })
+                .collect();
+            let ids: Vec<Vec<u32>> = lm
+                .tokenize(&refs)
+                .unwrap()
+                .into_iter()
+                .map(|t| t[..t.len().min(max_tokens)].to_vec())
+                .collect();
+            let tokens: usize = ids.iter().map(Vec::len).sum();
+            let start = Instant::now();
+            let mut sum = 0.0f64;
+            for seq in &ids {
+                for layer in lm.sequence_gradients(&[seq.as_slice()], &layers).unwrap() {
+                    sum += layer.samples[0]
+                        .weight
+                        .iter()
+                        .map(|&g| f64::from(g) * f64::from(g))
+                        .sum::<f64>();
+                }
+            }
+            (tokens, start.elapsed().as_secs_f64(), sum)
         }
         other => panic!("unknown model kind {other}"),
     };

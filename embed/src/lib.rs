@@ -15,6 +15,7 @@ pub mod error;
 pub mod llama;
 pub mod lm;
 pub mod tokenize;
+pub mod train;
 pub mod weights;
 
 pub use burn::prelude::Device;

@@ -30,6 +30,9 @@ pub struct AblationConfig {
     pub run: RunConfig,
     /// The methods to compare.
     pub methods: Vec<Method>,
+    /// How `gleaner evaluate` trains a model on each selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate: Option<crate::evaluate::EvaluateConfig>,
 }
 
 /// One method of an ablation.
@@ -65,6 +68,10 @@ impl AblationConfig {
                 "config {}: at key `methods`: list at least one method",
                 path.display()
             );
+        }
+        if let Some(e) = &config.evaluate {
+            e.validate()
+                .with_context(|| format!("config {}", path.display()))?;
         }
         let mut names = BTreeSet::new();
         for (i, m) in config.methods.iter().enumerate() {

@@ -5,6 +5,7 @@ pub mod attention_influence;
 pub mod clusters;
 pub mod commands;
 pub mod config;
+pub mod evaluate;
 pub mod features;
 pub mod quad;
 pub mod quad_report;

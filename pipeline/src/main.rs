@@ -60,6 +60,18 @@ enum Command {
     /// Run several selection methods on the same pool and compare their selections
     /// (config: shared [input], [output], [run] and a list of [[methods]]).
     Ablate(RunArgs),
+    /// Train a small LM on each selection of an ablation (after `ablate`) with an equal token
+    /// budget and compare held-out losses: evaluation.json, evaluation.md, evaluation.html.
+    Evaluate {
+        /// The ablation config (with an `[evaluate]` table).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// `key.path=value` overrides.
+        overrides: Vec<String>,
+        /// A 2-layer, 64-wide model on a sixth of the tokens (minutes, for smoke tests and CI).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Show schema, rows, sizes and sample documents of parquet files.
     Inspect {
         /// File, directory or glob.
@@ -140,6 +152,21 @@ fn dispatch(cli: Cli) -> Result<()> {
                 println!(
                     "comparison: {}/comparison.html",
                     config.output.dir.trim_end_matches('/')
+                );
+            }
+        }
+        Command::Evaluate {
+            config,
+            overrides,
+            quick,
+        } => {
+            let ablation = AblationConfig::load(&config, &overrides)?;
+            let evaluation = gleaner::evaluate::evaluate(&ablation, quick)?;
+            if !cli.quiet {
+                print!("{}", gleaner::evaluate::render_markdown(&evaluation));
+                println!(
+                    "curves: {}/evaluation.html",
+                    ablation.output.dir.trim_end_matches('/')
                 );
             }
         }

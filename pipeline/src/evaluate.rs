@@ -1,0 +1,563 @@
+//! `gleaner evaluate`: which selection trains better? For every method of an ablation (after
+//! `gleaner ablate`), train the same small byte-level causal LM from the same seed on that
+//! method's selected documents with the same token budget, and report the held-out loss on a
+//! target set and on a seeded sample of the pool along the way (learning curves).
+//!
+//! The model, the byte-level tokens and the loss are `gleaner_embed::train`'s. Training
+//! sequences are `seq_len + 1` tokens cut from the selection's documents (bytes plus an
+//! end-of-document token) concatenated in a seeded random order, reshuffled each epoch; a
+//! selection smaller than the budget is repeated. The learning rate warms up linearly over
+//! `warmup_fraction` of the steps, then decays by a cosine to 10%.
+
+use crate::ablate::AblationConfig;
+use crate::features::for_each_text;
+use crate::run::layout;
+use anyhow::{bail, Context, Result};
+use gleaner_embed::train::{byte_tokens, TinyLmShape, TrainableLm};
+use gleaner_embed::Device;
+use gleaner_selectors::rng::SplitMix64;
+use gleaner_storage::atomic::write_bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// The `[evaluate]` table of an ablation config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateConfig {
+    /// Parquet files, directories or globs of the target set (held-out loss is reported on
+    /// its first `eval_documents` documents).
+    pub target_paths: Vec<String>,
+    /// Text column of the target files.
+    #[serde(default = "default_text")]
+    pub target_text_column: String,
+    /// Training tokens (bytes) per method: every method trains on exactly this many.
+    #[serde(default = "default_train_tokens")]
+    pub train_tokens: u64,
+    /// Tokens per training sequence (plus one target).
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    /// Sequences per step.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Share of the steps spent warming up.
+    #[serde(default = "default_warmup")]
+    pub warmup_fraction: f64,
+    /// AdamW weight decay.
+    #[serde(default)]
+    pub weight_decay: f32,
+    /// Points of the learning curve (evaluations, the last at the end of training).
+    #[serde(default = "default_eval_points")]
+    pub eval_points: usize,
+    /// Documents of the target set and of the pool sample evaluated (each cut to `seq_len + 1`
+    /// tokens).
+    #[serde(default = "default_eval_documents")]
+    pub eval_documents: usize,
+    /// Decoder layers.
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// Residual width.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    /// Attention heads.
+    #[serde(default = "default_heads")]
+    pub heads: usize,
+    /// MLP width.
+    #[serde(default = "default_intermediate")]
+    pub intermediate: usize,
+    /// Seed of the initialisation, the data order and the pool sample (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_text() -> String {
+    "text".into()
+}
+fn default_train_tokens() -> u64 {
+    300_000
+}
+fn default_seq_len() -> usize {
+    128
+}
+fn default_batch_size() -> usize {
+    16
+}
+fn default_learning_rate() -> f64 {
+    3e-3
+}
+fn default_warmup() -> f64 {
+    0.1
+}
+fn default_eval_points() -> usize {
+    8
+}
+fn default_eval_documents() -> usize {
+    128
+}
+fn default_layers() -> usize {
+    4
+}
+fn default_hidden() -> usize {
+    192
+}
+fn default_heads() -> usize {
+    4
+}
+fn default_intermediate() -> usize {
+    512
+}
+
+impl EvaluateConfig {
+    /// The `--quick` variant: a 2-layer, 64-wide model on a sixth of the tokens, fewer
+    /// evaluation documents and points (for CI and smoke tests).
+    pub fn quick(&self) -> Self {
+        Self {
+            train_tokens: (self.train_tokens / 6).max(1),
+            eval_points: self.eval_points.min(4),
+            eval_documents: self.eval_documents.min(32),
+            layers: 2,
+            hidden: 64,
+            heads: 2,
+            intermediate: 128,
+            ..self.clone()
+        }
+    }
+
+    /// Checks ranges; errors name the key under `evaluate`.
+    pub fn validate(&self) -> Result<()> {
+        if self.target_paths.is_empty() {
+            bail!("at key `evaluate.target_paths`: at least one path is required");
+        }
+        for (name, v) in [
+            ("seq_len", self.seq_len),
+            ("batch_size", self.batch_size),
+            ("eval_points", self.eval_points),
+            ("eval_documents", self.eval_documents),
+            ("layers", self.layers),
+            ("hidden", self.hidden),
+            ("heads", self.heads),
+            ("intermediate", self.intermediate),
+        ] {
+            if v == 0 {
+                bail!("at key `evaluate.{name}`: must be at least 1");
+            }
+        }
+        if self.hidden % self.heads != 0 || (self.hidden / self.heads) % 2 != 0 {
+            bail!(
+                "at key `evaluate.heads`: {} heads must divide hidden {} into even head widths",
+                self.heads,
+                self.hidden
+            );
+        }
+        if self.train_tokens < (self.seq_len * self.batch_size) as u64 {
+            bail!(
+                "at key `evaluate.train_tokens`: {} is less than one step (seq_len x batch_size = {})",
+                self.train_tokens,
+                self.seq_len * self.batch_size
+            );
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            bail!("at key `evaluate.learning_rate`: must be above 0");
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            bail!("at key `evaluate.warmup_fraction`: must be in [0, 1)");
+        }
+        Ok(())
+    }
+
+    fn shape(&self) -> TinyLmShape {
+        TinyLmShape {
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            intermediate: self.intermediate,
+            max_positions: self.seq_len + 1,
+        }
+    }
+
+    /// Steps of training: the budget over the tokens of one step, rounded up.
+    fn steps(&self) -> usize {
+        let per_step = (self.seq_len * self.batch_size) as u64;
+        self.train_tokens.div_ceil(per_step) as usize
+    }
+
+    /// Learning rate at `step` of `steps`.
+    fn learning_rate_at(&self, step: usize, steps: usize) -> f64 {
+        let warmup = (self.warmup_fraction * steps as f64).round() as usize;
+        if step < warmup {
+            return self.learning_rate * (step + 1) as f64 / warmup as f64;
+        }
+        let progress = (step - warmup) as f64 / (steps - warmup).max(1) as f64;
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        self.learning_rate * (0.1 + 0.9 * cosine)
+    }
+}
+
+/// One point of a learning curve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Training tokens seen.
+    pub tokens: u64,
+    /// Mean training loss over the steps since the previous point.
+    pub train_loss: f64,
+    /// Held-out loss on the target set (nats per byte).
+    pub target_loss: f64,
+    /// Loss on the pool sample.
+    pub pool_loss: f64,
+}
+
+/// One method's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodEvaluation {
+    /// Method name.
+    pub name: String,
+    /// Documents in its selection.
+    pub documents: u64,
+    /// Tokens (bytes plus end markers) in its selection.
+    pub selection_tokens: u64,
+    /// Passes over the selection the budget took.
+    pub epochs: f64,
+    /// Share of the pool sample's documents that are in this selection (their pool loss is
+    /// not held out for this method).
+    pub pool_sample_overlap: f64,
+    /// The learning curve; the last point is the final model.
+    pub curve: Vec<CurvePoint>,
+    /// Wall seconds (not part of the deterministic fields' meaning).
+    pub seconds: f64,
+}
+
+/// What `gleaner evaluate` writes as `evaluation.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// The settings used (after `--quick`).
+    pub settings: EvaluateConfig,
+    /// Trainable parameters of the model.
+    pub parameters: usize,
+    /// Steps per method.
+    pub steps: usize,
+    /// Training tokens per method.
+    pub train_tokens: u64,
+    /// Target documents evaluated.
+    pub target_documents: usize,
+    /// Pool documents evaluated.
+    pub pool_documents: usize,
+    /// Per method, in config order.
+    pub methods: Vec<MethodEvaluation>,
+}
+
+/// Texts of the selected shards of one method's output folder.
+fn selection_texts(dir: &Path, column: &str) -> Result<Vec<String>> {
+    let shards = dir.join(layout::SELECTED_DIR);
+    if !dir.join("manifest.json").is_file() {
+        bail!(
+            "{} has no completed run: run `gleaner ablate` with this config first",
+            dir.display()
+        );
+    }
+    let mut texts = Vec::new();
+    if shards.is_dir() && std::fs::read_dir(&shards)?.next().is_some() {
+        for_each_text(&[shards.to_string_lossy().into_owned()], column, |t| {
+            texts.push(t.to_string());
+            true
+        })?;
+    }
+    Ok(texts)
+}
+
+/// Sequences of `len` tokens cut from the documents concatenated in a seeded order,
+/// reshuffled every pass, yielding `rows` sequences per batch.
+struct BatchStream {
+    docs: Vec<Vec<u32>>,
+    order: Vec<usize>,
+    rng: SplitMix64,
+    next_doc: usize,
+    buffer: Vec<u32>,
+    len: usize,
+    passes: usize,
+}
+
+impl BatchStream {
+    fn new(docs: Vec<Vec<u32>>, len: usize, seed: u64) -> Self {
+        let mut s = Self {
+            order: (0..docs.len()).collect(),
+            docs,
+            rng: SplitMix64::new(seed),
+            next_doc: 0,
+            buffer: Vec::new(),
+            len,
+            passes: 0,
+        };
+        s.rng.shuffle(&mut s.order);
+        s
+    }
+
+    fn sequence(&mut self) -> Vec<u32> {
+        while self.buffer.len() < self.len {
+            if self.next_doc == self.order.len() {
+                self.rng.shuffle(&mut self.order);
+                self.next_doc = 0;
+                self.passes += 1;
+            }
+            let doc = &self.docs[self.order[self.next_doc]];
+            self.buffer.extend_from_slice(doc);
+            self.next_doc += 1;
+        }
+        let rest = self.buffer.split_off(self.len);
+        std::mem::replace(&mut self.buffer, rest)
+    }
+}
+
+/// Trains and evaluates every method of `config`; writes `evaluation.json`, `evaluation.md`
+/// and `evaluation.html` into its output folder.
+pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
+    let Some(settings) = &config.evaluate else {
+        bail!("at key `evaluate`: the config has no [evaluate] table (target_paths, train_tokens, ...)");
+    };
+    let settings = if quick {
+        settings.quick()
+    } else {
+        settings.clone()
+    };
+    settings.validate()?;
+    let seed = settings.seed.unwrap_or(config.run.seed);
+    let cut = |t: &str| -> Vec<u32> {
+        let mut ids = byte_tokens(t);
+        ids.truncate(settings.seq_len + 1);
+        ids
+    };
+    let mut target = Vec::new();
+    for_each_text(&settings.target_paths, &settings.target_text_column, |t| {
+        if !t.trim().is_empty() {
+            target.push(cut(t));
+        }
+        target.len() < settings.eval_documents
+    })
+    .with_context(|| format!("at key `evaluate.target_paths`: {:?}", settings.target_paths))?;
+    if target.is_empty() {
+        bail!("at key `evaluate.target_paths`: no non-empty text in {:?}", settings.target_paths);
+    }
+    // A seeded reservoir sample of the pool.
+    let mut rng = SplitMix64::new(seed ^ 0xE7A1);
+    let mut pool_texts: Vec<String> = Vec::new();
+    let mut seen = 0usize;
+    for_each_text(&config.input.paths, &config.input.text_column, |t| {
+        if t.trim().is_empty() {
+            return true;
+        }
+        seen += 1;
+        if pool_texts.len() < settings.eval_documents {
+            pool_texts.push(t.to_string());
+        } else {
+            let j = rng.below(seen);
+            if j < settings.eval_documents {
+                pool_texts[j] = t.to_string();
+            }
+        }
+        true
+    })?;
+    let pool: Vec<Vec<u32>> = pool_texts.iter().map(|t| cut(t)).collect();
+    let pool_set: HashSet<&str> = pool_texts.iter().map(String::as_str).collect();
+    let steps = settings.steps();
+    let checkpoints: Vec<usize> = (1..=settings.eval_points)
+        .map(|k| (k * steps).div_ceil(settings.eval_points))
+        .collect();
+    let mut methods = Vec::new();
+    for m in &config.methods {
+        let started = Instant::now();
+        let dir = Path::new(&config.output.dir).join(&m.name);
+        let texts = selection_texts(&dir, &config.input.text_column)
+            .with_context(|| format!("method `{}`", m.name))?;
+        if texts.is_empty() {
+            bail!("method `{}`: its selection is empty; nothing to train on", m.name);
+        }
+        tracing::info!("evaluate {}: {} documents, {steps} steps", m.name, texts.len());
+        let overlap = texts.iter().filter(|t| pool_set.contains(t.as_str())).count();
+        let docs: Vec<Vec<u32>> = texts.iter().map(|t| byte_tokens(t)).collect();
+        let selection_tokens: u64 = docs.iter().map(|d| d.len() as u64).sum();
+        let mut stream = BatchStream::new(docs, settings.seq_len + 1, seed ^ 0xDA7A);
+        let mut lm = TrainableLm::new(settings.shape(), seed, settings.weight_decay, &Device::flex());
+        let mut curve = Vec::new();
+        let (mut loss_sum, mut loss_steps) = (0.0, 0usize);
+        for step in 0..steps {
+            let rows: Vec<Vec<u32>> = (0..settings.batch_size).map(|_| stream.sequence()).collect();
+            loss_sum += lm.step(&rows, settings.learning_rate_at(step, steps));
+            loss_steps += 1;
+            if checkpoints.contains(&(step + 1)) {
+                curve.push(CurvePoint {
+                    step: step + 1,
+                    tokens: ((step + 1) * settings.batch_size * settings.seq_len) as u64,
+                    train_loss: loss_sum / loss_steps as f64,
+                    target_loss: lm.evaluate(&target),
+                    pool_loss: lm.evaluate(&pool),
+                });
+                (loss_sum, loss_steps) = (0.0, 0);
+            }
+        }
+        let trained = (steps * settings.batch_size * (settings.seq_len + 1)) as f64;
+        methods.push(MethodEvaluation {
+            name: m.name.clone(),
+            documents: texts.len() as u64,
+            selection_tokens,
+            epochs: trained / selection_tokens.max(1) as f64,
+            pool_sample_overlap: overlap as f64 / pool.len().max(1) as f64,
+            curve,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let evaluation = Evaluation {
+        parameters: settings.shape().parameters(),
+        steps,
+        train_tokens: (steps * settings.batch_size * settings.seq_len) as u64,
+        target_documents: target.len(),
+        pool_documents: pool.len(),
+        settings,
+        methods,
+    };
+    let out = Path::new(&config.output.dir);
+    write_bytes(
+        &out.join("evaluation.json"),
+        &serde_json::to_vec_pretty(&evaluation)?,
+    )?;
+    write_bytes(&out.join("evaluation.md"), render_markdown(&evaluation).as_bytes())?;
+    write_bytes(&out.join("evaluation.html"), render_html(&evaluation).as_bytes())?;
+    Ok(evaluation)
+}
+
+/// The results table (final losses, best first by target loss).
+pub fn render_markdown(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# gleaner evaluation\n\nEach method's selection trained the same {}-parameter byte-level Llama ({} layers, width {}) from the same seed for {} steps ({} tokens, sequences of {}); losses are nats per byte on {} target documents and a seeded sample of {} pool documents.\n",
+        e.parameters,
+        e.settings.layers,
+        e.settings.hidden,
+        e.steps,
+        e.train_tokens,
+        e.settings.seq_len,
+        e.target_documents,
+        e.pool_documents
+    );
+    let _ = writeln!(s, "| method | documents | selection tokens | epochs | target loss | pool loss | pool sample in selection | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
+    let last = |m: &MethodEvaluation| m.curve.last().map(|p| (p.target_loss, p.pool_loss));
+    order.sort_by(|a, b| {
+        let (x, y) = (last(a).map(|l| l.0), last(b).map(|l| l.0));
+        x.unwrap_or(f64::INFINITY)
+            .total_cmp(&y.unwrap_or(f64::INFINITY))
+            .then(a.name.cmp(&b.name))
+    });
+    for m in order {
+        let (t, p) = last(m).unwrap_or((f64::NAN, f64::NAN));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.4} | {:.4} | {:.1}% | {:.0} |",
+            m.name,
+            m.documents,
+            m.selection_tokens,
+            m.epochs,
+            t,
+            p,
+            100.0 * m.pool_sample_overlap,
+            m.seconds
+        );
+    }
+    s
+}
+
+/// Learning curves (target and pool loss against training tokens) as inline SVG.
+fn render_html(e: &Evaluation) -> String {
+    let mut html = String::from("<!doctype html><meta charset=\"utf-8\"><title>gleaner evaluation</title><body style=\"font-family:sans-serif\"><h1>Evaluation</h1>");
+    for (title, pick) in [
+        ("target loss", (|p: &CurvePoint| p.target_loss) as fn(&CurvePoint) -> f64),
+        ("pool loss", |p: &CurvePoint| p.pool_loss),
+    ] {
+        html.push_str(&curve_svg(e, title, pick));
+        html.push_str("<br>");
+    }
+    html.push_str("<pre>");
+    html.push_str(&render_markdown(e).replace('<', "&lt;"));
+    html.push_str("</pre></body>");
+    html
+}
+
+fn curve_svg(e: &Evaluation, title: &str, value: fn(&CurvePoint) -> f64) -> String {
+    let (w, h, pad) = (640.0, 300.0, 50.0);
+    let points: Vec<(u64, f64)> = e
+        .methods
+        .iter()
+        .flat_map(|m| m.curve.iter().map(|p| (p.tokens, value(p))))
+        .collect();
+    let max_x = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let span = (hi - lo).max(1e-9);
+    let x = |t: u64| pad + (w - 2.0 * pad) * t as f64 / max_x;
+    let y = |v: f64| 10.0 + (h - 40.0) * (hi - v) / span;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
+        h + 20.0 * e.methods.len() as f64
+    );
+    for (i, m) in e.methods.iter().enumerate() {
+        let hue = (i as f64 * 137.508) % 360.0;
+        let line: Vec<String> = m
+            .curve
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.tokens), y(value(p))))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="hsl({hue:.0},65%,40%)" stroke-width="2"/><text x="{pad}" y="{}" fill="hsl({hue:.0},65%,40%)">{}: {:.4}</text>"#,
+            line.join(" "),
+            h + 15.0 * i as f64,
+            m.name,
+            m.curve.last().map(value).unwrap_or(f64::NAN)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{pad}" y="{}">{title} (nats per byte, {lo:.3} .. {hi:.3}) against training tokens (0 .. {max_x})</text></svg>"#,
+        h - 10.0
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cycle_through_every_document_in_a_seeded_order() {
+        let docs = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
+        let mut s = BatchStream::new(docs.clone(), 4, 9);
+        let first: Vec<u32> = (0..3).flat_map(|_| s.sequence()).collect();
+        // 12 tokens = two passes over the 6 document tokens, each pass a permutation.
+        for pass in first.chunks(6) {
+            let mut sorted = pass.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [1, 2, 3, 4, 5, 6]);
+        }
+        let mut again = BatchStream::new(docs, 4, 9);
+        assert_eq!((0..3).flat_map(|_| again.sequence()).collect::<Vec<_>>(), first);
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_a_tenth() {
+        let c: EvaluateConfig = toml::from_str("target_paths = [\"t\"]\nlearning_rate = 1.0\nwarmup_fraction = 0.1").unwrap();
+        assert!((c.learning_rate_at(0, 100) - 0.1).abs() < 1e-12);
+        assert!((c.learning_rate_at(9, 100) - 1.0).abs() < 1e-12);
+        assert!((c.learning_rate_at(10, 100) - 1.0).abs() < 1e-12);
+        assert!((c.learning_rate_at(100, 100) - 0.1).abs() < 1e-12);
+        assert_eq!(c.steps(), 300_000u64.div_ceil(128 * 16) as usize);
+    }
+}
