@@ -1306,3 +1306,160 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
     );
     assert_eq!(selected_ids(&by_columns, &d.join("out"), &[]), from_list);
 }
+
+/// A pool of code-like and prose documents with 0/1 columns marking each kind, and a held-out
+/// code target set.
+fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
+    use arrow::array::{Float64Array, StringArray};
+    use std::sync::Arc;
+    let mut texts = Vec::new();
+    let mut is_code = Vec::new();
+    for i in 0..120 {
+        if i % 2 == 0 {
+            texts.push(format!(
+                "def f_{i}(x, y):\n    if x > {}:\n        return x * {i} + y\n    return (y - x) // {}\n",
+                i % 9,
+                i % 5 + 1
+            ));
+            is_code.push(1.0);
+        } else {
+            texts.push(format!(
+                "The river number {i} flows slowly past the old mill, and the town sleeps under a grey and quiet sky."
+            ));
+            is_code.push(0.0);
+        }
+    }
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("d{i:03}")).collect();
+    let prose: Vec<f64> = is_code.iter().map(|c| 1.0 - c).collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(StringArray::from(ids)) as arrow::array::ArrayRef,
+        ),
+        ("text", Arc::new(StringArray::from(texts))),
+        ("is_code", Arc::new(Float64Array::from(is_code))),
+        ("is_prose", Arc::new(Float64Array::from(prose))),
+    ])
+    .unwrap();
+    let pool = dir.join("pool.parquet");
+    write_batch(&pool, &batch);
+    let target = dir.join("target.parquet");
+    let targets: Vec<String> = (0..20)
+        .map(|i| {
+            format!("def g_{i}(a, b):\n    if a < {i}:\n        return a + b * {i}\n    return b\n")
+        })
+        .collect();
+    let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+    write_text_file(&target, &refs);
+    (pool, target)
+}
+
+#[test]
+fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pool, target) = code_and_prose(tmp.path());
+    let out = tmp.path().join("ablation");
+    let method = |name: &str, column: &str| {
+        format!("[[methods]]\nname = \"{name}\"\n[[methods.stages]]\ntype = \"score_select\"\nscore_column = \"{column}\"\ncount = 60\n")
+    };
+    let evaluate = format!(
+        "[evaluate]\ntarget_paths = [\"{}\"]\ntrain_tokens = 24000\nseq_len = 64\nbatch_size = 8\nlearning_rate = 0.003\neval_points = 3\neval_documents = 16\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n",
+        target.display()
+    );
+    let cfg = tmp.path().join("ablation.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[run]\nseed = 5\n{}{}{evaluate}",
+            pool.display(),
+            out.display(),
+            method("code", "is_code"),
+            method("prose", "is_prose"),
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    // Before `ablate` there is nothing to train on.
+    let err = fails(&gleaner(&["--quiet", "evaluate", "--config", cfg]));
+    assert!(
+        err.contains("gleaner ablate") && err.contains("code"),
+        "{err}"
+    );
+    ok(&gleaner(&["--quiet", "ablate", "--config", cfg]));
+    ok(&gleaner(&["--quiet", "evaluate", "--config", cfg]));
+    let e: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    let steps = 24_000u64.div_ceil(64 * 8);
+    assert_eq!(e["steps"], steps);
+    assert_eq!(e["train_tokens"], steps * 64 * 8);
+    assert_eq!(e["target_documents"], 16);
+    let methods = e["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    let uniform = (257f64).ln();
+    let mut final_target = Vec::new();
+    for (m, name) in methods.iter().zip(["code", "prose"]) {
+        assert_eq!(m["name"], name);
+        let curve = m["curve"].as_array().unwrap();
+        assert_eq!(curve.len(), 3);
+        assert_eq!(curve[2]["step"], steps);
+        assert_eq!(curve[2]["tokens"], steps * 64 * 8, "equal budgets");
+        // Tokens of the selection: bytes plus one end marker per document, read independently.
+        let texts = string_column(
+            &read_parquet(&out.join(name).join("selected/part-00000.parquet")),
+            "text",
+        );
+        let tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
+        assert_eq!(m["selection_tokens"], tokens);
+        let epochs = (steps * 8 * 65) as f64 / tokens as f64;
+        assert!((m["epochs"].as_f64().unwrap() - epochs).abs() < 1e-9);
+        let last = curve[2]["target_loss"].as_f64().unwrap();
+        assert!(last < uniform - 1.0, "{name} learned nothing: {last}");
+        final_target.push(last);
+        let overlap = m["pool_sample_overlap"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&overlap));
+    }
+    assert!(
+        final_target[0] < final_target[1],
+        "training on code predicts held-out code better: {final_target:?}"
+    );
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(md.contains("| code |") && md.contains("| prose |"), "{md}");
+    assert!(std::fs::read_to_string(out.join("evaluation.html"))
+        .unwrap()
+        .contains("<polyline"));
+    // Deterministic apart from wall times.
+    let strip = |mut v: serde_json::Value| {
+        for m in v["methods"].as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("seconds");
+        }
+        v
+    };
+    ok(&gleaner(&["--quiet", "evaluate", "--config", cfg]));
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(strip(again), strip(e));
+    // --quick swaps in the 2-layer, 64-wide model and a sixth of the budget.
+    ok(&gleaner(&[
+        "--quiet", "evaluate", "--config", cfg, "--quick",
+    ]));
+    let quick: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(quick["settings"]["layers"], 2);
+    assert_eq!(quick["settings"]["train_tokens"], 4000);
+    // Config errors name the key.
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "evaluate.heads=3",
+    ]));
+    assert!(err.contains("evaluate.heads"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        "configs/quickstart.toml",
+    ]));
+    assert!(err.contains("methods") || err.contains("evaluate"), "{err}");
+}

@@ -339,9 +339,17 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
         }
         target.len() < settings.eval_documents
     })
-    .with_context(|| format!("at key `evaluate.target_paths`: {:?}", settings.target_paths))?;
+    .with_context(|| {
+        format!(
+            "at key `evaluate.target_paths`: {:?}",
+            settings.target_paths
+        )
+    })?;
     if target.is_empty() {
-        bail!("at key `evaluate.target_paths`: no non-empty text in {:?}", settings.target_paths);
+        bail!(
+            "at key `evaluate.target_paths`: no non-empty text in {:?}",
+            settings.target_paths
+        );
     }
     // A seeded reservoir sample of the pool.
     let mut rng = SplitMix64::new(seed ^ 0xE7A1);
@@ -375,18 +383,35 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
         let texts = selection_texts(&dir, &config.input.text_column)
             .with_context(|| format!("method `{}`", m.name))?;
         if texts.is_empty() {
-            bail!("method `{}`: its selection is empty; nothing to train on", m.name);
+            bail!(
+                "method `{}`: its selection is empty; nothing to train on",
+                m.name
+            );
         }
-        tracing::info!("evaluate {}: {} documents, {steps} steps", m.name, texts.len());
-        let overlap = texts.iter().filter(|t| pool_set.contains(t.as_str())).count();
+        tracing::info!(
+            "evaluate {}: {} documents, {steps} steps",
+            m.name,
+            texts.len()
+        );
+        let overlap = texts
+            .iter()
+            .filter(|t| pool_set.contains(t.as_str()))
+            .count();
         let docs: Vec<Vec<u32>> = texts.iter().map(|t| byte_tokens(t)).collect();
         let selection_tokens: u64 = docs.iter().map(|d| d.len() as u64).sum();
         let mut stream = BatchStream::new(docs, settings.seq_len + 1, seed ^ 0xDA7A);
-        let mut lm = TrainableLm::new(settings.shape(), seed, settings.weight_decay, &Device::flex());
+        let mut lm = TrainableLm::new(
+            settings.shape(),
+            seed,
+            settings.weight_decay,
+            &Device::flex(),
+        );
         let mut curve = Vec::new();
         let (mut loss_sum, mut loss_steps) = (0.0, 0usize);
         for step in 0..steps {
-            let rows: Vec<Vec<u32>> = (0..settings.batch_size).map(|_| stream.sequence()).collect();
+            let rows: Vec<Vec<u32>> = (0..settings.batch_size)
+                .map(|_| stream.sequence())
+                .collect();
             loss_sum += lm.step(&rows, settings.learning_rate_at(step, steps));
             loss_steps += 1;
             if checkpoints.contains(&(step + 1)) {
@@ -425,8 +450,14 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
         &out.join("evaluation.json"),
         &serde_json::to_vec_pretty(&evaluation)?,
     )?;
-    write_bytes(&out.join("evaluation.md"), render_markdown(&evaluation).as_bytes())?;
-    write_bytes(&out.join("evaluation.html"), render_html(&evaluation).as_bytes())?;
+    write_bytes(
+        &out.join("evaluation.md"),
+        render_markdown(&evaluation).as_bytes(),
+    )?;
+    write_bytes(
+        &out.join("evaluation.html"),
+        render_html(&evaluation).as_bytes(),
+    )?;
     Ok(evaluation)
 }
 
@@ -476,7 +507,10 @@ pub fn render_markdown(e: &Evaluation) -> String {
 fn render_html(e: &Evaluation) -> String {
     let mut html = String::from("<!doctype html><meta charset=\"utf-8\"><title>gleaner evaluation</title><body style=\"font-family:sans-serif\"><h1>Evaluation</h1>");
     for (title, pick) in [
-        ("target loss", (|p: &CurvePoint| p.target_loss) as fn(&CurvePoint) -> f64),
+        (
+            "target loss",
+            (|p: &CurvePoint| p.target_loss) as fn(&CurvePoint) -> f64,
+        ),
         ("pool loss", |p: &CurvePoint| p.pool_loss),
     ] {
         html.push_str(&curve_svg(e, title, pick));
@@ -548,12 +582,17 @@ mod tests {
             assert_eq!(sorted, [1, 2, 3, 4, 5, 6]);
         }
         let mut again = BatchStream::new(docs, 4, 9);
-        assert_eq!((0..3).flat_map(|_| again.sequence()).collect::<Vec<_>>(), first);
+        assert_eq!(
+            (0..3).flat_map(|_| again.sequence()).collect::<Vec<_>>(),
+            first
+        );
     }
 
     #[test]
     fn learning_rate_warms_up_then_decays_to_a_tenth() {
-        let c: EvaluateConfig = toml::from_str("target_paths = [\"t\"]\nlearning_rate = 1.0\nwarmup_fraction = 0.1").unwrap();
+        let c: EvaluateConfig =
+            toml::from_str("target_paths = [\"t\"]\nlearning_rate = 1.0\nwarmup_fraction = 0.1")
+                .unwrap();
         assert!((c.learning_rate_at(0, 100) - 0.1).abs() < 1e-12);
         assert!((c.learning_rate_at(9, 100) - 1.0).abs() < 1e-12);
         assert!((c.learning_rate_at(10, 100) - 1.0).abs() < 1e-12);
