@@ -1087,12 +1087,16 @@ fn ablate_runs_every_method_and_compares_them_deterministically() {
     let run_into = |name: &str| -> PathBuf {
         let out = tmp.path().join(name);
         let dir = format!("output.dir={}", out.display());
+        // One cache for both runs: the model stages' sidecar folder is part of the report, and
+        // the second run reuses the first one's trajectories, scores and probes.
+        let cache = format!("run.cache_dir={}", tmp.path().join("cache").display());
         ok(&gleaner(&[
             "--quiet",
             "ablate",
             "--config",
             "configs/ablation.toml",
             &dir,
+            &cache,
         ]));
         out
     };
@@ -1105,7 +1109,18 @@ fn ablate_runs_every_method_and_compares_them_deterministically() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["random", "heuristic", "dsir", "semdedup", "quad"]);
+    assert_eq!(
+        names,
+        [
+            "random",
+            "heuristic",
+            "dsir",
+            "semdedup",
+            "quad",
+            "s2l",
+            "attention_influence"
+        ]
+    );
     let sets: Vec<HashSet<String>> = names
         .iter()
         .map(|n| {
@@ -1363,7 +1378,7 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         format!("[[methods]]\nname = \"{name}\"\n[[methods.stages]]\ntype = \"score_select\"\nscore_column = \"{column}\"\ncount = 60\n")
     };
     let evaluate = format!(
-        "[evaluate]\ntarget_paths = [\"{}\"]\ntrain_tokens = 24000\nseq_len = 64\nbatch_size = 8\nlearning_rate = 0.003\neval_points = 3\neval_documents = 16\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n",
+        "[evaluate]\ntarget_paths = [\"{}\"]\neval_points = 3\neval_documents = 16\n[evaluate.proxy]\ntrain_tokens = 24000\nseq_len = 64\nbatch_size = 8\nlearning_rate = 0.003\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n",
         target.display()
     );
     let cfg = tmp.path().join("ablation.toml");
@@ -1444,17 +1459,17 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     ]));
     let quick: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
-    assert_eq!(quick["settings"]["layers"], 2);
-    assert_eq!(quick["settings"]["train_tokens"], 4000);
+    assert_eq!(quick["settings"]["proxy"]["layers"], 2);
+    assert_eq!(quick["settings"]["proxy"]["train_tokens"], 4000);
     // Config errors name the key.
     let err = fails(&gleaner(&[
         "--quiet",
         "evaluate",
         "--config",
         cfg,
-        "evaluate.heads=3",
+        "evaluate.proxy.heads=3",
     ]));
-    assert!(err.contains("evaluate.heads"), "{err}");
+    assert!(err.contains("evaluate.proxy.heads"), "{err}");
     let err = fails(&gleaner(&[
         "--quiet",
         "evaluate",
@@ -1462,4 +1477,117 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         "configs/quickstart.toml",
     ]));
     assert!(err.contains("methods") || err.contains("evaluate"), "{err}");
+}
+
+#[test]
+fn loss_trajectory_feeds_s2l_like_the_library_and_is_cached() {
+    use gleaner::training::{checkpoint_steps, train, ProxyTrainingConfig};
+    use gleaner_embed::train::byte_tokens;
+    use gleaner_selectors::random::SampleSize;
+    use gleaner_selectors::s2l::S2lSelector;
+    use gleaner_selectors::{PoolDoc, Selector};
+    let tmp = tempfile::tempdir().unwrap();
+    let (pool, _) = code_and_prose(tmp.path());
+    let stages = "[[stages]]\ntype = \"loss_trajectory\"\ncolumn = \"traj\"\ncheckpoints = 3\nmax_tokens = 48\nseed = 11\n\
+                  [stages.proxy]\ntrain_tokens = 6000\nseq_len = 32\nbatch_size = 8\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n\
+                  [[stages]]\ntype = \"s2l\"\ntrajectory_column = \"traj\"\nn_clusters = 4\ncount = 25\nseed = 3\n";
+    let cfg = tmp.path().join("traj.toml");
+    let out = tmp.path().join("out");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[run]\ncache_dir = \"{}\"\n{stages}",
+            pool.display(),
+            out.display(),
+            tmp.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    ok(&gleaner(&["--quiet", "run", "--config", cfg]));
+    let got = string_column(&read_parquet(&out.join("selection.parquet")), "id");
+
+    // Oracle: the same proxy trained through the library, its per-checkpoint losses of each
+    // document's first 48 byte tokens, and S2L over them.
+    let texts: Vec<String> = {
+        let b = read_parquet(&pool);
+        string_column(&b, "text")
+    };
+    let ids: Vec<String> = string_column(&read_parquet(&pool), "id");
+    let proxy = ProxyTrainingConfig {
+        train_tokens: 6000,
+        seq_len: 32,
+        batch_size: 8,
+        layers: 1,
+        hidden: 32,
+        heads: 2,
+        intermediate: 64,
+        ..Default::default()
+    };
+    let sequences: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| byte_tokens(t).into_iter().take(48).collect())
+        .collect();
+    let mut per_checkpoint = Vec::new();
+    let at = checkpoint_steps(proxy.steps(), 3);
+    train(&texts, &proxy, 11, &at, |_, lm, _| {
+        per_checkpoint.push(lm.sequence_losses(&sequences))
+    });
+    let trajectories: Vec<Vec<f32>> = (0..texts.len())
+        .map(|i| per_checkpoint.iter().map(|c| c[i] as f32).collect())
+        .collect();
+    // Training lowers the losses: the mean over documents falls from checkpoint to checkpoint.
+    let means: Vec<f32> = (0..3)
+        .map(|c| trajectories.iter().map(|t| t[c]).sum::<f32>() / texts.len() as f32)
+        .collect();
+    assert!(means[0] > means[1] && means[1] > means[2], "{means:?}");
+    let docs: Vec<PoolDoc<'_>> = ids
+        .iter()
+        .zip(&trajectories)
+        .map(|(id, t)| PoolDoc {
+            id,
+            source: None,
+            tokens: 0,
+            score: None,
+            features: Some(t),
+        })
+        .collect();
+    let s2l = S2lSelector {
+        n_clusters: 4,
+        kmeans_iters: 20,
+        min_cluster_size: 3,
+        seed: 3,
+        size: SampleSize::Count(25),
+    };
+    let want: Vec<String> = s2l
+        .select(&docs)
+        .iter()
+        .map(|p| ids[p.index].clone())
+        .collect();
+    assert_eq!(got, want);
+
+    // A second run reuses the cached trajectories.
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg,
+        "--overwrite",
+    ]));
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(t["model_stages"][0]["computed"], 0);
+    assert_eq!(
+        string_column(&read_parquet(&out.join("selection.parquet")), "id"),
+        want
+    );
+    // More checkpoints than training steps is a config error naming the key.
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg,
+        "stages.0.checkpoints=100",
+    ]));
+    assert!(err.contains("stages[0].checkpoints"), "{err}");
 }

@@ -70,7 +70,9 @@ impl TinyLmShape {
     }
 }
 
-/// A model being trained: weights on an autodiff device and the optimizer state.
+/// A model being trained: weights on an autodiff device and the optimizer state (a clone is
+/// a checkpoint).
+#[derive(Clone)]
 pub struct TrainableLm {
     config: LlamaConfig,
     model: LlamaForCausalLm,
@@ -95,9 +97,9 @@ impl TrainableLm {
         }
     }
 
-    /// Mean next-token cross-entropy of `rows` (equal lengths, at least two tokens each) as a
-    /// graph on the autodiff device.
-    fn loss(&self, model: &LlamaForCausalLm, rows: &[Vec<u32>]) -> Tensor<1> {
+    /// Next-token cross-entropy of `rows` (equal lengths, at least two tokens each) per
+    /// predicted position, [rows, tokens - 1], as a graph on the autodiff device.
+    fn token_nll(&self, model: &LlamaForCausalLm, rows: &[Vec<u32>]) -> Tensor<2> {
         let (batch, tokens) = (rows.len(), rows[0].len());
         assert!(
             tokens >= 2 && rows.iter().all(|r| r.len() == tokens),
@@ -114,34 +116,50 @@ impl TrainableLm {
         let rows_n = batch * (tokens - 1);
         let logits = model.logits(hidden.reshape([rows_n, self.config.hidden_size]));
         let targets = ids.narrow(1, 1, tokens - 1).reshape([rows_n, 1]);
-        log_softmax(logits, 1).gather(1, targets).neg().mean()
+        log_softmax(logits, 1)
+            .gather(1, targets)
+            .neg()
+            .reshape([batch, tokens - 1])
     }
 
     /// One AdamW step on `rows` at learning rate `lr`; returns the batch's loss before the step.
     pub fn step(&mut self, rows: &[Vec<u32>], lr: f64) -> f64 {
-        let loss = self.loss(&self.model, rows);
+        let loss = self.token_nll(&self.model, rows).mean();
         let value = f64::from(crate::values(loss.clone())[0]);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(lr, self.model.clone(), grads);
         value
     }
 
-    /// Mean next-token cross-entropy per predicted token over `sequences` (each at least two
-    /// tokens, any lengths), without gradients.
-    pub fn evaluate(&self, sequences: &[Vec<u32>]) -> f64 {
+    /// Mean next-token cross-entropy of each sequence (NaN under two tokens), without
+    /// gradients; equal-length sequences run as one batch.
+    pub fn sequence_losses(&self, sequences: &[Vec<u32>]) -> Vec<f64> {
         let model = self.model.valid();
-        let (mut sum, mut count) = (0.0f64, 0usize);
-        // Equal-length groups run as one batch each.
-        let mut by_length: std::collections::BTreeMap<usize, Vec<Vec<u32>>> = Default::default();
-        for s in sequences.iter().filter(|s| s.len() >= 2) {
-            by_length.entry(s.len()).or_default().push(s.clone());
+        let mut out = vec![f64::NAN; sequences.len()];
+        let mut by_length: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, s) in sequences.iter().enumerate().filter(|(_, s)| s.len() >= 2) {
+            by_length.entry(s.len()).or_default().push(i);
         }
-        for (len, rows) in by_length {
-            for chunk in rows.chunks(16) {
-                let loss = self.loss(&model, chunk);
-                let n = chunk.len() * (len - 1);
-                sum += f64::from(crate::values(loss)[0]) * n as f64;
-                count += n;
+        for members in by_length.values() {
+            for chunk in members.chunks(16) {
+                let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| sequences[i].clone()).collect();
+                let means = crate::values(self.token_nll(&model, &rows).mean_dim(1));
+                for (&i, m) in chunk.iter().zip(means) {
+                    out[i] = f64::from(m);
+                }
+            }
+        }
+        out
+    }
+
+    /// Mean next-token cross-entropy per predicted token over all `sequences` (those under
+    /// two tokens skipped; NaN when none is left), without gradients.
+    pub fn evaluate(&self, sequences: &[Vec<u32>]) -> f64 {
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for (s, loss) in sequences.iter().zip(self.sequence_losses(sequences)) {
+            if s.len() >= 2 {
+                sum += loss * (s.len() - 1) as f64;
+                count += s.len() - 1;
             }
         }
         if count == 0 {
@@ -199,5 +217,12 @@ mod tests {
             again.step(&[seq.clone(), seq.clone()], 3e-3);
         }
         assert_eq!(again.evaluate(std::slice::from_ref(&seq)), after);
+        // Per-sequence losses: a prefix of the sequence and the whole, in one call, equal the
+        // token-weighted evaluation of each alone.
+        let prefix = seq[..7].to_vec();
+        let both = lm.sequence_losses(&[prefix.clone(), seq.clone(), vec![1]]);
+        assert!((both[0] - lm.evaluate(std::slice::from_ref(&prefix))).abs() < 1e-6);
+        assert!((both[1] - after).abs() < 1e-6);
+        assert!(both[2].is_nan());
     }
 }

@@ -178,6 +178,15 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.max_tokens,
             c.long_documents
         ),
+        StageConfig::LossTrajectory(c) => format!(
+            "map (before the scan, cached as sidecars): train a {}-layer, {}-wide byte-level LM on the input for {} steps, then each document's mean loss over its first {} bytes at {} checkpoints into vector column `{}`",
+            c.proxy.layers,
+            c.proxy.hidden,
+            c.proxy.steps(),
+            c.max_tokens,
+            c.checkpoints,
+            c.column
+        ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
         StageConfig::ExactDedup(n) => format!(
             "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",

@@ -133,6 +133,9 @@ pub enum StageConfig {
     /// AttentionInfluence: relative loss increase when the LM's retrieval heads are masked,
     /// as a numeric column (heads detected with synthetic retrieval probes, or given).
     AttentionInfluence(AttentionInfluenceConfig),
+    /// S2L's proxy: a small byte-level LM trained from scratch on the input, and each
+    /// document's loss at evenly spaced checkpoints, as a vector column (the trajectory).
+    LossTrajectory(LossTrajectoryConfig),
     /// Quad: a UCB bandit over k-means clusters of the embeddings, probing clusters with the
     /// proxy LM's (EK-)FAC influence on a reference set and accepting blocks of documents.
     Quad(Box<QuadConfig>),
@@ -295,6 +298,37 @@ impl AttentionInfluenceConfig {
             ),
         }
     }
+}
+
+/// Settings of the `loss_trajectory` stage (`specs/methods.md` 3.1 steps 1-2): the proxy is
+/// trained on every non-empty input document (its byte tokens, seeded order) and scores each
+/// document's first `max_tokens` bytes at `checkpoints` evenly spaced steps, the last at the
+/// end of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTrajectoryConfig {
+    /// Name of the vector column (`s2l.trajectory_column` reads it).
+    #[serde(default = "default_trajectory_column")]
+    pub column: String,
+    /// Checkpoints: the trajectory's length.
+    #[serde(default = "default_trajectory_checkpoints")]
+    pub checkpoints: usize,
+    /// Tokens (bytes, plus the end marker) of each document scored.
+    #[serde(default = "default_lm_max_tokens")]
+    pub max_tokens: usize,
+    /// The proxy and its training run (`[stages.proxy]`).
+    #[serde(default)]
+    pub proxy: crate::training::ProxyTrainingConfig,
+    /// Seed of the initialisation and the data order (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_trajectory_column() -> String {
+    "loss_trajectory".into()
+}
+fn default_trajectory_checkpoints() -> usize {
+    4
 }
 
 /// Which linear layers of each chosen decoder layer Quad compares.
@@ -830,6 +864,7 @@ impl StageConfig {
             StageConfig::LmScore(_) => "lm_score",
             StageConfig::AttentionInfluence(_) => "attention_influence",
             StageConfig::Quad(_) => "quad",
+            StageConfig::LossTrajectory(_) => "loss_trajectory",
         }
     }
 
@@ -840,7 +875,8 @@ impl StageConfig {
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
-            | StageConfig::AttentionInfluence(_) => 0,
+            | StageConfig::AttentionInfluence(_)
+            | StageConfig::LossTrajectory(_) => 0,
             StageConfig::ExactDedup(_) => 1,
             StageConfig::Semdedup(_) => 2,
             StageConfig::RandomSample(_)
@@ -1125,6 +1161,20 @@ impl Config {
                     }
                 }
                 StageConfig::Quad(c) => self.validate_quad(&key, c)?,
+                StageConfig::LossTrajectory(c) => {
+                    positive(&key, "checkpoints", c.checkpoints)?;
+                    if c.max_tokens < 2 {
+                        bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
+                    }
+                    c.proxy.validate(&format!("{key}.proxy"))?;
+                    if c.checkpoints > c.proxy.steps() {
+                        bail!(
+                            "at key `{key}.checkpoints`: {} is more than the proxy's {} training steps",
+                            c.checkpoints,
+                            c.proxy.steps()
+                        );
+                    }
+                }
                 StageConfig::ScoreSelect(c) => {
                     validate_size(&key, c.fraction, c.count, c.budget_words, c.per_source)?;
                     if c.within_source && (c.fraction.is_none() || c.per_source) {

@@ -12,9 +12,9 @@
 use crate::ablate::AblationConfig;
 use crate::features::for_each_text;
 use crate::run::layout;
+use crate::training::{checkpoint_steps, train, ProxyTrainingConfig};
 use anyhow::{bail, Context, Result};
-use gleaner_embed::train::{byte_tokens, TinyLmShape, TrainableLm};
-use gleaner_embed::Device;
+use gleaner_embed::train::byte_tokens;
 use gleaner_selectors::rng::SplitMix64;
 use gleaner_storage::atomic::write_bytes;
 use serde::{Deserialize, Serialize};
@@ -33,24 +33,6 @@ pub struct EvaluateConfig {
     /// Text column of the target files.
     #[serde(default = "default_text")]
     pub target_text_column: String,
-    /// Training tokens (bytes) per method: every method trains on exactly this many.
-    #[serde(default = "default_train_tokens")]
-    pub train_tokens: u64,
-    /// Tokens per training sequence (plus one target).
-    #[serde(default = "default_seq_len")]
-    pub seq_len: usize,
-    /// Sequences per step.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Peak learning rate of AdamW.
-    #[serde(default = "default_learning_rate")]
-    pub learning_rate: f64,
-    /// Share of the steps spent warming up.
-    #[serde(default = "default_warmup")]
-    pub warmup_fraction: f64,
-    /// AdamW weight decay.
-    #[serde(default)]
-    pub weight_decay: f32,
     /// Points of the learning curve (evaluations, the last at the end of training).
     #[serde(default = "default_eval_points")]
     pub eval_points: usize,
@@ -58,18 +40,9 @@ pub struct EvaluateConfig {
     /// tokens).
     #[serde(default = "default_eval_documents")]
     pub eval_documents: usize,
-    /// Decoder layers.
-    #[serde(default = "default_layers")]
-    pub layers: usize,
-    /// Residual width.
-    #[serde(default = "default_hidden")]
-    pub hidden: usize,
-    /// Attention heads.
-    #[serde(default = "default_heads")]
-    pub heads: usize,
-    /// MLP width.
-    #[serde(default = "default_intermediate")]
-    pub intermediate: usize,
+    /// The model trained on each selection and how (`[evaluate.proxy]`).
+    #[serde(default)]
+    pub proxy: ProxyTrainingConfig,
     /// Seed of the initialisation, the data order and the pool sample (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -78,38 +51,11 @@ pub struct EvaluateConfig {
 fn default_text() -> String {
     "text".into()
 }
-fn default_train_tokens() -> u64 {
-    300_000
-}
-fn default_seq_len() -> usize {
-    128
-}
-fn default_batch_size() -> usize {
-    16
-}
-fn default_learning_rate() -> f64 {
-    3e-3
-}
-fn default_warmup() -> f64 {
-    0.1
-}
 fn default_eval_points() -> usize {
     8
 }
 fn default_eval_documents() -> usize {
     128
-}
-fn default_layers() -> usize {
-    4
-}
-fn default_hidden() -> usize {
-    192
-}
-fn default_heads() -> usize {
-    4
-}
-fn default_intermediate() -> usize {
-    512
 }
 
 impl EvaluateConfig {
@@ -117,13 +63,16 @@ impl EvaluateConfig {
     /// evaluation documents and points (for CI and smoke tests).
     pub fn quick(&self) -> Self {
         Self {
-            train_tokens: (self.train_tokens / 6).max(1),
             eval_points: self.eval_points.min(4),
             eval_documents: self.eval_documents.min(32),
-            layers: 2,
-            hidden: 64,
-            heads: 2,
-            intermediate: 128,
+            proxy: ProxyTrainingConfig {
+                train_tokens: (self.proxy.train_tokens / 6).max(1),
+                layers: 2,
+                hidden: 64,
+                heads: 2,
+                intermediate: 128,
+                ..self.proxy.clone()
+            },
             ..self.clone()
         }
     }
@@ -134,67 +83,14 @@ impl EvaluateConfig {
             bail!("at key `evaluate.target_paths`: at least one path is required");
         }
         for (name, v) in [
-            ("seq_len", self.seq_len),
-            ("batch_size", self.batch_size),
             ("eval_points", self.eval_points),
             ("eval_documents", self.eval_documents),
-            ("layers", self.layers),
-            ("hidden", self.hidden),
-            ("heads", self.heads),
-            ("intermediate", self.intermediate),
         ] {
             if v == 0 {
                 bail!("at key `evaluate.{name}`: must be at least 1");
             }
         }
-        if self.hidden % self.heads != 0 || (self.hidden / self.heads) % 2 != 0 {
-            bail!(
-                "at key `evaluate.heads`: {} heads must divide hidden {} into even head widths",
-                self.heads,
-                self.hidden
-            );
-        }
-        if self.train_tokens < (self.seq_len * self.batch_size) as u64 {
-            bail!(
-                "at key `evaluate.train_tokens`: {} is less than one step (seq_len x batch_size = {})",
-                self.train_tokens,
-                self.seq_len * self.batch_size
-            );
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            bail!("at key `evaluate.learning_rate`: must be above 0");
-        }
-        if !(0.0..1.0).contains(&self.warmup_fraction) {
-            bail!("at key `evaluate.warmup_fraction`: must be in [0, 1)");
-        }
-        Ok(())
-    }
-
-    fn shape(&self) -> TinyLmShape {
-        TinyLmShape {
-            layers: self.layers,
-            hidden: self.hidden,
-            heads: self.heads,
-            intermediate: self.intermediate,
-            max_positions: self.seq_len + 1,
-        }
-    }
-
-    /// Steps of training: the budget over the tokens of one step, rounded up.
-    fn steps(&self) -> usize {
-        let per_step = (self.seq_len * self.batch_size) as u64;
-        self.train_tokens.div_ceil(per_step) as usize
-    }
-
-    /// Learning rate at `step` of `steps`.
-    fn learning_rate_at(&self, step: usize, steps: usize) -> f64 {
-        let warmup = (self.warmup_fraction * steps as f64).round() as usize;
-        if step < warmup {
-            return self.learning_rate * (step + 1) as f64 / warmup as f64;
-        }
-        let progress = (step - warmup) as f64 / (steps - warmup).max(1) as f64;
-        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-        self.learning_rate * (0.1 + 0.9 * cosine)
+        self.proxy.validate("evaluate.proxy")
     }
 }
 
@@ -271,49 +167,6 @@ fn selection_texts(dir: &Path, column: &str) -> Result<Vec<String>> {
     Ok(texts)
 }
 
-/// Sequences of `len` tokens cut from the documents concatenated in a seeded order,
-/// reshuffled every pass, yielding `rows` sequences per batch.
-struct BatchStream {
-    docs: Vec<Vec<u32>>,
-    order: Vec<usize>,
-    rng: SplitMix64,
-    next_doc: usize,
-    buffer: Vec<u32>,
-    len: usize,
-    passes: usize,
-}
-
-impl BatchStream {
-    fn new(docs: Vec<Vec<u32>>, len: usize, seed: u64) -> Self {
-        let mut s = Self {
-            order: (0..docs.len()).collect(),
-            docs,
-            rng: SplitMix64::new(seed),
-            next_doc: 0,
-            buffer: Vec::new(),
-            len,
-            passes: 0,
-        };
-        s.rng.shuffle(&mut s.order);
-        s
-    }
-
-    fn sequence(&mut self) -> Vec<u32> {
-        while self.buffer.len() < self.len {
-            if self.next_doc == self.order.len() {
-                self.rng.shuffle(&mut self.order);
-                self.next_doc = 0;
-                self.passes += 1;
-            }
-            let doc = &self.docs[self.order[self.next_doc]];
-            self.buffer.extend_from_slice(doc);
-            self.next_doc += 1;
-        }
-        let rest = self.buffer.split_off(self.len);
-        std::mem::replace(&mut self.buffer, rest)
-    }
-}
-
 /// Trains and evaluates every method of `config`; writes `evaluation.json`, `evaluation.md`
 /// and `evaluation.html` into its output folder.
 pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
@@ -327,9 +180,10 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
     };
     settings.validate()?;
     let seed = settings.seed.unwrap_or(config.run.seed);
+    let proxy = &settings.proxy;
     let cut = |t: &str| -> Vec<u32> {
         let mut ids = byte_tokens(t);
-        ids.truncate(settings.seq_len + 1);
+        ids.truncate(proxy.seq_len + 1);
         ids
     };
     let mut target = Vec::new();
@@ -372,10 +226,8 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
     })?;
     let pool: Vec<Vec<u32>> = pool_texts.iter().map(|t| cut(t)).collect();
     let pool_set: HashSet<&str> = pool_texts.iter().map(String::as_str).collect();
-    let steps = settings.steps();
-    let checkpoints: Vec<usize> = (1..=settings.eval_points)
-        .map(|k| (k * steps).div_ceil(settings.eval_points))
-        .collect();
+    let steps = proxy.steps();
+    let checkpoints = checkpoint_steps(steps, settings.eval_points);
     let mut methods = Vec::new();
     for m in &config.methods {
         let started = Instant::now();
@@ -397,35 +249,18 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
             .iter()
             .filter(|t| pool_set.contains(t.as_str()))
             .count();
-        let docs: Vec<Vec<u32>> = texts.iter().map(|t| byte_tokens(t)).collect();
-        let selection_tokens: u64 = docs.iter().map(|d| d.len() as u64).sum();
-        let mut stream = BatchStream::new(docs, settings.seq_len + 1, seed ^ 0xDA7A);
-        let mut lm = TrainableLm::new(
-            settings.shape(),
-            seed,
-            settings.weight_decay,
-            &Device::flex(),
-        );
+        let selection_tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
         let mut curve = Vec::new();
-        let (mut loss_sum, mut loss_steps) = (0.0, 0usize);
-        for step in 0..steps {
-            let rows: Vec<Vec<u32>> = (0..settings.batch_size)
-                .map(|_| stream.sequence())
-                .collect();
-            loss_sum += lm.step(&rows, settings.learning_rate_at(step, steps));
-            loss_steps += 1;
-            if checkpoints.contains(&(step + 1)) {
-                curve.push(CurvePoint {
-                    step: step + 1,
-                    tokens: ((step + 1) * settings.batch_size * settings.seq_len) as u64,
-                    train_loss: loss_sum / loss_steps as f64,
-                    target_loss: lm.evaluate(&target),
-                    pool_loss: lm.evaluate(&pool),
-                });
-                (loss_sum, loss_steps) = (0.0, 0);
-            }
-        }
-        let trained = (steps * settings.batch_size * (settings.seq_len + 1)) as f64;
+        train(&texts, proxy, seed, &checkpoints, |step, lm, train_loss| {
+            curve.push(CurvePoint {
+                step,
+                tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
+                train_loss,
+                target_loss: lm.evaluate(&target),
+                pool_loss: lm.evaluate(&pool),
+            });
+        });
+        let trained = (steps * proxy.batch_size * (proxy.seq_len + 1)) as f64;
         methods.push(MethodEvaluation {
             name: m.name.clone(),
             documents: texts.len() as u64,
@@ -437,9 +272,9 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
         });
     }
     let evaluation = Evaluation {
-        parameters: settings.shape().parameters(),
+        parameters: proxy.shape().parameters(),
         steps,
-        train_tokens: (steps * settings.batch_size * settings.seq_len) as u64,
+        train_tokens: (steps * proxy.batch_size * proxy.seq_len) as u64,
         target_documents: target.len(),
         pool_documents: pool.len(),
         settings,
@@ -468,11 +303,11 @@ pub fn render_markdown(e: &Evaluation) -> String {
         s,
         "# gleaner evaluation\n\nEach method's selection trained the same {}-parameter byte-level Llama ({} layers, width {}) from the same seed for {} steps ({} tokens, sequences of {}); losses are nats per byte on {} target documents and a seeded sample of {} pool documents.\n",
         e.parameters,
-        e.settings.layers,
-        e.settings.hidden,
+        e.settings.proxy.layers,
+        e.settings.proxy.hidden,
         e.steps,
         e.train_tokens,
-        e.settings.seq_len,
+        e.settings.proxy.seq_len,
         e.target_documents,
         e.pool_documents
     );
@@ -564,39 +399,4 @@ fn curve_svg(e: &Evaluation, title: &str, value: fn(&CurvePoint) -> f64) -> Stri
         h - 10.0
     );
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_cycle_through_every_document_in_a_seeded_order() {
-        let docs = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
-        let mut s = BatchStream::new(docs.clone(), 4, 9);
-        let first: Vec<u32> = (0..3).flat_map(|_| s.sequence()).collect();
-        // 12 tokens = two passes over the 6 document tokens, each pass a permutation.
-        for pass in first.chunks(6) {
-            let mut sorted = pass.to_vec();
-            sorted.sort_unstable();
-            assert_eq!(sorted, [1, 2, 3, 4, 5, 6]);
-        }
-        let mut again = BatchStream::new(docs, 4, 9);
-        assert_eq!(
-            (0..3).flat_map(|_| again.sequence()).collect::<Vec<_>>(),
-            first
-        );
-    }
-
-    #[test]
-    fn learning_rate_warms_up_then_decays_to_a_tenth() {
-        let c: EvaluateConfig =
-            toml::from_str("target_paths = [\"t\"]\nlearning_rate = 1.0\nwarmup_fraction = 0.1")
-                .unwrap();
-        assert!((c.learning_rate_at(0, 100) - 0.1).abs() < 1e-12);
-        assert!((c.learning_rate_at(9, 100) - 1.0).abs() < 1e-12);
-        assert!((c.learning_rate_at(10, 100) - 1.0).abs() < 1e-12);
-        assert!((c.learning_rate_at(100, 100) - 0.1).abs() < 1e-12);
-        assert_eq!(c.steps(), 300_000u64.div_ceil(128 * 16) as usize);
-    }
 }

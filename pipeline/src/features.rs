@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, Float32Builder, Float64Array, ListBuilder};
+use gleaner_embed::train::{byte_tokens, TrainableLm};
 use gleaner_embed::weights::ModelFiles;
 use gleaner_embed::{
     device_from_name, CausalLm, DeviceName, EncoderOptions, LmOptions, LongDocuments,
     SentenceEncoder,
 };
+use gleaner_storage::atomic::hex;
 use gleaner_storage::reader::{CorpusReader, DocBatch};
 use gleaner_storage::sidecar::SidecarStore;
 use serde::Serialize;
@@ -29,8 +31,9 @@ use crate::attention_influence::{
 };
 use crate::config::{
     AttentionInfluenceConfig, Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig,
-    OnBadFileConfig, StageConfig,
+    LossTrajectoryConfig, OnBadFileConfig, StageConfig,
 };
+use crate::training::{checkpoint_steps, train};
 
 /// Documents handed to a model at once: it batches equal-length inputs together, so larger
 /// calls make fuller batches.
@@ -54,6 +57,13 @@ pub enum ModelStage {
         /// The stage's config key (`stages[i]`), for errors.
         key: String,
     },
+    /// Per-checkpoint losses of a byte-level proxy trained on the input (a vector column).
+    LossTrajectory {
+        /// The stage settings.
+        config: LossTrajectoryConfig,
+        /// Seed of the initialisation and the data order.
+        seed: u64,
+    },
 }
 
 /// A model stage ready to run: its config slot, output column and sidecar store.
@@ -76,7 +86,10 @@ pub struct FeatureStage {
 impl FeatureStage {
     /// Whether the column is a vector (embedding) rather than a number.
     pub fn is_vector(&self) -> bool {
-        matches!(self.model, ModelStage::Embed(_))
+        matches!(
+            self.model,
+            ModelStage::Embed(_) | ModelStage::LossTrajectory { .. }
+        )
     }
 
     fn model_dir(&self) -> &str {
@@ -84,6 +97,7 @@ impl FeatureStage {
             ModelStage::Embed(c) => &c.model,
             ModelStage::LmScore(c) => &c.model,
             ModelStage::AttentionInfluence { config, .. } => &config.model,
+            ModelStage::LossTrajectory { .. } => "byte-level proxy trained on the input",
         }
     }
 
@@ -202,31 +216,80 @@ pub fn plan(config: &Config) -> Result<Vec<FeatureStage>> {
                 };
                 (model, &c.model, settings)
             }
+            StageConfig::LossTrajectory(c) => {
+                let seed = c.seed.unwrap_or(config.run.seed);
+                // The model is trained on the input: its files (and what is read of them) are
+                // the fingerprint.
+                let inputs = serde_json::json!({
+                    "files": file_identities(&config.input.paths)
+                        .with_context(|| "at key `input.paths`")?,
+                    "text_column": config.input.text_column,
+                    "max_doc_bytes": config.input.max_doc_bytes,
+                });
+                let fingerprint = hex(&Sha256::digest(inputs.to_string().as_bytes()));
+                let settings = serde_json::json!({"config": c, "seed": seed});
+                out.push(feature_stage(
+                    i,
+                    stage.type_name(),
+                    ModelStage::LossTrajectory {
+                        config: c.clone(),
+                        seed,
+                    },
+                    c.column.clone(),
+                    fingerprint,
+                    &settings,
+                    &root,
+                ));
+                continue;
+            }
             _ => continue,
         };
         let fingerprint = ModelFiles::in_dir(Path::new(dir))
             .fingerprint()
             .with_context(|| format!("at key `stages[{i}].model`"))?;
-        let mut hasher = Sha256::new();
-        hasher.update(stage.type_name().as_bytes());
-        hasher.update(fingerprint.as_bytes());
-        hasher.update(settings.to_string().as_bytes());
-        let key = gleaner_storage::atomic::hex(&hasher.finalize());
         let column = match &model {
             ModelStage::Embed(c) => c.column.clone(),
             ModelStage::LmScore(c) => c.column.clone(),
             ModelStage::AttentionInfluence { config, .. } => config.column.clone(),
+            ModelStage::LossTrajectory { config, .. } => config.column.clone(),
         };
-        out.push(FeatureStage {
-            slot: i + 1,
-            column,
+        out.push(feature_stage(
+            i,
+            stage.type_name(),
             model,
-            store: SidecarStore::new(root.join(format!("{}-{}", stage.type_name(), &key[..16]))),
+            column,
             fingerprint,
-            label: stage.type_name(),
-        });
+            &settings,
+            &root,
+        ));
     }
     Ok(out)
+}
+
+/// A planned model stage: its sidecar folder is named by the stage type and a hash of the
+/// model fingerprint and the settings that change values.
+fn feature_stage(
+    index: usize,
+    label: &'static str,
+    model: ModelStage,
+    column: String,
+    fingerprint: String,
+    settings: &serde_json::Value,
+    root: &Path,
+) -> FeatureStage {
+    let mut hasher = Sha256::new();
+    hasher.update(label.as_bytes());
+    hasher.update(fingerprint.as_bytes());
+    hasher.update(settings.to_string().as_bytes());
+    let key = hex(&hasher.finalize());
+    FeatureStage {
+        slot: index + 1,
+        column,
+        model,
+        store: SidecarStore::new(root.join(format!("{label}-{}", &key[..16]))),
+        fingerprint,
+        label,
+    }
 }
 
 /// Visits the texts in `column` of the parquet files `paths` resolve to, in file and row
@@ -280,10 +343,15 @@ enum Loaded {
         mask: gleaner_embed::HeadMask,
         formula: crate::config::ScoreFormulaConfig,
     },
+    /// The proxy at each checkpoint.
+    LossTrajectory {
+        checkpoints: Vec<TrainableLm>,
+        max_tokens: usize,
+    },
 }
 
 impl Loaded {
-    fn load(stage: &FeatureStage) -> Result<Self> {
+    fn load(stage: &FeatureStage, reader: &CorpusReader, config: &Config) -> Result<Self> {
         Ok(match &stage.model {
             ModelStage::Embed(c) => {
                 let device = device_from_name(DeviceName::parse(&c.device)?)?;
@@ -325,6 +393,26 @@ impl Loaded {
                     mask: heads.mask(c.uniform_scope),
                     formula: c.formula,
                     lm,
+                }
+            }
+            ModelStage::LossTrajectory { config: c, seed } => {
+                let texts = input_texts(reader, config)?;
+                if texts.is_empty() {
+                    bail!("loss_trajectory: the input has no non-empty document to train on");
+                }
+                let steps = c.proxy.steps();
+                let at = checkpoint_steps(steps, c.checkpoints);
+                tracing::info!(
+                    "loss_trajectory: training the proxy on {} documents for {steps} steps",
+                    texts.len()
+                );
+                let mut checkpoints = Vec::with_capacity(at.len());
+                train(&texts, &c.proxy, *seed, &at, |_, lm, _| {
+                    checkpoints.push(lm.clone())
+                });
+                Loaded::LossTrajectory {
+                    checkpoints,
+                    max_tokens: c.max_tokens,
                 }
             }
         })
@@ -372,6 +460,38 @@ impl Loaded {
                     .collect();
                 Arc::new(values)
             }
+            Loaded::LossTrajectory {
+                checkpoints,
+                max_tokens,
+            } => {
+                let sequences: Vec<Vec<u32>> = present
+                    .iter()
+                    .map(|t| {
+                        let mut ids = byte_tokens(t);
+                        ids.truncate(*max_tokens);
+                        ids
+                    })
+                    .collect();
+                let per_checkpoint: Vec<Vec<f64>> = checkpoints
+                    .iter()
+                    .map(|lm| lm.sequence_losses(&sequences))
+                    .collect();
+                let mut builder = ListBuilder::new(Float32Builder::new());
+                let mut doc = 0;
+                for text in texts {
+                    match text {
+                        Some(_) => {
+                            for losses in &per_checkpoint {
+                                builder.values().append_value(losses[doc] as f32);
+                            }
+                            builder.append(true);
+                            doc += 1;
+                        }
+                        None => builder.append(false),
+                    }
+                }
+                Arc::new(builder.finish())
+            }
             Loaded::AttentionInfluence { lm, mask, formula } => {
                 let mut scores = Vec::with_capacity(present.len());
                 for chunk in present.chunks(DOCS_PER_CALL) {
@@ -406,7 +526,7 @@ pub fn compute(
             .collect();
         let mut computed = 0u64;
         if !missing.is_empty() {
-            let model = Loaded::load(stage)?;
+            let model = Loaded::load(stage, reader, config)?;
             progress.set_message(stage.label);
             for u in missing {
                 match compute_unit(reader, u, stage, &model, config) {
@@ -443,6 +563,34 @@ pub fn compute(
         });
     }
     Ok(reports)
+}
+
+/// Every non-empty input text within `input.max_doc_bytes`, in corpus order (units of files
+/// that fail to read are left out when `on_bad_file = "skip"`; the scan reports them).
+fn input_texts(reader: &CorpusReader, config: &Config) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for u in 0..reader.units().len() {
+        let read = || -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            for batch in reader.read_unit(u)? {
+                let batch = batch?;
+                for i in 0..batch.len() {
+                    if let Some(t) = batch.text(i).filter(|t| {
+                        !t.trim().is_empty() && t.len() as u64 <= config.input.max_doc_bytes
+                    }) {
+                        out.push(t.to_string());
+                    }
+                }
+            }
+            Ok(out)
+        };
+        match read() {
+            Ok(t) => texts.extend(t),
+            Err(_) if config.input.on_bad_file == OnBadFileConfig::Skip => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(texts)
 }
 
 /// Computes and commits one unit's sidecar; returns the documents computed.

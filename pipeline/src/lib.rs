@@ -12,3 +12,4 @@ pub mod quad_report;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod training;

@@ -100,6 +100,7 @@ fn model_columns(config: &Config) -> Vec<(String, bool)> {
             StageConfig::Embed(c) => Some((c.column.clone(), true)),
             StageConfig::LmScore(c) => Some((c.column.clone(), false)),
             StageConfig::AttentionInfluence(c) => Some((c.column.clone(), false)),
+            StageConfig::LossTrajectory(c) => Some((c.column.clone(), true)),
             _ => None,
         })
         .collect()
@@ -254,9 +255,9 @@ impl Stages {
                         config: c.clone(),
                     },
                 )),
-                StageConfig::Embed(_) | StageConfig::LmScore(_) => {
-                    filters.push((slot, PerDocFilter::Model))
-                }
+                StageConfig::Embed(_)
+                | StageConfig::LmScore(_)
+                | StageConfig::LossTrajectory(_) => filters.push((slot, PerDocFilter::Model)),
                 StageConfig::AttentionInfluence(c) => {
                     distributions.push((c.column.clone(), score_index(&c.column)));
                     filters.push((slot, PerDocFilter::Model))
