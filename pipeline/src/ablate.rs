@@ -113,6 +113,7 @@ impl AblationConfig {
             output,
             run: self.run.clone(),
             stages: m.stages.clone(),
+            slurm: None,
         }
     }
 }

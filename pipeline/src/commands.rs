@@ -408,6 +408,9 @@ pub fn status(out: &Path) -> Result<String> {
                 }
             );
         }
+    } else if let Some(sharded) = crate::distributed::status(out) {
+        let _ = writeln!(s, "{}: incomplete sharded run", out.display());
+        s.push_str(&sharded);
     } else {
         let p = out.join(layout::PROGRESS_FILE);
         match std::fs::read(&p) {

@@ -22,6 +22,85 @@ pub struct Config {
     /// one selector (last).
     #[serde(default)]
     pub stages: Vec<StageConfig>,
+    /// How `run.executor = "slurm"` submits the phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
+}
+
+/// Where the phases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Executor {
+    /// This process, on `run.threads` threads.
+    #[default]
+    Local,
+    /// Slurm batch jobs: an array of map tasks over the work units, then a reduce job.
+    Slurm,
+}
+
+impl Executor {
+    fn is_local(&self) -> bool {
+        *self == Executor::Local
+    }
+}
+
+/// The `[slurm]` table: how the map array and the reduce job are submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// Map tasks (array size); work units go to tasks by `sha256(file:row_group) mod workers`.
+    #[serde(default = "default_slurm_workers")]
+    pub workers: usize,
+    /// `--partition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--time` of each job (e.g. `02:00:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// `--cpus-per-task` (also each task's thread count).
+    #[serde(default = "default_slurm_cpus")]
+    pub cpus_per_task: usize,
+    /// GPUs per task (`--gres=gpu:N`), for model stages with `device = "cuda"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<usize>,
+    /// `--mem` (e.g. `8G`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// `--account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// More `sbatch` arguments, as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch_args: Vec<String>,
+    /// Shell lines run before gleaner in every job (`module load ...`, `source venv/...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
+    /// A failed map task exits 75 this many times (a cluster with `RequeueExit=75` requeues
+    /// it); after that it fails and `gleaner run` again resubmits what is incomplete.
+    #[serde(default = "default_slurm_retries")]
+    pub max_retries: u32,
+    /// Largest array index + 1 per submission (default: the cluster's `MaxArraySize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_array_size: Option<usize>,
+    /// The gleaner binary on the compute nodes (default: this binary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gleaner: Option<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+fn default_slurm_workers() -> usize {
+    4
+}
+fn default_slurm_cpus() -> usize {
+    1
+}
+fn default_slurm_retries() -> u32 {
+    1
 }
 
 /// Input corpus.
@@ -101,6 +180,9 @@ pub struct RunConfig {
     /// ablations over the same inputs. Default: `.gleaner-cache` beside `output.dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<String>,
+    /// `local` (default) or `slurm` (see `[slurm]`).
+    #[serde(default, skip_serializing_if = "Executor::is_local")]
+    pub executor: Executor,
 }
 
 /// One pipeline stage, selected by its `type` key.
@@ -1019,6 +1101,13 @@ impl Config {
         }
         if self.output.shard_bytes == 0 {
             bail!("at key `output.shard_bytes`: must be at least 1");
+        }
+        if let Some(sl) = &self.slurm {
+            positive("slurm", "workers", sl.workers)?;
+            positive("slurm", "cpus_per_task", sl.cpus_per_task)?;
+            if sl.max_array_size == Some(0) {
+                bail!("at key `slurm.max_array_size`: must be at least 1");
+            }
         }
         let mut last_class = 0;
         for (i, stage) in self.stages.iter().enumerate() {

@@ -508,17 +508,21 @@ impl Loaded {
     }
 }
 
-/// Computes every model stage's missing sidecars. Progress goes to `progress` (documents).
+/// Computes every model stage's missing sidecars among `units`. Progress goes to `progress`
+/// (documents).
 pub fn compute(
     reader: &CorpusReader,
     stages: &[FeatureStage],
     config: &Config,
+    units: &[usize],
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<FeatureReport>> {
     let mut reports = Vec::with_capacity(stages.len());
     for stage in stages {
         let started = Instant::now();
-        let missing: Vec<usize> = (0..reader.units().len())
+        let missing: Vec<usize> = units
+            .iter()
+            .copied()
             .filter(|&u| {
                 let unit = &reader.units()[u];
                 !stage.store.has(&reader.files()[unit.file], unit)

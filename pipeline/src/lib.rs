@@ -5,6 +5,7 @@ pub mod attention_influence;
 pub mod clusters;
 pub mod commands;
 pub mod config;
+pub mod distributed;
 pub mod evaluate;
 pub mod features;
 pub mod quad;

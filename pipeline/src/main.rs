@@ -37,6 +37,12 @@ struct RunArgs {
     /// Replace completed runs in the output directory.
     #[arg(long)]
     overwrite: bool,
+    /// `local` or `slurm` (sets `run.executor`).
+    #[arg(long)]
+    executor: Option<String>,
+    /// With the Slurm executor: wait until the reduce job has finished.
+    #[arg(long)]
+    wait: bool,
 }
 
 impl RunArgs {
@@ -49,6 +55,9 @@ impl RunArgs {
         if self.overwrite {
             o.push("output.overwrite=true".into());
         }
+        if let Some(e) = &self.executor {
+            o.push(format!("run.executor=\"{e}\""));
+        }
         o
     }
 }
@@ -60,6 +69,9 @@ enum Command {
     /// Run several selection methods on the same pool and compare their selections
     /// (config: shared [input], [output], [run] and a list of [[methods]]).
     Ablate(RunArgs),
+    /// The tasks a sharded run submits (what the Slurm job scripts call).
+    #[command(subcommand)]
+    Worker(WorkerCommand),
     /// Train a small LM on each selection of an ablation (after `ablate`) with an equal token
     /// budget and compare held-out losses: evaluation.json, evaluation.md, evaluation.html.
     Evaluate {
@@ -107,6 +119,32 @@ enum Command {
     },
 }
 
+/// Tasks of a sharded run, reading `<output.dir>/.work`.
+#[derive(Subcommand)]
+enum WorkerCommand {
+    /// Model stages and scan of one rank's work units.
+    Map {
+        /// The run's work folder.
+        #[arg(long)]
+        work: PathBuf,
+        /// This task's rank (default: `GLEANER_RANK_OFFSET` + `SLURM_ARRAY_TASK_ID`).
+        #[arg(long)]
+        rank: Option<usize>,
+        /// Threads.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Dedup, selection, writing, report and manifest, once every unit is scanned.
+    Reduce {
+        /// The run's work folder.
+        #[arg(long)]
+        work: PathBuf,
+        /// Threads.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     let level = if cli.quiet { "warn" } else { "info" };
@@ -128,6 +166,24 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let config = Config::load(&args.config, &args.overrides())?;
+            if config.run.executor == gleaner::config::Executor::Slurm {
+                let jobs = gleaner::distributed::submit(&config, args.wait)?;
+                if !cli.quiet {
+                    for (id, indices, offset) in &jobs.maps {
+                        println!(
+                            "map: job {id}, {} task(s) (ranks from {offset})",
+                            indices.len()
+                        );
+                    }
+                    println!("reduce: job {}", jobs.reduce);
+                    if args.wait {
+                        println!("complete: {}", config.output.dir);
+                    } else {
+                        println!("follow with: gleaner status {}", config.output.dir);
+                    }
+                }
+                return Ok(());
+            }
             let summary = run(&config, &RunOptions { quiet })?;
             if !cli.quiet {
                 println!(
@@ -167,6 +223,44 @@ fn dispatch(cli: Cli) -> Result<()> {
                 println!(
                     "curves: {}/evaluation.html",
                     ablation.output.dir.trim_end_matches('/')
+                );
+            }
+        }
+        Command::Worker(WorkerCommand::Map {
+            work,
+            rank,
+            threads,
+        }) => {
+            let rank = match rank {
+                Some(r) => r,
+                None => {
+                    let var = |name: &str| -> Result<usize> {
+                        std::env::var(name)
+                            .map_err(|_| anyhow::anyhow!("--rank not given and {name} not set"))?
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+                    };
+                    var("GLEANER_RANK_OFFSET").unwrap_or(0) + var("SLURM_ARRAY_TASK_ID")?
+                }
+            };
+            let o = gleaner::distributed::map_task(&work, rank, threads)?;
+            if !cli.quiet {
+                println!(
+                    "map task {rank}: {} units, {} processed, {} already done",
+                    o.units, o.processed, o.skipped
+                );
+            }
+        }
+        Command::Worker(WorkerCommand::Reduce { work, threads }) => {
+            let summary =
+                gleaner::distributed::reduce_task(&work, threads, &RunOptions { quiet: true })?;
+            if !cli.quiet {
+                println!(
+                    "kept {} of {} documents in {} shard(s) under {}",
+                    summary.kept,
+                    summary.seen,
+                    summary.shards.len(),
+                    summary.out_dir.display()
                 );
             }
         }

@@ -36,6 +36,7 @@ use gleaner_storage::reader::{ColumnSpec, CorpusReader, DocBatch, OnBadFile, Ski
 use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -572,6 +573,7 @@ impl SelectorStage {
 }
 
 /// A document that passed every per-document filter.
+#[derive(Serialize, Deserialize)]
 struct Survivor {
     row: u32,
     id: String,
@@ -588,7 +590,7 @@ struct Survivor {
 }
 
 /// What happened to each row of a unit during the scan.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 enum Fate {
     /// Index into `UnitScan::survivors`.
     Survivor,
@@ -596,8 +598,9 @@ enum Fate {
     Dropped(u32),
 }
 
-/// Pass-1 result of one work unit.
-struct UnitScan {
+/// Pass-1 (scan) result of one work unit: what the map phase hands to the reduce.
+#[derive(Serialize, Deserialize)]
+pub struct UnitScan {
     fates: Vec<Fate>,
     reasons: Vec<(usize, String)>,
     survivors: Vec<Survivor>,
@@ -617,8 +620,20 @@ struct UnitScan {
     distribution_values: Vec<Vec<(u32, f64)>>,
 }
 
+impl UnitScan {
+    /// A compact exact encoding (floats keep every bit), for the map phase's marker files.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    /// Decodes [`UnitScan::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
 /// Vectors of one role for the survivors of a unit, `dim` floats each.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct VectorBuf {
     data: Vec<f32>,
     dim: usize,
@@ -1587,7 +1602,9 @@ fn write_progress(out: &Path, phase: &str, detail: serde_json::Value) {
 
 /// Prepares the output directory: refuses to replace a completed run unless `overwrite`,
 /// refuses an output directory that contains inputs, and removes a previous run's artifacts.
-fn prepare_output(out: &Path, reader: &CorpusReader, overwrite: bool) -> Result<()> {
+/// Makes `out` ready for a run: refuses to replace a completed run without `overwrite` or to
+/// write inside the inputs, and removes the outputs of an earlier run.
+pub(crate) fn prepare_output(out: &Path, reader: &CorpusReader, overwrite: bool) -> Result<()> {
     if out.join(MANIFEST_FILE).exists() && !overwrite {
         bail!(
             "{}: already holds a completed run (manifest.json); pass --overwrite or set output.overwrite = true",
@@ -1622,6 +1639,7 @@ fn prepare_output(out: &Path, reader: &CorpusReader, overwrite: bool) -> Result<
                 layout::PROGRESS_FILE,
                 layout::CLUSTERS_JSON,
                 layout::CLUSTERS_HTML,
+                layout::QUAD_HTML,
                 layout::SELECTED_DIR,
                 layout::REMOVED_DIR,
             ]
@@ -1681,64 +1699,135 @@ pub fn code_version() -> String {
     }
 }
 
-/// Runs the configured pipeline locally.
-pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
-    let started = Instant::now();
-    let out = PathBuf::from(&config.output.dir);
-    let threads = if config.run.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        config.run.threads
-    };
-    let reader = open_corpus(config)?;
-    for s in reader.skipped() {
-        tracing::warn!("skipping bad input {}: {}", s.path.display(), s.reason);
-    }
-    prepare_output(&out, &reader, config.output.overwrite)?;
-    let stages = Stages::build(config);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
+/// What every executor needs before the map phases: the opened corpus, the executable stages,
+/// the model stages and a thread pool of the configured size.
+pub struct Prepared {
+    reader: CorpusReader,
+    stages: Stages,
+    features: Vec<FeatureStage>,
+    threads: usize,
+    pool: rayon::ThreadPool,
+}
 
-    // Phase 0: model stages fill their sidecars (cached across runs).
-    let t_models = Instant::now();
-    let features = features::plan(config)?;
-    let feature_reports = if features.is_empty() {
+impl Prepared {
+    /// Opens the corpus and plans the stages (model files are hashed here, so a missing model
+    /// fails before any work).
+    pub fn new(config: &Config) -> Result<Self> {
+        let threads = if config.run.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            config.run.threads
+        };
+        let reader = open_corpus(config)?;
+        Ok(Self {
+            stages: Stages::build(config),
+            features: features::plan(config)?,
+            reader,
+            threads,
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?,
+        })
+    }
+
+    /// The corpus.
+    pub fn reader(&self) -> &CorpusReader {
+        &self.reader
+    }
+}
+
+/// The map phases for `units`: model stages fill their missing sidecars for those units,
+/// then each unit is scanned. Returns the model stages' reports and, per listed unit, its
+/// scan or its error.
+fn map_units(
+    p: &Prepared,
+    config: &Config,
+    units: &[usize],
+    quiet: bool,
+) -> Result<(Vec<features::FeatureReport>, Vec<Result<UnitScan>>)> {
+    let feature_reports = if p.features.is_empty() {
         Vec::new()
     } else {
-        write_progress(
-            &out,
-            "models",
-            serde_json::json!({ "stages": features.len() }),
-        );
-        let pb = document_bar(options.quiet, reader.total_rows() * features.len() as u64);
-        let reports = pool.install(|| features::compute(&reader, &features, config, &pb))?;
+        let rows: u64 = units.iter().map(|&u| p.reader.units()[u].rows).sum();
+        let pb = document_bar(quiet, rows * p.features.len() as u64);
+        let reports = p
+            .pool
+            .install(|| features::compute(&p.reader, &p.features, config, units, &pb))?;
         pb.finish_and_clear();
         reports
     };
-    let models_s = t_models.elapsed().as_secs_f64();
-
-    // Phase 1: scan.
-    write_progress(
-        &out,
-        "scan",
-        serde_json::json!({ "units": reader.units().len() }),
-    );
-    let t_scan = Instant::now();
-    let pb = progress_bar(options.quiet, reader.units().len(), "scan");
-    let results: Vec<Result<UnitScan>> = pool.install(|| {
-        (0..reader.units().len())
-            .into_par_iter()
-            .map(|u| {
-                let r = scan_unit(&reader, u, &stages, &features, config);
+    let pb = progress_bar(quiet, units.len(), "scan");
+    let results: Vec<Result<UnitScan>> = p.pool.install(|| {
+        units
+            .par_iter()
+            .map(|&u| {
+                let r = scan_unit(&p.reader, u, &p.stages, &p.features, config);
                 pb.inc(1);
                 r
             })
             .collect()
     });
     pb.finish_and_clear();
+    Ok((feature_reports, results))
+}
+
+/// Scans one unit (model sidecars must exist): the map work of one completion marker.
+pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> {
+    scan_unit(&p.reader, unit, &p.stages, &p.features, config)
+}
+
+/// Fills the model stages' missing sidecars of `units`.
+pub fn compute_features(p: &Prepared, config: &Config, units: &[usize]) -> Result<()> {
+    let pb = document_bar(true, 0);
+    p.pool
+        .install(|| features::compute(&p.reader, &p.features, config, units, &pb))?;
+    Ok(())
+}
+
+/// Runs the configured pipeline locally.
+pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let out = PathBuf::from(&config.output.dir);
+    let p = Prepared::new(config)?;
+    for s in p.reader.skipped() {
+        tracing::warn!("skipping bad input {}: {}", s.path.display(), s.reason);
+    }
+    prepare_output(&out, &p.reader, config.output.overwrite)?;
+    write_progress(
+        &out,
+        "scan",
+        serde_json::json!({ "units": p.reader.units().len() }),
+    );
+    let t_map = Instant::now();
+    let all: Vec<usize> = (0..p.reader.units().len()).collect();
+    let (feature_reports, results) = map_units(&p, config, &all, options.quiet)?;
+    let map_s = t_map.elapsed().as_secs_f64();
+    reduce(
+        &p,
+        config,
+        options,
+        results,
+        feature_reports,
+        started,
+        map_s,
+    )
+}
+
+/// The reduce phases over every unit's scan (in unit order): bad files, decide, write the
+/// shards, selection records, stats, report and manifest (last).
+pub fn reduce(
+    p: &Prepared,
+    config: &Config,
+    options: &RunOptions,
+    results: Vec<Result<UnitScan>>,
+    feature_reports: Vec<features::FeatureReport>,
+    started: Instant,
+    map_s: f64,
+) -> Result<RunSummary> {
+    let (reader, stages, threads, pool) = (&p.reader, &p.stages, p.threads, &p.pool);
+    let out = PathBuf::from(&config.output.dir);
     let mut skipped: Vec<SkippedFile> = reader.skipped().to_vec();
     let mut bad_files: BTreeMap<usize, String> = BTreeMap::new();
     for (u, r) in results.iter().enumerate() {
@@ -1778,14 +1867,13 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
             tracing::warn!("{w}");
         }
     }
-    let scan_s = t_scan.elapsed().as_secs_f64();
 
     // Phase 2: decide.
     write_progress(&out, "decide", serde_json::Value::Null);
     let t_decide = Instant::now();
-    let decisions = pool.install(|| decide(&reader, &scans, &stages, config))?;
+    let decisions = pool.install(|| decide(reader, &scans, stages, config))?;
     drop(scans);
-    write_selection(&out.join(layout::SELECTION_FILE), &reader, &decisions)?;
+    write_selection(&out.join(layout::SELECTION_FILE), reader, &decisions)?;
     let decide_s = t_decide.elapsed().as_secs_f64();
 
     // Phase 3: write.
@@ -1964,9 +2052,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let total_s = started.elapsed().as_secs_f64();
     let timings = serde_json::json!({
         "threads": threads,
-        "models_s": models_s,
         "model_stages": feature_reports,
-        "scan_s": scan_s,
+        "map_s": map_s,
         "decide_s": decide_s,
         "quad": decisions.quad_cost,
         "write_s": write_s,
