@@ -324,16 +324,31 @@ pub fn plan(config: &Config, max_units: usize) -> Result<String> {
         human(config.output.shard_bytes),
         if config.output.write_removed { "; dropped rows to removed/<reason>/" } else { "" }
     );
-    let _ = writeln!(s, "work units:");
-    for (i, u) in reader.units().iter().enumerate().take(max_units) {
+    let workers = (config.run.executor == crate::config::Executor::Slurm)
+        .then(|| config.slurm.clone().unwrap_or_default().workers);
+    if let Some(w) = workers {
         let _ = writeln!(
             s,
-            "  #{i}: {} row group {} rows {}..{} ({})",
-            reader.files()[u.file].path.display(),
+            "executor: slurm; phase 1 (model stages and scan) as an array of {w} map tasks, each unit to task sha256(file:row_group) mod {w}; phases 2 and 3 as one reduce job after every map task"
+        );
+    }
+    let _ = writeln!(s, "work units:");
+    for (i, u) in reader.units().iter().enumerate().take(max_units) {
+        let file = &reader.files()[u.file].path;
+        let _ = writeln!(
+            s,
+            "  #{i}: {} row group {} rows {}..{} ({}){}",
+            file.display(),
             u.row_group,
             u.first_row,
             u.first_row + u.rows,
-            human(u.compressed_bytes)
+            human(u.compressed_bytes),
+            workers
+                .map(|w| format!(
+                    ", map task {}",
+                    crate::distributed::rank_of(file, u.row_group, w)
+                ))
+                .unwrap_or_default()
         );
     }
     if reader.units().len() > max_units {
