@@ -1461,6 +1461,40 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
     assert_eq!(quick["settings"]["proxy"]["layers"], 2);
     assert_eq!(quick["settings"]["proxy"]["train_tokens"], 4000);
+    // Repeats: one model per seed, the curve their mean, the spread in the table.
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--quick",
+        "evaluate.repeats=2",
+    ]));
+    let two: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    let m = &two["methods"][0];
+    let finals: Vec<f64> = m["final_target_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(finals.len(), 2);
+    assert_ne!(finals[0], finals[1], "different seeds, different models");
+    assert_eq!(
+        finals[0],
+        quick["methods"][0]["final_target_losses"][0]
+            .as_f64()
+            .unwrap(),
+        "the first repeat is the single run"
+    );
+    let last = m["curve"].as_array().unwrap().last().unwrap()["target_loss"]
+        .as_f64()
+        .unwrap();
+    assert!((last - (finals[0] + finals[1]) / 2.0).abs() < 1e-12);
+    assert!(std::fs::read_to_string(out.join("evaluation.md"))
+        .unwrap()
+        .contains(" ± "));
     // Config errors name the key.
     let err = fails(&gleaner(&[
         "--quiet",

@@ -40,6 +40,10 @@ pub struct EvaluateConfig {
     /// tokens).
     #[serde(default = "default_eval_documents")]
     pub eval_documents: usize,
+    /// Models trained per method, from seeds `seed`, `seed + 1`, ...: the report gives the
+    /// mean and the spread of their losses, the noise against which methods compare.
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
     /// The model trained on each selection and how (`[evaluate.proxy]`).
     #[serde(default)]
     pub proxy: ProxyTrainingConfig,
@@ -50,6 +54,9 @@ pub struct EvaluateConfig {
 
 fn default_text() -> String {
     "text".into()
+}
+fn default_repeats() -> usize {
+    1
 }
 fn default_eval_points() -> usize {
     8
@@ -85,6 +92,7 @@ impl EvaluateConfig {
         for (name, v) in [
             ("eval_points", self.eval_points),
             ("eval_documents", self.eval_documents),
+            ("repeats", self.repeats),
         ] {
             if v == 0 {
                 bail!("at key `evaluate.{name}`: must be at least 1");
@@ -123,8 +131,12 @@ pub struct MethodEvaluation {
     /// Share of the pool sample's documents that are in this selection (their pool loss is
     /// not held out for this method).
     pub pool_sample_overlap: f64,
-    /// The learning curve; the last point is the final model.
+    /// The learning curve (mean over the repeats); the last point is the final model.
     pub curve: Vec<CurvePoint>,
+    /// Final target loss of each repeat.
+    pub final_target_losses: Vec<f64>,
+    /// Final pool loss of each repeat.
+    pub final_pool_losses: Vec<f64>,
     /// Wall seconds (not part of the deterministic fields' meaning).
     pub seconds: f64,
 }
@@ -136,8 +148,10 @@ pub struct Evaluation {
     pub settings: EvaluateConfig,
     /// Trainable parameters of the model.
     pub parameters: usize,
-    /// Steps per method.
+    /// Steps per model.
     pub steps: usize,
+    /// The first seed.
+    pub seed: u64,
     /// Training tokens per method.
     pub train_tokens: u64,
     /// Target documents evaluated.
@@ -250,16 +264,39 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
             .filter(|t| pool_set.contains(t.as_str()))
             .count();
         let selection_tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
-        let mut curve = Vec::new();
-        train(&texts, proxy, seed, &checkpoints, |step, lm, train_loss| {
-            curve.push(CurvePoint {
-                step,
-                tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
-                train_loss,
-                target_loss: lm.evaluate(&target),
-                pool_loss: lm.evaluate(&pool),
-            });
-        });
+        let mut runs: Vec<Vec<CurvePoint>> = Vec::new();
+        for r in 0..settings.repeats as u64 {
+            let mut curve = Vec::new();
+            train(
+                &texts,
+                proxy,
+                seed + r,
+                &checkpoints,
+                |step, lm, train_loss| {
+                    curve.push(CurvePoint {
+                        step,
+                        tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
+                        train_loss,
+                        target_loss: lm.evaluate(&target),
+                        pool_loss: lm.evaluate(&pool),
+                    });
+                },
+            );
+            runs.push(curve);
+        }
+        let n = runs.len() as f64;
+        let curve: Vec<CurvePoint> = (0..runs[0].len())
+            .map(|k| CurvePoint {
+                step: runs[0][k].step,
+                tokens: runs[0][k].tokens,
+                train_loss: runs.iter().map(|c| c[k].train_loss).sum::<f64>() / n,
+                target_loss: runs.iter().map(|c| c[k].target_loss).sum::<f64>() / n,
+                pool_loss: runs.iter().map(|c| c[k].pool_loss).sum::<f64>() / n,
+            })
+            .collect();
+        let last = |f: fn(&CurvePoint) -> f64| -> Vec<f64> {
+            runs.iter().filter_map(|c| c.last().map(f)).collect()
+        };
         let trained = (steps * proxy.batch_size * (proxy.seq_len + 1)) as f64;
         methods.push(MethodEvaluation {
             name: m.name.clone(),
@@ -267,6 +304,8 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
             selection_tokens,
             epochs: trained / selection_tokens.max(1) as f64,
             pool_sample_overlap: overlap as f64 / pool.len().max(1) as f64,
+            final_target_losses: last(|p| p.target_loss),
+            final_pool_losses: last(|p| p.pool_loss),
             curve,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -274,6 +313,7 @@ pub fn evaluate(config: &AblationConfig, quick: bool) -> Result<Evaluation> {
     let evaluation = Evaluation {
         parameters: proxy.shape().parameters(),
         steps,
+        seed,
         train_tokens: (steps * proxy.batch_size * proxy.seq_len) as u64,
         target_documents: target.len(),
         pool_documents: pool.len(),
@@ -321,21 +361,40 @@ pub fn render_markdown(e: &Evaluation) -> String {
             .then(a.name.cmp(&b.name))
     });
     for m in order {
-        let (t, p) = last(m).unwrap_or((f64::NAN, f64::NAN));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.4} | {:.4} | {:.1}% | {:.0} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {:.1}% | {:.0} |",
             m.name,
             m.documents,
             m.selection_tokens,
             m.epochs,
-            t,
-            p,
+            mean_spread(&m.final_target_losses),
+            mean_spread(&m.final_pool_losses),
             100.0 * m.pool_sample_overlap,
             m.seconds
         );
     }
+    if e.settings.repeats > 1 {
+        let _ = writeln!(
+            s,
+            "\nLosses are the mean ± the standard deviation over {} models per method (seeds {} to {}).",
+            e.settings.repeats,
+            e.seed,
+            e.seed + e.settings.repeats as u64 - 1
+        );
+    }
     s
+}
+
+/// `mean` or `mean ± sd` (sample standard deviation) of `values`.
+fn mean_spread(values: &[f64]) -> String {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return format!("{mean:.4}");
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    format!("{mean:.4} ± {:.4}", var.sqrt())
 }
 
 /// Learning curves (target and pool loss against training tokens) as inline SVG.
