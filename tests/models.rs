@@ -1150,15 +1150,15 @@ fn quad_oracle(
     .unwrap()
 }
 
-fn f64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+/// A nullable primitive column of every batch, in order.
+fn primitive_column<T: arrow::datatypes::ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+    name: &str,
+) -> Vec<Option<T::Native>> {
     batches
         .iter()
         .flat_map(|b| {
-            let c = b
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<arrow::datatypes::Float64Type>()
-                .clone();
+            let c = b.column_by_name(name).unwrap().as_primitive::<T>().clone();
             (0..c.len())
                 .map(move |i| c.is_valid(i).then(|| c.value(i)))
                 .collect::<Vec<_>>()
@@ -1166,20 +1166,12 @@ fn f64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
+fn f64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+    primitive_column::<arrow::datatypes::Float64Type>(batches, name)
+}
+
 fn i64_column(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .clone();
-            (0..c.len())
-                .map(move |i| c.is_valid(i).then(|| c.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    primitive_column::<arrow::datatypes::Int64Type>(batches, name)
 }
 
 fn close(a: f64, b: f64) -> bool {

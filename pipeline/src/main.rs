@@ -145,6 +145,17 @@ enum WorkerCommand {
     },
 }
 
+/// The one line a finished run prints.
+fn print_summary(summary: &gleaner::run::RunSummary) {
+    println!(
+        "kept {} of {} documents in {} shard(s) under {}",
+        summary.kept,
+        summary.seen,
+        summary.shards.len(),
+        summary.out_dir.display()
+    );
+}
+
 fn main() {
     let cli = Cli::parse();
     let level = if cli.quiet { "warn" } else { "info" };
@@ -186,13 +197,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let summary = run(&config, &RunOptions { quiet })?;
             if !cli.quiet {
-                println!(
-                    "kept {} of {} documents in {} shard(s) under {}",
-                    summary.kept,
-                    summary.seen,
-                    summary.shards.len(),
-                    summary.out_dir.display()
-                );
+                print_summary(&summary);
             }
         }
         Command::Ablate(args) => {
@@ -255,13 +260,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let summary =
                 gleaner::distributed::reduce_task(&work, threads, &RunOptions { quiet: true })?;
             if !cli.quiet {
-                println!(
-                    "kept {} of {} documents in {} shard(s) under {}",
-                    summary.kept,
-                    summary.seen,
-                    summary.shards.len(),
-                    summary.out_dir.display()
-                );
+                print_summary(&summary);
             }
         }
         Command::Inspect {

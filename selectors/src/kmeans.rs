@@ -77,7 +77,8 @@ pub struct FitResult {
     pub history: Vec<f64>,
 }
 
-fn normalize(v: &mut [f32]) {
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
     let n = norm2(v).sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);

@@ -9,7 +9,7 @@
 //! module needs no model and no files.
 
 use super::bandit::{neighbors_within, BanditConfig, Pull, QuadBandit};
-use crate::kmeans::{fit_sampled, KMeansConfig, Metric};
+use crate::kmeans::{fit_sampled, normalize, KMeansConfig, Metric};
 use crate::rng::SplitMix64;
 use std::collections::BTreeMap;
 
@@ -105,15 +105,7 @@ pub fn select<E>(
         });
     }
     let mut unit = embeddings.to_vec();
-    for row in unit.chunks_mut(dim) {
-        let norm = row
-            .iter()
-            .map(|x| x * x)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        row.iter_mut().for_each(|x| *x /= norm);
-    }
+    unit.chunks_mut(dim).for_each(normalize);
     let kmeans = KMeansConfig {
         max_iters: settings.kmeans_iters,
         metric: Metric::Cosine,
