@@ -1735,4 +1735,47 @@ fn slurm_runs_the_quickstart_with_four_tasks_retries_and_resumes_to_the_local_by
     assert_eq!(run_outputs(&out), run_outputs(&local));
     let status = ok(&gleaner(&["status", out.to_str().unwrap()]));
     assert!(status.contains("complete"), "{status}");
+
+    // Quad (tiny proxy) with its probes scored by two `srun` job steps of the reduce job: the
+    // same selection as the local run's threads.
+    let quad = |out: &Path, extra: &[&str]| {
+        let dir = format!("output.dir={}", out.display());
+        let cache = format!("run.cache_dir={}", out.with_extension("cache").display());
+        let mut args = vec![
+            "--quiet",
+            "run",
+            "--config",
+            "configs/quad.toml",
+            dir.as_str(),
+            cache.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&gleaner(&args));
+    };
+    let local_quad = tmp.path().join("quad-local");
+    quad(&local_quad, &[]);
+    let slurm_quad = tmp.path().join("quad-slurm");
+    quad(
+        &slurm_quad,
+        &["--executor", "slurm", "--wait", "slurm.probe_tasks=2"],
+    );
+    let reduce_log: String = std::fs::read_dir(slurm_quad.join(".work/slurm/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("reduce-"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(reduce_log.contains("quad round 0"), "{reduce_log}");
+    assert_eq!(
+        reduce_log
+            .matches("probe round 0: scored 16 documents")
+            .count(),
+        2,
+        "two job steps share round 0's 32 probe documents: {reduce_log}"
+    );
+    assert!(
+        !slurm_quad.join(".work/quad").exists(),
+        "probe files are removed after the run"
+    );
+    assert_eq!(run_outputs(&slurm_quad), run_outputs(&local_quad));
 }

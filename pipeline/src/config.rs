@@ -79,6 +79,10 @@ pub struct SlurmConfig {
     /// it); after that it fails and `gleaner run` again resubmits what is incomplete.
     #[serde(default = "default_slurm_retries")]
     pub max_retries: u32,
+    /// Slurm tasks of the reduce job (`--ntasks`): a `quad` selector scores each round's probe
+    /// documents with that many job steps in parallel (`srun`), each on its own CPUs or GPU.
+    #[serde(default = "default_slurm_probe_tasks")]
+    pub probe_tasks: usize,
     /// Largest array index + 1 per submission (default: the cluster's `MaxArraySize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_array_size: Option<usize>,
@@ -100,6 +104,9 @@ fn default_slurm_cpus() -> usize {
     1
 }
 fn default_slurm_retries() -> u32 {
+    1
+}
+fn default_slurm_probe_tasks() -> usize {
     1
 }
 
@@ -1105,6 +1112,7 @@ impl Config {
         if let Some(sl) = &self.slurm {
             positive("slurm", "workers", sl.workers)?;
             positive("slurm", "cpus_per_task", sl.cpus_per_task)?;
+            positive("slurm", "probe_tasks", sl.probe_tasks)?;
             if sl.max_array_size == Some(0) {
                 bail!("at key `slurm.max_array_size`: must be at least 1");
             }

@@ -12,7 +12,13 @@
 //!   temporary name and renamed once complete (`.err` instead when the unit's file is
 //!   unreadable and `on_bad_file = "skip"`). A task that dies mid-unit redoes only that unit;
 //!   a retried or resubmitted task skips units already marked, so nothing is written twice;
+//! - `quad/`: a `quad` selector's probe documents of each round and their scores, when the
+//!   reduce job scores them with several job steps (`slurm.probe_tasks`);
 //! - `slurm/`: the job scripts, `jobs.json` (submitted job ids) and the task logs.
+//!
+//! Quad's bandit is sequential over rounds, so it runs in the reduce; within a round its probe
+//! documents are scored in parallel, on the reduce's threads or, with `probe_tasks > 1`, by
+//! that many `srun` job steps, possibly on other nodes.
 //!
 //! Writing stays in the reduce: shards rotate at an exact row across units, and a single
 //! writer in corpus order is what makes the output byte-identical to a local run whatever the
@@ -228,7 +234,103 @@ pub fn reduce_task(
     )?;
     let summary = reduce(&p, &config, options, results, reports, started, 0.0)?;
     std::fs::remove_dir_all(work.join("scan")).ok();
+    std::fs::remove_dir_all(work.join("quad")).ok();
     Ok(summary)
+}
+
+/// Scores Quad's probe documents of one round with `tasks` job steps of the reduce job
+/// (`srun --ntasks`), task `i` taking documents `i, i + tasks, ...`: the texts and the
+/// reference vector go to `<work>/quad/`, each task writes its `(index, q, windows)` there.
+pub fn srun_probes(
+    work: &Path,
+    round: usize,
+    tasks: usize,
+    texts: &[String],
+    reference: &[f64],
+) -> Result<Vec<(f64, usize)>> {
+    let dir = work.join("quad");
+    std::fs::create_dir_all(&dir)?;
+    write_bytes(&dir.join("reference.bin"), &postcard::to_stdvec(reference)?)?;
+    write_bytes(
+        &dir.join(format!("round-{round}.bin")),
+        &postcard::to_stdvec(texts)?,
+    )?;
+    let gleaner = std::env::current_exe()?;
+    let status = Command::new("srun")
+        .args([
+            format!("--ntasks={tasks}"),
+            "--kill-on-bad-exit=1".to_string(),
+        ])
+        .arg(&gleaner)
+        .args(["worker", "probe", "--work"])
+        .arg(work)
+        .args(["--round", &round.to_string()])
+        .status()
+        .context("running srun for Quad's probes")?;
+    if !status.success() {
+        bail!("the probe job steps of round {round} failed ({status})");
+    }
+    let mut out: Vec<Option<(f64, usize)>> = vec![None; texts.len()];
+    for task in 0..tasks {
+        let path = dir.join(format!("round-{round}-task-{task}.bin"));
+        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
+        let scored: Vec<(usize, f64, usize)> = postcard::from_bytes(&bytes)?;
+        for (i, q, windows) in scored {
+            out[i] = Some((q, windows));
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.with_context(|| format!("probe document {i} of round {round} has no score"))
+        })
+        .collect()
+}
+
+/// One probe job step (`gleaner worker probe`): task `SLURM_PROCID` of `SLURM_NTASKS` scores
+/// its share of round `round`'s probe documents with the run's Quad proxy and the saved
+/// reference vector.
+pub fn probe_task(work: &Path, round: usize) -> Result<usize> {
+    let var = |name: &str| -> Result<usize> {
+        std::env::var(name)
+            .with_context(|| format!("{name} is not set (run under srun)"))?
+            .parse()
+            .with_context(|| name.to_string())
+    };
+    let (task, tasks) = (var("SLURM_PROCID")?, var("SLURM_NTASKS")?);
+    let config = load_work_config(work)?;
+    let (index, quad) = config
+        .stages
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| match s {
+            crate::config::StageConfig::Quad(c) => Some((i, c)),
+            _ => None,
+        })
+        .context("the planned run has no quad stage")?;
+    let proxy = crate::quad::QuadProxy::load(
+        quad,
+        &format!("stages[{index}]"),
+        &crate::features::cache_root(&config),
+    )?;
+    let dir = work.join("quad");
+    let reference: Vec<f64> = postcard::from_bytes(&std::fs::read(dir.join("reference.bin"))?)?;
+    let texts: Vec<String> =
+        postcard::from_bytes(&std::fs::read(dir.join(format!("round-{round}.bin")))?)?;
+    let scorer = proxy.scorer_with_reference(reference);
+    let mine: Vec<usize> = (task..texts.len()).step_by(tasks).collect();
+    let chosen: Vec<String> = mine.iter().map(|&i| texts[i].clone()).collect();
+    let scores = proxy.compute(&scorer, &chosen)?;
+    let records: Vec<(usize, f64, usize)> = mine
+        .iter()
+        .zip(scores)
+        .map(|(&i, (q, w))| (i, q, w))
+        .collect();
+    write_bytes(
+        &dir.join(format!("round-{round}-task-{task}.bin")),
+        &postcard::to_stdvec(&records)?,
+    )?;
+    Ok(records.len())
 }
 
 /// Submitted jobs, as `jobs.json` records them.
@@ -238,6 +340,24 @@ pub struct SubmittedJobs {
     pub maps: Vec<(String, Vec<usize>, usize)>,
     /// The reduce job.
     pub reduce: String,
+}
+
+impl SubmittedJobs {
+    /// Every job id (arrays as a whole).
+    fn ids(&self) -> Vec<String> {
+        self.maps
+            .iter()
+            .map(|m| m.0.clone())
+            .chain(std::iter::once(self.reduce.clone()))
+            .collect()
+    }
+}
+
+/// The jobs last submitted for the run in `work`, if any.
+fn read_jobs(work: &Path) -> Option<SubmittedJobs> {
+    std::fs::read(work.join("slurm/jobs.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Quotes a string for a POSIX shell.
@@ -296,11 +416,25 @@ fn write_scripts(work: &Path, slurm: &SlurmConfig, gleaner: &str) -> Result<(Pat
         slurm.cpus_per_task,
         slurm.max_retries
     );
+    let probes = if slurm.probe_tasks > 1 {
+        format!(
+            "export GLEANER_PROBE_TASKS={} GLEANER_WORK={w}\n",
+            slurm.probe_tasks
+        )
+    } else {
+        String::new()
+    };
+    let mut reduce_slurm = slurm.clone();
+    if slurm.probe_tasks > 1 {
+        reduce_slurm
+            .sbatch_args
+            .push(format!("--ntasks={}", slurm.probe_tasks));
+    }
     let reduce = format!(
-        "{}exec {bin} worker reduce --work {w} --threads {}\n",
+        "{}{probes}exec {bin} worker reduce --work {w} --threads {}\n",
         sbatch_header(
             "gleaner-reduce",
-            slurm,
+            &reduce_slurm,
             &work_abs.join("slurm/logs/reduce-%j.log")
         ),
         slurm.cpus_per_task
@@ -403,6 +537,16 @@ pub fn submit(config: &Config, wait: bool) -> Result<SubmittedJobs> {
             out.display()
         );
     }
+    if let Some(previous) = read_jobs(&work) {
+        let queued = queued_states(&previous.ids());
+        if !queued.is_empty() {
+            bail!(
+                "jobs of this run are still in the queue ({}); wait for them (gleaner status {}) or scancel them, then run again",
+                queued.keys().cloned().collect::<Vec<_>>().join(", "),
+                out.display()
+            );
+        }
+    }
     let plan = WorkPlan::read(&work)?;
     let incomplete: Vec<usize> = (0..plan.world_size)
         .filter(|&r| plan.units_of(r).iter().any(|&u| !unit_done(&work, u)))
@@ -441,14 +585,10 @@ pub fn submit(config: &Config, wait: bool) -> Result<SubmittedJobs> {
         &serde_json::to_vec_pretty(&jobs)?,
     )?;
     if wait {
-        loop {
-            let q = Command::new("squeue")
-                .args(["-h", "-j", &jobs.reduce])
-                .output()
-                .context("running squeue")?;
-            if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-                break;
-            }
+        // Until every job of the submission has left the queue (a failed map task cancels the
+        // reduce at once while others may still run).
+        let ids = jobs.ids();
+        while !queued_states(&ids).is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
         if !out.join(MANIFEST_FILE).exists() {
@@ -487,9 +627,7 @@ fn queued_states(ids: &[String]) -> std::collections::BTreeMap<String, String> {
 pub fn status(out: &Path) -> Option<String> {
     let work = out.join(WORK_DIR);
     let plan = WorkPlan::read(&work).ok()?;
-    let jobs: Option<SubmittedJobs> = std::fs::read(work.join("slurm/jobs.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let jobs = read_jobs(&work);
     let mut task_of_rank = std::collections::BTreeMap::new();
     let mut ids = Vec::new();
     if let Some(j) = &jobs {

@@ -134,6 +134,16 @@ enum WorkerCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// One job step scoring its share of a Quad round's probe documents (`srun` inside the
+    /// reduce job, with `slurm.probe_tasks` > 1).
+    Probe {
+        /// The run's work folder.
+        #[arg(long)]
+        work: PathBuf,
+        /// The bandit round.
+        #[arg(long)]
+        round: usize,
+    },
     /// Dedup, selection, writing, report and manifest, once every unit is scanned.
     Reduce {
         /// The run's work folder.
@@ -254,6 +264,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                     "map task {rank}: {} units, {} processed, {} already done",
                     o.units, o.processed, o.skipped
                 );
+            }
+        }
+        Command::Worker(WorkerCommand::Probe { work, round }) => {
+            let n = gleaner::distributed::probe_task(&work, round)?;
+            if !cli.quiet {
+                println!("probe round {round}: scored {n} documents");
             }
         }
         Command::Worker(WorkerCommand::Reduce { work, threads }) => {

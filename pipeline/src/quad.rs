@@ -190,6 +190,27 @@ impl<'a> InfluenceScorer<'a> {
         self.reference_count
     }
 
+    /// The mean of the reference unit vectors: all a candidate's score needs.
+    pub fn reference_vector(&self) -> &[f64] {
+        &self.reference
+    }
+
+    /// A scorer from a saved reference vector ([`InfluenceScorer::reference_vector`] of a
+    /// scorer fitted with the same model and settings), without refitting.
+    pub fn with_reference(
+        lm: &'a CausalLm,
+        settings: InfluenceSettings,
+        reference: Vec<f64>,
+        reference_count: usize,
+    ) -> Self {
+        Self {
+            lm,
+            settings,
+            reference,
+            reference_count,
+        }
+    }
+
     /// The settings.
     pub fn settings(&self) -> &InfluenceSettings {
         &self.settings
@@ -468,40 +489,92 @@ impl QuadProxy {
             .collect())
     }
 
-    /// Scores `texts` in parallel (cached ones from the cache), then saves the cache.
+    /// Scores `texts` on this machine's threads (cached ones from the cache), then saves the
+    /// cache.
     pub fn score(
         &self,
         scorer: &InfluenceScorer<'_>,
         texts: &[String],
     ) -> Result<Vec<ScoredDocument>> {
-        let out = texts
+        self.score_with(texts, |todo| self.compute(scorer, todo))
+    }
+
+    /// `q` and windows of each text, in parallel on this machine's threads (no cache).
+    pub fn compute(
+        &self,
+        scorer: &InfluenceScorer<'_>,
+        texts: &[String],
+    ) -> Result<Vec<(f64, usize)>> {
+        texts
             .par_iter()
             .map(|text| {
-                let key = hex(&Sha256::digest(text.as_bytes()));
-                if let Some((score, windows)) = self.cache.get(&key) {
-                    return Ok(ScoredDocument {
-                        score,
-                        windows,
-                        computed: false,
-                    });
-                }
                 let ids = self
                     .lm
                     .tokenize(&[text.as_str()])?
                     .pop()
                     .unwrap_or_default();
-                let (score, windows) = scorer.document_score(&ids)?;
-                self.cache.insert(key, (score, windows));
-                Ok(ScoredDocument {
-                    score,
-                    windows,
-                    computed: true,
-                })
+                scorer.document_score(&ids)
             })
-            .collect::<Result<Vec<_>>>()?;
-        if out.iter().any(|d| d.computed) {
+            .collect()
+    }
+
+    /// Scores `texts`: cached ones from the cache, the others through `compute` (one call with
+    /// all of them, e.g. spread over Slurm tasks), then saves the cache.
+    pub fn score_with(
+        &self,
+        texts: &[String],
+        compute: impl FnOnce(&[String]) -> Result<Vec<(f64, usize)>>,
+    ) -> Result<Vec<ScoredDocument>> {
+        let keys: Vec<String> = texts
+            .iter()
+            .map(|t| hex(&Sha256::digest(t.as_bytes())))
+            .collect();
+        let cached: Vec<Option<(f64, usize)>> = keys.iter().map(|k| self.cache.get(k)).collect();
+        let todo: Vec<String> = texts
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut fresh = if todo.is_empty() {
+            Vec::new()
+        } else {
+            compute(&todo)?
+        }
+        .into_iter();
+        let out: Vec<ScoredDocument> = cached
+            .iter()
+            .zip(&keys)
+            .map(|(c, key)| match c {
+                Some((score, windows)) => ScoredDocument {
+                    score: *score,
+                    windows: *windows,
+                    computed: false,
+                },
+                None => {
+                    let (score, windows) = fresh.next().expect("one result per computed text");
+                    self.cache.insert(key.clone(), (score, windows));
+                    ScoredDocument {
+                        score,
+                        windows,
+                        computed: true,
+                    }
+                }
+            })
+            .collect();
+        if !todo.is_empty() {
             self.cache.save()?;
         }
         Ok(out)
+    }
+
+    /// A scorer from a saved reference vector (see [`InfluenceScorer::with_reference`]).
+    pub fn scorer_with_reference(&self, reference: Vec<f64>) -> InfluenceScorer<'_> {
+        InfluenceScorer::with_reference(
+            &self.lm,
+            self.settings.clone(),
+            reference,
+            self.reference.len(),
+        )
     }
 }

@@ -994,13 +994,31 @@ fn run_quad(
         },
         seed,
     };
+    // Inside a Slurm reduce job with several tasks (`slurm.probe_tasks`, whose job script
+    // sets these variables), each round's probes are scored by that many job steps.
+    let remote_probes: Option<(usize, PathBuf)> = std::env::var("GLEANER_PROBE_TASKS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|&t| t > 1)
+        .zip(std::env::var_os("GLEANER_WORK").map(PathBuf::from));
     let t_probe = Instant::now();
     let mut probe_windows: Vec<usize> = Vec::new();
     let mut computed_passes = 0usize;
     let mut round = 0usize;
     let selection = select(&data, dim, tokens.as_deref(), &settings, |docs| {
         let texts = map_pool_texts(reader, live, pool_refs, docs, str::to_string)?;
-        let scored = proxy.score(&scorer, &texts)?;
+        let scored = match &remote_probes {
+            Some((tasks, work)) => proxy.score_with(&texts, |todo| {
+                crate::distributed::srun_probes(
+                    work,
+                    round,
+                    *tasks,
+                    todo,
+                    scorer.reference_vector(),
+                )
+            })?,
+            None => proxy.score(&scorer, &texts)?,
+        };
         probe_windows.extend(scored.iter().map(|d| d.windows));
         let fresh: usize = scored
             .iter()
