@@ -1155,9 +1155,74 @@ fn ablate_runs_every_method_and_compares_them_deterministically() {
         assert_eq!(keepers, expected);
         assert!(keepers.len() < names.len());
     }
-    assert!(std::fs::read_to_string(out.join("comparison.html"))
-        .unwrap()
-        .contains("Jaccard"));
+    let html = std::fs::read_to_string(out.join("comparison.html")).unwrap();
+    assert!(html.contains("Jaccard") && html.contains("Cluster composition"));
+    // Per-cluster composition over the pool's embeddings, against the library's k-means of
+    // the corpus embeddings read independently (20 clusters, seed 42).
+    {
+        use gleaner_selectors::kmeans::{fit_sampled, normalize, KMeansConfig, Metric};
+        let mut ids = Vec::new();
+        let mut data = Vec::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("data/quickstart"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        files.sort();
+        for f in files {
+            let b = read_parquet(&f);
+            ids.extend(string_column(&b, "id"));
+            for v in float_lists(&b, "embedding") {
+                data.extend(v);
+            }
+        }
+        data.chunks_mut(384).for_each(normalize);
+        let kmeans = KMeansConfig {
+            max_iters: 20,
+            metric: Metric::Cosine,
+            seed: 42,
+            ..KMeansConfig::new(20)
+        };
+        let fit = fit_sampled(&data, 384, &kmeans, 256);
+        let cluster: HashMap<&str, u32> = ids
+            .iter()
+            .map(String::as_str)
+            .zip(fit.assignments.iter().copied())
+            .collect();
+        let shares = |members: &HashSet<String>| -> Vec<f64> {
+            let mut counts = vec![0.0; 20];
+            for id in members {
+                counts[cluster[id.as_str()] as usize] += 1.0;
+            }
+            counts.iter().map(|c| c / members.len() as f64).collect()
+        };
+        let all: HashSet<String> = ids.iter().cloned().collect();
+        let got: Vec<f64> = c["pool_cluster_share"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let want = shares(&all);
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{got:?} vs {want:?}"
+        );
+        for (m, set) in c["methods"].as_array().unwrap().iter().zip(&sets) {
+            let got: Vec<f64> = m["cluster_share"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let want = shares(set);
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12),
+                "{}",
+                m["name"]
+            );
+        }
+    }
     // Twice the same: byte-identical comparison and selections.
     let again = run_into("b");
     assert_eq!(

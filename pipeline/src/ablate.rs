@@ -33,6 +33,14 @@ pub struct AblationConfig {
     /// How `gleaner evaluate` trains a model on each selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluate: Option<crate::evaluate::EvaluateConfig>,
+    /// Clusters of the pool's embeddings (`input.embedding_column`) the comparison shows each
+    /// selection's composition over (spherical k-means seeded by `run.seed`).
+    #[serde(default = "default_comparison_clusters")]
+    pub comparison_clusters: usize,
+}
+
+fn default_comparison_clusters() -> usize {
+    20
 }
 
 /// One method of an ablation.
@@ -131,6 +139,8 @@ pub struct MethodSummary {
     pub source_share: BTreeMap<String, f64>,
     /// 10-bin histogram of the selection's scores, when the method scores: (low, high, count).
     pub score_histogram: Vec<(f64, f64, u64)>,
+    /// Share of the selection per pool cluster (empty without embeddings).
+    pub cluster_share: Vec<f64>,
 }
 
 /// The comparison written as `comparison.json`.
@@ -140,6 +150,8 @@ pub struct Comparison {
     pub pool: u64,
     /// Share of the pool per source.
     pub pool_source_share: BTreeMap<String, f64>,
+    /// Share of the pool per cluster of its embeddings (empty without `input.embedding_column`).
+    pub pool_cluster_share: Vec<f64>,
     /// Per method, in config order.
     pub methods: Vec<MethodSummary>,
     /// Jaccard overlap of kept ids, `jaccard[i][j]` for methods i and j.
@@ -207,8 +219,79 @@ fn shares(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The cluster of every pool document with an embedding, by id: spherical k-means of
+/// `input.embedding_column` (k = `comparison_clusters`, capped at the pool size, seeded by
+/// `run.seed`), and the number of clusters. Empty without an embedding column.
+fn pool_clusters(config: &AblationConfig) -> Result<(BTreeMap<String, u32>, usize)> {
+    use gleaner_selectors::kmeans::{fit_sampled, normalize, KMeansConfig, Metric};
+    let Some(column) = &config.input.embedding_column else {
+        return Ok((BTreeMap::new(), 0));
+    };
+    let spec = gleaner_storage::reader::ColumnSpec {
+        text: config.input.text_column.clone(),
+        id: config.input.id_column.clone(),
+        vectors: vec![column.clone()],
+        ..Default::default()
+    };
+    let reader = gleaner_storage::reader::CorpusReader::open(
+        &config.input.paths,
+        spec,
+        gleaner_storage::reader::OnBadFile::Skip,
+        config.input.batch_size,
+    )?;
+    let (mut ids, mut data, mut dim) = (Vec::new(), Vec::new(), 0usize);
+    for u in 0..reader.units().len() {
+        let Ok(batches) = reader.read_unit(u) else {
+            continue;
+        };
+        for batch in batches.flatten() {
+            for i in 0..batch.len() {
+                if let Some(v) = batch.vector(0, i).filter(|v| !v.is_empty()) {
+                    if dim == 0 {
+                        dim = v.len();
+                    }
+                    if v.len() == dim {
+                        ids.push(batch.id(i).into_owned());
+                        data.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok((BTreeMap::new(), 0));
+    }
+    data.chunks_mut(dim).for_each(normalize);
+    let k = config.comparison_clusters.clamp(1, ids.len());
+    let kmeans = KMeansConfig {
+        max_iters: 20,
+        metric: Metric::Cosine,
+        seed: config.run.seed,
+        ..KMeansConfig::new(k)
+    };
+    let fit = fit_sampled(&data, dim, &kmeans, 256);
+    Ok((ids.into_iter().zip(fit.assignments).collect(), k))
+}
+
+/// Shares of `ids` per cluster (ids without a cluster left out).
+fn cluster_shares<'a>(
+    ids: impl Iterator<Item = &'a String>,
+    clusters: &BTreeMap<String, u32>,
+    k: usize,
+) -> Vec<f64> {
+    let mut counts = vec![0u64; k];
+    for id in ids {
+        if let Some(&c) = clusters.get(id) {
+            counts[c as usize] += 1;
+        }
+    }
+    let total = counts.iter().sum::<u64>().max(1) as f64;
+    counts.iter().map(|&c| c as f64 / total).collect()
+}
+
 /// Builds the comparison from the methods' output folders.
 pub fn compare(config: &AblationConfig) -> Result<Comparison> {
+    let (clusters, k) = pool_clusters(config)?;
     let mut kept_sets: Vec<BTreeSet<String>> = Vec::new();
     let mut methods = Vec::new();
     let mut pool = 0;
@@ -231,6 +314,7 @@ pub fn compare(config: &AblationConfig) -> Result<Comparison> {
             kept_words: report["kept_words"].as_u64().unwrap_or(0),
             source_share: shares(&kept_sources),
             score_histogram: histogram(&scored),
+            cluster_share: cluster_shares(ids.iter(), &clusters, k),
         });
         kept_sets.push(ids.into_iter().collect());
     }
@@ -271,6 +355,7 @@ pub fn compare(config: &AblationConfig) -> Result<Comparison> {
     Ok(Comparison {
         pool,
         pool_source_share: shares(&pool_sources),
+        pool_cluster_share: cluster_shares(clusters.keys(), &clusters, k),
         methods,
         jaccard,
         disagreements,
@@ -316,7 +401,38 @@ fn render_html(c: &Comparison) -> String {
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table><h2>Score histograms</h2>");
+    h.push_str("</table>");
+    if c.pool_cluster_share.is_empty() {
+        h.push_str("<p>Per-cluster composition: set <code>input.embedding_column</code>.</p>");
+    } else {
+        let _ = write!(h, "<h2>Cluster composition (share of selection per cluster of the pool's embeddings; blue above the pool's share, red below)</h2><table border=\"1\" cellpadding=\"3\" style=\"border-collapse:collapse\"><tr><th>cluster</th><th>pool</th>");
+        for m in &c.methods {
+            let _ = write!(h, "<th>{}</th>", m.name);
+        }
+        h.push_str("</tr>");
+        for (j, pool) in c.pool_cluster_share.iter().enumerate() {
+            let _ = write!(h, "<tr><td>{j}</td><td>{:.1}%</td>", pool * 100.0);
+            for m in &c.methods {
+                let v = m.cluster_share.get(j).copied().unwrap_or(0.0);
+                let ratio = (v / pool.max(1e-12)).clamp(0.0, 2.0);
+                let colour = if ratio >= 1.0 {
+                    let x = 255 - ((ratio - 1.0) * 120.0) as u8;
+                    format!("rgb({x},{x},255)")
+                } else {
+                    let x = 255 - ((1.0 - ratio) * 120.0) as u8;
+                    format!("rgb(255,{x},{x})")
+                };
+                let _ = write!(
+                    h,
+                    "<td style=\"background:{colour}\">{:.1}%</td>",
+                    v * 100.0
+                );
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h2>Score histograms</h2>");
     for m in c.methods.iter().filter(|m| !m.score_histogram.is_empty()) {
         let max = m
             .score_histogram
