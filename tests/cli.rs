@@ -1190,7 +1190,7 @@ fn ablate_runs_every_method_and_compares_them_deterministically() {
             .zip(fit.assignments.iter().copied())
             .collect();
         let shares = |members: &HashSet<String>| -> Vec<f64> {
-            let mut counts = vec![0.0; 20];
+            let mut counts = [0.0; 20];
             for id in members {
                 counts[cluster[id.as_str()] as usize] += 1.0;
             }
