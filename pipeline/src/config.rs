@@ -895,7 +895,8 @@ fn default_temperature() -> f64 {
 /// Checks a selector's size keys: exactly one set, fraction in (0, 1], and `per_source`
 /// only with a fraction or a count.
 /// `key.name` must be at least 1.
-fn positive(key: &str, name: &str, value: usize) -> Result<()> {
+/// Fails naming `key.name` when `value` is 0.
+pub(crate) fn positive(key: &str, name: &str, value: usize) -> Result<()> {
     if value == 0 {
         bail!("at key `{key}.{name}`: must be at least 1");
     }

@@ -94,9 +94,7 @@ impl EvaluateConfig {
             ("eval_documents", self.eval_documents),
             ("repeats", self.repeats),
         ] {
-            if v == 0 {
-                bail!("at key `evaluate.{name}`: must be at least 1");
-            }
+            crate::config::positive("evaluate", name, v)?;
         }
         self.proxy.validate("evaluate.proxy")
     }

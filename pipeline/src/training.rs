@@ -67,9 +67,7 @@ impl ProxyTrainingConfig {
             ("heads", self.heads),
             ("intermediate", self.intermediate),
         ] {
-            if v == 0 {
-                bail!("at key `{key}.{name}`: must be at least 1");
-            }
+            crate::config::positive(key, name, v)?;
         }
         if !self.hidden.is_multiple_of(self.heads) || !(self.hidden / self.heads).is_multiple_of(2)
         {
