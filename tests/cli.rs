@@ -1751,8 +1751,9 @@ fn slurm_runs_the_quickstart_with_four_tasks_retries_and_resumes_to_the_local_by
         text
     };
 
-    // Rank 2 dies after its first unit; it exits 75, the cluster requeues it, and the retry
-    // does only the remaining units. The output is the local run's, byte for byte.
+    // Rank 2's process crashes after its first unit; the job script exits 75, the cluster
+    // requeues it, and the retry does only the remaining units. The output is the local
+    // run's, byte for byte.
     let out = tmp.path().join("retried");
     let flag = tmp.path().join("failed-once");
     ok(&slurm(
@@ -1763,7 +1764,7 @@ fn slurm_runs_the_quickstart_with_four_tasks_retries_and_resumes_to_the_local_by
     assert!(flag.exists(), "the injected failure happened");
     let log = logs(&out, 2);
     assert!(
-        log.contains("injected failure") && log.contains("1 already done"),
+        log.contains("injected crash") && log.contains("1 already done"),
         "{log}"
     );
     assert_eq!(run_outputs(&out), run_outputs(&local));

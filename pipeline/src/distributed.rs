@@ -123,9 +123,9 @@ pub struct MapOutcome {
 /// A map task: the model stages' sidecars and the scan of every unit of `rank` that has no
 /// completion marker yet; each marker is written as soon as its unit is done.
 ///
-/// `GLEANER_TEST_FAIL_ONCE=<rank>:<flag file>` makes the task of that rank fail after its first
-/// new unit when the flag file does not exist yet (creating it): the fault injection of the
-/// retry test.
+/// `GLEANER_TEST_FAIL_ONCE=<rank>:<flag file>` makes the task of that rank crash (abort) after
+/// its first new unit when the flag file does not exist yet (creating it): the fault injection
+/// of the retry test.
 pub fn map_task(work: &Path, rank: usize, threads: Option<usize>) -> Result<MapOutcome> {
     let mut config = load_work_config(work)?;
     if let Some(t) = threads {
@@ -173,10 +173,12 @@ pub fn map_task(work: &Path, rank: usize, threads: Option<usize>) -> Result<MapO
         }
         if done == 0 {
             if let Some(flag) = inject.as_ref().filter(|f| !f.exists()) {
-                std::fs::write(flag, b"failed once")?;
-                bail!(
-                    "injected failure of map task {rank} after one unit (GLEANER_TEST_FAIL_ONCE)"
+                std::fs::write(flag, b"crashed once")?;
+                eprintln!(
+                    "injected crash of map task {rank} after one unit (GLEANER_TEST_FAIL_ONCE)"
                 );
+                // A crash, not an error return: the job script sees a killed process.
+                std::process::abort();
             }
         }
     }
