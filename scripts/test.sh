@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-assets.sh --models-only || echo "model fetch failed: real-model parity tests will skip"
 if [ "${GLEANER_SLURM_TEST:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then
-    if scripts/slurm-local.sh up; then
+    if timeout 300 scripts/slurm-local.sh up; then
         trap 'scripts/slurm-local.sh down || true' EXIT
     else
         echo "Slurm could not be started: the Slurm test will skip"
