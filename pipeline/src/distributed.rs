@@ -227,13 +227,7 @@ pub fn reduce_task(
         })
         .collect();
     // The map tasks filled the sidecars: this only gathers the model stages' summaries.
-    let reports = crate::features::compute(
-        p.reader(),
-        &crate::features::plan(&config)?,
-        &config,
-        &[],
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let reports = crate::run::compute_features(&p, &config, &[])?;
     let summary = reduce(&p, &config, options, results, reports, started, 0.0)?;
     std::fs::remove_dir_all(work.join("scan")).ok();
     std::fs::remove_dir_all(work.join("quad")).ok();
@@ -310,19 +304,15 @@ pub fn probe_task(work: &Path, round: usize) -> Result<usize> {
             _ => None,
         })
         .context("the planned run has no quad stage")?;
-    let proxy = crate::quad::QuadProxy::load(
-        quad,
-        &format!("stages[{index}]"),
-        &crate::features::cache_root(&config),
-    )?;
+    let model = crate::quad::QuadModel::load(quad, &format!("stages[{index}]"))?;
     let dir = work.join("quad");
     let reference: Vec<f64> = postcard::from_bytes(&std::fs::read(dir.join("reference.bin"))?)?;
     let texts: Vec<String> =
         postcard::from_bytes(&std::fs::read(dir.join(format!("round-{round}.bin")))?)?;
-    let scorer = proxy.scorer_with_reference(reference);
+    let scorer = model.scorer_with_reference(reference);
     let mine: Vec<usize> = (task..texts.len()).step_by(tasks).collect();
     let chosen: Vec<String> = mine.iter().map(|&i| texts[i].clone()).collect();
-    let scores = proxy.compute(&scorer, &chosen)?;
+    let scores = model.compute(&scorer, &chosen)?;
     let records: Vec<(usize, f64, usize)> = mine
         .iter()
         .zip(scores)

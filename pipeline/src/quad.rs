@@ -61,8 +61,6 @@ pub struct InfluenceScorer<'a> {
     /// `q` is linear in them, so their mean is all a candidate needs, whatever the reference
     /// set's size.
     reference: Vec<f64>,
-    /// Number of reference examples.
-    reference_count: usize,
 }
 
 /// Per-sequence weight gradients of the chosen layers: one entry per sequence, each the
@@ -155,11 +153,11 @@ impl<'a> InfluenceScorer<'a> {
                     .collect()
             };
         let raw = Self::gradients(lm, &settings.layers, &reference, false)?;
+        let share = 1.0 / raw.flat.len() as f64;
         let mut scorer = Self {
             lm,
             settings,
             reference: Vec::new(),
-            reference_count: raw.flat.len(),
         };
         for g in raw.flat {
             let mut out = Vec::with_capacity(g.len());
@@ -177,17 +175,11 @@ impl<'a> InfluenceScorer<'a> {
             if scorer.reference.is_empty() {
                 scorer.reference = vec![0.0; v.len()];
             }
-            let share = 1.0 / scorer.reference_count as f64;
             for (m, x) in scorer.reference.iter_mut().zip(v) {
                 *m += x * share;
             }
         }
         Ok(scorer)
-    }
-
-    /// Number of reference examples.
-    pub fn reference_count(&self) -> usize {
-        self.reference_count
     }
 
     /// The mean of the reference unit vectors: all a candidate's score needs.
@@ -201,19 +193,12 @@ impl<'a> InfluenceScorer<'a> {
         lm: &'a CausalLm,
         settings: InfluenceSettings,
         reference: Vec<f64>,
-        reference_count: usize,
     ) -> Self {
         Self {
             lm,
             settings,
             reference,
-            reference_count,
         }
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &InfluenceSettings {
-        &self.settings
     }
 
     /// `q` of one token sequence (a window): mean cosine with the reference vectors.
@@ -265,11 +250,19 @@ fn unit(settings: &InfluenceSettings, v: Vec<f64>) -> Vec<f64> {
 /// The `quad` stage's model side: the proxy LM, the influence settings, the tokenized
 /// reference and fit sets, and a cache of document scores shared by reruns and ablations.
 pub struct QuadProxy {
-    lm: CausalLm,
-    settings: InfluenceSettings,
+    model: QuadModel,
     reference: Vec<Vec<u32>>,
     fit: Vec<Vec<u32>>,
     cache: InfluenceCache,
+}
+
+/// The proxy model with the stage's influence settings: what scoring a candidate needs (a
+/// probe job step loads only this).
+pub struct QuadModel {
+    lm: CausalLm,
+    settings: InfluenceSettings,
+    /// Decoder layers compared.
+    layers: Vec<usize>,
     layer_names: Vec<String>,
 }
 
@@ -357,10 +350,10 @@ fn first_sequences(
     Ok(ids)
 }
 
-impl QuadProxy {
-    /// Loads the proxy model and the reference and fit sets of the stage at `key`
-    /// (`stages[i]`), and opens its score cache under `cache_root`. Errors name the key.
-    pub fn load(config: &QuadConfig, key: &str, cache_root: &Path) -> Result<Self> {
+impl QuadModel {
+    /// Loads the proxy model of the stage at `key` (`stages[i]`) and checks its layers and
+    /// window length against it. Errors name the key.
+    pub fn load(config: &QuadConfig, key: &str) -> Result<Self> {
         let device = device_from_name(DeviceName::parse(&config.device)?)?;
         let options = LmOptions {
             max_tokens: config.window_len,
@@ -415,88 +408,12 @@ impl QuadProxy {
             },
             empty_doc_score: config.empty_doc_score,
         };
-        let fit_paths = if config.fit_paths.is_empty() {
-            &config.reference_paths
-        } else {
-            &config.fit_paths
-        };
-        let reference = first_sequences(
-            &lm,
-            &config.reference_paths,
-            &config.reference_text_column,
-            config.reference_max_documents,
-            &format!("{key}.reference_paths"),
-        )?;
-        let fit = first_sequences(
-            &lm,
-            fit_paths,
-            &config.reference_text_column,
-            config.fit_max_documents,
-            &format!("{key}.fit_paths"),
-        )?;
-        // Everything that changes a document's score.
-        let fingerprint = ModelFiles::in_dir(Path::new(&config.model))
-            .fingerprint()
-            .with_context(|| format!("at key `{key}.model`"))?;
-        let identity = serde_json::json!({
-            "model": fingerprint,
-            "layers": layers, "projections": config.projections, "curvature": config.curvature,
-            "damping": config.damping, "proj_dim": config.proj_dim, "proj_seed": config.proj_seed,
-            "window": [config.window_len, config.window_stride, config.min_window_len, config.max_doc_tokens],
-            "empty_doc_score": config.empty_doc_score,
-            "reference": [file_identities(&config.reference_paths)?, config.reference_max_documents],
-            "fit": [file_identities(fit_paths)?, config.fit_max_documents],
-            "text_column": config.reference_text_column,
-        });
-        let digest = hex(&Sha256::digest(identity.to_string().as_bytes()));
-        let cache = InfluenceCache::open(
-            cache_root
-                .join(format!("quad-{}", &digest[..16]))
-                .join("influence.json"),
-        )?;
         Ok(Self {
             lm,
             settings,
-            reference,
-            fit,
-            cache,
+            layers,
             layer_names,
         })
-    }
-
-    /// Fits the preconditioner and the reference vector.
-    pub fn scorer(&self) -> Result<InfluenceScorer<'_>> {
-        InfluenceScorer::fit(&self.lm, self.settings.clone(), &self.reference, &self.fit)
-    }
-
-    /// Reference and fit documents (one forward+backward pass each when fitting).
-    pub fn reference_sizes(&self) -> (usize, usize) {
-        (self.reference.len(), self.fit.len())
-    }
-
-    /// The compared layers, as `layers.<i>.<proj>`.
-    pub fn layer_names(&self) -> &[String] {
-        &self.layer_names
-    }
-
-    /// Token counts of `texts` under the proxy's tokenizer.
-    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<u64>> {
-        Ok(self
-            .lm
-            .tokenize(texts)?
-            .iter()
-            .map(|t| t.len() as u64)
-            .collect())
-    }
-
-    /// Scores `texts` on this machine's threads (cached ones from the cache), then saves the
-    /// cache.
-    pub fn score(
-        &self,
-        scorer: &InfluenceScorer<'_>,
-        texts: &[String],
-    ) -> Result<Vec<ScoredDocument>> {
-        self.score_with(texts, |todo| self.compute(scorer, todo))
     }
 
     /// `q` and windows of each text, in parallel on this machine's threads (no cache).
@@ -516,6 +433,102 @@ impl QuadProxy {
                 scorer.document_score(&ids)
             })
             .collect()
+    }
+
+    /// A scorer from a saved reference vector (see [`InfluenceScorer::with_reference`]).
+    pub fn scorer_with_reference(&self, reference: Vec<f64>) -> InfluenceScorer<'_> {
+        InfluenceScorer::with_reference(&self.lm, self.settings.clone(), reference)
+    }
+}
+
+impl QuadProxy {
+    /// Loads the proxy model and the reference and fit sets of the stage at `key`
+    /// (`stages[i]`), and opens its score cache under `cache_root`. Errors name the key.
+    pub fn load(config: &QuadConfig, key: &str, cache_root: &Path) -> Result<Self> {
+        let model = QuadModel::load(config, key)?;
+        let lm = &model.lm;
+        let fit_paths = if config.fit_paths.is_empty() {
+            &config.reference_paths
+        } else {
+            &config.fit_paths
+        };
+        let reference = first_sequences(
+            lm,
+            &config.reference_paths,
+            &config.reference_text_column,
+            config.reference_max_documents,
+            &format!("{key}.reference_paths"),
+        )?;
+        let fit = first_sequences(
+            lm,
+            fit_paths,
+            &config.reference_text_column,
+            config.fit_max_documents,
+            &format!("{key}.fit_paths"),
+        )?;
+        // Everything that changes a document's score.
+        let fingerprint = ModelFiles::in_dir(Path::new(&config.model))
+            .fingerprint()
+            .with_context(|| format!("at key `{key}.model`"))?;
+        let identity = serde_json::json!({
+            "model": fingerprint,
+            "layers": model.layers, "projections": config.projections, "curvature": config.curvature,
+            "damping": config.damping, "proj_dim": config.proj_dim, "proj_seed": config.proj_seed,
+            "window": [config.window_len, config.window_stride, config.min_window_len, config.max_doc_tokens],
+            "empty_doc_score": config.empty_doc_score,
+            "reference": [file_identities(&config.reference_paths)?, config.reference_max_documents],
+            "fit": [file_identities(fit_paths)?, config.fit_max_documents],
+            "text_column": config.reference_text_column,
+        });
+        let digest = hex(&Sha256::digest(identity.to_string().as_bytes()));
+        let cache = InfluenceCache::open(
+            cache_root
+                .join(format!("quad-{}", &digest[..16]))
+                .join("influence.json"),
+        )?;
+        Ok(Self {
+            model,
+            reference,
+            fit,
+            cache,
+        })
+    }
+
+    /// Fits the preconditioner and the reference vector.
+    pub fn scorer(&self) -> Result<InfluenceScorer<'_>> {
+        let m = &self.model;
+        InfluenceScorer::fit(&m.lm, m.settings.clone(), &self.reference, &self.fit)
+    }
+
+    /// Reference and fit documents (one forward+backward pass each when fitting).
+    pub fn reference_sizes(&self) -> (usize, usize) {
+        (self.reference.len(), self.fit.len())
+    }
+
+    /// The compared layers, as `layers.<i>.<proj>`.
+    pub fn layer_names(&self) -> &[String] {
+        &self.model.layer_names
+    }
+
+    /// Token counts of `texts` under the proxy's tokenizer.
+    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<u64>> {
+        Ok(self
+            .model
+            .lm
+            .tokenize(texts)?
+            .iter()
+            .map(|t| t.len() as u64)
+            .collect())
+    }
+
+    /// Scores `texts` on this machine's threads (cached ones from the cache), then saves the
+    /// cache.
+    pub fn score(
+        &self,
+        scorer: &InfluenceScorer<'_>,
+        texts: &[String],
+    ) -> Result<Vec<ScoredDocument>> {
+        self.score_with(texts, |todo| self.model.compute(scorer, todo))
     }
 
     /// Scores `texts`: cached ones from the cache, the others through `compute` (one call with
@@ -566,15 +579,5 @@ impl QuadProxy {
             self.cache.save()?;
         }
         Ok(out)
-    }
-
-    /// A scorer from a saved reference vector (see [`InfluenceScorer::with_reference`]).
-    pub fn scorer_with_reference(&self, reference: Vec<f64>) -> InfluenceScorer<'_> {
-        InfluenceScorer::with_reference(
-            &self.lm,
-            self.settings.clone(),
-            reference,
-            self.reference.len(),
-        )
     }
 }

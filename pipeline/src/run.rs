@@ -1796,12 +1796,16 @@ pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> 
     scan_unit(&p.reader, unit, &p.stages, &p.features, config)
 }
 
-/// Fills the model stages' missing sidecars of `units`.
-pub fn compute_features(p: &Prepared, config: &Config, units: &[usize]) -> Result<()> {
+/// Fills the model stages' missing sidecars of `units` and returns the stages' reports (with
+/// no units, only their summaries).
+pub fn compute_features(
+    p: &Prepared,
+    config: &Config,
+    units: &[usize],
+) -> Result<Vec<features::FeatureReport>> {
     let pb = document_bar(true, 0);
     p.pool
-        .install(|| features::compute(&p.reader, &p.features, config, units, &pb))?;
-    Ok(())
+        .install(|| features::compute(&p.reader, &p.features, config, units, &pb))
 }
 
 /// Runs the configured pipeline locally.
