@@ -71,7 +71,11 @@ impl BertConfig {
                 config.hidden_act
             )));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(error(format!(
                 "key `num_attention_heads`: {} does not divide hidden_size {}",
                 config.num_attention_heads, config.hidden_size
@@ -108,10 +112,10 @@ impl BertConfig {
 /// Word, position and token-type embeddings followed by LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertEmbeddings {
-    word_embeddings: Embedding,
-    position_embeddings: Embedding,
-    token_type_embeddings: Embedding,
-    layer_norm: LayerNorm,
+    pub(crate) word_embeddings: Embedding,
+    pub(crate) position_embeddings: Embedding,
+    pub(crate) token_type_embeddings: Embedding,
+    pub(crate) layer_norm: LayerNorm,
 }
 
 impl BertEmbeddings {
@@ -142,45 +146,45 @@ impl BertEmbeddings {
 /// Query, key and value projections (HF `attention.self`).
 #[derive(Module, Debug)]
 pub struct BertSelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    num_heads: usize,
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) num_heads: usize,
 }
 
 /// Attention output projection and its residual LayerNorm (HF `attention.output`).
 #[derive(Module, Debug)]
 pub struct BertSelfOutput {
-    dense: Linear,
-    layer_norm: LayerNorm,
+    pub(crate) dense: Linear,
+    pub(crate) layer_norm: LayerNorm,
 }
 
 /// HF `attention`: self-attention then output projection.
 #[derive(Module, Debug)]
 pub struct BertAttention {
-    self_attn: BertSelfAttention,
-    output: BertSelfOutput,
+    pub(crate) self_attn: BertSelfAttention,
+    pub(crate) output: BertSelfOutput,
 }
 
 /// HF `intermediate`: the feed-forward block's first projection.
 #[derive(Module, Debug)]
 pub struct BertIntermediate {
-    dense: Linear,
+    pub(crate) dense: Linear,
 }
 
 /// HF `output`: the feed-forward block's second projection and its residual LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertOutput {
-    dense: Linear,
-    layer_norm: LayerNorm,
+    pub(crate) dense: Linear,
+    pub(crate) layer_norm: LayerNorm,
 }
 
 /// One encoder layer.
 #[derive(Module, Debug)]
 pub struct BertLayer {
-    attention: BertAttention,
-    intermediate: BertIntermediate,
-    output: BertOutput,
+    pub(crate) attention: BertAttention,
+    pub(crate) intermediate: BertIntermediate,
+    pub(crate) output: BertOutput,
 }
 
 impl BertLayer {
@@ -236,14 +240,14 @@ impl BertLayer {
 /// The layer stack (HF `encoder`).
 #[derive(Module, Debug)]
 pub struct BertEncoder {
-    layer: Vec<BertLayer>,
+    pub(crate) layer: Vec<BertLayer>,
 }
 
 /// A BERT encoder returning the last hidden states.
 #[derive(Module, Debug)]
 pub struct BertModel {
-    embeddings: BertEmbeddings,
-    encoder: BertEncoder,
+    pub(crate) embeddings: BertEmbeddings,
+    pub(crate) encoder: BertEncoder,
 }
 
 /// File names to module paths: HF uses `self` (a Rust keyword) and `LayerNorm`; sentence

@@ -55,6 +55,36 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), &device)
 }
 
+/// Defines `$name` running `$body` compiled for AVX-512 (16 lanes) or AVX2+FMA (8 lanes) when
+/// the CPU has them, so the branch-free loops vectorise; else the baseline build of the loop.
+macro_rules! vectorised {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the features were detected at run time.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 #[inline(always)]
 fn gelu_loop(values: &mut [f32]) {
     for v in values {
@@ -62,20 +92,180 @@ fn gelu_loop(values: &mut [f32]) {
     }
 }
 
-/// The same loop compiled for AVX2+FMA, used when the CPU has them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_loop_avx2(values: &mut [f32]) {
-    gelu_loop(values)
+vectorised! {
+    /// Exact-form GELU of every value, in place.
+    pub(crate) fn gelu_in_place(values: &mut [f32]) => gelu_loop
 }
 
-fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were detected at run time.
-        return unsafe { gelu_loop_avx2(values) };
+#[inline(always)]
+fn bias_gelu_loop(rows: &mut [f32], bias: &[f32]) {
+    for row in rows.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let x = *v + b;
+            *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        }
     }
-    gelu_loop(values)
+}
+
+vectorised! {
+    /// `gelu(row + bias)` for every row of `rows` (rows of `bias.len()` values), in place.
+    pub(crate) fn bias_gelu_rows(rows: &mut [f32], bias: &[f32]) => bias_gelu_loop
+}
+
+/// Sum of `values` in 8 independent lanes (a pattern the compiler vectorises).
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn softmax_loop(row: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = l.max(v);
+        }
+    }
+    max = lanes.iter().fold(max, |m, &v| m.max(v));
+    for v in row.iter_mut() {
+        *v = exp_nonpositive(*v - max);
+    }
+    let scale = 1.0 / lane_sum(row);
+    row.iter_mut().for_each(|v| *v *= scale);
+}
+
+vectorised! {
+    /// Softmax of one row, in place (max-shifted, so every exponent is <= 0).
+    pub(crate) fn softmax_in_place(row: &mut [f32]) => softmax_loop
+}
+
+/// Scale, shift and epsilon of one LayerNorm.
+pub(crate) struct NormParams<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub epsilon: f32,
+}
+
+#[inline(always)]
+fn layer_norm_loop(row: &mut [f32], norm: &NormParams) {
+    let n = row.len() as f32;
+    let mean = lane_sum(row) / n;
+    let mut lanes = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    for chunk in chunks {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += (v - mean) * (v - mean);
+        }
+    }
+    let variance = (lanes.iter().sum::<f32>() + tail) / n;
+    let inverse = 1.0 / (variance + norm.epsilon).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(norm.gamma).zip(norm.beta) {
+        *v = (*v - mean) * inverse * g + b;
+    }
+}
+
+#[inline(always)]
+fn residual_norm_loop(rows: &mut [f32], update: &[f32], bias: &[f32], norm: &NormParams) {
+    let width = bias.len();
+    for (row, delta) in rows.chunks_exact_mut(width).zip(update.chunks_exact(width)) {
+        for ((v, d), b) in row.iter_mut().zip(delta).zip(bias) {
+            *v += d + b;
+        }
+        layer_norm_loop(row, norm);
+    }
+}
+
+vectorised! {
+    /// `rows = LayerNorm(rows + update + bias)` row by row (rows of `bias.len()` values): a
+    /// post-norm residual connection in one pass.
+    pub(crate) fn residual_norm_rows(
+        rows: &mut [f32],
+        update: &[f32],
+        bias: &[f32],
+        norm: &NormParams
+    ) => residual_norm_loop
+}
+
+#[inline(always)]
+fn norm_rows_loop(rows: &mut [f32], norm: &NormParams) {
+    for row in rows.chunks_exact_mut(norm.gamma.len()) {
+        layer_norm_loop(row, norm);
+    }
+}
+
+vectorised! {
+    /// LayerNorm of every row (rows of `norm.gamma.len()` values), in place.
+    pub(crate) fn norm_rows(rows: &mut [f32], norm: &NormParams) => norm_rows_loop
+}
+
+/// Row-major `dst[m x n] (+)= scale * lhs[m x k] * rhs[k x n]` through `gemm`, with explicit
+/// row strides (`*_rs`) so slices of packed rows need no copy; `accumulate` adds to `dst`.
+/// Large products use every rayon thread; small ones run on the caller's thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    [m, k, n]: [usize; 3],
+    lhs: (&[f32], usize),
+    rhs: (&[f32], usize, usize),
+    dst: (&mut [f32], usize),
+    scale: f32,
+    accumulate: bool,
+) {
+    let (lhs, lhs_rs) = lhs;
+    let (rhs, rhs_rs, rhs_cs) = rhs;
+    let (dst, dst_rs) = dst;
+    assert!(m == 0 || lhs.len() >= (m - 1) * lhs_rs + k, "lhs too short");
+    assert!(
+        k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs,
+        "rhs too short"
+    );
+    assert!(m == 0 || dst.len() >= (m - 1) * dst_rs + n, "dst too short");
+    let parallelism = if m * n * k >= 1 << 21 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every strided access inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
+use crate::bert_packed::{PackedBert, Workspace};
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -42,9 +43,17 @@ impl Default for EncoderOptions {
     }
 }
 
+/// The forward pass a device runs.
+enum Forward {
+    /// The flex CPU device: packed, padding-free batches of any lengths.
+    Packed(PackedBert),
+    /// Other devices: the Burn graph on batches of equal length.
+    Graph(Box<BertModel>),
+}
+
 /// A loaded sentence encoder.
 pub struct SentenceEncoder {
-    model: BertModel,
+    forward: Forward,
     tokenizer: TextTokenizer,
     config: BertConfig,
     options: EncoderOptions,
@@ -75,8 +84,13 @@ impl SentenceEncoder {
         }
         let tokenizer = TextTokenizer::load(&files.tokenizer)?;
         let model = BertModel::load(&config, &files.weights, device)?;
+        let forward = if *device == Device::flex() {
+            Forward::Packed(PackedBert::from_model(&model, &config))
+        } else {
+            Forward::Graph(Box::new(model))
+        };
         Ok(Self {
-            model,
+            forward,
             tokenizer,
             config,
             options,
@@ -108,20 +122,31 @@ impl SentenceEncoder {
         for (document, ids) in encoded.into_iter().enumerate() {
             self.split(document, ids, &mut segments);
         }
-        // Batches of equal length: no padding, so no attention mask and no compute on pads.
+        // Sorted by length: equal lengths side by side (the graph's batches need them; the
+        // packed forward takes any mix, and similar lengths balance its attention tasks).
         segments.sort_by_key(|s| (s.ids.len(), s.document));
         let mut sums = vec![0f32; texts.len() * dim];
+        let mut workspace = Workspace::default();
         let mut start = 0;
         while start < segments.len() {
+            let packed = matches!(self.forward, Forward::Packed(_));
             let mut end = start + 1;
+            let mut tokens = segments[start].ids.len();
             while end < segments.len()
-                && segments[end].ids.len() == segments[start].ids.len()
-                && (end + 1 - start) * segments[end].ids.len() <= self.options.batch_tokens
+                && (packed || segments[end].ids.len() == segments[start].ids.len())
+                && tokens + segments[end].ids.len() <= self.options.batch_tokens
             {
+                tokens += segments[end].ids.len();
                 end += 1;
             }
             let batch = &segments[start..end];
-            let vectors = self.embed_batch(batch);
+            let vectors = match &self.forward {
+                Forward::Packed(model) => {
+                    let ids: Vec<&[u32]> = batch.iter().map(|s| s.ids.as_slice()).collect();
+                    model.embed(&ids, &mut workspace)?
+                }
+                Forward::Graph(model) => self.embed_batch(model, batch),
+            };
             for (segment, vector) in batch.iter().zip(vectors.chunks_exact(dim)) {
                 let sum = &mut sums[segment.document * dim..(segment.document + 1) * dim];
                 sum.iter_mut().zip(vector).for_each(|(s, v)| *s += v);
@@ -167,7 +192,7 @@ impl SentenceEncoder {
         }
     }
 
-    fn embed_batch(&self, batch: &[Segment]) -> Vec<f32> {
+    fn embed_batch(&self, model: &BertModel, batch: &[Segment]) -> Vec<f32> {
         let tokens = batch.iter().map(|s| s.ids.len()).max().unwrap_or(0);
         let lengths: Vec<usize> = batch.iter().map(|s| s.ids.len()).collect();
         let mut flat = vec![0i64; batch.len() * tokens];
@@ -178,6 +203,6 @@ impl SentenceEncoder {
         }
         let ids =
             Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), tokens]), &self.device);
-        crate::values(self.model.embed(ids, &lengths))
+        crate::values(model.embed(ids, &lengths))
     }
 }

@@ -8,6 +8,7 @@
 //! losses.
 
 pub mod bert;
+pub mod bert_packed;
 pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;

@@ -104,7 +104,7 @@ impl LlamaConfig {
                 "key `num_key_value_heads`: {kv} must divide num_attention_heads {heads}"
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(format!(
                 "key `head_dim`: {} must be even for RoPE",
                 self.head_dim()
