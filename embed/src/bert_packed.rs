@@ -10,7 +10,7 @@
 //! Other devices run the Burn graph.
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
@@ -18,10 +18,8 @@ use crate::bert::{BertConfig, BertModel};
 use crate::cpu_kernels::{
     bias_gelu_rows, matmul, norm_rows, residual_norm_rows, softmax_in_place, NormParams,
 };
+use crate::packed::{grow, Dense, ROWS_PER_TASK};
 use crate::ModelError;
-
-/// Rows per rayon task in the row-wise passes.
-const ROWS_PER_TASK: usize = 64;
 
 /// A LayerNorm's parameters as plain vectors.
 struct Norm {
@@ -53,72 +51,6 @@ impl Norm {
     }
 }
 
-/// A linear layer as a row-major `[d_in x d_out]` weight (Burn's layout) and its bias.
-struct Dense {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
-}
-
-impl Dense {
-    fn from_module(linear: &Linear) -> Self {
-        Self::concat(&[linear])
-    }
-
-    /// Several linear layers with the same input side by side: `[d_in x sum(d_out)]`.
-    fn concat(linears: &[&Linear]) -> Self {
-        let d_in = linears[0].weight.dims()[0];
-        let parts: Vec<(Vec<f32>, Vec<f32>, usize)> = linears
-            .iter()
-            .map(|linear| {
-                let d_out = linear.weight.dims()[1];
-                let bias = match &linear.bias {
-                    Some(bias) => crate::values(bias.val()),
-                    None => vec![0.0; d_out],
-                };
-                (crate::values(linear.weight.val()), bias, d_out)
-            })
-            .collect();
-        let d_out: usize = parts.iter().map(|p| p.2).sum();
-        let mut weight = Vec::with_capacity(d_in * d_out);
-        for row in 0..d_in {
-            for (w, _, width) in &parts {
-                weight.extend_from_slice(&w[row * width..(row + 1) * width]);
-            }
-        }
-        let bias = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
-        Self {
-            weight,
-            bias,
-            d_in,
-            d_out,
-        }
-    }
-
-    /// `out[rows x d_out] = input[rows x d_in] W`, plus the bias when `with_bias` (otherwise
-    /// the caller fuses it into its next pass).
-    fn forward(&self, input: &[f32], rows: usize, out: &mut [f32], with_bias: bool) {
-        let out = &mut out[..rows * self.d_out];
-        if with_bias {
-            out.par_chunks_mut(self.d_out * ROWS_PER_TASK)
-                .for_each(|chunk| {
-                    for row in chunk.chunks_exact_mut(self.d_out) {
-                        row.copy_from_slice(&self.bias);
-                    }
-                });
-        }
-        matmul(
-            [rows, self.d_in, self.d_out],
-            (input, self.d_in),
-            (&self.weight, self.d_out, 1),
-            (out, self.d_out),
-            1.0,
-            with_bias,
-        );
-    }
-}
-
 /// One encoder layer's weights.
 struct PackedLayer {
     /// Query, key and value projections side by side: `[hidden x 3 hidden]`.
@@ -139,12 +71,6 @@ pub struct Workspace {
     update: Vec<f32>,
     intermediate: Vec<f32>,
     scores: Vec<Vec<f32>>,
-}
-
-fn grow(buffer: &mut Vec<f32>, len: usize) {
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    }
 }
 
 /// A BERT encoder's weights laid out for the packed CPU forward.
@@ -438,6 +364,38 @@ mod tests {
                 "segment of {} tokens off by {worst}",
                 segment.len()
             );
+        }
+    }
+
+    /// Byte-identical embeddings on 1 and 3 threads (the selection must not depend on the
+    /// machine's core count); in another batch company equal to the last bits (the GEMM takes
+    /// another path for a few rows).
+    #[test]
+    fn embeddings_do_not_depend_on_threads_or_batch_company() {
+        let config = tiny_config();
+        let model = BertModel::new(&config, &Device::flex());
+        let packed = PackedBert::from_model(&model, &config);
+        // Enough rows for the GEMMs to run on several threads.
+        let segments: Vec<Vec<u32>> = (0..200)
+            .map(|s| {
+                (0..2 + s % 37)
+                    .map(|t| ((s * 13 + t * 5) % 50) as u32)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = segments.iter().map(Vec::as_slice).collect();
+        let on = |threads: usize, refs: &[&[u32]]| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| packed.embed(refs, &mut Workspace::default()).unwrap())
+        };
+        let one = on(1, &refs);
+        assert_eq!(one, on(3, &refs));
+        let alone: Vec<f32> = refs.iter().flat_map(|s| on(2, &[s])).collect();
+        for (a, b) in one.iter().zip(&alone) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
         }
     }
 

@@ -58,17 +58,20 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Defines `$name` running `$body` compiled for AVX-512 (16 lanes) or AVX2+FMA (8 lanes) when
 /// the CPU has them, so the branch-free loops vectorise; else the baseline build of the loop.
 macro_rules! vectorised {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+    (
+        $(#[$doc:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident
+    ) => {
         $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
@@ -214,6 +217,88 @@ fn norm_rows_loop(rows: &mut [f32], norm: &NormParams) {
 vectorised! {
     /// LayerNorm of every row (rows of `norm.gamma.len()` values), in place.
     pub(crate) fn norm_rows(rows: &mut [f32], norm: &NormParams) => norm_rows_loop
+}
+
+#[inline(always)]
+fn rms_norm_loop(rows: &[f32], out: &mut [f32], gamma: &[f32], epsilon: f32) {
+    let width = gamma.len();
+    for (row, normed) in rows.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let mut lanes = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for chunk in chunks {
+            for (l, v) in lanes.iter_mut().zip(chunk) {
+                *l += v * v;
+            }
+        }
+        let mean_square = (lanes.iter().sum::<f32>() + tail) / width as f32;
+        let inverse = 1.0 / (mean_square + epsilon).sqrt();
+        for ((o, v), g) in normed.iter_mut().zip(row).zip(gamma) {
+            *o = v * inverse * g;
+        }
+    }
+}
+
+vectorised! {
+    /// `out = rows / sqrt(mean(rows^2) + epsilon) * gamma` row by row (RMSNorm; rows of
+    /// `gamma.len()` values).
+    pub(crate) fn rms_norm_rows(rows: &[f32], out: &mut [f32], gamma: &[f32], epsilon: f32) => rms_norm_loop
+}
+
+#[inline(always)]
+fn swiglu_loop(gate_up: &[f32], out: &mut [f32]) {
+    let width = gate_up.len() / 2;
+    let (gate, up) = gate_up.split_at(width);
+    for ((o, &g), u) in out.iter_mut().zip(gate).zip(up) {
+        // silu(g) = g sigmoid(g), with the exponent kept <= 0 for either sign of g.
+        let e = exp_nonpositive(-g.abs());
+        let sigmoid = if g >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        *o = g * sigmoid * u;
+    }
+}
+
+vectorised! {
+    /// One row of `silu(gate) * up` from a `[gate | up]` row of twice `out.len()` values.
+    pub(crate) fn swiglu_row(gate_up: &[f32], out: &mut [f32]) => swiglu_loop
+}
+
+#[inline(always)]
+fn nll_loop(logits: &[f32], target: usize) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = logits.chunks_exact(8);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = l.max(v);
+        }
+    }
+    max = lanes.iter().fold(max, |m, &v| m.max(v));
+    let mut sums = [0f32; 8];
+    let chunks = logits.chunks_exact(8);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| exp_nonpositive(v - max))
+        .sum();
+    for chunk in chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += exp_nonpositive(v - max);
+        }
+    }
+    let sum = sums.iter().sum::<f32>() + tail;
+    max + sum.ln() - logits[target]
+}
+
+vectorised! {
+    /// Cross-entropy of one row of logits against `target`: `logsumexp(logits) - logits[target]`.
+    pub(crate) fn row_nll(logits: &[f32], target: usize) -> f32 => nll_loop
 }
 
 /// Row-major `dst[m x n] (+)= scale * lhs[m x k] * rhs[k x n]` through `gemm`, with explicit

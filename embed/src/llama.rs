@@ -250,8 +250,8 @@ pub enum UniformScope {
 /// Query heads whose attention is replaced by uniform attention.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeadMask {
-    heads: Vec<HeadId>,
-    scope: UniformScope,
+    pub(crate) heads: Vec<HeadId>,
+    pub(crate) scope: UniformScope,
 }
 
 impl HeadMask {
@@ -276,7 +276,8 @@ impl HeadMask {
         &self.heads
     }
 
-    fn in_layer(&self, layer: usize) -> Vec<usize> {
+    /// The masked heads of one layer.
+    pub(crate) fn in_layer(&self, layer: usize) -> Vec<usize> {
         self.heads
             .iter()
             .filter(|h| h.layer == layer)
@@ -387,13 +388,13 @@ fn tapped(
 /// Grouped-query self-attention (HF `self_attn`).
 #[derive(Module, Debug)]
 pub struct LlamaAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    num_heads: usize,
-    num_kv_heads: usize,
-    head_dim: usize,
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
+    pub(crate) num_heads: usize,
+    pub(crate) num_kv_heads: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl LlamaAttention {
@@ -590,9 +591,9 @@ fn uniform_heads(
 /// SwiGLU feed-forward block (HF `mlp`).
 #[derive(Module, Debug)]
 pub struct LlamaMlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    pub(crate) gate_proj: Linear,
+    pub(crate) up_proj: Linear,
+    pub(crate) down_proj: Linear,
 }
 
 impl LlamaMlp {
@@ -625,25 +626,25 @@ impl LlamaMlp {
 /// One pre-norm decoder block.
 #[derive(Module, Debug)]
 pub struct LlamaDecoderLayer {
-    self_attn: LlamaAttention,
-    mlp: LlamaMlp,
-    input_layernorm: RmsNorm,
-    post_attention_layernorm: RmsNorm,
+    pub(crate) self_attn: LlamaAttention,
+    pub(crate) mlp: LlamaMlp,
+    pub(crate) input_layernorm: RmsNorm,
+    pub(crate) post_attention_layernorm: RmsNorm,
 }
 
 /// Token embeddings, decoder stack and final norm (HF `model`).
 #[derive(Module, Debug)]
 pub struct LlamaModel {
-    embed_tokens: Embedding,
-    layers: Vec<LlamaDecoderLayer>,
-    norm: RmsNorm,
+    pub(crate) embed_tokens: Embedding,
+    pub(crate) layers: Vec<LlamaDecoderLayer>,
+    pub(crate) norm: RmsNorm,
 }
 
 /// The causal LM: [`LlamaModel`] plus an output projection (tied or `lm_head`).
 #[derive(Module, Debug)]
 pub struct LlamaForCausalLm {
-    model: LlamaModel,
-    lm_head: Option<Linear>,
+    pub(crate) model: LlamaModel,
+    pub(crate) lm_head: Option<Linear>,
 }
 
 impl LlamaForCausalLm {

@@ -5,6 +5,7 @@
 //! by `batch_tokens` x vocabulary for one block.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -14,6 +15,7 @@ use crate::llama::{
     ForwardRequest, ForwardTrace, HeadId, HeadMask, KvCache, LinearId, LlamaConfig,
     LlamaForCausalLm,
 };
+use crate::llama_packed::{LlamaWorkspace, PackedLlama};
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -93,6 +95,8 @@ pub struct CausalLm {
     tokenizer: TextTokenizer,
     options: LmOptions,
     device: Device,
+    /// The packed CPU forward of `model`, built on first use on the flex device.
+    packed: OnceLock<PackedLlama>,
 }
 
 impl CausalLm {
@@ -129,6 +133,7 @@ impl CausalLm {
             tokenizer,
             options,
             device: device.clone(),
+            packed: OnceLock::new(),
         }
     }
 
@@ -212,8 +217,52 @@ impl CausalLm {
     }
 
     /// Next-token losses of each sequence (`len - 1` values each; none for sequences shorter
-    /// than two tokens). Sequences must fit the model's context.
+    /// than two tokens). Sequences must fit the model's context. On the flex CPU device this
+    /// runs the packed forward ([`crate::llama_packed`]), elsewhere the Burn graph.
     pub fn token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
+        if self.device == Device::flex() {
+            self.packed_token_losses(sequences, mask)
+        } else {
+            self.graph_token_losses(sequences, mask)
+        }
+    }
+
+    /// [`Self::token_losses`] through the packed CPU forward: sequences sorted by length and
+    /// packed without padding into batches of at most `batch_tokens` tokens (at least one
+    /// sequence each).
+    fn packed_token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
+        let model = self
+            .packed
+            .get_or_init(|| PackedLlama::from_model(&self.model, &self.config));
+        let mut order: Vec<usize> = (0..sequences.len())
+            .filter(|&i| sequences[i].len() >= 2)
+            .collect();
+        order.sort_by_key(|&i| (sequences[i].len(), i));
+        let mut out = vec![Vec::new(); sequences.len()];
+        let mut workspace = LlamaWorkspace::default();
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            let mut tokens = sequences[order[start]].len();
+            while end < order.len()
+                && tokens + sequences[order[end]].len() <= self.options.batch_tokens
+            {
+                tokens += sequences[order[end]].len();
+                end += 1;
+            }
+            let batch = &order[start..end];
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
+            let losses = model.token_losses(&rows, mask, &mut workspace);
+            for (&index, losses) in batch.iter().zip(losses) {
+                out[index] = losses;
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// [`Self::token_losses`] through the Burn graph, on batches of equal length.
+    fn graph_token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
         let request = ForwardRequest {
             head_mask: mask,
             ..Default::default()
@@ -465,4 +514,122 @@ fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> 
         batches.push(current);
     }
     batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::UniformScope;
+
+    fn random_lm(tied: bool, batch_tokens: usize) -> CausalLm {
+        let config: LlamaConfig = serde_json::from_value(serde_json::json!({
+            "model_type": "llama",
+            "vocab_size": 262,
+            "hidden_size": 48,
+            "intermediate_size": 72,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "max_position_embeddings": 128,
+            "tie_word_embeddings": tied
+        }))
+        .unwrap();
+        let device = Device::flex();
+        let tokenizer = TextTokenizer::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-llama/tokenizer.json"
+        )))
+        .unwrap();
+        let model = LlamaForCausalLm::new(&config, &device);
+        let options = LmOptions {
+            batch_tokens,
+            ..Default::default()
+        };
+        CausalLm::from_parts(model, config, tokenizer, options, &device)
+    }
+
+    /// The oracle: the Burn graph of `llama.rs` (equal-length batches) against the packed
+    /// forward (mixed lengths packed together), with and without masked heads, tied and
+    /// untied output projections, grouped-query attention.
+    #[test]
+    fn packed_losses_match_the_burn_graph() {
+        let sequences: Vec<Vec<u32>> = [5usize, 2, 40, 17, 1, 63, 17]
+            .iter()
+            .enumerate()
+            .map(|(s, &len)| (0..len).map(|t| ((s * 31 + t * 13) % 262) as u32).collect())
+            .collect();
+        let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        let heads = vec![
+            HeadId { layer: 0, head: 1 },
+            HeadId { layer: 2, head: 4 },
+            HeadId { layer: 2, head: 5 },
+        ];
+        let masks = [
+            None,
+            Some(HeadMask::new(heads.clone())),
+            Some(HeadMask::new(heads).with_scope(UniformScope::Full)),
+        ];
+        for tied in [true, false] {
+            let lm = random_lm(tied, 64);
+            let unmasked = lm.token_losses(&refs, None);
+            for mask in &masks {
+                let packed = lm.token_losses(&refs, mask.as_ref());
+                let effect = packed
+                    .iter()
+                    .flatten()
+                    .zip(unmasked.iter().flatten())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                // Masking must move the losses well beyond the tolerance below, or the
+                // comparison could not tell a masked head from an unmasked one.
+                assert_eq!(
+                    mask.is_some(),
+                    effect > 1e-4,
+                    "mask {mask:?} moved {effect}"
+                );
+                let graph = lm.graph_token_losses(&refs, mask.as_ref());
+                for (s, (p, g)) in packed.iter().zip(&graph).enumerate() {
+                    assert_eq!(p.len(), sequences[s].len().saturating_sub(1));
+                    assert_eq!(p.len(), g.len());
+                    for (a, b) in p.iter().zip(g) {
+                        assert!(
+                            (a - b).abs() < 1e-5,
+                            "tied {tied}, mask {mask:?}, sequence {s}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Byte-identical losses on 1 and 3 threads; in another batch company equal to the last
+    /// bits (the GEMM takes another path for a few rows).
+    #[test]
+    fn packed_losses_do_not_depend_on_threads_or_batch_company() {
+        // Batches large enough for the GEMMs to run on several threads.
+        let lm = random_lm(true, 1 << 16);
+        let sequences: Vec<Vec<u32>> = (0..30)
+            .map(|s| {
+                (0..2 + s * 3 % 50)
+                    .map(|t| ((s * 7 + t * 11) % 262) as u32)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        let on = |threads: usize, refs: &[&[u32]]| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| lm.token_losses(refs, None))
+        };
+        let one = on(1, &refs);
+        assert_eq!(one, on(3, &refs));
+        let alone: Vec<Vec<f32>> = refs.iter().flat_map(|s| on(2, &[s])).collect();
+        for (a, b) in one.iter().flatten().zip(alone.iter().flatten()) {
+            assert!((a - b).abs() <= 2e-6 * a.abs(), "{a} vs {b}");
+        }
+    }
 }

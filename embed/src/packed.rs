@@ -1,0 +1,102 @@
+//! Shared pieces of the padding-free CPU forwards ([`crate::bert_packed`],
+//! [`crate::llama_packed`]): linear layers as plain row-major matrices and work buffers that
+//! are reused across batches.
+
+use burn::nn::Linear;
+use rayon::prelude::*;
+
+use crate::cpu_kernels::matmul;
+
+/// Rows per rayon task in the row-wise passes.
+pub(crate) const ROWS_PER_TASK: usize = 64;
+
+/// A linear layer as a row-major `[d_in x d_out]` weight (Burn's layout) and its bias.
+pub(crate) struct Dense {
+    /// `[d_in x d_out]`, row-major.
+    pub weight: Vec<f32>,
+    /// The bias; zeros when the layer has none.
+    pub bias: Vec<f32>,
+    /// Input width.
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
+}
+
+impl Dense {
+    /// One Burn linear layer's weight and bias.
+    pub fn from_module(linear: &Linear) -> Self {
+        Self::concat(&[linear])
+    }
+
+    /// Several linear layers with the same input side by side: `[d_in x sum(d_out)]`.
+    pub fn concat(linears: &[&Linear]) -> Self {
+        let d_in = linears[0].weight.dims()[0];
+        let parts: Vec<(Vec<f32>, Vec<f32>, usize)> = linears
+            .iter()
+            .map(|linear| {
+                let d_out = linear.weight.dims()[1];
+                let bias = match &linear.bias {
+                    Some(bias) => crate::values(bias.val()),
+                    None => vec![0.0; d_out],
+                };
+                (crate::values(linear.weight.val()), bias, d_out)
+            })
+            .collect();
+        let d_out: usize = parts.iter().map(|p| p.2).sum();
+        let mut weight = Vec::with_capacity(d_in * d_out);
+        for row in 0..d_in {
+            for (w, _, width) in &parts {
+                weight.extend_from_slice(&w[row * width..(row + 1) * width]);
+            }
+        }
+        let bias = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        Self {
+            weight,
+            bias,
+            d_in,
+            d_out,
+        }
+    }
+
+    /// `out[rows x d_out] = input[rows x d_in] W`, plus the bias when `with_bias` (otherwise
+    /// the caller fuses it into its next pass).
+    pub fn forward(&self, input: &[f32], rows: usize, out: &mut [f32], with_bias: bool) {
+        let out = &mut out[..rows * self.d_out];
+        if with_bias {
+            out.par_chunks_mut(self.d_out * ROWS_PER_TASK)
+                .for_each(|chunk| {
+                    for row in chunk.chunks_exact_mut(self.d_out) {
+                        row.copy_from_slice(&self.bias);
+                    }
+                });
+        }
+        matmul(
+            [rows, self.d_in, self.d_out],
+            (input, self.d_in),
+            (&self.weight, self.d_out, 1),
+            (out, self.d_out),
+            1.0,
+            with_bias,
+        );
+    }
+
+    /// `out[rows x d_out] += input[rows x d_in] W` (a residual connection in the GEMM; the
+    /// bias is not added).
+    pub fn accumulate(&self, input: &[f32], rows: usize, out: &mut [f32]) {
+        matmul(
+            [rows, self.d_in, self.d_out],
+            (input, self.d_in),
+            (&self.weight, self.d_out, 1),
+            (&mut out[..rows * self.d_out], self.d_out),
+            1.0,
+            true,
+        );
+    }
+}
+
+/// Grows `buffer` to at least `len` values (reused buffers only ever grow).
+pub(crate) fn grow(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+}
