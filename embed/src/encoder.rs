@@ -1,6 +1,7 @@
-//! Sentence embeddings from a BERT-family model: tokenization, batches of equal-length inputs
-//! (no compute spent on padding), mean pooling over real tokens, L2 normalisation, and
-//! truncation or chunk-averaging of long documents.
+//! Sentence embeddings from a BERT-family model: tokenization, batches without padding (on the
+//! CPU, inputs of any length packed together; elsewhere, batches of equal-length inputs), mean
+//! pooling over real tokens, L2 normalisation, and truncation or chunk-averaging of long
+//! documents.
 
 use std::path::Path;
 

@@ -1,8 +1,9 @@
 //! Scoring text with a causal LM: per-token and per-document cross-entropy (optionally with
 //! heads masked), attention maps of chosen heads, and per-sequence gradients of chosen linear
-//! layers. Sequences are batched by length (right padding; causal attention keeps padding out
-//! of real positions) and the output projection runs in row blocks, so memory stays bounded
-//! by `batch_tokens` x vocabulary for one block.
+//! layers. Losses on the CPU run the packed forward (sequences of any length packed without
+//! padding); elsewhere, and for maps and gradients, sequences are batched by length (right
+//! padding; causal attention keeps padding out of real positions). The output projection runs
+//! in row blocks, so memory stays bounded by a block's rows x vocabulary.
 
 use std::path::Path;
 use std::sync::OnceLock;

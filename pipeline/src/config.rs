@@ -606,7 +606,8 @@ pub struct EmbedConfig {
     /// `truncate` or `chunk_mean`.
     #[serde(default)]
     pub long_documents: LongDocumentsConfig,
-    /// Tokens per forward batch (inputs of equal length are batched together).
+    /// Tokens per forward batch (packed without padding on the CPU; on other devices inputs
+    /// of equal length are batched together).
     #[serde(default = "default_embed_batch_tokens")]
     pub batch_tokens: usize,
     /// `cpu` or `cuda`.
@@ -629,7 +630,8 @@ pub struct LmScoreConfig {
     /// `truncate` or `chunk_mean`.
     #[serde(default)]
     pub long_documents: LongDocumentsConfig,
-    /// Tokens per forward batch (inputs of equal length are batched together).
+    /// Tokens per forward batch (packed without padding on the CPU; on other devices inputs
+    /// of equal length are batched together).
     #[serde(default = "default_lm_batch_tokens")]
     pub batch_tokens: usize,
     /// `cpu` or `cuda`.

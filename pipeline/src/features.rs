@@ -35,8 +35,8 @@ use crate::config::{
 };
 use crate::training::{checkpoint_steps, train};
 
-/// Documents handed to a model at once: it batches equal-length inputs together, so larger
-/// calls make fuller batches.
+/// Documents handed to a model at once: on the CPU it packs inputs of any length into full
+/// batches; on other devices it batches equal-length inputs, so larger calls make fuller ones.
 const DOCS_PER_CALL: usize = 4096;
 
 /// What a model stage computes.
