@@ -9,16 +9,14 @@
 //! pooling); `tests::packed_forward_matches_the_burn_graph` checks one against the other.
 //! Other devices run the Burn graph.
 
-use burn::module::Param;
 use burn::nn::LayerNorm;
-use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
 use crate::cpu_kernels::{
     bias_gelu_rows, matmul, norm_rows, residual_norm_rows, softmax_in_place, NormParams,
 };
-use crate::packed::{grow, Dense, ROWS_PER_TASK};
+use crate::packed::{grow, param_values, Dense, ROWS_PER_TASK};
 use crate::ModelError;
 
 /// A LayerNorm's parameters as plain vectors.
@@ -86,10 +84,6 @@ pub struct PackedBert {
     max_positions: usize,
 }
 
-fn table(param: &Param<Tensor<2>>) -> Vec<f32> {
-    crate::values(param.val())
-}
-
 impl PackedBert {
     /// Copies the weights out of a loaded (or randomly initialised) Burn model.
     pub fn from_model(model: &BertModel, config: &BertConfig) -> Self {
@@ -113,9 +107,9 @@ impl PackedBert {
             })
             .collect();
         Self {
-            word_embeddings: table(&embeddings.word_embeddings.weight),
-            position_embeddings: table(&embeddings.position_embeddings.weight),
-            token_type_embeddings: table(&embeddings.token_type_embeddings.weight),
+            word_embeddings: param_values(&embeddings.word_embeddings.weight),
+            position_embeddings: param_values(&embeddings.position_embeddings.weight),
+            token_type_embeddings: param_values(&embeddings.token_type_embeddings.weight),
             embedding_norm: Norm::from_module(&embeddings.layer_norm, eps),
             layers,
             hidden: config.hidden_size,
@@ -207,11 +201,12 @@ impl PackedBert {
         layer
             .attention_output
             .forward(&ws.context, rows, &mut ws.update, false);
-        let norm = layer.attention_norm.params();
-        let bias = &layer.attention_output.bias;
-        x.par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(ws.update.par_chunks(h * ROWS_PER_TASK))
-            .for_each(|(rows, update)| residual_norm_rows(rows, update, bias, &norm));
+        residual_norm(
+            x,
+            &ws.update,
+            &layer.attention_output,
+            &layer.attention_norm,
+        );
         let width = layer.intermediate.d_out;
         layer
             .intermediate
@@ -223,11 +218,7 @@ impl PackedBert {
         layer
             .output
             .forward(&ws.intermediate, rows, &mut ws.update, false);
-        let norm = layer.output_norm.params();
-        let bias = &layer.output.bias;
-        x.par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(ws.update.par_chunks(h * ROWS_PER_TASK))
-            .for_each(|(rows, update)| residual_norm_rows(rows, update, bias, &norm));
+        residual_norm(x, &ws.update, &layer.output, &layer.output_norm);
     }
 
     /// Bidirectional attention within each segment: `softmax(Q K^T / sqrt(d)) V` per head,
@@ -311,9 +302,21 @@ impl PackedBert {
     }
 }
 
+/// `x = LayerNorm(x + update + dense's bias)`: a post-norm residual connection whose
+/// projection (`update`) was computed without its bias.
+fn residual_norm(x: &mut [f32], update: &[f32], dense: &Dense, norm: &Norm) {
+    let chunk = dense.d_out * ROWS_PER_TASK;
+    let params = norm.params();
+    x.par_chunks_mut(chunk)
+        .zip(update.par_chunks(chunk))
+        .for_each(|(rows, update)| residual_norm_rows(rows, update, &dense.bias, &params));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::on_threads;
+    use burn::prelude::*;
 
     fn tiny_config() -> BertConfig {
         serde_json::from_value(serde_json::json!({
@@ -385,11 +388,9 @@ mod tests {
             .collect();
         let refs: Vec<&[u32]> = segments.iter().map(Vec::as_slice).collect();
         let on = |threads: usize, refs: &[&[u32]]| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| packed.embed(refs, &mut Workspace::default()).unwrap())
+            on_threads(threads, || {
+                packed.embed(refs, &mut Workspace::default()).unwrap()
+            })
         };
         let one = on(1, &refs);
         assert_eq!(one, on(3, &refs));

@@ -129,11 +129,12 @@ fn lane_sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Maximum of `values` in 8 independent lanes.
 #[inline(always)]
-fn softmax_loop(row: &mut [f32]) {
+fn lane_max(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let mut max = chunks
+    let chunks = values.chunks_exact(8);
+    let tail = chunks
         .remainder()
         .iter()
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -142,7 +143,12 @@ fn softmax_loop(row: &mut [f32]) {
             *l = l.max(v);
         }
     }
-    max = lanes.iter().fold(max, |m, &v| m.max(v));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+#[inline(always)]
+fn softmax_loop(row: &mut [f32]) {
+    let max = lane_max(row);
     for v in row.iter_mut() {
         *v = exp_nonpositive(*v - max);
     }
@@ -268,18 +274,7 @@ vectorised! {
 
 #[inline(always)]
 fn nll_loop(logits: &[f32], target: usize) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let chunks = logits.chunks_exact(8);
-    let mut max = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for chunk in chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l = l.max(v);
-        }
-    }
-    max = lanes.iter().fold(max, |m, &v| m.max(v));
+    let max = lane_max(logits);
     let mut sums = [0f32; 8];
     let chunks = logits.chunks_exact(8);
     let tail: f32 = chunks

@@ -11,14 +11,14 @@
 //! GQA, SwiGLU); `tests::packed_losses_match_the_burn_graph` checks one against the other.
 //! Gradients, attention maps and decoding stay on the Burn graph.
 
-use burn::module::Param;
-use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::cpu_kernels::{matmul, rms_norm_rows, row_nll, softmax_in_place, swiglu_row};
 use crate::llama::{HeadMask, LlamaConfig, LlamaForCausalLm, UniformScope};
-use crate::packed::{grow, Dense, ROWS_PER_TASK};
+use crate::packed::{grow, param_values, Dense, ROWS_PER_TASK};
 
+/// Queries of one sequence whose attention scores are computed at once.
+const QUERY_BLOCK: usize = 128;
 /// Predicting rows turned into logits at once (a block's logits are rows x vocabulary).
 const LOGIT_ROWS: usize = 256;
 
@@ -64,10 +64,6 @@ pub struct PackedLlama {
     rope_theta: f64,
 }
 
-fn vector(param: &Param<Tensor<1>>) -> Vec<f32> {
-    crate::values(param.val())
-}
-
 impl PackedLlama {
     /// Copies the weights out of a loaded (or randomly initialised) Burn model.
     pub fn from_model(model: &LlamaForCausalLm, config: &LlamaConfig) -> Self {
@@ -79,23 +75,23 @@ impl PackedLlama {
                 let attention = &layer.self_attn;
                 let mlp = &layer.mlp;
                 PackedDecoderLayer {
-                    input_norm: vector(&layer.input_layernorm.gamma),
+                    input_norm: param_values(&layer.input_layernorm.gamma),
                     qkv: Dense::concat(&[&attention.q_proj, &attention.k_proj, &attention.v_proj]),
                     output: Dense::from_module(&attention.o_proj),
-                    post_attention_norm: vector(&layer.post_attention_layernorm.gamma),
+                    post_attention_norm: param_values(&layer.post_attention_layernorm.gamma),
                     gate_up: Dense::concat(&[&mlp.gate_proj, &mlp.up_proj]),
                     down: Dense::from_module(&mlp.down_proj),
                 }
             })
             .collect();
         Self {
-            embed_tokens: crate::values(model.model.embed_tokens.weight.val()),
+            embed_tokens: param_values(&model.model.embed_tokens.weight),
             layers,
-            final_norm: vector(&model.model.norm.gamma),
+            final_norm: param_values(&model.model.norm.gamma),
             lm_head: model
                 .lm_head
                 .as_ref()
-                .map(|head| crate::values(head.weight.val())),
+                .map(|head| param_values(&head.weight)),
             hidden: config.hidden_size,
             heads: config.num_attention_heads,
             kv_heads: config.kv_heads(),
@@ -252,29 +248,35 @@ impl PackedLlama {
                 }
                 let q = &block[head * d..];
                 let k = &block[(self.heads + kv) * d..];
-                grow(scores, len * len);
-                let probabilities = &mut scores[..len * len];
-                matmul(
-                    [len, d, len],
-                    (q, width),
-                    (k, 1, width),
-                    (probabilities, len),
-                    scale,
-                    false,
-                );
-                for (i, row) in probabilities.chunks_exact_mut(len).enumerate() {
-                    let (visible, future) = row.split_at_mut(i + 1);
-                    softmax_in_place(visible);
-                    future.fill(0.0);
+                // Blocks of queries against the keys they can see: no scores for the future
+                // beyond one block's diagonal, and score memory bounded by a block's rows.
+                grow(scores, QUERY_BLOCK.min(len) * len);
+                for first in (0..len).step_by(QUERY_BLOCK) {
+                    let keys = (first + QUERY_BLOCK).min(len);
+                    let queries = keys - first;
+                    let probabilities = &mut scores[..queries * keys];
+                    matmul(
+                        [queries, d, keys],
+                        (&q[first * width..], width),
+                        (k, 1, width),
+                        (probabilities, keys),
+                        scale,
+                        false,
+                    );
+                    for (i, row) in probabilities.chunks_exact_mut(keys).enumerate() {
+                        let (visible, future) = row.split_at_mut(first + i + 1);
+                        softmax_in_place(visible);
+                        future.fill(0.0);
+                    }
+                    matmul(
+                        [queries, keys, d],
+                        (probabilities, keys),
+                        (v, width, 1),
+                        (&mut out[first * d..], d),
+                        1.0,
+                        false,
+                    );
                 }
-                matmul(
-                    [len, len, d],
-                    (probabilities, len),
-                    (v, width, 1),
-                    (out, d),
-                    1.0,
-                    false,
-                );
             });
     }
 

@@ -521,6 +521,7 @@ fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> 
 mod tests {
     use super::*;
     use crate::llama::UniformScope;
+    use crate::packed::on_threads;
 
     fn random_lm(tied: bool, batch_tokens: usize) -> CausalLm {
         let config: LlamaConfig = serde_json::from_value(serde_json::json!({
@@ -533,7 +534,7 @@ mod tests {
             "num_key_value_heads": 2,
             "rms_norm_eps": 1e-5,
             "rope_theta": 10000.0,
-            "max_position_embeddings": 128,
+            "max_position_embeddings": 512,
             "tie_word_embeddings": tied
         }))
         .unwrap();
@@ -556,7 +557,8 @@ mod tests {
     /// untied output projections, grouped-query attention.
     #[test]
     fn packed_losses_match_the_burn_graph() {
-        let sequences: Vec<Vec<u32>> = [5usize, 2, 40, 17, 1, 63, 17]
+        // 300 tokens: several blocks of queries in the packed attention.
+        let sequences: Vec<Vec<u32>> = [5usize, 2, 40, 17, 1, 300, 63, 17]
             .iter()
             .enumerate()
             .map(|(s, &len)| (0..len).map(|t| ((s * 31 + t * 13) % 262) as u32).collect())
@@ -619,13 +621,8 @@ mod tests {
             })
             .collect();
         let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
-        let on = |threads: usize, refs: &[&[u32]]| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| lm.token_losses(refs, None))
-        };
+        let on =
+            |threads: usize, refs: &[&[u32]]| on_threads(threads, || lm.token_losses(refs, None));
         let one = on(1, &refs);
         assert_eq!(one, on(3, &refs));
         let alone: Vec<Vec<f32>> = refs.iter().flat_map(|s| on(2, &[s])).collect();

@@ -2,7 +2,9 @@
 //! [`crate::llama_packed`]): linear layers as plain row-major matrices and work buffers that
 //! are reused across batches.
 
+use burn::module::Param;
 use burn::nn::Linear;
+use burn::prelude::Tensor;
 use rayon::prelude::*;
 
 use crate::cpu_kernels::matmul;
@@ -99,4 +101,19 @@ pub(crate) fn grow(buffer: &mut Vec<f32>, len: usize) {
     if buffer.len() < len {
         buffer.resize(len, 0.0);
     }
+}
+
+/// A parameter's values, row-major.
+pub(crate) fn param_values<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
+    crate::values(param.val())
+}
+
+/// Runs `work` on a pool of `threads` rayon threads (tests of thread-count independence).
+#[cfg(test)]
+pub(crate) fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(work)
 }
