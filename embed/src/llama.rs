@@ -707,10 +707,24 @@ impl LlamaForCausalLm {
         request: &ForwardRequest,
         trace: &mut ForwardTrace,
     ) -> Tensor<3> {
-        let tokens = ids.dims()[1];
-        let rope = Rope::new(config, 0, tokens, &ids.device());
-        let mut x = self.model.embed_tokens.forward(ids);
-        for (index, layer) in self.model.layers.iter().enumerate() {
+        let x = self.model.embed_tokens.forward(ids);
+        self.hidden_states_from(config, x, 0, request, trace)
+    }
+
+    /// [`Self::hidden_states`] from the residual stream `x` ([batch, tokens, hidden], positions
+    /// from 0) entering decoder layer `first_layer`: the layers from there on, then the final
+    /// norm. Requests for earlier layers are ignored.
+    pub fn hidden_states_from(
+        &self,
+        config: &LlamaConfig,
+        mut x: Tensor<3>,
+        first_layer: usize,
+        request: &ForwardRequest,
+        trace: &mut ForwardTrace,
+    ) -> Tensor<3> {
+        let tokens = x.dims()[1];
+        let rope = Rope::new(config, 0, tokens, &x.device());
+        for (index, layer) in self.model.layers.iter().enumerate().skip(first_layer) {
             let h = layer.input_layernorm.forward(x.clone());
             x = x + layer.self_attn.forward(h, index, &rope, request, trace);
             let h = layer.post_attention_layernorm.forward(x.clone());

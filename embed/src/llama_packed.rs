@@ -110,9 +110,39 @@ impl PackedLlama {
         mask: Option<&HeadMask>,
         ws: &mut LlamaWorkspace,
     ) -> Vec<Vec<f32>> {
+        assert!(
+            sequences.iter().all(|s| s.len() >= 2),
+            "a scored sequence needs two tokens"
+        );
+        let offsets = self.run_layers(sequences, self.layers.len(), mask, ws);
+        let rows = *offsets.last().unwrap();
+        self.norm(&ws.residual, &self.final_norm, &mut ws.normed, rows);
+        self.losses(sequences, &offsets, ws)
+    }
+
+    /// The residual stream entering decoder layer `layers` (the output of the layers before
+    /// it), the sequences' rows packed one after another: `[total tokens x hidden]`.
+    pub fn residual_before_layer<'w>(
+        &self,
+        sequences: &[&[u32]],
+        layers: usize,
+        ws: &'w mut LlamaWorkspace,
+    ) -> &'w [f32] {
+        let offsets = self.run_layers(sequences, layers.min(self.layers.len()), None, ws);
+        &ws.residual[..offsets.last().unwrap() * self.hidden]
+    }
+
+    /// Embeds the packed sequences and runs the first `layers` decoder layers, leaving the
+    /// residual stream in `ws.residual`; returns the sequences' row offsets.
+    fn run_layers(
+        &self,
+        sequences: &[&[u32]],
+        layers: usize,
+        mask: Option<&HeadMask>,
+        ws: &mut LlamaWorkspace,
+    ) -> Vec<usize> {
         let mut offsets = vec![0usize];
         for sequence in sequences {
-            assert!(sequence.len() >= 2, "a scored sequence needs two tokens");
             offsets.push(offsets.last().unwrap() + sequence.len());
         }
         let rows = *offsets.last().unwrap();
@@ -130,7 +160,7 @@ impl PackedLlama {
         self.embed(sequences, &mut ws.residual[..rows * h]);
         let longest = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
         let rope = RopeTable::new(longest, d, self.rope_theta);
-        for (index, layer) in self.layers.iter().enumerate() {
+        for (index, layer) in self.layers[..layers].iter().enumerate() {
             let masked = mask.map(|m| m.in_layer(index)).unwrap_or_default();
             let scope = mask.map(|m| m.scope).unwrap_or_default();
             self.norm(&ws.residual, &layer.input_norm, &mut ws.normed, rows);
@@ -162,8 +192,7 @@ impl PackedLlama {
                 .down
                 .accumulate(&ws.activations, rows, &mut ws.residual);
         }
-        self.norm(&ws.residual, &self.final_norm, &mut ws.normed, rows);
-        self.losses(sequences, &offsets, ws)
+        offsets
     }
 
     fn embed(&self, sequences: &[&[u32]], x: &mut [f32]) {
@@ -342,6 +371,65 @@ impl PackedLlama {
             start += sequence.len() - 1;
         }
         out
+    }
+    /// Gradient of `sum_i weight_i * nll_i` with respect to final-norm hidden states, for the
+    /// predicting rows `(row, target, weight)` of `hidden` (`[rows x hidden]`):
+    /// `weight (softmax(h W) - onehot(target)) W^T` with `W` the output projection; other rows
+    /// are zero. Returns `[rows x hidden]`. The output projection's forward and backward in
+    /// two GEMMs per block, for gradients taken further back by the Burn graph.
+    pub fn loss_gradient(
+        &self,
+        hidden: &[f32],
+        predictions: &[(usize, usize, f32)],
+        ws: &mut LlamaWorkspace,
+    ) -> Vec<f32> {
+        let h = self.hidden;
+        let mut gradient = vec![0f32; hidden.len()];
+        grow(&mut ws.predicting, LOGIT_ROWS.min(predictions.len()) * h);
+        grow(
+            &mut ws.logits,
+            LOGIT_ROWS.min(predictions.len()) * self.vocab,
+        );
+        grow(&mut ws.context, LOGIT_ROWS.min(predictions.len()) * h);
+        for block in predictions.chunks(LOGIT_ROWS) {
+            let n = block.len();
+            for (&(row, _, _), out) in block.iter().zip(ws.predicting.chunks_exact_mut(h)) {
+                out.copy_from_slice(&hidden[row * h..(row + 1) * h]);
+            }
+            let (head, head_rs, head_cs) = match &self.lm_head {
+                Some(weight) => (weight.as_slice(), self.vocab, 1),
+                None => (self.embed_tokens.as_slice(), 1, h),
+            };
+            matmul(
+                [n, h, self.vocab],
+                (&ws.predicting, h),
+                (head, head_rs, head_cs),
+                (&mut ws.logits, self.vocab),
+                1.0,
+                false,
+            );
+            ws.logits
+                .par_chunks_mut(self.vocab)
+                .zip(block.par_iter())
+                .for_each(|(row, &(_, target, weight))| {
+                    softmax_in_place(row);
+                    row[target] -= 1.0;
+                    row.iter_mut().for_each(|v| *v *= weight);
+                });
+            // d/dh = dlogits W^T: the transposed head read by swapping its strides.
+            matmul(
+                [n, self.vocab, h],
+                (&ws.logits, self.vocab),
+                (head, head_cs, head_rs),
+                (&mut ws.context, h),
+                1.0,
+                false,
+            );
+            for (&(row, _, _), values) in block.iter().zip(ws.context.chunks_exact(h)) {
+                gradient[row * h..(row + 1) * h].copy_from_slice(values);
+            }
+        }
+        gradient
     }
 }
 

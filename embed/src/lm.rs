@@ -232,9 +232,7 @@ impl CausalLm {
     /// packed without padding into batches of at most `batch_tokens` tokens (at least one
     /// sequence each).
     fn packed_token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
-        let model = self
-            .packed
-            .get_or_init(|| PackedLlama::from_model(&self.model, &self.config));
+        let model = self.packed_model();
         let mut order: Vec<usize> = (0..sequences.len())
             .filter(|&i| sequences[i].len() >= 2)
             .collect();
@@ -376,6 +374,19 @@ impl CausalLm {
         sequences: &[&[u32]],
         taps: &[LinearId],
     ) -> Result<Vec<LayerGradients>, ModelError> {
+        self.gradients(sequences, taps, true)
+    }
+
+    /// [`Self::sequence_gradients`]; with `packed_prefix` on the CPU device, the layers before
+    /// the first tapped one run the packed forward (no gradient flows through them), the Burn
+    /// graph takes over from that layer's input, and the output projection's forward and
+    /// backward run packed ([`Self::surrogate_loss`]).
+    fn gradients(
+        &self,
+        sequences: &[&[u32]],
+        taps: &[LinearId],
+        packed_prefix: bool,
+    ) -> Result<Vec<LayerGradients>, ModelError> {
         for tap in taps {
             if tap.layer >= self.config.num_hidden_layers {
                 return Err(ModelError::Request(format!(
@@ -396,25 +407,40 @@ impl CausalLm {
             taps,
             ..Default::default()
         };
-        let (ids, tokens) = self.padded(sequences);
+        let first_tapped = taps.iter().map(|t| t.layer).min().unwrap_or(0);
         let mut trace = ForwardTrace::default();
-        let hidden = self
-            .model
-            .hidden_states(&self.config, ids, &request, &mut trace);
-        let nll = self.next_token_nll(hidden, sequences, tokens);
-        // Sum over sequences of each sequence's mean loss: padded positions weigh zero.
-        let weights: Vec<f32> = sequences
-            .iter()
-            .flat_map(|s| {
-                let n = s.len() - 1;
-                (0..tokens - 1).map(move |t| if t < n { 1.0 / n as f32 } else { 0.0 })
-            })
-            .collect();
-        let weights = Tensor::<2>::from_data(
-            TensorData::new(weights, [sequences.len(), tokens - 1]),
-            &self.device,
-        );
-        let loss = (nll * weights).sum();
+        let (hidden, tokens) = if packed_prefix && self.device == Device::flex() && first_tapped > 0
+        {
+            let (x, tokens) = self.packed_residual(sequences, first_tapped);
+            let hidden =
+                self.model
+                    .hidden_states_from(&self.config, x, first_tapped, &request, &mut trace);
+            (hidden, tokens)
+        } else {
+            let (ids, tokens) = self.padded(sequences);
+            let hidden = self
+                .model
+                .hidden_states(&self.config, ids, &request, &mut trace);
+            (hidden, tokens)
+        };
+        let loss = if packed_prefix && self.device == Device::flex() {
+            self.surrogate_loss(hidden, sequences, tokens)
+        } else {
+            let nll = self.next_token_nll(hidden, sequences, tokens);
+            // Sum over sequences of each sequence's mean loss: padded positions weigh zero.
+            let weights: Vec<f32> = sequences
+                .iter()
+                .flat_map(|s| {
+                    let n = s.len() - 1;
+                    (0..tokens - 1).map(move |t| if t < n { 1.0 / n as f32 } else { 0.0 })
+                })
+                .collect();
+            let weights = Tensor::<2>::from_data(
+                TensorData::new(weights, [sequences.len(), tokens - 1]),
+                &self.device,
+            );
+            (nll * weights).sum()
+        };
         let grads = loss.backward();
         let mut out = Vec::with_capacity(trace.taps.len());
         for tap in trace.taps {
@@ -448,6 +474,56 @@ impl CausalLm {
             });
         }
         Ok(out)
+    }
+
+    /// The packed CPU forward of the model, built on first use.
+    fn packed_model(&self) -> &PackedLlama {
+        self.packed
+            .get_or_init(|| PackedLlama::from_model(&self.model, &self.config))
+    }
+
+    /// A loss whose gradient with respect to `hidden` (final-norm states, [batch, tokens,
+    /// hidden], right-padded) is that of the sum of the sequences' mean next-token losses:
+    /// `sum(hidden * G)` with `G` computed by the packed output projection and held constant,
+    /// so the graph never materialises the logits.
+    fn surrogate_loss(&self, hidden: Tensor<3>, sequences: &[&[u32]], tokens: usize) -> Tensor<1> {
+        let predictions: Vec<(usize, usize, f32)> = sequences
+            .iter()
+            .enumerate()
+            .flat_map(|(row, s)| {
+                let weight = 1.0 / (s.len() - 1) as f32;
+                (0..s.len() - 1).map(move |t| (row * tokens + t, s[t + 1] as usize, weight))
+            })
+            .collect();
+        let values = crate::values(hidden.clone());
+        let gradient = self.packed_model().loss_gradient(
+            &values,
+            &predictions,
+            &mut LlamaWorkspace::default(),
+        );
+        let gradient =
+            Tensor::<3>::from_data(TensorData::new(gradient, hidden.dims()), &self.device);
+        (hidden * gradient).sum()
+    }
+
+    /// The residual stream entering decoder layer `layer`, from the packed forward, as a
+    /// right-padded [batch, tokens, hidden] tensor (zeros past each row's end) and its width.
+    fn packed_residual(&self, rows: &[&[u32]], layer: usize) -> (Tensor<3>, usize) {
+        let model = self.packed_model();
+        let width = self.config.hidden_size;
+        let tokens = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut workspace = LlamaWorkspace::default();
+        let packed = model.residual_before_layer(rows, layer, &mut workspace);
+        let mut padded = vec![0f32; rows.len() * tokens * width];
+        let mut start = 0;
+        for (row, ids) in rows.iter().enumerate() {
+            let values = &packed[start * width..(start + ids.len()) * width];
+            padded[row * tokens * width..][..values.len()].copy_from_slice(values);
+            start += ids.len();
+        }
+        let shape = [rows.len(), tokens, width];
+        let x = Tensor::from_data(TensorData::new(padded, shape), &self.device);
+        (x, tokens)
     }
 
     /// Right-padded ids tensor and its width.
@@ -628,6 +704,59 @@ mod tests {
         let alone: Vec<Vec<f32>> = refs.iter().flat_map(|s| on(2, &[s])).collect();
         for (a, b) in one.iter().flatten().zip(alone.iter().flatten()) {
             assert!((a - b).abs() <= 2e-6 * a.abs(), "{a} vs {b}");
+        }
+    }
+
+    /// Gradients with the layers before the first tap on the packed forward equal the
+    /// all-graph gradients (inputs, output gradients and weight gradients of every tap).
+    #[test]
+    fn packed_prefix_gradients_match_the_graph() {
+        use crate::llama::{LinearId, LinearKind};
+        let sequences: Vec<Vec<u32>> = [9usize, 30, 3]
+            .iter()
+            .enumerate()
+            .map(|(s, &len)| (0..len).map(|t| ((s * 19 + t * 23) % 262) as u32).collect())
+            .collect();
+        let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        let taps = [
+            LinearId {
+                layer: 2,
+                kind: LinearKind::Down,
+            },
+            LinearId {
+                layer: 1,
+                kind: LinearKind::Query,
+            },
+        ];
+        for tied in [true, false] {
+            let lm = random_lm(tied, 1 << 16);
+            let hybrid = lm.gradients(&refs, &taps, true).unwrap();
+            let graph = lm.gradients(&refs, &taps, false).unwrap();
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len(), "{what}");
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{what}: all zero");
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * scale,
+                        "{what}: {x} vs {y} (scale {scale})"
+                    );
+                }
+            };
+            assert_eq!(hybrid.len(), 2);
+            for (h, g) in hybrid.iter().zip(&graph) {
+                assert_eq!(h.id, g.id);
+                for (s, (a, b)) in h.samples.iter().zip(&g.samples).enumerate() {
+                    let what = format!("{:?} sequence {s}", h.id);
+                    close(&a.inputs, &b.inputs, &format!("{what} inputs"));
+                    close(
+                        &a.output_grads,
+                        &b.output_grads,
+                        &format!("{what} output grads"),
+                    );
+                    close(&a.weight, &b.weight, &format!("{what} weight"));
+                }
+            }
         }
     }
 }
