@@ -9,6 +9,7 @@ use burn::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
 use crate::bert_packed::{PackedBert, Workspace};
+use crate::packed::batch_ranges;
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -128,19 +129,10 @@ impl SentenceEncoder {
         segments.sort_by_key(|s| (s.ids.len(), s.document));
         let mut sums = vec![0f32; texts.len() * dim];
         let mut workspace = Workspace::default();
-        let mut start = 0;
-        while start < segments.len() {
-            let packed = matches!(self.forward, Forward::Packed(_));
-            let mut end = start + 1;
-            let mut tokens = segments[start].ids.len();
-            while end < segments.len()
-                && (packed || segments[end].ids.len() == segments[start].ids.len())
-                && tokens + segments[end].ids.len() <= self.options.batch_tokens
-            {
-                tokens += segments[end].ids.len();
-                end += 1;
-            }
-            let batch = &segments[start..end];
+        let lengths: Vec<usize> = segments.iter().map(|s| s.ids.len()).collect();
+        let packed = matches!(self.forward, Forward::Packed(_));
+        for range in batch_ranges(&lengths, self.options.batch_tokens, !packed) {
+            let batch = &segments[range];
             let vectors = match &self.forward {
                 Forward::Packed(model) => {
                     let ids: Vec<&[u32]> = batch.iter().map(|s| s.ids.as_slice()).collect();
@@ -152,7 +144,6 @@ impl SentenceEncoder {
                 let sum = &mut sums[segment.document * dim..(segment.document + 1) * dim];
                 sum.iter_mut().zip(vector).for_each(|(s, v)| *s += v);
             }
-            start = end;
         }
         for row in sums.chunks_exact_mut(dim) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);

@@ -17,6 +17,7 @@ use crate::llama::{
     LlamaForCausalLm,
 };
 use crate::llama_packed::{LlamaWorkspace, PackedLlama};
+use crate::packed::batch_ranges;
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -237,25 +238,16 @@ impl CausalLm {
             .filter(|&i| sequences[i].len() >= 2)
             .collect();
         order.sort_by_key(|&i| (sequences[i].len(), i));
+        let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
         let mut out = vec![Vec::new(); sequences.len()];
         let mut workspace = LlamaWorkspace::default();
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            let mut tokens = sequences[order[start]].len();
-            while end < order.len()
-                && tokens + sequences[order[end]].len() <= self.options.batch_tokens
-            {
-                tokens += sequences[order[end]].len();
-                end += 1;
-            }
-            let batch = &order[start..end];
+        for range in batch_ranges(&lengths, self.options.batch_tokens, false) {
+            let batch = &order[range];
             let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
             let losses = model.token_losses(&rows, mask, &mut workspace);
             for (&index, losses) in batch.iter().zip(losses) {
                 out[index] = losses;
             }
-            start = end;
         }
         out
     }
@@ -267,7 +259,11 @@ impl CausalLm {
             ..Default::default()
         };
         let mut out = vec![Vec::new(); sequences.len()];
-        for batch in length_batches(sequences, self.options.batch_tokens) {
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        order.sort_by_key(|&i| (sequences[i].len(), i));
+        let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
+        for range in batch_ranges(&lengths, self.options.batch_tokens, true) {
+            let batch = &order[range];
             let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
             if rows[rows.len() - 1].len() < 2 {
                 continue;
@@ -377,7 +373,7 @@ impl CausalLm {
         self.gradients(sequences, taps, true)
     }
 
-    /// [`Self::sequence_gradients`]; with `packed_prefix` on the CPU device, the layers before
+    /// [`Self::sequence_gradients`]; with `packed` on the CPU device, the layers before
     /// the first tapped one run the packed forward (no gradient flows through them), the Burn
     /// graph takes over from that layer's input, and the output projection's forward and
     /// backward run packed ([`Self::surrogate_loss`]).
@@ -385,7 +381,7 @@ impl CausalLm {
         &self,
         sequences: &[&[u32]],
         taps: &[LinearId],
-        packed_prefix: bool,
+        packed: bool,
     ) -> Result<Vec<LayerGradients>, ModelError> {
         for tap in taps {
             if tap.layer >= self.config.num_hidden_layers {
@@ -408,9 +404,9 @@ impl CausalLm {
             ..Default::default()
         };
         let first_tapped = taps.iter().map(|t| t.layer).min().unwrap_or(0);
+        let packed = packed && self.device == Device::flex();
         let mut trace = ForwardTrace::default();
-        let (hidden, tokens) = if packed_prefix && self.device == Device::flex() && first_tapped > 0
-        {
+        let (hidden, tokens) = if packed && first_tapped > 0 {
             let (x, tokens) = self.packed_residual(sequences, first_tapped);
             let hidden =
                 self.model
@@ -423,7 +419,7 @@ impl CausalLm {
                 .hidden_states(&self.config, ids, &request, &mut trace);
             (hidden, tokens)
         };
-        let loss = if packed_prefix && self.device == Device::flex() {
+        let loss = if packed {
             self.surrogate_loss(hidden, sequences, tokens)
         } else {
             let nll = self.next_token_nll(hidden, sequences, tokens);
@@ -570,29 +566,6 @@ impl CausalLm {
     }
 }
 
-/// Indices of `sequences` grouped into batches of equal length (no compute spent on padding):
-/// sorted by length, each batch at most `batch_tokens` tokens (at least one row).
-fn length_batches(sequences: &[&[u32]], batch_tokens: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..sequences.len()).collect();
-    order.sort_by_key(|&i| (sequences[i].len(), i));
-    let mut batches = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    for index in order {
-        let width = sequences[index].len();
-        let same_width = current
-            .last()
-            .is_none_or(|&last| sequences[last].len() == width);
-        if !current.is_empty() && (!same_width || (current.len() + 1) * width > batch_tokens) {
-            batches.push(std::mem::take(&mut current));
-        }
-        current.push(index);
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,7 +683,7 @@ mod tests {
     /// Gradients with the layers before the first tap on the packed forward equal the
     /// all-graph gradients (inputs, output gradients and weight gradients of every tap).
     #[test]
-    fn packed_prefix_gradients_match_the_graph() {
+    fn packed_gradients_match_the_graph() {
         use crate::llama::{LinearId, LinearKind};
         let sequences: Vec<Vec<u32>> = [9usize, 30, 3]
             .iter()

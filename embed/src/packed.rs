@@ -103,6 +103,32 @@ pub(crate) fn grow(buffer: &mut Vec<f32>, len: usize) {
     }
 }
 
+/// Consecutive batches of inputs already sorted by length (`lengths`, in that order): each
+/// batch holds at most `batch_tokens` tokens (at least one input), and with `equal_lengths`
+/// only inputs of one length (for graphs that cannot pack).
+pub(crate) fn batch_ranges(
+    lengths: &[usize],
+    batch_tokens: usize,
+    equal_lengths: bool,
+) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < lengths.len() {
+        let mut end = start + 1;
+        let mut tokens = lengths[start];
+        while end < lengths.len()
+            && (!equal_lengths || lengths[end] == lengths[start])
+            && tokens + lengths[end] <= batch_tokens
+        {
+            tokens += lengths[end];
+            end += 1;
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
 /// A parameter's values, row-major.
 pub(crate) fn param_values<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
     crate::values(param.val())
