@@ -28,9 +28,9 @@ struct Norm {
 
 impl Norm {
     fn from_module(norm: &LayerNorm, epsilon: f64) -> Self {
-        let gamma = crate::values(norm.gamma.val());
+        let gamma = param_values(&norm.gamma);
         let beta = match &norm.beta {
-            Some(beta) => crate::values(beta.val()),
+            Some(beta) => param_values(beta),
             None => vec![0.0; gamma.len()],
         };
         Self {

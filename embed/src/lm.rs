@@ -405,9 +405,10 @@ impl CausalLm {
         };
         let first_tapped = taps.iter().map(|t| t.layer).min().unwrap_or(0);
         let packed = packed && self.device == Device::flex();
+        let mut workspace = LlamaWorkspace::default();
         let mut trace = ForwardTrace::default();
         let (hidden, tokens) = if packed && first_tapped > 0 {
-            let (x, tokens) = self.packed_residual(sequences, first_tapped);
+            let (x, tokens) = self.packed_residual(sequences, first_tapped, &mut workspace);
             let hidden =
                 self.model
                     .hidden_states_from(&self.config, x, first_tapped, &request, &mut trace);
@@ -420,7 +421,7 @@ impl CausalLm {
             (hidden, tokens)
         };
         let loss = if packed {
-            self.surrogate_loss(hidden, sequences, tokens)
+            self.surrogate_loss(hidden, sequences, tokens, &mut workspace)
         } else {
             let nll = self.next_token_nll(hidden, sequences, tokens);
             // Sum over sequences of each sequence's mean loss: padded positions weigh zero.
@@ -482,7 +483,13 @@ impl CausalLm {
     /// hidden], right-padded) is that of the sum of the sequences' mean next-token losses:
     /// `sum(hidden * G)` with `G` computed by the packed output projection and held constant,
     /// so the graph never materialises the logits.
-    fn surrogate_loss(&self, hidden: Tensor<3>, sequences: &[&[u32]], tokens: usize) -> Tensor<1> {
+    fn surrogate_loss(
+        &self,
+        hidden: Tensor<3>,
+        sequences: &[&[u32]],
+        tokens: usize,
+        workspace: &mut LlamaWorkspace,
+    ) -> Tensor<1> {
         let predictions: Vec<(usize, usize, f32)> = sequences
             .iter()
             .enumerate()
@@ -492,11 +499,9 @@ impl CausalLm {
             })
             .collect();
         let values = crate::values(hidden.clone());
-        let gradient = self.packed_model().loss_gradient(
-            &values,
-            &predictions,
-            &mut LlamaWorkspace::default(),
-        );
+        let gradient = self
+            .packed_model()
+            .loss_gradient(&values, &predictions, workspace);
         let gradient =
             Tensor::<3>::from_data(TensorData::new(gradient, hidden.dims()), &self.device);
         (hidden * gradient).sum()
@@ -504,12 +509,16 @@ impl CausalLm {
 
     /// The residual stream entering decoder layer `layer`, from the packed forward, as a
     /// right-padded [batch, tokens, hidden] tensor (zeros past each row's end) and its width.
-    fn packed_residual(&self, rows: &[&[u32]], layer: usize) -> (Tensor<3>, usize) {
+    fn packed_residual(
+        &self,
+        rows: &[&[u32]],
+        layer: usize,
+        workspace: &mut LlamaWorkspace,
+    ) -> (Tensor<3>, usize) {
         let model = self.packed_model();
         let width = self.config.hidden_size;
         let tokens = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let mut workspace = LlamaWorkspace::default();
-        let packed = model.residual_before_layer(rows, layer, &mut workspace);
+        let packed = model.residual_before_layer(rows, layer, workspace);
         let mut padded = vec![0f32; rows.len() * tokens * width];
         let mut start = 0;
         for (row, ids) in rows.iter().enumerate() {

@@ -38,10 +38,10 @@ impl Dense {
             .map(|linear| {
                 let d_out = linear.weight.dims()[1];
                 let bias = match &linear.bias {
-                    Some(bias) => crate::values(bias.val()),
+                    Some(bias) => param_values(bias),
                     None => vec![0.0; d_out],
                 };
-                (crate::values(linear.weight.val()), bias, d_out)
+                (param_values(&linear.weight), bias, d_out)
             })
             .collect();
         let d_out: usize = parts.iter().map(|p| p.2).sum();
