@@ -48,16 +48,30 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
         let _ = writeln!(s, "{}", d.path.display());
         let _ = writeln!(
             s,
-            "  size: {} ({} bytes), rows: {}, row groups: {}",
+            "  format: {}, size: {} ({} bytes), rows: {}, {}: {}",
+            d.format,
             human(d.bytes),
             d.bytes,
             d.rows,
+            if d.format == "parquet" {
+                "row groups"
+            } else {
+                "chunks"
+            },
             d.row_groups
         );
         if let Some(by) = &d.created_by {
             let _ = writeln!(s, "  created by: {by}");
         }
-        let _ = writeln!(s, "  schema:");
+        let _ = writeln!(
+            s,
+            "  schema{}:",
+            if d.format == "parquet" {
+                ""
+            } else {
+                " (inferred from the first lines)"
+            }
+        );
         for field in d.schema.fields() {
             let _ = writeln!(
                 s,
@@ -71,7 +85,9 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
                 }
             );
         }
-        let _ = writeln!(s, "  columns (compressed / uncompressed, codec):");
+        if !d.columns.is_empty() {
+            let _ = writeln!(s, "  columns (compressed / uncompressed, codec):");
+        }
         for c in &d.columns {
             let _ = writeln!(
                 s,
@@ -316,11 +332,12 @@ pub fn plan(config: &Config, max_units: usize) -> Result<String> {
         "  2. decide (reduce, corpus order): dedup and selection, write {}",
         layout::SELECTION_FILE
     );
-    let _ = writeln!(
+    let _ =
+        writeln!(
         s,
-        "  3. write (map over units with kept rows): {}/part-NNNNN.parquet, zstd level {}, rotate at {}{}",
+        "  3. write (map over units with kept rows): {}/part-NNNNN.parquet, {:?}, rotate at {}{}",
         config.output.dir.trim_end_matches('/').to_string() + "/" + layout::SELECTED_DIR,
-        config.output.zstd_level,
+        config.output.codec(),
         human(config.output.shard_bytes),
         if config.output.write_removed { "; dropped rows to removed/<reason>/" } else { "" }
     );

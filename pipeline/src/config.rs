@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
+use gleaner_storage::writer::ShardCodec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -134,6 +135,10 @@ pub struct InputConfig {
     /// `error` stops on a bad file; `skip` leaves it out and reports it.
     #[serde(default)]
     pub on_bad_file: OnBadFileConfig,
+    /// A JSONL line that cannot be read: `error` stops naming the file and line; `skip`
+    /// drops it as `bad_record` and counts it. Default: as `on_bad_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_bad_record: Option<OnBadFileConfig>,
     /// Rows per decoded batch (bounds memory).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -153,6 +158,39 @@ pub enum OnBadFileConfig {
     Skip,
 }
 
+/// Codec of written parquet shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressionConfig {
+    /// zstd at `output.zstd_level`.
+    #[default]
+    Zstd,
+    /// Snappy, as pyarrow writes by default.
+    Snappy,
+    /// gzip at level 6.
+    Gzip,
+    /// Brotli at level 1 (pyarrow's default level).
+    Brotli,
+    /// LZ4 raw blocks (parquet `LZ4_RAW`).
+    Lz4,
+    /// No compression.
+    None,
+}
+
+impl OutputConfig {
+    /// The shard codec these settings name.
+    pub fn codec(&self) -> ShardCodec {
+        match self.compression {
+            CompressionConfig::Zstd => ShardCodec::Zstd(self.zstd_level),
+            CompressionConfig::Snappy => ShardCodec::Snappy,
+            CompressionConfig::Gzip => ShardCodec::Gzip(6),
+            CompressionConfig::Brotli => ShardCodec::Brotli(1),
+            CompressionConfig::Lz4 => ShardCodec::Lz4Raw,
+            CompressionConfig::None => ShardCodec::Uncompressed,
+        }
+    }
+}
+
 /// Output folder and shard settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +200,10 @@ pub struct OutputConfig {
     /// Shard rotation size in uncompressed bytes.
     #[serde(default = "default_shard_bytes")]
     pub shard_bytes: u64,
-    /// zstd level of the shards (1..=22).
+    /// Codec of the written shards.
+    #[serde(default)]
+    pub compression: CompressionConfig,
+    /// zstd level of the shards (1..=22), when `compression = "zstd"`.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Also write dropped documents to `removed/<reason>/`.

@@ -34,6 +34,7 @@ use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest, MANIFEST_FILE};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, DocBatch, OnBadFile, SkippedFile};
 use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
+use gleaner_storage::OnBadRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -179,12 +180,23 @@ pub fn open_corpus(config: &Config) -> Result<CorpusReader> {
         OnBadFileConfig::Error => OnBadFile::Error,
         OnBadFileConfig::Skip => OnBadFile::Skip,
     };
-    Ok(CorpusReader::open(
+    let mut reader = CorpusReader::open(
         &config.input.paths,
         column_spec(config),
         on_bad,
         config.input.batch_size,
-    )?)
+    )?;
+    reader.set_on_bad_record(
+        match config
+            .input
+            .on_bad_record
+            .unwrap_or(config.input.on_bad_file)
+        {
+            OnBadFileConfig::Error => OnBadRecord::Error,
+            OnBadFileConfig::Skip => OnBadRecord::Skip,
+        },
+    );
+    Ok(reader)
 }
 
 /// Stage slot 0 is the input stage; slot `i + 1` is `config.stages[i]`.
@@ -750,7 +762,19 @@ fn scan_unit(
             if let Some(t) = trajectory {
                 scan.trajectories.check_dim(t, "trajectory", row_name)?;
             }
-            let drop = if text.trim().is_empty() {
+            let drop = if let Some(bad) = batch.bad_record(i) {
+                if scan.warnings.len() < 5 {
+                    scan.warnings.push(format!(
+                        "{} line {}: {}; dropped as bad_record",
+                        file.display(),
+                        bad.line,
+                        bad.message
+                    ));
+                }
+                Some((INPUT_SLOT, "bad_record".to_string()))
+            } else if batch.text(i).is_none() {
+                Some((INPUT_SLOT, "null_text".to_string()))
+            } else if text.trim().is_empty() {
                 Some((INPUT_SLOT, "empty_text".to_string()))
             } else if embedding_col.is_some() && embedding.is_none_or(|e| e.is_empty()) {
                 Some((INPUT_SLOT, "no_embedding".to_string()))
@@ -1910,7 +1934,7 @@ pub fn reduce(
     write_progress(&out, "write", serde_json::json!({ "units": to_write }));
     let shard_options = ShardWriterOptions {
         shard_bytes: config.output.shard_bytes,
-        zstd_level: config.output.zstd_level,
+        codec: config.output.codec(),
         plain_columns: vec![
             config.input.text_column.clone(),
             config.input.id_column.clone(),

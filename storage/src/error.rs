@@ -8,8 +8,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// A storage failure, always naming the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// An input pattern matched no parquet file.
-    #[error("input `{pattern}` matched no parquet file")]
+    /// An input pattern matched no parquet or JSONL file.
+    #[error("input `{pattern}` matched no parquet or JSONL file")]
     NoMatch { pattern: String },
     /// A glob pattern could not be parsed.
     #[error("input pattern `{pattern}` is not a valid glob: {message}")]
@@ -24,8 +24,8 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// The parquet footer or a page could not be decoded: corrupt, truncated or not parquet.
-    #[error("{path}: corrupt, truncated or not a parquet file: {message}")]
+    /// The parquet footer or a page, or a compressed JSONL stream, could not be decoded.
+    #[error("{path}: corrupt, truncated or not a parquet/JSONL file: {message}")]
     Corrupt { path: PathBuf, message: String },
     /// A column named in the config is absent from a file.
     #[error("{path}: column `{column}` not found (columns present: {available})")]
@@ -57,6 +57,13 @@ pub enum StorageError {
         path: PathBuf,
         row_group: usize,
         first_row: u64,
+        message: String,
+    },
+    /// A JSONL line could not be read as a document.
+    #[error("{path}: line {line}: {message}")]
+    BadRecord {
+        path: PathBuf,
+        line: u64,
         message: String,
     },
     /// Writing a parquet file failed.

@@ -1,6 +1,7 @@
 //! Resolving input patterns (files, directories, globs) to a sorted, de-duplicated file list.
 
 use crate::error::{Result, StorageError};
+use crate::jsonl::jsonl_codec;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -13,12 +14,13 @@ pub struct InputFile {
     pub bytes: u64,
 }
 
-/// Whether a file name looks like a committed parquet file (hidden and temporary files are not).
-fn is_visible_parquet(path: &Path) -> bool {
+/// Whether a file name looks like a committed parquet or JSONL file (hidden and temporary
+/// files are not).
+fn is_visible_input(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    !name.starts_with('.') && name.ends_with(".parquet")
+    !name.starts_with('.') && (name.ends_with(".parquet") || jsonl_codec(path).is_some())
 }
 
 fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
@@ -30,15 +32,16 @@ fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if file_type.is_dir() && !hidden {
             collect_dir(&path, out)?;
-        } else if is_visible_parquet(&path) {
+        } else if is_visible_input(&path) {
             out.insert(path);
         }
     }
     Ok(())
 }
 
-/// Resolves each pattern to parquet files: a file is taken as is, a directory is walked
-/// recursively for `*.parquet` (hidden entries skipped), anything else is a glob.
+/// Resolves each pattern to input files: a file is taken as is, a directory is walked
+/// recursively for `*.parquet` and JSONL files (`*.jsonl`, `*.ndjson`, `*.json.gz`, each
+/// optionally `.gz`/`.zst`; hidden entries skipped), anything else is a glob.
 /// The result is sorted by path so the corpus order never depends on the filesystem.
 pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
     let mut paths = BTreeSet::new();
@@ -61,7 +64,7 @@ pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
                 })?;
                 if path.is_dir() {
                     collect_dir(&path, &mut paths)?;
-                } else if is_visible_parquet(&path) {
+                } else if is_visible_input(&path) {
                     paths.insert(path);
                 }
             }
@@ -107,6 +110,8 @@ mod tests {
             "a.parquet",
             ".a.parquet.tmp",
             "notes.txt",
+            "stats.json",
+            "d.jsonl.zst",
             "sub/c.parquet",
             ".hidden.parquet",
         ] {
@@ -124,7 +129,10 @@ mod tests {
                     .into_owned()
             })
             .collect();
-        assert_eq!(names, ["a.parquet", "b.parquet", "sub/c.parquet"]);
+        assert_eq!(
+            names,
+            ["a.parquet", "b.parquet", "d.jsonl.zst", "sub/c.parquet"]
+        );
 
         let glob_pat = format!("{}/*.parquet", d.display());
         let single = format!("{}/a.parquet", d.display());

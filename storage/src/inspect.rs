@@ -1,6 +1,8 @@
-//! File summaries for `gleaner inspect`: schema, rows, row groups and sizes, from the footer only.
+//! File summaries for `gleaner inspect`: schema, rows, row groups and sizes, from the parquet
+//! footer only; for a JSONL file, its line count and the schema of its first lines.
 
 use crate::error::{Result, StorageError};
+use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
@@ -36,10 +38,28 @@ pub struct FileSummary {
     pub columns: Vec<ColumnSummary>,
     /// Writer that produced the file.
     pub created_by: Option<String>,
+    /// `parquet`, or `jsonl` with its compression.
+    pub format: String,
 }
 
-/// Reads the footer of `path`.
+/// Reads the footer of `path` (a JSONL file: counts its documents, infers its schema).
 pub fn describe_file(path: &Path) -> Result<FileSummary> {
+    if let Some(codec) = jsonl_codec(path) {
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| StorageError::io(path, e))?
+            .len();
+        let chunks = index_file(path, codec, CHUNK_BYTES)?;
+        return Ok(FileSummary {
+            path: path.to_path_buf(),
+            bytes,
+            rows: chunks.iter().map(|c| c.rows).sum(),
+            row_groups: chunks.len(),
+            schema: std::sync::Arc::new(infer_schema(path, codec)?),
+            columns: Vec::new(),
+            created_by: None,
+            format: format!("jsonl ({codec:?})").to_lowercase(),
+        });
+    }
     let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
     let bytes = file
         .metadata()
@@ -77,5 +97,6 @@ pub fn describe_file(path: &Path) -> Result<FileSummary> {
         schema: builder.schema().clone(),
         columns,
         created_by: meta.file_metadata().created_by().map(String::from),
+        format: "parquet".into(),
     })
 }

@@ -1,4 +1,5 @@
-//! Storage layer of gleaner: streaming, projected parquet reading in row-group work units,
+//! Storage layer of gleaner: streaming, projected parquet and JSONL reading in work units
+//! (parquet row groups, JSONL byte ranges),
 //! atomic zstd shard writing with size rotation, selection sidecars and run manifests.
 //!
 //! This crate knows nothing about selectors: it moves documents between parquet and Arrow.
@@ -7,6 +8,7 @@ pub mod atomic;
 pub mod error;
 pub mod input;
 pub mod inspect;
+pub mod jsonl;
 pub mod manifest;
 pub mod reader;
 pub mod sidecar;
@@ -14,5 +16,8 @@ pub mod writer;
 
 pub use error::{Result, StorageError};
 pub use input::{resolve_inputs, InputFile};
-pub use reader::{ColumnSpec, CorpusReader, DocBatch, DocKey, OnBadFile, SkippedFile, WorkUnit};
-pub use writer::{ShardInfo, ShardWriter, ShardWriterOptions};
+pub use jsonl::OnBadRecord;
+pub use reader::{
+    ColumnSpec, CorpusReader, DocBatch, DocKey, InputFormat, OnBadFile, SkippedFile, WorkUnit,
+};
+pub use writer::{ShardCodec, ShardInfo, ShardWriter, ShardWriterOptions};

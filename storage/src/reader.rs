@@ -1,18 +1,24 @@
-//! Streaming, projected corpus reading in row-group work units.
+//! Streaming, projected corpus reading in work units.
 //!
-//! A corpus is a sorted list of parquet files; each row group of each file is one
-//! [`WorkUnit`]. Units are read independently (and so in parallel) as a stream of
-//! [`DocBatch`]es of at most `batch_size` rows, holding only the projected columns, so
-//! memory stays bounded by `batch_size` x document size whatever the corpus size.
+//! A corpus is a sorted list of parquet and JSONL files; each row group of a parquet file,
+//! and each chunk of a JSONL file (see [`crate::jsonl`]), is one [`WorkUnit`]. Units are
+//! read independently (and so in parallel) as a stream of [`DocBatch`]es of at most
+//! `batch_size` rows, holding only the projected columns, so memory stays bounded by
+//! `batch_size` x document size whatever the corpus size.
+//!
+//! Columns are named by path: `source` is a top-level column, `metadata.source` a field of
+//! the struct column `metadata` (nested JSON objects, datatrove's and Dolma's metadata).
 
 use crate::error::{Result, StorageError};
 use crate::input::{resolve_inputs, InputFile};
+use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,6 +74,20 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
+/// The layout of an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Parquet: units are row groups.
+    Parquet,
+    /// JSON Lines: units are the chunks of the index.
+    Jsonl {
+        /// Compression of the stream.
+        codec: JsonlCodec,
+        /// The file's work units.
+        chunks: Vec<JsonlChunk>,
+    },
+}
+
 /// Facts about one readable input file.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
@@ -77,10 +97,12 @@ pub struct FileInfo {
     pub bytes: u64,
     /// Rows in the file.
     pub rows: u64,
-    /// Number of row groups.
+    /// Number of row groups (JSONL: chunks).
     pub row_groups: usize,
     /// Whether the id column exists (otherwise ids are derived).
     pub has_id: bool,
+    /// Parquet or JSONL.
+    pub format: InputFormat,
 }
 
 /// One unit of work: a row group of a file.
@@ -88,13 +110,13 @@ pub struct FileInfo {
 pub struct WorkUnit {
     /// Index into [`CorpusReader::files`].
     pub file: usize,
-    /// Row group index within the file.
+    /// Row group index within the file (JSONL: chunk index).
     pub row_group: usize,
     /// Index within the file of the unit's first row.
     pub first_row: u64,
     /// Rows in the unit.
     pub rows: u64,
-    /// Compressed bytes of the projected columns.
+    /// Compressed bytes of the projected columns (JSONL: bytes of the chunk on disk).
     pub compressed_bytes: u64,
 }
 
@@ -203,7 +225,9 @@ pub struct DocBatch {
     vectors: Vec<VectorColumn>,
     scores: Vec<arrow::array::Float64Array>,
     id_prefix: Arc<str>,
-    /// Output columns: id (Utf8), text, source and metadata, in that order.
+    /// JSONL lines left out under [`OnBadRecord::Skip`] (rows of all nulls), by row.
+    bad_records: Vec<BadRecord>,
+    /// Output columns: id, text, source and metadata, in that order.
     record: RecordBatch,
 }
 
@@ -235,6 +259,15 @@ impl DocBatch {
                 .as_primitive::<arrow::datatypes::Float64Type>()
                 .clone(),
         );
+    }
+
+    /// Why row `i` is not a document (a JSONL line skipped under [`OnBadRecord::Skip`]),
+    /// with its line number.
+    pub fn bad_record(&self, i: usize) -> Option<&BadRecord> {
+        self.bad_records
+            .binary_search_by_key(&i, |b| b.row)
+            .ok()
+            .map(|k| &self.bad_records[k])
     }
 
     /// Text of document `i` (`None` for a null).
@@ -301,6 +334,9 @@ pub struct CorpusReader {
     spec: ColumnSpec,
     output_schema: SchemaRef,
     batch_size: usize,
+    /// The JSONL files' merged schema, projected to the columns the spec names.
+    jsonl_schema: Option<SchemaRef>,
+    on_bad_record: OnBadRecord,
 }
 
 fn type_name(t: &DataType) -> String {
@@ -332,12 +368,77 @@ fn is_id_like(t: &DataType) -> bool {
         )
 }
 
+/// The top-level column a path starts at: `metadata` for `metadata.source`.
+fn path_root<'a>(schema: &Schema, path: &'a str) -> Option<&'a str> {
+    if schema.index_of(path).is_ok() {
+        return Some(path);
+    }
+    path.split_once('.').map(|(root, _)| root)
+}
+
+/// The field a column path names: a top-level column, or a field inside struct columns.
+pub fn field_at_path(schema: &Schema, path: &str) -> Option<Field> {
+    if let Ok(f) = schema.field_with_name(path) {
+        return Some(f.clone());
+    }
+    let mut parts = path.split('.');
+    let mut field = schema.field_with_name(parts.next()?).ok()?.clone();
+    for part in parts {
+        let DataType::Struct(children) = field.data_type() else {
+            return None;
+        };
+        field = children.iter().find(|c| c.name() == part)?.as_ref().clone();
+    }
+    Some(field)
+}
+
+/// The column a path names in a batch (see [`field_at_path`]); a field of a null struct
+/// value is null.
+pub fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
+    if let Some(c) = batch.column_by_name(path) {
+        return Some(c.clone());
+    }
+    let mut parts = path.split('.');
+    let mut column = batch.column_by_name(parts.next()?)?.clone();
+    for part in parts {
+        let s = column.as_struct_opt()?;
+        let child = s.column_by_name(part)?.clone();
+        column = match s.nulls() {
+            Some(nulls) if s.null_count() > 0 => {
+                let merged = arrow::buffer::NullBuffer::union(Some(nulls), child.nulls());
+                arrow::array::make_array(child.to_data().into_builder().nulls(merged).build().ok()?)
+            }
+            _ => child,
+        };
+    }
+    Some(column)
+}
+
+/// The type an id column has in the output: integers keep theirs, strings become utf8.
+fn output_id_type(t: &DataType) -> DataType {
+    if is_string_like(t) {
+        DataType::Utf8
+    } else {
+        t.clone()
+    }
+}
+
 /// The projected columns of one file as validated at open time.
 struct OpenedFile {
     info: FileInfo,
-    /// (name, type) of text, source and metadata columns, in output order.
+    /// (name, type) of id, text, source and metadata columns, in output order.
     carried: Vec<(String, DataType)>,
     units: Vec<WorkUnit>,
+}
+
+/// The roots of the columns the spec names, in the spec's order, deduplicated.
+fn spec_paths(spec: &ColumnSpec) -> Vec<&str> {
+    let mut names: Vec<&str> = vec![spec.text.as_str(), spec.id.as_str()];
+    names.extend(spec.source.as_deref());
+    names.extend(spec.metadata.iter().map(String::as_str));
+    names.extend(spec.vectors.iter().map(String::as_str));
+    names.extend(spec.scores.iter().map(String::as_str));
+    names
 }
 
 fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
@@ -350,24 +451,35 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
 
 /// Root column indices (in the file) of the columns the spec projects.
 fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
-    let mut names: Vec<&str> = vec![spec.text.as_str(), spec.id.as_str()];
-    names.extend(spec.source.as_deref());
-    names.extend(spec.metadata.iter().map(String::as_str));
-    names.extend(spec.vectors.iter().map(String::as_str));
-    names.extend(spec.scores.iter().map(String::as_str));
-    let mut idx: Vec<usize> = names
+    let mut idx: Vec<usize> = spec_paths(spec)
         .iter()
-        .filter_map(|n| schema.index_of(n).ok())
+        .filter_map(|p| path_root(schema, p).and_then(|r| schema.index_of(r).ok()))
         .collect();
     idx.sort_unstable();
     idx.dedup();
     idx
 }
 
-fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<OpenedFile> {
+/// What an input file holds, before its columns are checked.
+enum Layout {
+    Parquet(ParquetRecordBatchReaderBuilder<File>),
+    Jsonl {
+        codec: JsonlCodec,
+        schema: SchemaRef,
+    },
+}
+
+fn open_file(
+    input: &InputFile,
+    file_index: usize,
+    spec: &ColumnSpec,
+    layout: Layout,
+) -> Result<OpenedFile> {
     let path = &input.path;
-    let builder = open_builder(path)?;
-    let schema = builder.schema().clone();
+    let schema = match &layout {
+        Layout::Parquet(builder) => builder.schema().clone(),
+        Layout::Jsonl { schema, .. } => schema.clone(),
+    };
     let available = || {
         schema
             .fields()
@@ -377,14 +489,11 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
             .join(", ")
     };
     let field = |name: &str| -> Result<Field> {
-        schema
-            .field_with_name(name)
-            .cloned()
-            .map_err(|_| StorageError::MissingColumn {
-                path: path.clone(),
-                column: name.to_string(),
-                available: available(),
-            })
+        field_at_path(&schema, name).ok_or_else(|| StorageError::MissingColumn {
+            path: path.clone(),
+            column: name.to_string(),
+            available: available(),
+        })
     };
     let check = |f: &Field, ok: fn(&DataType) -> bool, expected: &'static str| -> Result<()> {
         if ok(f.data_type()) {
@@ -404,22 +513,25 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
         is_string,
         "a string column (utf8, large_utf8 or utf8_view)",
     )?;
-    let has_id = match schema.field_with_name(&spec.id) {
-        Ok(f) => {
-            check(f, is_id_like, "a string or integer column")?;
-            true
+    let id_type = match field_at_path(&schema, &spec.id) {
+        Some(f) => {
+            check(&f, is_id_like, "a string or integer column")?;
+            Some(output_id_type(f.data_type()))
         }
-        Err(_) => false,
+        None => None,
     };
-    let mut carried = vec![(text.name().clone(), text.data_type().clone())];
+    let has_id = id_type.is_some();
+    // The id column leads: integer ids keep their type, string ids are written as utf8.
+    let mut carried = vec![(spec.id.clone(), id_type.clone().unwrap_or(DataType::Utf8))];
+    carried.push((spec.text.clone(), text.data_type().clone()));
     if let Some(src) = &spec.source {
         let f = field(src)?;
         check(&f, is_string_like, "a string column")?;
-        carried.push((f.name().clone(), DataType::Utf8));
+        carried.push((src.clone(), DataType::Utf8));
     }
     for m in &spec.metadata {
         let f = field(m)?;
-        carried.push((f.name().clone(), f.data_type().clone()));
+        carried.push((m.clone(), f.data_type().clone()));
     }
     for v in &spec.vectors {
         let f = field(v)?;
@@ -430,6 +542,12 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
         check(&f, |t| t.is_numeric(), "a numeric column")?;
     }
 
+    let builder = match layout {
+        Layout::Parquet(builder) => builder,
+        Layout::Jsonl { codec, .. } => {
+            return jsonl_units(input, file_index, codec, has_id, carried);
+        }
+    };
     let meta = builder.metadata().clone();
     let projected = projection_indices(&schema, spec);
     let mut units = Vec::with_capacity(meta.num_row_groups());
@@ -459,10 +577,101 @@ fn open_file(input: &InputFile, file_index: usize, spec: &ColumnSpec) -> Result<
             rows: first_row,
             row_groups: meta.num_row_groups(),
             has_id,
+            format: InputFormat::Parquet,
         },
         carried,
         units,
     })
+}
+
+/// The work units of a JSONL file: its index's chunks that hold documents.
+fn jsonl_units(
+    input: &InputFile,
+    file_index: usize,
+    codec: JsonlCodec,
+    has_id: bool,
+    carried: Vec<(String, DataType)>,
+) -> Result<OpenedFile> {
+    let chunks = jsonl::index_file(&input.path, codec, jsonl::CHUNK_BYTES)?;
+    let units = chunks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.rows > 0)
+        .map(|(k, c)| WorkUnit {
+            file: file_index,
+            row_group: k,
+            first_row: c.first_row,
+            rows: c.rows,
+            compressed_bytes: if codec == JsonlCodec::Plain {
+                c.end_byte.min(input.bytes) - c.start_byte
+            } else {
+                input.bytes
+            },
+        })
+        .collect();
+    Ok(OpenedFile {
+        info: FileInfo {
+            path: input.path.clone(),
+            bytes: input.bytes,
+            rows: chunks.iter().map(|c| c.rows).sum(),
+            row_groups: chunks.len(),
+            has_id,
+            format: InputFormat::Jsonl { codec, chunks },
+        },
+        carried,
+        units,
+    })
+}
+
+/// The JSONL files' schemas merged (a field missing from some lines or files is null
+/// there), projected to the top-level columns the spec's paths start at; and, by input
+/// index, the files whose schema could not be inferred or merged.
+fn merged_jsonl_schema(
+    inputs: &[InputFile],
+    spec: &ColumnSpec,
+) -> (Option<SchemaRef>, HashMap<usize, StorageError>) {
+    let mut merged: Option<(Schema, PathBuf)> = None;
+    let mut failed = HashMap::new();
+    for (k, input) in inputs.iter().enumerate() {
+        let Some(codec) = jsonl::jsonl_codec(&input.path) else {
+            continue;
+        };
+        let schema = match jsonl::infer_schema(&input.path, codec) {
+            Ok(schema) => schema,
+            Err(e) => {
+                failed.insert(k, e);
+                continue;
+            }
+        };
+        merged = Some(match merged {
+            None => (schema, input.path.clone()),
+            Some((before, first)) => match Schema::try_merge([before.clone(), schema]) {
+                Ok(joined) => (joined, first),
+                Err(e) => {
+                    failed.insert(
+                        k,
+                        StorageError::SchemaMismatch {
+                            path: input.path.clone(),
+                            column: "(JSON fields)".into(),
+                            found: e.to_string(),
+                            first_path: first.clone(),
+                            expected: "the same JSON types".into(),
+                        },
+                    );
+                    (before, first)
+                }
+            },
+        });
+    }
+    let schema = merged.map(|(schema, _)| {
+        let roots: Vec<usize> = projection_indices(&schema, spec);
+        Arc::new(
+            schema
+                .project(&roots)
+                .expect("indices come from the schema"),
+        )
+    });
+    (schema, failed)
 }
 
 impl CorpusReader {
@@ -477,12 +686,24 @@ impl CorpusReader {
         batch_size: usize,
     ) -> Result<Self> {
         let inputs = resolve_inputs(patterns)?;
+        let (jsonl_schema, mut jsonl_failed) = merged_jsonl_schema(&inputs, &spec);
         let mut files = Vec::new();
         let mut units = Vec::new();
         let mut skipped = Vec::new();
         let mut carried_first: Option<(PathBuf, Vec<(String, DataType)>)> = None;
-        for input in &inputs {
-            let opened = open_file(input, files.len(), &spec).and_then(|opened| {
+        for (k, input) in inputs.iter().enumerate() {
+            let layout = match jsonl::jsonl_codec(&input.path) {
+                Some(_) if jsonl_failed.contains_key(&k) => {
+                    Err(jsonl_failed.remove(&k).expect("checked"))
+                }
+                Some(codec) => Ok(Layout::Jsonl {
+                    codec,
+                    schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
+                }),
+                None => open_builder(&input.path).map(Layout::Parquet),
+            };
+            let opened = layout.and_then(|layout| open_file(input, files.len(), &spec, layout));
+            let opened = opened.and_then(|opened| {
                 if let Some((first_path, first)) = &carried_first {
                     for ((name, t), (_, t0)) in opened.carried.iter().zip(first) {
                         if t != t0 {
@@ -520,8 +741,13 @@ impl CorpusReader {
             });
         }
         let (_, carried) = carried_first.expect("a unit implies an opened file");
-        let mut fields = vec![Field::new(&spec.id, DataType::Utf8, false)];
-        fields.extend(carried.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
+        // String ids are never null (derived ids fill the gaps); integer ids are kept as
+        // they are, nulls included.
+        let fields: Vec<Field> = carried
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t))| Field::new(n, t.clone(), i > 0 || t != &DataType::Utf8))
+            .collect();
         Ok(CorpusReader {
             files,
             units,
@@ -529,7 +755,14 @@ impl CorpusReader {
             spec,
             output_schema: Arc::new(Schema::new(fields)),
             batch_size: batch_size.max(1),
+            jsonl_schema,
+            on_bad_record: OnBadRecord::Error,
         })
+    }
+
+    /// Sets what happens to a JSONL line that cannot be read (default: an error).
+    pub fn set_on_bad_record(&mut self, on_bad_record: OnBadRecord) {
+        self.on_bad_record = on_bad_record;
     }
 
     /// The readable input files, in corpus order.
@@ -561,6 +794,27 @@ impl CorpusReader {
     pub fn read_unit(&self, unit: usize) -> Result<UnitBatches<'_>> {
         let work = &self.units[unit];
         let info = &self.files[work.file];
+        let id_prefix: Arc<str> = Arc::from(info.path.to_string_lossy().as_ref());
+        if let InputFormat::Jsonl { codec, chunks } = &info.format {
+            let inner = JsonlBatches::open(
+                &info.path,
+                *codec,
+                &chunks[work.row_group],
+                self.jsonl_schema
+                    .clone()
+                    .expect("a JSONL file implies its schema"),
+                &self.spec.text,
+                self.batch_size,
+                self.on_bad_record,
+            )?;
+            return Ok(UnitBatches {
+                reader: self,
+                unit,
+                inner: RawBatches::Jsonl(Box::new(inner)),
+                next_row: work.first_row,
+                id_prefix,
+            });
+        }
         let builder = open_builder(&info.path)?;
         let schema = builder.schema().clone();
         let mask = ProjectionMask::roots(
@@ -576,9 +830,9 @@ impl CorpusReader {
         Ok(UnitBatches {
             reader: self,
             unit,
-            inner,
+            inner: RawBatches::Parquet(inner),
             next_row: work.first_row,
-            id_prefix: Arc::from(info.path.to_string_lossy().as_ref()),
+            id_prefix,
         })
     }
 
@@ -596,14 +850,14 @@ impl CorpusReader {
         unit: usize,
         first_row: u64,
         raw: RecordBatch,
+        bad_records: Vec<BadRecord>,
         id_prefix: &Arc<str>,
     ) -> Result<DocBatch> {
         let work = &self.units[unit];
         let spec = &self.spec;
         let fail = |m: String| self.bad_rows(work, first_row, m);
         let column = |name: &str| -> Result<ArrayRef> {
-            raw.column_by_name(name)
-                .cloned()
+            column_at_path(&raw, name)
                 .ok_or_else(|| fail(format!("column `{name}` missing from a decoded batch")))
         };
         let to_utf8 = |a: ArrayRef| -> Result<StringArray> {
@@ -615,8 +869,8 @@ impl CorpusReader {
             Ok(a.as_string::<i32>().clone())
         };
         let text = column(&spec.text)?;
-        let ids = match raw.column_by_name(&spec.id) {
-            Some(a) => Some(to_utf8(a.clone())?),
+        let ids = match column_at_path(&raw, &spec.id) {
+            Some(a) => Some(to_utf8(a)?),
             None => None,
         };
         let vectors = spec
@@ -642,17 +896,23 @@ impl CorpusReader {
             row: first_row,
         };
         let n = raw.num_rows();
-        let id_col: StringArray = match &ids {
-            Some(ids) if ids.null_count() == 0 => ids.clone(),
-            _ => (0..n)
-                .map(|i| match &ids {
-                    Some(ids) if ids.is_valid(i) => ids.value(i).to_string(),
-                    _ => format!("{}:{}", id_prefix, first_row + i as u64),
-                })
-                .map(Some)
-                .collect(),
+        let id_type = self.output_schema.field(0).data_type();
+        let id_col: ArrayRef = if id_type != &DataType::Utf8 {
+            // Integer ids: the file's values, unchanged.
+            column(&spec.id)?
+        } else {
+            Arc::new(match &ids {
+                Some(ids) if ids.null_count() == 0 => ids.clone(),
+                _ => (0..n)
+                    .map(|i| match &ids {
+                        Some(ids) if ids.is_valid(i) => ids.value(i).to_string(),
+                        _ => format!("{}:{}", id_prefix, first_row + i as u64),
+                    })
+                    .map(Some)
+                    .collect::<StringArray>(),
+            })
         };
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(id_col), text.clone()];
+        let mut columns: Vec<ArrayRef> = vec![id_col, text.clone()];
         if let Some(s) = &sources {
             columns.push(Arc::new(s.clone()));
         }
@@ -670,16 +930,23 @@ impl CorpusReader {
             vectors,
             scores,
             id_prefix: id_prefix.clone(),
+            bad_records,
             record,
         })
     }
+}
+
+/// The decoded batches of one unit, before the spec's columns are picked.
+enum RawBatches {
+    Parquet(ParquetRecordBatchReader),
+    Jsonl(Box<JsonlBatches>),
 }
 
 /// Iterator over the batches of one work unit.
 pub struct UnitBatches<'a> {
     reader: &'a CorpusReader,
     unit: usize,
-    inner: ParquetRecordBatchReader,
+    inner: RawBatches,
     next_row: u64,
     id_prefix: Arc<str>,
 }
@@ -689,17 +956,23 @@ impl Iterator for UnitBatches<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let first_row = self.next_row;
-        let raw = match self.inner.next()? {
-            Ok(raw) => raw,
-            Err(e) => {
-                let work = &self.reader.units[self.unit];
-                return Some(Err(self.reader.bad_rows(work, first_row, e.to_string())));
-            }
+        let (raw, bad) = match &mut self.inner {
+            RawBatches::Parquet(inner) => match inner.next()? {
+                Ok(raw) => (raw, Vec::new()),
+                Err(e) => {
+                    let work = &self.reader.units[self.unit];
+                    return Some(Err(self.reader.bad_rows(work, first_row, e.to_string())));
+                }
+            },
+            RawBatches::Jsonl(inner) => match inner.next()? {
+                Ok(decoded) => decoded,
+                Err(e) => return Some(Err(e)),
+            },
         };
         self.next_row += raw.num_rows() as u64;
         Some(
             self.reader
-                .make_batch(self.unit, first_row, raw, &self.id_prefix),
+                .make_batch(self.unit, first_row, raw, bad, &self.id_prefix),
         )
     }
 }

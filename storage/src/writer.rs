@@ -17,7 +17,7 @@ use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -29,6 +29,43 @@ use std::thread::JoinHandle;
 /// Default shard rotation size: 256 MB of uncompressed column data.
 pub const DEFAULT_SHARD_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Compression codec of written parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardCodec {
+    /// zstd at a level in 1..=22 (the default, level 3).
+    Zstd(i32),
+    /// Snappy (pyarrow's default; fastest to decode, larger files).
+    Snappy,
+    /// gzip at a level in 0..=9.
+    Gzip(u32),
+    /// Brotli at a level in 0..=11.
+    Brotli(u32),
+    /// LZ4 in the raw block format (parquet's `LZ4_RAW`, what current writers mean by lz4).
+    Lz4Raw,
+    /// No compression.
+    Uncompressed,
+}
+
+impl ShardCodec {
+    /// The parquet compression setting, or an error naming the invalid level.
+    pub fn compression(self) -> std::result::Result<Compression, String> {
+        Ok(match self {
+            ShardCodec::Zstd(level) => {
+                Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| e.to_string())?)
+            }
+            ShardCodec::Snappy => Compression::SNAPPY,
+            ShardCodec::Gzip(level) => {
+                Compression::GZIP(GzipLevel::try_new(level).map_err(|e| e.to_string())?)
+            }
+            ShardCodec::Brotli(level) => {
+                Compression::BROTLI(BrotliLevel::try_new(level).map_err(|e| e.to_string())?)
+            }
+            ShardCodec::Lz4Raw => Compression::LZ4_RAW,
+            ShardCodec::Uncompressed => Compression::UNCOMPRESSED,
+        })
+    }
+}
+
 /// Options of a [`ShardWriter`].
 #[derive(Debug, Clone)]
 pub struct ShardWriterOptions {
@@ -36,8 +73,8 @@ pub struct ShardWriterOptions {
     pub prefix: String,
     /// A shard is closed once its uncompressed data reaches this many bytes.
     pub shard_bytes: u64,
-    /// zstd level (1..=22).
-    pub zstd_level: i32,
+    /// Codec of the shards.
+    pub codec: ShardCodec,
     /// Most rows per parquet row group.
     pub row_group_rows: usize,
     /// A row group is closed once its uncompressed data reaches this many bytes.
@@ -54,7 +91,7 @@ impl Default for ShardWriterOptions {
         ShardWriterOptions {
             prefix: "part".into(),
             shard_bytes: DEFAULT_SHARD_BYTES,
-            zstd_level: 3,
+            codec: ShardCodec::Zstd(3),
             row_group_rows: 16 * 1024,
             row_group_bytes: 16 * 1024 * 1024,
             plain_columns: Vec::new(),
@@ -147,12 +184,15 @@ impl ShardWriter {
     /// Creates a writer into `dir` (created if missing) for batches of `schema`.
     pub fn new(dir: &Path, schema: SchemaRef, options: ShardWriterOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-        let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| StorageError::Write {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let compression = options
+            .codec
+            .compression()
+            .map_err(|message| StorageError::Write {
+                path: dir.to_path_buf(),
+                message,
+            })?;
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1)));
         for col in &options.plain_columns {
             let path = ColumnPath::from(col.as_str());

@@ -1,0 +1,438 @@
+//! Files other tools wrote: `gleaner inspect` and `gleaner run` on every fixture of
+//! tests/fixtures/compat (pyarrow, datatrove and Hugging Face `datasets` wrote them; see
+//! scripts/make_compat_fixtures.py), checked against what those tools recorded in
+//! `expected.json` and against the input columns themselves.
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{cast, concat_batches, filter};
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures/compat")
+}
+
+fn gleaner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gleaner"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("gleaner runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "gleaner failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_of_failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "gleaner should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every row of a parquet file as one batch.
+fn read_all(path: &Path) -> RecordBatch {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    concat_batches(&schema, &batches).unwrap()
+}
+
+/// The selected shards of a run, concatenated.
+fn selected(out: &Path) -> RecordBatch {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(out.join("selected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    shards.sort();
+    let batches: Vec<RecordBatch> = shards.iter().map(|p| read_all(p)).collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn input_stats(out: &Path) -> serde_json::Value {
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    stats.into_iter().find(|s| s["stage"] == "input").unwrap()
+}
+
+fn count(stats: &serde_json::Value, key: &str) -> u64 {
+    stats.get(key).and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+/// A config with no stages: every readable document is kept, so the shards can be compared
+/// with the input row by row.
+fn write_config(dir: &Path, input: &Path, source: Option<&str>, metadata: &[String], extra: &str) {
+    let meta: Vec<String> = metadata.iter().map(|m| format!("\"{m}\"")).collect();
+    let source = source.map_or(String::new(), |s| format!("source_column = \"{s}\"\n"));
+    std::fs::write(
+        dir.join("c.toml"),
+        format!(
+            "[input]\npaths = [\"{}\"]\n{source}metadata_columns = [{}]\nbatch_size = 256\n{extra}\n[output]\ndir = \"{}\"\n",
+            input.display(),
+            meta.join(", "),
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Output {
+    let cfg = dir.join("c.toml");
+    let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    gleaner(&args)
+}
+
+fn expected() -> serde_json::Map<String, serde_json::Value> {
+    let text = std::fs::read(fixtures().join("expected.json")).unwrap();
+    let mut all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&text).unwrap();
+    all.remove("_writers");
+    all
+}
+
+/// Rows whose text is a document: not null and not blank.
+fn document_mask(text: &ArrayRef) -> arrow::array::BooleanArray {
+    let utf8 = cast(text, &DataType::Utf8).unwrap();
+    let s = utf8.as_string::<i32>();
+    (0..s.len())
+        .map(|i| Some(s.is_valid(i) && !s.value(i).trim().is_empty()))
+        .collect()
+}
+
+#[test]
+fn every_parquet_file_other_tools_wrote_is_inspected_and_run_with_values_and_types_unchanged() {
+    let expected = expected();
+    let parquet: Vec<_> = expected
+        .iter()
+        .filter(|(name, _)| name.ends_with(".parquet"))
+        .collect();
+    assert!(
+        parquet.len() >= 20,
+        "the fixture set is complete: {}",
+        parquet.len()
+    );
+    for (name, facts) in parquet {
+        let path = fixtures().join(name);
+        let rows = facts["rows"].as_u64().unwrap();
+        let inspected = ok(&gleaner(&["inspect", path.to_str().unwrap()]));
+        assert!(
+            inspected.contains(&format!("1 file(s), {rows} rows")),
+            "{name}: {inspected}"
+        );
+        for codec in facts["codecs"].as_array().unwrap() {
+            // pyarrow calls LZ4_RAW "LZ4".
+            let codec = codec.as_str().unwrap().replace("LZ4", "LZ4_RAW");
+            assert!(inspected.contains(&codec), "{name}: {codec}: {inspected}");
+        }
+
+        let input = read_all(&path);
+        let has_source = input.schema().index_of("source").is_ok();
+        let source = if name.starts_with("datatrove") {
+            Some("metadata.source")
+        } else if has_source {
+            Some("source")
+        } else {
+            None
+        };
+        let metadata: Vec<String> = facts["metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), &path, source, &metadata, "");
+        ok(&run(dir.path(), &[]));
+        let out = dir.path().join("out");
+
+        let stats = input_stats(&out);
+        let (nulls, empties) = (
+            facts["null_text"].as_u64().unwrap(),
+            facts["empty_text"].as_u64().unwrap(),
+        );
+        assert_eq!(count(&stats, "seen"), rows, "{name}");
+        assert_eq!(count(&stats, "dropped_null_text"), nulls, "{name}");
+        assert_eq!(count(&stats, "dropped_empty_text"), empties, "{name}");
+        assert_eq!(count(&stats, "kept"), rows - nulls - empties, "{name}");
+
+        let output = selected(&out);
+        let keep = document_mask(input.column_by_name("text").unwrap());
+        let kept = |column: &str| filter(input.column_by_name(column).unwrap(), &keep).unwrap();
+        assert_eq!(output.num_rows() as u64, rows - nulls - empties, "{name}");
+        // Text and metadata columns: the same Arrow type and values, nested ones included.
+        for column in std::iter::once("text").chain(metadata.iter().map(String::as_str)) {
+            let got = output.column_by_name(column).unwrap();
+            let want = kept(column);
+            assert_eq!(got.data_type(), want.data_type(), "{name}: {column} type");
+            assert_eq!(got.to_data(), want.to_data(), "{name}: {column} values");
+        }
+        if let Some(src) = source.filter(|s| !s.contains('.')) {
+            let want = cast(&kept(src), &DataType::Utf8).unwrap();
+            assert_eq!(
+                output.column_by_name(src).unwrap().to_data(),
+                want.to_data(),
+                "{name}: source"
+            );
+        }
+        // Ids: integer ids keep their type and values (nulls included); string ids keep their
+        // values, and a null one is derived as "<path>:<row>".
+        let id_type = facts["id_type"].as_str().unwrap();
+        let got = output.column_by_name("id").unwrap();
+        let want = kept("id");
+        if id_type.starts_with("int") || id_type.starts_with("uint") {
+            assert_eq!(got.data_type(), want.data_type(), "{name}: integer id type");
+            assert_eq!(got.to_data(), want.to_data(), "{name}: integer ids");
+        } else {
+            let (got, want) = (got.as_string::<i32>(), want.as_string::<i32>());
+            let rows_kept: Vec<usize> = (0..keep.len()).filter(|&i| keep.value(i)).collect();
+            for (k, &row) in rows_kept.iter().enumerate() {
+                let expect = if want.is_valid(k) {
+                    want.value(k).to_string()
+                } else {
+                    format!("{}:{row}", path.display())
+                };
+                assert_eq!(got.value(k), expect, "{name}: id of row {row}");
+            }
+        }
+    }
+}
+
+/// The documents of a JSONL fixture as Python's json module would read them.
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let raw = std::fs::read(path).unwrap();
+    let text = if path.extension().is_some_and(|e| e == "gz") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&raw[..]), &mut s)
+            .unwrap();
+        s
+    } else if path.extension().is_some_and(|e| e == "zst") {
+        String::from_utf8(zstd::decode_all(&raw[..]).unwrap()).unwrap()
+    } else {
+        String::from_utf8(raw).unwrap()
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn jsonl_plain_gzip_and_zstd_read_with_nested_field_paths() {
+    for (name, facts) in expected().iter().filter(|(n, _)| !n.ends_with(".parquet")) {
+        let path = fixtures().join(name);
+        let docs = json_lines(&path);
+        assert_eq!(docs.len() as u64, facts["rows"].as_u64().unwrap(), "{name}");
+        let inspected = ok(&gleaner(&["inspect", path.to_str().unwrap()]));
+        assert!(
+            inspected.contains(&format!("1 file(s), {} rows", docs.len())),
+            "{name}: {inspected}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write_config(
+            dir.path(),
+            &path,
+            Some("metadata.source"),
+            &["metadata".to_string()],
+            "",
+        );
+        ok(&run(dir.path(), &[]));
+        let out = dir.path().join("out");
+        let stats = input_stats(&out);
+        let empties = facts["empty_text"].as_u64().unwrap();
+        assert_eq!(count(&stats, "dropped_empty_text"), empties, "{name}");
+        let kept: Vec<&serde_json::Value> = docs
+            .iter()
+            .filter(|d| !d["text"].as_str().unwrap().trim().is_empty())
+            .collect();
+        let output = selected(&out);
+        assert_eq!(output.num_rows(), kept.len(), "{name}");
+        let ids = output.column_by_name("id").unwrap().as_string::<i32>();
+        let texts = output.column_by_name("text").unwrap().as_string::<i32>();
+        let sources = output
+            .column_by_name("metadata.source")
+            .unwrap()
+            .as_string::<i32>();
+        let meta = output.column_by_name("metadata").unwrap().as_struct();
+        let positions = meta
+            .column_by_name("position")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for (k, doc) in kept.iter().enumerate() {
+            assert_eq!(ids.value(k), doc["id"].as_str().unwrap(), "{name}");
+            assert_eq!(texts.value(k), doc["text"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                sources.value(k),
+                doc["metadata"]["source"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                positions.value(k),
+                doc["metadata"]["position"].as_i64().unwrap(),
+                "{name}"
+            );
+        }
+        // The per-source report reads the nested source field.
+        let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+        let first_source = kept[0]["metadata"]["source"].as_str().unwrap();
+        assert!(report.contains(first_source), "{name}: {report}");
+    }
+}
+
+fn write_lines(path: &Path, lines: &[&[u8]]) {
+    let mut bytes = Vec::new();
+    for l in lines {
+        bytes.extend_from_slice(l);
+        bytes.push(b'\n');
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bad_jsonl_lines_name_file_and_line_or_are_skipped_and_counted() {
+    let good: &[u8] = br#"{"id": "a", "text": "a good document with several words in it"}"#;
+    let cases: [(&str, &[u8], &str); 5] = [
+        (
+            "broken-json",
+            br#"{"id": "b", "text": "unterminated"#,
+            "not valid JSON",
+        ),
+        ("not-an-object", b"[1, 2, 3]", "not a JSON object"),
+        (
+            "invalid-utf8",
+            b"{\"id\": \"c\", \"text\": \"caf\xe9 au lait\"}",
+            "invalid UTF-8",
+        ),
+        (
+            "missing-text",
+            br#"{"id": "d", "body": "no text field"}"#,
+            "no `text` field",
+        ),
+        (
+            "wrong-type",
+            br#"{"id": "e", "text": {"nested": "object"}}"#,
+            "does not fit the schema",
+        ),
+    ];
+    for (case, bad, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{case}.jsonl"));
+        write_lines(&path, &[good, good, b"", bad, good]);
+        write_config(dir.path(), &path, None, &[], "");
+        let err = stderr_of_failure(&run(dir.path(), &[]));
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains("line 4") && err.contains(message),
+            "{case}: {err}"
+        );
+        assert!(
+            !dir.path().join("out/manifest.json").exists()
+                && !dir.path().join("out/selected").exists(),
+            "{case}: a failed run leaves no output"
+        );
+
+        write_config(dir.path(), &path, None, &[], "on_bad_record = \"skip\"");
+        let out = run(dir.path(), &[]);
+        ok(&out);
+        let stats = input_stats(&dir.path().join("out"));
+        assert_eq!(count(&stats, "seen"), 4, "{case}");
+        assert_eq!(count(&stats, "dropped_bad_record"), 1, "{case}");
+        assert_eq!(count(&stats, "kept"), 3, "{case}");
+        let warned = String::from_utf8_lossy(&out.stderr);
+        assert!(warned.contains("line 4"), "{case}: {warned}");
+    }
+}
+
+#[test]
+fn truncated_compressed_jsonl_is_an_error_naming_the_file_or_is_skipped() {
+    let whole = fixtures().join("dolma.jsonl.gz");
+    for (name, bytes) in [
+        ("cut.jsonl.gz", std::fs::read(&whole).unwrap()),
+        (
+            "cut.jsonl.zst",
+            std::fs::read(fixtures().join("dolma.jsonl.zst")).unwrap(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        write_config(dir.path(), &path, None, &[], "");
+        let err = stderr_of_failure(&run(dir.path(), &[]));
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains("truncated"),
+            "{name}: {err}"
+        );
+        // With on_bad_file = "skip" beside a good file, the cut file is left out and reported.
+        let good = dir.path().join("good.jsonl.gz");
+        std::fs::copy(&whole, &good).unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "[input]\npaths = [\"{}\"]\non_bad_file = \"skip\"\n[output]\ndir = \"{}\"\n",
+                dir.path().display(),
+                dir.path().join("out").display()
+            ),
+        )
+        .unwrap();
+        ok(&run(dir.path(), &[]));
+        let report = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
+        assert!(report.contains(name), "{name}: {report}");
+        assert_eq!(count(&input_stats(&dir.path().join("out")), "seen"), 48);
+    }
+}
+
+#[test]
+fn output_compression_is_the_codec_asked_for_and_reads_back_the_same() {
+    let input = fixtures().join("codec-snappy.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &input, Some("source"), &[], "");
+    let mut reference: Option<RecordBatch> = None;
+    for (setting, footer) in [
+        ("zstd", "ZSTD"),
+        ("snappy", "SNAPPY"),
+        ("gzip", "GZIP"),
+        ("brotli", "BROTLI"),
+        ("lz4", "LZ4_RAW"),
+        ("none", "UNCOMPRESSED"),
+    ] {
+        let compression = format!("output.compression={setting}");
+        ok(&run(dir.path(), &[compression.as_str(), "--overwrite"]));
+        let out = dir.path().join("out");
+        let shard = out.join("selected/part-00000.parquet");
+        let f = std::fs::File::open(&shard).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .metadata()
+            .clone();
+        let codec = meta.row_group(0).column(1).compression().to_string();
+        assert!(codec.starts_with(footer), "{setting}: {codec}");
+        let batch = selected(&out);
+        match &reference {
+            None => reference = Some(batch),
+            Some(r) => assert_eq!(&batch, r, "{setting}: same rows whatever the codec"),
+        }
+    }
+    let err = stderr_of_failure(&run(dir.path(), &["output.compression=lzo"]));
+    assert!(
+        err.contains("output.compression") && err.contains("snappy"),
+        "{err}"
+    );
+}
