@@ -1394,8 +1394,9 @@ fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
     use std::sync::Arc;
     let mut texts = Vec::new();
     let mut is_code = Vec::new();
-    for i in 0..120 {
-        if i % 2 == 0 {
+    // 300 documents, one in five code: a random 60 holds about 12 code functions.
+    for i in 0..300 {
+        if i % 5 == 0 {
             texts.push(format!(
                 "def f_{i}(x, y):\n    if x > {}:\n        return x * {i} + y\n    return (y - x) // {}\n",
                 i % 9,
@@ -1426,7 +1427,13 @@ fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
     let target = dir.join("target.parquet");
     let targets: Vec<String> = (0..20)
         .map(|i| {
-            format!("def g_{i}(a, b):\n    if a < {i}:\n        return a + b * {i}\n    return b\n")
+            // Functions like the pool's code (other numbers): held out, never in the pool.
+            let i = 1000 + 7 * i;
+            format!(
+                "def f_{i}(x, y):\n    if x > {}:\n        return x * {i} + y\n    return (y - x) // {}\n",
+                i % 9,
+                i % 5 + 1
+            )
         })
         .collect();
     let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
@@ -1442,15 +1449,16 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     let method = |name: &str, column: &str| {
         format!("[[methods]]\nname = \"{name}\"\n[[methods.stages]]\ntype = \"score_select\"\nscore_column = \"{column}\"\ncount = 60\n")
     };
+    let random = "[[methods]]\nname = \"random\"\n[[methods.stages]]\ntype = \"random_sample\"\ncount = 60\n";
     let evaluate = format!(
-        "[evaluate]\ntarget_paths = [\"{}\"]\neval_points = 3\neval_documents = 16\n[evaluate.proxy]\ntrain_tokens = 24000\nseq_len = 64\nbatch_size = 8\nlearning_rate = 0.003\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n",
+        "[evaluate]\ntarget_paths = [\"{}\"]\neval_points = 3\neval_documents = 16\nbootstrap_replicates = 400\n[evaluate.proxy]\ntrain_tokens = 24000\nseq_len = 64\nbatch_size = 8\nlearning_rate = 0.003\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\n",
         target.display()
     );
     let cfg = tmp.path().join("ablation.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[run]\nseed = 5\n{}{}{evaluate}",
+            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[run]\nseed = 5\n{random}{}{}{evaluate}",
             pool.display(),
             out.display(),
             method("code", "is_code"),
@@ -1462,7 +1470,7 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     // Before `ablate` there is nothing to train on.
     let err = fails(&gleaner(&["--quiet", "evaluate", "--config", cfg]));
     assert!(
-        err.contains("gleaner ablate") && err.contains("code"),
+        err.contains("gleaner ablate") && err.contains("random"),
         "{err}"
     );
     ok(&gleaner(&["--quiet", "ablate", "--config", cfg]));
@@ -1472,12 +1480,18 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     let steps = 24_000u64.div_ceil(64 * 8);
     assert_eq!(e["steps"], steps);
     assert_eq!(e["train_tokens"], steps * 64 * 8);
+    // Whole documents are scored: the first 16 target functions, every byte of each (some
+    // are longer than one 64-byte window).
+    let targets = string_column(&read_parquet(&target), "text");
     assert_eq!(e["target_documents"], 16);
+    let bytes: u64 = targets[..16].iter().map(|t| t.len() as u64).sum();
+    assert!(targets[..16].iter().any(|t| t.len() > 64));
+    assert_eq!(e["target_bytes"], bytes);
     let methods = e["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 2);
-    let uniform = (257f64).ln();
+    assert_eq!(methods.len(), 3);
+    let uniform_bits = (257f64).log2();
     let mut final_target = Vec::new();
-    for (m, name) in methods.iter().zip(["code", "prose"]) {
+    for (m, name) in methods.iter().zip(["random", "code", "prose"]) {
         assert_eq!(m["name"], name);
         let curve = m["curve"].as_array().unwrap();
         assert_eq!(curve.len(), 3);
@@ -1492,18 +1506,67 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         assert_eq!(m["selection_tokens"], tokens);
         let epochs = (steps * 8 * 65) as f64 / tokens as f64;
         assert!((m["epochs"].as_f64().unwrap() - epochs).abs() < 1e-9);
-        let last = curve[2]["target_loss"].as_f64().unwrap();
-        assert!(last < uniform - 1.0, "{name} learned nothing: {last}");
-        final_target.push(last);
+        let learned = curve[2]["train_loss"].as_f64().unwrap() / std::f64::consts::LN_2;
+        assert!(
+            learned < uniform_bits - 1.0,
+            "{name} learned nothing: {learned}"
+        );
+        final_target.push(curve[2]["target_bpb"].as_f64().unwrap());
         let overlap = m["pool_sample_overlap"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&overlap));
+        // Untargeted methods, no reference sets; the pool holds no target function.
+        assert_eq!(m["held_out"]["references"].as_array().unwrap().len(), 0);
+        assert_eq!(m["held_out"]["selection"]["exact"], 0);
     }
     assert!(
-        final_target[0] < final_target[1],
+        final_target[1] < final_target[2],
         "training on code predicts held-out code better: {final_target:?}"
+    );
+    // Known answers against the random baseline (which holds about 12 code functions): the
+    // neural model calls code better and prose worse, each with a bootstrap interval that
+    // excludes zero; the n-gram model (no seed noise) agrees on prose, and puts code ahead by
+    // less than its interval over 16 documents can separate from zero.
+    assert!(methods[0]["ngram_vs_baseline"].is_null(), "the baseline");
+    let verdict = |k: usize, model: &str| {
+        methods[k][format!("{model}_vs_baseline")]["verdict"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        (verdict(1, "neural"), verdict(2, "neural")),
+        ("better".into(), "worse".into())
+    );
+    assert_eq!(verdict(2, "ngram"), "worse");
+    let code = &methods[1]["ngram_vs_baseline"];
+    let diff =
+        methods[1]["ngram_bpb"].as_f64().unwrap() - methods[0]["ngram_bpb"].as_f64().unwrap();
+    assert!(diff < 0.0, "{diff}");
+    assert!((code["difference"].as_f64().unwrap() - diff).abs() < 1e-12);
+    let (low, high) = (
+        code["bootstrap"]["low"].as_f64().unwrap(),
+        code["bootstrap"]["high"].as_f64().unwrap(),
+    );
+    assert!(low <= diff && diff <= high, "{low} {diff} {high}");
+    assert_eq!(
+        verdict(1, "ngram"),
+        if high < 0.0 {
+            "better"
+        } else {
+            "no_clear_difference"
+        }
+    );
+    assert!(
+        methods[1]["neural_vs_baseline"]["seeds"].is_null(),
+        "one seed: no t interval"
     );
     let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(md.contains("| code |") && md.contains("| prose |"), "{md}");
+    assert!(
+        md.contains("**better**") && md.contains("(baseline)"),
+        "{md}"
+    );
+    assert!(md.contains("16 whole evaluation documents"), "{md}");
     assert!(std::fs::read_to_string(out.join("evaluation.html"))
         .unwrap()
         .contains("<polyline"));
@@ -1526,7 +1589,8 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
     assert_eq!(quick["settings"]["proxy"]["layers"], 2);
     assert_eq!(quick["settings"]["proxy"]["train_tokens"], 4000);
-    // Repeats: one model per seed, the curve their mean, the spread in the table.
+    // Repeats: one model per seed, the curve their mean, the spread in the table, and a t
+    // interval over the paired per-seed differences.
     ok(&gleaner(&[
         "--quiet",
         "evaluate",
@@ -1537,29 +1601,51 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     ]));
     let two: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
-    let m = &two["methods"][0];
-    let finals: Vec<f64> = m["final_target_losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(finals.len(), 2);
-    assert_ne!(finals[0], finals[1], "different seeds, different models");
+    let finals = |m: &serde_json::Value| -> Vec<f64> {
+        m["final_target_bpb"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (base, code) = (finals(&two["methods"][0]), finals(&two["methods"][1]));
+    assert_eq!(code.len(), 2);
+    assert_ne!(code[0], code[1], "different seeds, different models");
     assert_eq!(
-        finals[0],
-        quick["methods"][0]["final_target_losses"][0]
-            .as_f64()
-            .unwrap(),
+        code[0],
+        quick["methods"][1]["final_target_bpb"][0].as_f64().unwrap(),
         "the first repeat is the single run"
     );
-    let last = m["curve"].as_array().unwrap().last().unwrap()["target_loss"]
+    let last = two["methods"][1]["curve"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["target_bpb"]
         .as_f64()
         .unwrap();
-    assert!((last - (finals[0] + finals[1]) / 2.0).abs() < 1e-12);
+    assert!((last - (code[0] + code[1]) / 2.0).abs() < 1e-12);
+    let d = [code[0] - base[0], code[1] - base[1]];
+    let neural = &two["methods"][1]["neural_vs_baseline"];
+    assert!((neural["difference"].as_f64().unwrap() - (d[0] + d[1]) / 2.0).abs() < 1e-12);
+    let half = 12.706 * (d[0] - d[1]).abs() / 2f64.sqrt() / 2f64.sqrt();
+    let seeds = &neural["seeds"];
+    assert!((seeds["high"].as_f64().unwrap() - ((d[0] + d[1]) / 2.0 + half)).abs() < 1e-9);
     assert!(std::fs::read_to_string(out.join("evaluation.md"))
         .unwrap()
         .contains(" ± "));
+    // A selection made with another config than the one given now is refused, naming it.
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "methods.2.stages.0.count=50",
+    ]));
+    assert!(
+        err.contains("prose") && err.contains("stages.0.count") && err.contains("gleaner ablate"),
+        "{err}"
+    );
     // Config errors name the key.
     let err = fails(&gleaner(&[
         "--quiet",
@@ -1573,9 +1659,124 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         "--quiet",
         "evaluate",
         "--config",
+        cfg,
+        "evaluate.baseline=\"uniform\"",
+    ]));
+    assert!(
+        err.contains("evaluate.baseline") && err.contains("uniform"),
+        "{err}"
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
         "configs/quickstart.toml",
     ]));
     assert!(err.contains("methods") || err.contains("evaluate"), "{err}");
+}
+
+#[test]
+fn a_method_aimed_at_the_evaluation_documents_is_refused_and_split_keeps_them_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pool, target) = code_and_prose(tmp.path());
+    // `gleaner split`: two parts, disjoint, together the whole target, deterministic.
+    let parts = tmp.path().join("parts");
+    let split = |dir: &Path| {
+        ok(&gleaner(&[
+            "split",
+            target.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--eval-fraction",
+            "0.5",
+            "--seed",
+            "3",
+        ]))
+    };
+    let said = split(&parts);
+    let reference = string_column(&read_parquet(&parts.join("reference.parquet")), "text");
+    let evaluation = string_column(&read_parquet(&parts.join("evaluation.parquet")), "text");
+    assert!(
+        said.contains(&format!(
+            "{} reference and {} evaluation",
+            reference.len(),
+            evaluation.len()
+        )),
+        "{said}"
+    );
+    let mut all: Vec<String> = reference.iter().chain(&evaluation).cloned().collect();
+    all.sort();
+    let mut want = string_column(&read_parquet(&target), "text");
+    want.sort();
+    assert_eq!(all, want);
+    assert!(!reference.is_empty() && !evaluation.is_empty());
+    let again = tmp.path().join("again");
+    split(&again);
+    assert_eq!(
+        std::fs::read(parts.join("evaluation.parquet")).unwrap(),
+        std::fs::read(again.join("evaluation.parquet")).unwrap()
+    );
+
+    let out = tmp.path().join("ablation");
+    let write = |target_of_dsir: &Path, name: &str| {
+        let cfg = tmp.path().join(name);
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n\
+                 [[methods]]\nname = \"random\"\n[[methods.stages]]\ntype = \"random_sample\"\ncount = 40\n\
+                 [[methods]]\nname = \"dsir\"\n[[methods.stages]]\ntype = \"dsir\"\ntarget_paths = [\"{}\"]\nmin_example_length = 1\ncount = 40\n\
+                 [evaluate]\ntarget_paths = [\"{}\"]\neval_points = 1\neval_documents = 8\nbootstrap_replicates = 100\n\
+                 [evaluate.proxy]\ntrain_tokens = 2000\nseq_len = 32\nbatch_size = 4\nlayers = 1\nhidden = 16\nheads = 2\nintermediate = 32\n",
+                pool.display(),
+                out.display(),
+                target_of_dsir.display(),
+                parts.join("evaluation.parquet").display()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    // DSIR aimed at the whole target, which holds the evaluation part: refused.
+    let leaky = write(&target, "leaky.toml");
+    let leaky = leaky.to_str().unwrap();
+    ok(&gleaner(&["--quiet", "ablate", "--config", leaky]));
+    let err = fails(&gleaner(&["--quiet", "evaluate", "--config", leaky]));
+    assert!(
+        err.contains("dsir")
+            && err.contains("target_paths")
+            && err.contains(&format!("{} of the 20 documents", evaluation.len()))
+            && err.contains("gleaner split"),
+        "{err}"
+    );
+    // Allowed on request, and then the report says so.
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        leaky,
+        "--allow-reference-overlap",
+    ]));
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(
+        md.contains("ALLOWED")
+            && md.contains(&format!(
+                "dsir.target_paths: {}/20 overlap",
+                evaluation.len()
+            )),
+        "{md}"
+    );
+    // Aimed at the reference part: accepted, and the report shows the clean check.
+    let clean = write(&parts.join("reference.parquet"), "clean.toml");
+    let clean = clean.to_str().unwrap();
+    ok(&gleaner(&["--quiet", "ablate", "--config", clean, "--overwrite"]));
+    ok(&gleaner(&["--quiet", "evaluate", "--config", clean]));
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(
+        md.contains(&format!("dsir.target_paths: 0/{} overlap", reference.len())),
+        "{md}"
+    );
+    assert!(!md.contains("ALLOWED"), "{md}");
 }
 
 #[test]

@@ -233,6 +233,17 @@ pub struct RunConfig {
     pub executor: Executor,
 }
 
+/// A document set a stage was aimed at, with the key that names it.
+#[derive(Debug, Clone, Copy)]
+pub struct AimedAt<'a> {
+    /// The stage key holding the paths (`target_paths`, `reference_paths`, ...).
+    pub key: &'static str,
+    /// Files, directories or globs.
+    pub paths: &'a [String],
+    /// Their text column.
+    pub text_column: &'a str,
+}
+
 /// One pipeline stage, selected by its `type` key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -981,6 +992,34 @@ fn validate_size(
 }
 
 impl StageConfig {
+    /// The document sets a targeted stage was aimed at (DSIR's target, Quad's reference and
+    /// fit sets): `gleaner evaluate` checks them against its evaluation documents.
+    pub fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        match self {
+            StageConfig::Dsir(c) => vec![AimedAt {
+                key: "target_paths",
+                paths: &c.target_paths,
+                text_column: &c.target_text_column,
+            }],
+            StageConfig::Quad(c) => {
+                let mut v = vec![AimedAt {
+                    key: "reference_paths",
+                    paths: &c.reference_paths,
+                    text_column: &c.reference_text_column,
+                }];
+                if !c.fit_paths.is_empty() {
+                    v.push(AimedAt {
+                        key: "fit_paths",
+                        paths: &c.fit_paths,
+                        text_column: &c.reference_text_column,
+                    });
+                }
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The stage's type name as written in the config.
     pub fn type_name(&self) -> &'static str {
         match self {

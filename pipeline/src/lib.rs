@@ -12,5 +12,6 @@ pub mod quad;
 pub mod quad_report;
 pub mod report;
 pub mod run;
+pub mod split;
 pub mod stats;
 pub mod training;

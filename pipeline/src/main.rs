@@ -83,6 +83,35 @@ enum Command {
         /// A 2-layer, 64-wide model on a sixth of the tokens (minutes, for smoke tests and CI).
         #[arg(long)]
         quick: bool,
+        /// Report, instead of refusing, a reference set that overlaps the evaluation documents.
+        #[arg(long)]
+        allow_reference_overlap: bool,
+    },
+    /// Split a target set into a reference part (for targeted methods) and an evaluation
+    /// part (for `gleaner evaluate`) that never overlap: OUT/reference.parquet and
+    /// OUT/evaluation.parquet.
+    Split {
+        /// Files, directories or globs of the target set.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Share of the documents held out for evaluation.
+        #[arg(long, default_value_t = 0.5)]
+        eval_fraction: f64,
+        /// Seed of the split.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Text column.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Id column.
+        #[arg(long, default_value = "id")]
+        id_column: String,
+        /// Source column carried to the parts, if any.
+        #[arg(long)]
+        source_column: Option<String>,
     },
     /// Show schema, rows, sizes and sample documents of parquet files.
     Inspect {
@@ -230,9 +259,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             config,
             overrides,
             quick,
+            allow_reference_overlap,
         } => {
             let ablation = AblationConfig::load(&config, &overrides)?;
-            let evaluation = gleaner::evaluate::evaluate(&ablation, quick)?;
+            let evaluation =
+                gleaner::evaluate::evaluate(&ablation, quick, allow_reference_overlap)?;
             if !cli.quiet {
                 print!("{}", gleaner::evaluate::render_markdown(&evaluation));
                 println!(
@@ -278,6 +309,31 @@ fn dispatch(cli: Cli) -> Result<()> {
             if !cli.quiet {
                 print_summary(&summary);
             }
+        }
+        Command::Split {
+            paths,
+            out,
+            eval_fraction,
+            seed,
+            text_column,
+            id_column,
+            source_column,
+        } => {
+            let spec = gleaner_storage::reader::ColumnSpec {
+                text: text_column,
+                id: id_column,
+                source: source_column,
+                ..Default::default()
+            };
+            let s = gleaner::split::split(&paths, spec, eval_fraction, seed, &out)?;
+            println!(
+                "{} reference and {} evaluation documents in {} ({} moved to evaluation for sharing a long word run with it; {} empty left out)",
+                s.reference,
+                s.evaluation,
+                out.display(),
+                s.moved,
+                s.empty
+            );
         }
         Command::Inspect {
             path,

@@ -1,0 +1,849 @@
+//! `gleaner evaluate`: which selection trains better? For every method of an ablation (after
+//! `gleaner ablate`), train the same models on that method's selected documents with the same
+//! budget and score held-out evaluation documents, then compare every method with the
+//! baseline (random by default) with 95% intervals.
+//!
+//! Two evaluation models, so a ranking can be checked against a second opinion:
+//! - a byte-level interpolated Kneser-Ney n-gram model ([`kneser_ney`]): deterministic, no
+//!   seed noise, seconds per method;
+//! - the same small byte-level Llama (`gleaner_embed::train`) trained from scratch, `repeats`
+//!   seeds per method. Training sequences are `seq_len + 1` tokens cut from the selection's
+//!   documents (bytes plus an end-of-document token) concatenated in a seeded random order,
+//!   reshuffled each epoch; a selection smaller than the budget is repeated. The learning rate
+//!   warms up linearly over `warmup_fraction` of the steps, then decays by a cosine to 10%.
+//!
+//! Whole evaluation documents are scored, in windows of `seq_len` predicted bytes, and
+//! losses are reported in bits per byte. The evaluation documents must be held out: before
+//! anything is trained, every method's reference sets ([`crate::config::StageConfig::aimed_at`])
+//! are checked against them ([`overlap`]; an overlap is an error unless allowed), each
+//! selection's overlap with them is reported, and a selection made with a config other than
+//! the one the ablation config resolves to now is refused.
+//!
+//! Against the baseline, each method gets the paired difference in bits per byte with a
+//! percentile bootstrap interval over the evaluation documents and, with two or more repeats,
+//! a t interval over the seeds ([`intervals`]); it is called better or worse only when every
+//! interval excludes zero.
+
+pub mod intervals;
+pub mod kneser_ney;
+pub mod overlap;
+
+use crate::ablate::{AblationConfig, Method};
+use crate::features::for_each_text;
+use crate::run::layout;
+use crate::training::{checkpoint_steps, train, ProxyTrainingConfig};
+use anyhow::{bail, Context, Result};
+use gleaner_embed::train::{byte_tokens, TrainableLm};
+use gleaner_selectors::rng::SplitMix64;
+use gleaner_storage::atomic::write_bytes;
+use gleaner_storage::manifest::Manifest;
+use intervals::{bits_per_byte, bootstrap_difference, mean_sd, t_interval, Interval, Verdict};
+use kneser_ney::KneserNey;
+use overlap::{EvaluationIndex, OverlapCount};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// The `[evaluate]` table of an ablation config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateConfig {
+    /// Parquet/JSONL files, directories or globs of the evaluation documents: held out from
+    /// every method's reference set (make them with `gleaner split`).
+    pub target_paths: Vec<String>,
+    /// Text column of the target files.
+    #[serde(default = "default_text")]
+    pub target_text_column: String,
+    /// The method every other one is compared with.
+    #[serde(default = "default_baseline")]
+    pub baseline: String,
+    /// Points of the learning curve (evaluations, the last at the end of training).
+    #[serde(default = "default_eval_points")]
+    pub eval_points: usize,
+    /// Evaluation documents scored at most (the first ones), and the size of the pool sample.
+    /// Documents are scored whole.
+    #[serde(default = "default_eval_documents")]
+    pub eval_documents: usize,
+    /// Neural models trained per method, from seeds `seed`, `seed + 1`, ...: with two or more
+    /// the comparison also has a t interval over seeds.
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
+    /// Order of the Kneser-Ney n-gram evaluation model (2..=12; 0 turns it off).
+    #[serde(default = "default_ngram_order")]
+    pub ngram_order: usize,
+    /// Bootstrap replicates of the intervals over evaluation documents.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap_replicates: usize,
+    /// The model trained on each selection and how (`[evaluate.proxy]`).
+    #[serde(default)]
+    pub proxy: ProxyTrainingConfig,
+    /// Seed of the initialisation, the data order, the pool sample and the bootstrap
+    /// (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_text() -> String {
+    "text".into()
+}
+fn default_baseline() -> String {
+    "random".into()
+}
+fn default_repeats() -> usize {
+    1
+}
+fn default_eval_points() -> usize {
+    8
+}
+fn default_eval_documents() -> usize {
+    128
+}
+fn default_ngram_order() -> usize {
+    5
+}
+fn default_bootstrap() -> usize {
+    1000
+}
+
+impl EvaluateConfig {
+    /// The `--quick` variant: a 2-layer, 64-wide model on a sixth of the tokens, fewer
+    /// evaluation documents and points (for CI and smoke tests).
+    pub fn quick(&self) -> Self {
+        Self {
+            eval_points: self.eval_points.min(4),
+            eval_documents: self.eval_documents.min(32),
+            proxy: ProxyTrainingConfig {
+                train_tokens: (self.proxy.train_tokens / 6).max(1),
+                layers: 2,
+                hidden: 64,
+                heads: 2,
+                intermediate: 128,
+                ..self.proxy.clone()
+            },
+            ..self.clone()
+        }
+    }
+
+    /// Checks ranges; errors name the key under `evaluate`.
+    pub fn validate(&self) -> Result<()> {
+        if self.target_paths.is_empty() {
+            bail!("at key `evaluate.target_paths`: at least one path is required");
+        }
+        for (name, v) in [
+            ("eval_points", self.eval_points),
+            ("eval_documents", self.eval_documents),
+            ("repeats", self.repeats),
+            ("bootstrap_replicates", self.bootstrap_replicates),
+        ] {
+            crate::config::positive("evaluate", name, v)?;
+        }
+        if self.ngram_order != 0 && !(2..=kneser_ney::MAX_ORDER).contains(&self.ngram_order) {
+            bail!(
+                "at key `evaluate.ngram_order`: {} is outside 2..={} (0 turns the n-gram model off)",
+                self.ngram_order,
+                kneser_ney::MAX_ORDER
+            );
+        }
+        self.proxy.validate("evaluate.proxy")
+    }
+}
+
+/// One point of a learning curve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Training tokens seen.
+    pub tokens: u64,
+    /// Mean training loss over the steps since the previous point (nats per token).
+    pub train_loss: f64,
+    /// Bits per byte on the evaluation documents.
+    pub target_bpb: f64,
+    /// Bits per byte on the pool sample.
+    pub pool_bpb: f64,
+}
+
+/// A method against the baseline under one evaluation model (`method - baseline` bits per
+/// byte: negative is better).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Mean paired difference.
+    pub difference: f64,
+    /// Percentile bootstrap over evaluation documents.
+    pub bootstrap: Interval,
+    /// t interval over seeds (neural model, two or more repeats).
+    pub seeds: Option<Interval>,
+    /// What the intervals allow us to say.
+    pub verdict: Verdict,
+}
+
+/// How a method's documents overlap the evaluation documents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldOut {
+    /// Per reference set (`stage.key`), its overlap.
+    pub references: Vec<(String, OverlapCount)>,
+    /// The selection's overlap.
+    pub selection: OverlapCount,
+}
+
+/// One method's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodEvaluation {
+    /// Method name.
+    pub name: String,
+    /// Documents in its selection.
+    pub documents: u64,
+    /// Tokens (bytes plus end markers) in its selection.
+    pub selection_tokens: u64,
+    /// Passes over the selection the neural budget took.
+    pub epochs: f64,
+    /// Its reference sets and selection against the evaluation documents.
+    pub held_out: HeldOut,
+    /// Share of the pool sample's documents that are in this selection (their pool loss is
+    /// not held out for this method).
+    pub pool_sample_overlap: f64,
+    /// Kneser-Ney bits per byte on the evaluation documents.
+    pub ngram_bpb: Option<f64>,
+    /// The neural learning curve (mean over the repeats); the last point is the final model.
+    pub curve: Vec<CurvePoint>,
+    /// Final evaluation bits per byte of each repeat.
+    pub final_target_bpb: Vec<f64>,
+    /// Final pool-sample bits per byte of each repeat.
+    pub final_pool_bpb: Vec<f64>,
+    /// Against the baseline: n-gram model (when on) and neural model; `None` for the baseline.
+    pub ngram_vs_baseline: Option<Comparison>,
+    /// See `ngram_vs_baseline`.
+    pub neural_vs_baseline: Option<Comparison>,
+    /// Wall seconds (not part of the deterministic fields' meaning).
+    pub seconds: f64,
+}
+
+/// What `gleaner evaluate` writes as `evaluation.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// The settings used (after `--quick`).
+    pub settings: EvaluateConfig,
+    /// Trainable parameters of the neural model.
+    pub parameters: usize,
+    /// Steps per neural model.
+    pub steps: usize,
+    /// The first seed.
+    pub seed: u64,
+    /// Training tokens per method.
+    pub train_tokens: u64,
+    /// Evaluation documents scored (whole).
+    pub target_documents: usize,
+    /// Their bytes.
+    pub target_bytes: u64,
+    /// Pool documents evaluated.
+    pub pool_documents: usize,
+    /// Whether reference-set overlap was allowed (`--allow-reference-overlap`).
+    pub reference_overlap_allowed: bool,
+    /// Per method, in config order.
+    pub methods: Vec<MethodEvaluation>,
+}
+
+/// Texts of the selected shards of one method's output folder, after checking that they were
+/// made with the config the ablation config resolves to now.
+fn selection_texts(config: &AblationConfig, m: &Method) -> Result<Vec<String>> {
+    let dir = Path::new(&config.output.dir).join(&m.name);
+    if !dir.join("manifest.json").is_file() {
+        bail!(
+            "{} has no completed run: run `gleaner ablate` with this config first",
+            dir.display()
+        );
+    }
+    let manifest = Manifest::read(&dir)?;
+    let now = config.method_config(m).to_json();
+    if let Some(key) = first_difference(&manifest.config, &now, "") {
+        bail!(
+            "the selection in {} was made with another config (it differs at `{key}`): run `gleaner ablate` again with this config",
+            dir.display()
+        );
+    }
+    let column = &config.input.text_column;
+    let shards = dir.join(layout::SELECTED_DIR);
+    let mut texts = Vec::new();
+    if shards.is_dir() && std::fs::read_dir(&shards)?.next().is_some() {
+        for_each_text(&[shards.to_string_lossy().into_owned()], column, |t| {
+            texts.push(t.to_string());
+            true
+        })?;
+    }
+    Ok(texts)
+}
+
+/// The first key path where two resolved configs differ, ignoring the settings that never
+/// change a selection (`run.threads`, `output.overwrite`).
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    if matches!(at, "run.threads" | "output.overwrite") {
+        return None;
+    }
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(u, v, &join(k)),
+                _ => Some(join(k)),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(u, v, &join(&i.to_string()))),
+        _ => (a != b).then(|| at.to_string()),
+    }
+}
+
+/// Texts of `paths` (non-empty ones).
+fn read_texts(paths: &[String], column: &str, limit: usize) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for_each_text(paths, column, |t| {
+        if !t.trim().is_empty() {
+            texts.push(t.to_string());
+        }
+        texts.len() < limit
+    })?;
+    Ok(texts)
+}
+
+/// Whole documents as windows of at most `seq_len + 1` tokens overlapping by one (each
+/// window predicts its tokens after the first), with the window's document.
+fn windows(docs: &[String], seq_len: usize) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let (mut rows, mut owner) = (Vec::new(), Vec::new());
+    for (d, text) in docs.iter().enumerate() {
+        let tokens = byte_tokens(text);
+        let mut start = 0;
+        while start + 1 < tokens.len() {
+            let end = (start + seq_len + 1).min(tokens.len());
+            rows.push(tokens[start..end].to_vec());
+            owner.push(d);
+            start = end - 1;
+        }
+    }
+    (rows, owner)
+}
+
+/// Scored documents: their windows, and (nats, bytes) per document from a model's
+/// per-window mean losses.
+struct Scored {
+    rows: Vec<Vec<u32>>,
+    owner: Vec<usize>,
+    bytes: Vec<u64>,
+}
+
+impl Scored {
+    fn new(docs: &[String], seq_len: usize) -> Self {
+        let (rows, owner) = windows(docs, seq_len);
+        Scored {
+            rows,
+            owner,
+            bytes: docs.iter().map(|d| d.len() as u64).collect(),
+        }
+    }
+
+    fn per_document(&self, lm: &TrainableLm) -> Vec<(f64, u64)> {
+        let mut nats = vec![0.0; self.bytes.len()];
+        for ((row, &d), loss) in self
+            .rows
+            .iter()
+            .zip(&self.owner)
+            .zip(lm.sequence_losses(&self.rows))
+        {
+            nats[d] += loss * (row.len() - 1) as f64;
+        }
+        nats.into_iter().zip(self.bytes.iter().copied()).collect()
+    }
+}
+
+/// Per-document (nats, bytes) of the evaluation documents under an n-gram model of `texts`.
+fn ngram_scores(texts: &[String], order: usize, eval: &[String]) -> Vec<(f64, u64)> {
+    let model = KneserNey::train(texts.iter().map(|t| t.as_bytes()), order);
+    eval.iter()
+        .map(|t| model.document_nats(t.as_bytes()))
+        .collect()
+}
+
+/// Element-wise mean of per-document scores over repeats.
+fn mean_scores(runs: &[Vec<(f64, u64)>]) -> Vec<(f64, u64)> {
+    let n = runs.len() as f64;
+    (0..runs[0].len())
+        .map(|i| (runs.iter().map(|r| r[i].0).sum::<f64>() / n, runs[0][i].1))
+        .collect()
+}
+
+/// What one method's training and scoring produced, before the comparison.
+struct Raw {
+    ngram: Option<Vec<(f64, u64)>>,
+    /// Per repeat: per-document scores of the final model.
+    neural: Vec<Vec<(f64, u64)>>,
+}
+
+/// Checks the reference sets of every method against the evaluation documents.
+fn check_references(
+    config: &AblationConfig,
+    index: &EvaluationIndex,
+    allow_overlap: bool,
+) -> Result<Vec<Vec<(String, OverlapCount)>>> {
+    let mut all = Vec::new();
+    for m in &config.methods {
+        let mut per_method = Vec::new();
+        for (i, stage) in m.stages.iter().enumerate() {
+            for aim in stage.aimed_at() {
+                let texts = read_texts(aim.paths, aim.text_column, usize::MAX)
+                    .with_context(|| format!("method `{}`: stages[{i}].{}", m.name, aim.key))?;
+                let count = OverlapCount::of(index, texts.iter().map(String::as_str));
+                let label = format!("{}.{}", stage.type_name(), aim.key);
+                if count.total() > 0 && !allow_overlap {
+                    bail!(
+                        "method `{}`: {} of the {} documents of its {label} ({:?}) overlap the evaluation documents ({} exact, {} sharing a {}-word run): a method must not be aimed at what it is scored on. Split the target with `gleaner split`, or pass --allow-reference-overlap to report it anyway",
+                        m.name,
+                        count.total(),
+                        count.documents,
+                        aim.paths,
+                        count.exact,
+                        count.shingle,
+                        overlap::SHINGLE_WORDS
+                    );
+                }
+                per_method.push((label, count));
+            }
+        }
+        all.push(per_method);
+    }
+    Ok(all)
+}
+
+/// Trains and evaluates every method of `config`; writes `evaluation.json`, `evaluation.md`
+/// and `evaluation.html` into its output folder.
+pub fn evaluate(
+    config: &AblationConfig,
+    quick: bool,
+    allow_reference_overlap: bool,
+) -> Result<Evaluation> {
+    let Some(settings) = &config.evaluate else {
+        bail!("at key `evaluate`: the config has no [evaluate] table (target_paths, train_tokens, ...)");
+    };
+    let settings = if quick {
+        settings.quick()
+    } else {
+        settings.clone()
+    };
+    settings.validate()?;
+    let baseline = config
+        .methods
+        .iter()
+        .position(|m| m.name == settings.baseline);
+    if baseline.is_none() && config.methods.iter().any(|m| m.name != settings.baseline) {
+        let names: Vec<&str> = config.methods.iter().map(|m| m.name.as_str()).collect();
+        bail!(
+            "at key `evaluate.baseline`: no method is named `{}` (methods: {names:?})",
+            settings.baseline
+        );
+    }
+    let seed = settings.seed.unwrap_or(config.run.seed);
+    let proxy = &settings.proxy;
+    let target = read_texts(
+        &settings.target_paths,
+        &settings.target_text_column,
+        settings.eval_documents,
+    )
+    .with_context(|| {
+        format!(
+            "at key `evaluate.target_paths`: {:?}",
+            settings.target_paths
+        )
+    })?;
+    if target.is_empty() {
+        bail!(
+            "at key `evaluate.target_paths`: no non-empty text in {:?}",
+            settings.target_paths
+        );
+    }
+    let index = EvaluationIndex::new(target.iter().map(String::as_str));
+    let references = check_references(config, &index, allow_reference_overlap)?;
+
+    // A seeded reservoir sample of the pool.
+    let mut rng = SplitMix64::new(seed ^ 0xE7A1);
+    let mut pool_texts: Vec<String> = Vec::new();
+    let mut seen = 0usize;
+    for_each_text(&config.input.paths, &config.input.text_column, |t| {
+        if t.trim().is_empty() {
+            return true;
+        }
+        seen += 1;
+        if pool_texts.len() < settings.eval_documents {
+            pool_texts.push(t.to_string());
+        } else {
+            let j = rng.below(seen);
+            if j < settings.eval_documents {
+                pool_texts[j] = t.to_string();
+            }
+        }
+        true
+    })?;
+    let target_scored = Scored::new(&target, proxy.seq_len);
+    let pool_scored = Scored::new(&pool_texts, proxy.seq_len);
+    let pool_set: HashSet<&str> = pool_texts.iter().map(String::as_str).collect();
+    let steps = proxy.steps();
+    let checkpoints = checkpoint_steps(steps, settings.eval_points);
+    let mut methods = Vec::new();
+    let mut raws = Vec::new();
+    for (m, references) in config.methods.iter().zip(references) {
+        let started = Instant::now();
+        let texts = selection_texts(config, m).with_context(|| format!("method `{}`", m.name))?;
+        if texts.is_empty() {
+            bail!(
+                "method `{}`: its selection is empty; nothing to train on",
+                m.name
+            );
+        }
+        tracing::info!(
+            "evaluate {}: {} documents, {steps} steps",
+            m.name,
+            texts.len()
+        );
+        let overlap = texts
+            .iter()
+            .filter(|t| pool_set.contains(t.as_str()))
+            .count();
+        let selection_tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
+        let ngram =
+            (settings.ngram_order > 0).then(|| ngram_scores(&texts, settings.ngram_order, &target));
+        let mut runs: Vec<Vec<CurvePoint>> = Vec::new();
+        let mut finals = Vec::new();
+        for r in 0..settings.repeats as u64 {
+            let mut curve = Vec::new();
+            let mut last = Vec::new();
+            train(
+                &texts,
+                proxy,
+                seed + r,
+                &checkpoints,
+                |step, lm, train_loss| {
+                    let scores = target_scored.per_document(lm);
+                    curve.push(CurvePoint {
+                        step,
+                        tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
+                        train_loss,
+                        target_bpb: bits_per_byte(&scores),
+                        pool_bpb: bits_per_byte(&pool_scored.per_document(lm)),
+                    });
+                    last = scores;
+                },
+            );
+            runs.push(curve);
+            finals.push(last);
+        }
+        let n = runs.len() as f64;
+        let curve: Vec<CurvePoint> = (0..runs[0].len())
+            .map(|k| CurvePoint {
+                step: runs[0][k].step,
+                tokens: runs[0][k].tokens,
+                train_loss: runs.iter().map(|c| c[k].train_loss).sum::<f64>() / n,
+                target_bpb: runs.iter().map(|c| c[k].target_bpb).sum::<f64>() / n,
+                pool_bpb: runs.iter().map(|c| c[k].pool_bpb).sum::<f64>() / n,
+            })
+            .collect();
+        let last = |f: fn(&CurvePoint) -> f64| -> Vec<f64> {
+            runs.iter().filter_map(|c| c.last().map(f)).collect()
+        };
+        let trained = (steps * proxy.batch_size * (proxy.seq_len + 1)) as f64;
+        methods.push(MethodEvaluation {
+            name: m.name.clone(),
+            documents: texts.len() as u64,
+            selection_tokens,
+            epochs: trained / selection_tokens.max(1) as f64,
+            held_out: HeldOut {
+                references,
+                selection: OverlapCount::of(&index, texts.iter().map(String::as_str)),
+            },
+            pool_sample_overlap: overlap as f64 / pool_texts.len().max(1) as f64,
+            ngram_bpb: ngram.as_deref().map(bits_per_byte),
+            final_target_bpb: last(|p| p.target_bpb),
+            final_pool_bpb: last(|p| p.pool_bpb),
+            curve,
+            ngram_vs_baseline: None,
+            neural_vs_baseline: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        raws.push(Raw {
+            ngram,
+            neural: finals,
+        });
+    }
+    if let Some(b) = baseline {
+        compare_with_baseline(&mut methods, &raws, b, &settings, seed);
+    }
+    let evaluation = Evaluation {
+        parameters: proxy.shape().parameters(),
+        steps,
+        seed,
+        train_tokens: (steps * proxy.batch_size * proxy.seq_len) as u64,
+        target_documents: target.len(),
+        target_bytes: target.iter().map(|t| t.len() as u64).sum(),
+        pool_documents: pool_texts.len(),
+        reference_overlap_allowed: allow_reference_overlap,
+        settings,
+        methods,
+    };
+    let out = Path::new(&config.output.dir);
+    write_bytes(
+        &out.join("evaluation.json"),
+        &serde_json::to_vec_pretty(&evaluation)?,
+    )?;
+    write_bytes(
+        &out.join("evaluation.md"),
+        render_markdown(&evaluation).as_bytes(),
+    )?;
+    write_bytes(
+        &out.join("evaluation.html"),
+        render_html(&evaluation).as_bytes(),
+    )?;
+    Ok(evaluation)
+}
+
+/// Fills each method's comparison with the baseline (method `b`).
+fn compare_with_baseline(
+    methods: &mut [MethodEvaluation],
+    raws: &[Raw],
+    b: usize,
+    settings: &EvaluateConfig,
+    seed: u64,
+) {
+    let base = &raws[b];
+    for (k, (m, raw)) in methods.iter_mut().zip(raws).enumerate() {
+        if k == b {
+            continue;
+        }
+        let boot = |x: &[(f64, u64)], y: &[(f64, u64)]| {
+            bootstrap_difference(
+                x,
+                y,
+                settings.bootstrap_replicates,
+                seed ^ 0xB007 ^ k as u64,
+            )
+        };
+        if let (Some(x), Some(y)) = (&raw.ngram, &base.ngram) {
+            let bootstrap = boot(x, y);
+            m.ngram_vs_baseline = Some(Comparison {
+                difference: bits_per_byte(x) - bits_per_byte(y),
+                bootstrap,
+                seeds: None,
+                verdict: Verdict::of(&[bootstrap]),
+            });
+        }
+        let per_seed: Vec<f64> = raw
+            .neural
+            .iter()
+            .zip(&base.neural)
+            .map(|(x, y)| bits_per_byte(x) - bits_per_byte(y))
+            .collect();
+        let bootstrap = boot(&mean_scores(&raw.neural), &mean_scores(&base.neural));
+        let seeds = t_interval(&per_seed);
+        let mut all = vec![bootstrap];
+        all.extend(seeds);
+        m.neural_vs_baseline = Some(Comparison {
+            difference: mean_sd(&per_seed).0,
+            bootstrap,
+            seeds,
+            verdict: Verdict::of(&all),
+        });
+    }
+}
+
+fn comparison_cell(c: &Option<Comparison>) -> String {
+    match c {
+        None => "(baseline)".into(),
+        Some(c) => {
+            let mut s = format!(
+                "{:+.4} [{:+.4}, {:+.4}]",
+                c.difference, c.bootstrap.low, c.bootstrap.high
+            );
+            if let Some(t) = c.seeds {
+                let _ = write!(s, " seeds [{:+.4}, {:+.4}]", t.low, t.high);
+            }
+            let _ = write!(s, " **{}**", c.verdict.label());
+            s
+        }
+    }
+}
+
+/// The results tables: held-out checks, then bits per byte and the comparison with the
+/// baseline (best first by neural bits per byte).
+pub fn render_markdown(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# gleaner evaluation
+
+Scored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) from {:?}; losses in bits per byte (lower is better).
+",
+        e.target_documents, e.target_bytes, e.settings.proxy.seq_len, e.settings.target_paths
+    );
+    let _ = writeln!(
+        s,
+        "Models: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic){}; and a {}-parameter byte-level Llama ({} layers, width {}) trained from scratch for {} steps ({} tokens, sequences of {}), {} seed(s) per method starting at {}.
+",
+        e.settings.ngram_order,
+        if e.settings.ngram_order == 0 { " (off)" } else { "" },
+        e.parameters,
+        e.settings.proxy.layers,
+        e.settings.proxy.hidden,
+        e.steps,
+        e.train_tokens,
+        e.settings.proxy.seq_len,
+        e.settings.repeats,
+        e.seed
+    );
+    let _ = writeln!(s, "## Held out
+
+Each method's reference sets and selection against the evaluation documents (exact normalised text / sharing a {}-word run).{}
+", overlap::SHINGLE_WORDS, if e.reference_overlap_allowed { " Reference overlap was ALLOWED for this run (--allow-reference-overlap): targeted methods may have been aimed at what they are scored on." } else { " A reference set that overlaps is refused." });
+    let _ = writeln!(
+        s,
+        "| method | reference sets | selection overlap | pool sample in selection |
+|---|---|---:|---:|"
+    );
+    for m in &e.methods {
+        let refs: Vec<String> = m
+            .held_out
+            .references
+            .iter()
+            .map(|(label, c)| format!("{label}: {}/{} overlap", c.total(), c.documents))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} exact + {} near of {} | {:.1}% |",
+            m.name,
+            if refs.is_empty() {
+                "none (untargeted)".to_string()
+            } else {
+                refs.join("; ")
+            },
+            m.held_out.selection.exact,
+            m.held_out.selection.shingle,
+            m.held_out.selection.documents,
+            100.0 * m.pool_sample_overlap
+        );
+    }
+    let _ = writeln!(
+        s,
+        "
+## Bits per byte
+
+Differences are `method - {}` with a 95% percentile bootstrap interval over the evaluation documents ({} replicates){}; a method is called better or worse only when every interval excludes zero.
+",
+        e.settings.baseline,
+        e.settings.bootstrap_replicates,
+        if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
+    );
+    let _ = writeln!(s, "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline | pool bpb | seconds |
+|---|---:|---:|---:|---|---:|---|---:|---:|");
+    let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
+    let neural = |m: &MethodEvaluation| mean_sd(&m.final_target_bpb).0;
+    order.sort_by(|a, b| neural(a).total_cmp(&neural(b)).then(a.name.cmp(&b.name)));
+    for m in order {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.0} |",
+            m.name,
+            m.documents,
+            m.epochs,
+            m.ngram_bpb.map_or("-".into(), |v| format!("{v:.4}")),
+            if m.ngram_bpb.is_some() {
+                comparison_cell(&m.ngram_vs_baseline)
+            } else {
+                "-".into()
+            },
+            mean_spread(&m.final_target_bpb),
+            comparison_cell(&m.neural_vs_baseline),
+            mean_spread(&m.final_pool_bpb),
+            m.seconds
+        );
+    }
+    s
+}
+
+/// `mean` or `mean ± sd` (sample standard deviation) of `values`.
+fn mean_spread(values: &[f64]) -> String {
+    let (mean, sd) = mean_sd(values);
+    if values.len() < 2 {
+        return format!("{mean:.4}");
+    }
+    format!("{mean:.4} ± {sd:.4}")
+}
+
+/// Learning curves (target and pool loss against training tokens) as inline SVG.
+fn render_html(e: &Evaluation) -> String {
+    let mut html = String::from("<!doctype html><meta charset=\"utf-8\"><title>gleaner evaluation</title><body style=\"font-family:sans-serif\"><h1>Evaluation</h1>");
+    for (title, pick) in [
+        (
+            "evaluation bits per byte",
+            (|p: &CurvePoint| p.target_bpb) as fn(&CurvePoint) -> f64,
+        ),
+        ("pool bits per byte", |p: &CurvePoint| p.pool_bpb),
+    ] {
+        html.push_str(&curve_svg(e, title, pick));
+        html.push_str("<br>");
+    }
+    html.push_str("<pre>");
+    html.push_str(&render_markdown(e).replace('<', "&lt;"));
+    html.push_str("</pre></body>");
+    html
+}
+
+fn curve_svg(e: &Evaluation, title: &str, value: fn(&CurvePoint) -> f64) -> String {
+    let (w, h, pad) = (640.0, 300.0, 50.0);
+    let points: Vec<(u64, f64)> = e
+        .methods
+        .iter()
+        .flat_map(|m| m.curve.iter().map(|p| (p.tokens, value(p))))
+        .collect();
+    let max_x = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let span = (hi - lo).max(1e-9);
+    let x = |t: u64| pad + (w - 2.0 * pad) * t as f64 / max_x;
+    let y = |v: f64| 10.0 + (h - 40.0) * (hi - v) / span;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
+        h + 20.0 * e.methods.len() as f64
+    );
+    for (i, m) in e.methods.iter().enumerate() {
+        let hue = (i as f64 * 137.508) % 360.0;
+        let line: Vec<String> = m
+            .curve
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.tokens), y(value(p))))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="hsl({hue:.0},65%,40%)" stroke-width="2"/><text x="{pad}" y="{}" fill="hsl({hue:.0},65%,40%)">{}: {:.4}</text>"#,
+            line.join(" "),
+            h + 15.0 * i as f64,
+            m.name,
+            m.curve.last().map(value).unwrap_or(f64::NAN)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{pad}" y="{}">{title} ({lo:.3} .. {hi:.3}) against training tokens (0 .. {max_x})</text></svg>"#,
+        h - 10.0
+    );
+    s
+}
