@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Storage benchmark: gleaner vs pyarrow (read) and vs pyarrow and datatrove (read, sample 50%,
-# write zstd parquet) on the same generated corpus of at least 400 MB on disk, in one run.
+# write zstd parquet) on the same generated corpus of at least 400 MB on disk, in one run; and
+# the same documents as Dolma-style .jsonl.zst read by gleaner, pyarrow's JSON reader and
+# datatrove's JsonlReader (2 processes/workers each, like gleaner's 2 threads).
 # Reports wall time, throughput ratios and peak RSS (/usr/bin/time -v).
 #
 # Usage: scripts/bench-storage.sh [WORK_DIR]   (default .assets/bench)
@@ -16,9 +18,10 @@ work=$(cd "$work" && pwd)
 corpus=$work/corpus
 
 [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q pyarrow==26.0.1 datatrove==0.10.1 numpy regex
+"$work/venv/bin/pip" install -q pyarrow==26.0.1 datatrove==0.10.1 numpy regex zstandard
 py=$work/venv/bin/python
 [ -f "$corpus/.done-$mb" ] || { rm -rf "$corpus"; "$py" "$here/gen_bench_corpus.py" --src "$root/data/quickstart" --out "$corpus" --mb "$mb" && touch "$corpus/.done-$mb"; }
+[ -f "$work/jsonl/.done-$mb" ] || { rm -rf "$work/jsonl"; "$py" "$here/bench_storage_py.py" to-jsonl "$corpus" "$work/jsonl" && touch "$work/jsonl/.done-$mb"; }
 (cd "$root" && cargo build --release -q -p gleaner)
 gleaner=$root/target/release/gleaner
 
@@ -38,7 +41,7 @@ fraction = 0.5
 TOML
 
 # Warm the page cache so every tool reads from memory.
-cat "$corpus"/*.parquet > /dev/null
+cat "$corpus"/*.parquet "$work"/jsonl/*.jsonl.zst > /dev/null
 
 # measure NAME CMD...: runs CMD $repeat times, records median wall seconds and max peak RSS (MB).
 results=$work/results.tsv
@@ -67,11 +70,15 @@ measure e2e-gleaner "$gleaner" --quiet run --config "$work/gleaner-e2e.toml"
 measure e2e-gleaner-zstd3 "$gleaner" --quiet run --config "$work/gleaner-e2e.toml" output.zstd_level=3
 measure e2e-pyarrow "$py" "$here/bench_storage_py.py" e2e-pyarrow "$corpus" "$work/out-py"
 measure e2e-datatrove "$py" "$here/bench_storage_py.py" e2e-datatrove "$corpus" "$work/out-dt"
+measure jsonl-gleaner "$gleaner" inspect "$work/jsonl" --scan
+measure jsonl-pyarrow "$py" "$here/bench_storage_py.py" read-jsonl-pyarrow "$work/jsonl"
+measure jsonl-datatrove "$py" "$here/bench_storage_py.py" read-jsonl-datatrove "$work/jsonl"
 
 awk -F'\t' -v text="$text_mb" '
   {w[$1]=$2; r[$1]=$3}
   END {
     printf "\nread:  gleaner %.2f s (%.0f MB/s of text, %d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["read-gleaner"], text/w["read-gleaner"], r["read-gleaner"], w["read-pyarrow"], r["read-pyarrow"], w["read-pyarrow"]/w["read-gleaner"]
     printf "e2e (gleaner at zstd 3, its default): %.2f s (%d MB RSS)\n", w["e2e-gleaner-zstd3"], r["e2e-gleaner-zstd3"]
+    printf "jsonl.zst read: gleaner %.2f s (%d MB RSS) vs pyarrow json %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["jsonl-gleaner"], r["jsonl-gleaner"], w["jsonl-pyarrow"], r["jsonl-pyarrow"], w["jsonl-pyarrow"]/w["jsonl-gleaner"], w["jsonl-datatrove"], r["jsonl-datatrove"], w["jsonl-datatrove"]/w["jsonl-gleaner"]
     printf "e2e (zstd 1 everywhere): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["e2e-gleaner"], r["e2e-gleaner"], w["e2e-pyarrow"], r["e2e-pyarrow"], w["e2e-pyarrow"]/w["e2e-gleaner"], w["e2e-datatrove"], r["e2e-datatrove"], w["e2e-datatrove"]/w["e2e-gleaner"]
   }' "$results"

@@ -4,66 +4,12 @@
 use arrow::array::{Array, AsArray, RecordBatch};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{DocumentFilter, GopherQuality, GopherRepetition};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn gleaner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gleaner"))
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .expect("gleaner runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "gleaner failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "gleaner should have failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn read_parquet(path: &Path) -> Vec<RecordBatch> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
-fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name(name).unwrap().as_string::<i32>().clone();
-            (0..c.len())
-                .map(move |i| c.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
+mod common;
+use common::{fails, gleaner, ok, read_parquet, repo, string_column};
 
 fn quickstart(out: &Path, extra: &[&str]) -> Output {
     let dir = format!("output.dir={}", out.display());
@@ -1769,7 +1715,13 @@ fn a_method_aimed_at_the_evaluation_documents_is_refused_and_split_keeps_them_ap
     // Aimed at the reference part: accepted, and the report shows the clean check.
     let clean = write(&parts.join("reference.parquet"), "clean.toml");
     let clean = clean.to_str().unwrap();
-    ok(&gleaner(&["--quiet", "ablate", "--config", clean, "--overwrite"]));
+    ok(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        clean,
+        "--overwrite",
+    ]));
     ok(&gleaner(&["--quiet", "evaluate", "--config", clean]));
     let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(

@@ -8,44 +8,13 @@ use arrow::compute::{cast, concat_batches, filter};
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{fails, gleaner, ok, repo};
 
 fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/compat")
-}
-
-fn gleaner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gleaner"))
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .expect("gleaner runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "gleaner failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr_of_failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "gleaner should have failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Every row of a parquet file as one batch.
@@ -338,7 +307,7 @@ fn bad_jsonl_lines_name_file_and_line_or_are_skipped_and_counted() {
         let path = dir.path().join(format!("{case}.jsonl"));
         write_lines(&path, &[good, good, b"", bad, good]);
         write_config(dir.path(), &path, None, &[], "");
-        let err = stderr_of_failure(&run(dir.path(), &[]));
+        let err = fails(&run(dir.path(), &[]));
         assert!(
             err.contains(path.to_str().unwrap()) && err.contains("line 4") && err.contains(message),
             "{case}: {err}"
@@ -375,7 +344,7 @@ fn truncated_compressed_jsonl_is_an_error_naming_the_file_or_is_skipped() {
         let path = dir.path().join(name);
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         write_config(dir.path(), &path, None, &[], "");
-        let err = stderr_of_failure(&run(dir.path(), &[]));
+        let err = fails(&run(dir.path(), &[]));
         assert!(
             err.contains(path.to_str().unwrap()) && err.contains("truncated"),
             "{name}: {err}"
@@ -430,7 +399,7 @@ fn output_compression_is_the_codec_asked_for_and_reads_back_the_same() {
             Some(r) => assert_eq!(&batch, r, "{setting}: same rows whatever the codec"),
         }
     }
-    let err = stderr_of_failure(&run(dir.path(), &["output.compression=lzo"]));
+    let err = fails(&run(dir.path(), &["output.compression=lzo"]));
     assert!(
         err.contains("output.compression") && err.contains("snappy"),
         "{err}"

@@ -1,0 +1,123 @@
+//! Known-answer benchmarks (data/benchmarks/, built by scripts/make_benchmarks.py): what each
+//! method's selection must look like when the answer is known without training.
+
+mod common;
+use common::{gleaner, ok, read_parquet, repo, string_column};
+use std::collections::BTreeMap;
+
+/// Planted-junk label of each pool document (`None`: clean), read from the pool itself.
+fn planted_labels() -> BTreeMap<String, Option<String>> {
+    let pool = read_parquet(&repo().join("data/benchmarks/quality/pool.parquet"));
+    string_column(&pool, "id")
+        .into_iter()
+        .zip(string_column(&pool, "source"))
+        .map(|(id, source)| {
+            let label = source.strip_prefix("planted_").map(String::from);
+            (id, label)
+        })
+        .collect()
+}
+
+fn planted_share(ids: &[String], labels: &BTreeMap<String, Option<String>>) -> f64 {
+    let planted = ids.iter().filter(|id| labels[*id].is_some()).count();
+    planted as f64 / ids.len() as f64
+}
+
+#[test]
+fn quality_benchmark_filters_keep_under_half_the_planted_junk_and_random_keeps_its_share() {
+    let labels = planted_labels();
+    let pool_share = labels.values().filter(|l| l.is_some()).count() as f64 / labels.len() as f64;
+    assert!((pool_share - 0.2).abs() < 0.01, "{pool_share}");
+
+    // The Gopher rules alone, on the whole pool: survival per planted kind.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gopher.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"data/benchmarks/quality/pool.parquet\"]\n[output]\ndir = \"{}\"\n\
+             [[stages]]\ntype = \"gopher_quality\"\n[[stages]]\ntype = \"gopher_repetition\"\n",
+            tmp.path().join("gopher").display()
+        ),
+    )
+    .unwrap();
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    let kept: std::collections::HashSet<String> = string_column(
+        &read_parquet(&tmp.path().join("gopher/selection.parquet")),
+        "id",
+    )
+    .into_iter()
+    .collect();
+    let mut survived: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (id, label) in &labels {
+        if let Some(kind) = label {
+            let e = survived.entry(kind.as_str()).or_default();
+            e.1 += 1;
+            e.0 += usize::from(kept.contains(id));
+        }
+    }
+    let (alive, planted): (usize, usize) = survived
+        .values()
+        .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+    assert!(
+        (alive as f64) < 0.5 * planted as f64,
+        "the heuristic filters keep under half of the planted junk: {survived:?}"
+    );
+    for kind in ["boilerplate", "spam", "fragment"] {
+        assert_eq!(
+            survived[kind].0, 0,
+            "{kind} is caught by the rules: {survived:?}"
+        );
+    }
+    let clean_kept = kept.iter().filter(|id| labels[*id].is_none()).count();
+    let clean = labels.len() - planted;
+    assert!(
+        clean_kept as f64 > 0.6 * clean as f64,
+        "{clean_kept} of {clean} clean documents"
+    );
+
+    // The ablation: random holds about the pool share (300 draws: within 4 sd), the
+    // heuristic and DSIR (aimed at clean text of the same sources) much less.
+    let out = tmp.path().join("ablation");
+    let dir = format!("output.dir=\"{}\"", out.display());
+    ok(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/benchmarks/quality.toml",
+        &dir,
+    ]));
+    let share = |method: &str| {
+        let ids = string_column(
+            &read_parquet(&out.join(method).join("selection.parquet")),
+            "id",
+        );
+        assert_eq!(ids.len(), 300, "{method}");
+        planted_share(&ids, &labels)
+    };
+    let sd = (0.2f64 * 0.8 / 300.0).sqrt();
+    let random = share("random");
+    assert!((random - pool_share).abs() < 4.0 * sd, "random: {random}");
+    assert!(
+        share("heuristic") < 0.5 * pool_share,
+        "heuristic: {}",
+        share("heuristic")
+    );
+    assert!(share("dsir") < 0.5 * pool_share, "dsir: {}", share("dsir"));
+    // The comparison reports the same shares per planted source.
+    let comparison: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("comparison.json")).unwrap()).unwrap();
+    let reported: f64 = comparison["methods"][0]["source_share"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("planted_"))
+        .map(|(_, v)| v.as_f64().unwrap())
+        .sum();
+    assert!((reported - random).abs() < 1e-9, "{reported} vs {random}");
+}
