@@ -3,7 +3,8 @@
 # real-model parity tests skip with a message without them), then every test of the workspace.
 # With GLEANER_SLURM_TEST=1 (CI sets it) and root, it also starts a one-node Slurm cluster
 # (scripts/slurm-local.sh, Debian packages, about 10 s) for the Slurm end-to-end test and
-# stops it afterwards; without a cluster that test skips with a message.
+# stops it afterwards; without a cluster that test skips with a message. Last, a check build of
+# the GPU feature (Vulkan), which needs no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-assets.sh --models-only || echo "model fetch failed: real-model parity tests will skip"
@@ -15,3 +16,6 @@ if [ "${GLEANER_SLURM_TEST:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then
     fi
 fi
 cargo test --workspace
+# The GPU (Vulkan) build must keep compiling: a check build (no GPU needed), in its own target
+# folder so the CPU build's artefacts stay as they are.
+CARGO_TARGET_DIR=target/gpu cargo check -p gleaner --features gpu

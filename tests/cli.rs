@@ -1784,7 +1784,8 @@ fn loss_trajectory_feeds_s2l_like_the_library_and_is_cached() {
     let at = checkpoint_steps(proxy.steps(), 3);
     train(&texts, &proxy, 11, &at, |_, lm, _| {
         per_checkpoint.push(lm.sequence_losses(&sequences))
-    });
+    })
+    .unwrap();
     let trajectories: Vec<Vec<f32>> = (0..texts.len())
         .map(|i| per_checkpoint.iter().map(|c| c[i] as f32).collect())
         .collect();
@@ -1997,4 +1998,36 @@ fn slurm_runs_the_quickstart_with_four_tasks_retries_and_resumes_to_the_local_by
         "probe files are removed after the run"
     );
     assert_eq!(run_outputs(&slurm_quad), run_outputs(&local_quad));
+}
+
+#[test]
+fn a_gpu_device_this_build_lacks_is_an_error_naming_the_stage_and_the_feature() {
+    if cfg!(feature = "gpu") {
+        eprintln!("skipping: this build has the gpu feature");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("gpu.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"data/quickstart/corpus-00.parquet\"]\n[output]\ndir = \"{}\"\n[run]\ncache_dir = \"{}\"\n\
+             [[stages]]\ntype = \"embed\"\nmodel = \"embed/tests/fixtures/tiny-bert\"\ncolumn = \"emb\"\ndevice = \"gpu\"\n",
+            tmp.path().join("out").display(),
+            tmp.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("stage `embed`") && err.contains("`gpu`") && err.contains("--features gpu"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!tmp.path().join("out/manifest.json").exists());
 }

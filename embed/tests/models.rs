@@ -2,6 +2,9 @@
 //! (`scripts/reference_models.py`): tiny random-init models always (committed fixtures made by
 //! `scripts/make_tiny_models.py`), the real all-MiniLM-L6-v2 and SmolLM2-135M when the asset
 //! cache holds them (`scripts/fetch-assets.sh`; CI fetches them).
+//!
+//! `GLEANER_TEST_DEVICE=gpu` (or `cuda`) runs the same checks on a GPU build's device, where
+//! the Burn graph (not the packed CPU forward) computes them: scripts/gpu-check.sh.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,13 @@ use gleaner_embed::lm::{CausalLm, LmOptions};
 use gleaner_embed::tokenize::TextTokenizer;
 use gleaner_embed::ModelError;
 use serde_json::Value;
+
+/// The device under test: `GLEANER_TEST_DEVICE` (`cpu` by default, `gpu`, `cuda`).
+fn test_device() -> Device {
+    let name = std::env::var("GLEANER_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let parsed = gleaner_embed::DeviceName::parse(&name).unwrap();
+    gleaner_embed::device_from_name(parsed).unwrap_or_else(|e| panic!("{e}"))
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +75,7 @@ fn asset(name: &str) -> Option<PathBuf> {
 }
 
 fn check_encoder(dir: &Path, golden_path: &Path, min_cosine: f32) {
-    let device = Device::flex();
+    let device = test_device();
     let encoder = SentenceEncoder::load(dir, EncoderOptions::default(), &device).unwrap();
     let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let golden = golden(golden_path);
@@ -119,7 +129,7 @@ fn real_minilm_matches_numpy_reference() {
 #[test]
 fn long_documents_truncate_or_average_chunks() {
     let dir = fixture("tiny-bert");
-    let device = Device::flex();
+    let device = test_device();
     let text = "the man is playing a guitar and the stock market is playing with text";
     let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let ids = tokenizer.encode(text, true).unwrap();
@@ -176,7 +186,7 @@ fn long_documents_truncate_or_average_chunks() {
 }
 
 fn load_lm(dir: &Path, options: LmOptions) -> CausalLm {
-    CausalLm::load(dir, options, &Device::flex()).unwrap()
+    CausalLm::load(dir, options, &test_device()).unwrap()
 }
 
 fn check_lm(dir: &Path, golden_path: &Path, tolerance: f32) {
@@ -373,7 +383,7 @@ fn per_sequence_gradients_match_parameter_gradients() {
     assert_eq!(grads.len(), taps.len());
 
     // Oracle: Burn's own parameter gradients of one sequence's mean loss, model on autodiff.
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     let model = CausalLm::load(&dir, LmOptions::default(), &device).unwrap();
     for (s, seq) in seqs.iter().enumerate() {
         let ids = Tensor::<2, Int>::from_data(
@@ -437,7 +447,7 @@ fn bad_model_files_are_named_in_errors() {
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         std::fs::copy(source.join(f), dir.join(f)).unwrap();
     }
-    let device = Device::flex();
+    let device = test_device();
     let load = || {
         CausalLm::load(dir, LmOptions::default(), &device)
             .err()

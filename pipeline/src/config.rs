@@ -61,7 +61,7 @@ pub struct SlurmConfig {
     /// `--cpus-per-task` (also each task's thread count).
     #[serde(default = "default_slurm_cpus")]
     pub cpus_per_task: usize,
-    /// GPUs per task (`--gres=gpu:N`), for model stages with `device = "cuda"`.
+    /// GPUs per task (`--gres=gpu:N`), for model stages with `device = "gpu"` or `"cuda"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<usize>,
     /// `--mem` (e.g. `8G`).
@@ -416,7 +416,7 @@ pub struct AttentionInfluenceConfig {
     /// Tokens per forward batch.
     #[serde(default = "default_lm_batch_tokens")]
     pub batch_tokens: usize,
-    /// `cpu` or `cuda`.
+    /// `cpu`, `gpu` (Vulkan) or `cuda`.
     #[serde(default = "default_device")]
     pub device: String,
 }
@@ -504,7 +504,7 @@ pub enum CurvatureConfig {
 pub struct QuadConfig {
     /// Llama-family proxy model folder.
     pub model: String,
-    /// `cpu` or `cuda`.
+    /// `cpu`, `gpu` (Vulkan) or `cuda`.
     #[serde(default = "default_device")]
     pub device: String,
     /// Parquet files, directories or globs of the reference set D_r.
@@ -662,7 +662,7 @@ pub struct EmbedConfig {
     /// of equal length are batched together).
     #[serde(default = "default_embed_batch_tokens")]
     pub batch_tokens: usize,
-    /// `cpu` or `cuda`.
+    /// `cpu`, `gpu` (Vulkan) or `cuda`.
     #[serde(default = "default_device")]
     pub device: String,
 }
@@ -686,7 +686,7 @@ pub struct LmScoreConfig {
     /// of equal length are batched together).
     #[serde(default = "default_lm_batch_tokens")]
     pub batch_tokens: usize,
-    /// `cpu` or `cuda`.
+    /// `cpu`, `gpu` (Vulkan) or `cuda`.
     #[serde(default = "default_device")]
     pub device: String,
 }

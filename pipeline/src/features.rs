@@ -409,7 +409,8 @@ impl Loaded {
                 let mut checkpoints = Vec::with_capacity(at.len());
                 train(&texts, &c.proxy, *seed, &at, |_, lm, _| {
                     checkpoints.push(lm.clone())
-                });
+                })
+                .context("loss_trajectory: at key `proxy.device`")?;
                 Loaded::LossTrajectory {
                     checkpoints,
                     max_tokens: c.max_tokens,
@@ -530,7 +531,8 @@ pub fn compute(
             .collect();
         let mut computed = 0u64;
         if !missing.is_empty() {
-            let model = Loaded::load(stage, reader, config)?;
+            let model = Loaded::load(stage, reader, config)
+                .with_context(|| format!("stage `{}` (column `{}`)", stage.label, stage.column))?;
             progress.set_message(stage.label);
             for u in missing {
                 match compute_unit(reader, u, stage, &model, config) {

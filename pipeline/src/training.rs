@@ -6,9 +6,9 @@
 //! reshuffled every pass; a corpus smaller than the budget is repeated. The learning rate warms
 //! up linearly over `warmup_fraction` of the steps, then decays by a cosine to 10%.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use gleaner_embed::train::{byte_tokens, TinyLmShape, TrainableLm};
-use gleaner_embed::Device;
+use gleaner_embed::{device_from_name, DeviceName};
 use gleaner_selectors::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,13 @@ pub struct ProxyTrainingConfig {
     pub heads: usize,
     /// MLP width.
     pub intermediate: usize,
+    /// Where the model trains: `cpu` (default), `gpu` (Vulkan; the `gpu` build) or `cuda`.
+    #[serde(skip_serializing_if = "is_cpu")]
+    pub device: String,
+}
+
+fn is_cpu(device: &str) -> bool {
+    device == "cpu"
 }
 
 impl Default for ProxyTrainingConfig {
@@ -52,6 +59,7 @@ impl Default for ProxyTrainingConfig {
             hidden: 192,
             heads: 4,
             intermediate: 512,
+            device: "cpu".into(),
         }
     }
 }
@@ -90,6 +98,7 @@ impl ProxyTrainingConfig {
         if !(0.0..1.0).contains(&self.warmup_fraction) {
             bail!("at key `{key}.warmup_fraction`: must be in [0, 1)");
         }
+        DeviceName::parse(&self.device).map_err(|e| anyhow!("at key `{key}.device`: {e}"))?;
         Ok(())
     }
 
@@ -163,20 +172,21 @@ impl<'a> BatchStream<'a> {
 }
 
 /// Trains a fresh model (initialisation and data order seeded by `seed`) on the byte tokens of
-/// `docs` (at least one) for `config.steps()` steps; after each step listed in
-/// `checkpoints` (1-based step counts) calls `at_checkpoint(step, model, mean training loss
-/// since the previous checkpoint)`.
+/// `docs` (at least one) for `config.steps()` steps on `config.device`; after each step
+/// listed in `checkpoints` (1-based step counts) calls `at_checkpoint(step, model, mean
+/// training loss since the previous checkpoint)`. A device that cannot be opened is an error.
 pub fn train(
     docs: &[String],
     config: &ProxyTrainingConfig,
     seed: u64,
     checkpoints: &[usize],
     mut at_checkpoint: impl FnMut(usize, &TrainableLm, f64),
-) {
+) -> Result<()> {
     assert!(!docs.is_empty(), "training needs at least one document");
+    let device = device_from_name(DeviceName::parse(&config.device)?)?;
     let steps = config.steps();
     let mut stream = BatchStream::new(docs, config.seq_len + 1, seed ^ 0xDA7A);
-    let mut lm = TrainableLm::new(config.shape(), seed, config.weight_decay, &Device::flex());
+    let mut lm = TrainableLm::new(config.shape(), seed, config.weight_decay, &device);
     let (mut loss_sum, mut loss_steps) = (0.0, 0usize);
     for step in 0..steps {
         let rows: Vec<Vec<u32>> = (0..config.batch_size).map(|_| stream.sequence()).collect();
@@ -187,6 +197,7 @@ pub fn train(
             (loss_sum, loss_steps) = (0.0, 0);
         }
     }
+    Ok(())
 }
 
 /// `points` step counts spread evenly over `steps`, the last equal to `steps`.
@@ -251,7 +262,8 @@ mod tests {
         let mut seen = Vec::new();
         train(&docs, &c, 1, &[2, 6], |step, _, loss| {
             seen.push((step, loss))
-        });
+        })
+        .unwrap();
         assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [2, 6]);
         assert!(seen.iter().all(|s| s.1.is_finite() && s.1 > 0.0));
     }

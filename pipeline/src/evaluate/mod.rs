@@ -542,7 +542,8 @@ pub fn evaluate(
                     });
                     last = scores;
                 },
-            );
+            )
+            .context("at key `evaluate.proxy.device`")?;
             runs.push(curve);
             finals.push(last);
         }
