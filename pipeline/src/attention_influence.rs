@@ -1,4 +1,4 @@
-//! The `attention_influence` stage's model work (`specs/methods.md` section 2): retrieval-head
+//! The `attention_influence` stage's model work (docs/METHODS.md): retrieval-head
 //! detection with synthetic key-value probes and greedy decoding, the head report (table and
 //! layer x head heat map), and per-document scores from base and masked losses.
 

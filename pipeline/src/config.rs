@@ -441,7 +441,7 @@ impl AttentionInfluenceConfig {
     }
 }
 
-/// Settings of the `loss_trajectory` stage (`specs/methods.md` 3.1 steps 1-2): the proxy is
+/// Settings of the `loss_trajectory` stage (docs/METHODS.md): the proxy is
 /// trained on every non-empty input document (its byte tokens, seeded order) and scores each
 /// document's first `max_tokens` bytes at `checkpoints` evenly spaced steps, the last at the
 /// end of training.
@@ -496,8 +496,8 @@ pub enum CurvatureConfig {
     Ekfac,
 }
 
-/// Settings of the `quad` selector (`specs/methods.md` section 1). Defaults are the spec's
-/// (the released code's constants) except where a CPU needs smaller numbers: the number of
+/// Settings of the `quad` selector (docs/METHODS.md). Defaults are the released code's
+/// constants except where a CPU needs smaller numbers: the number of
 /// clusters and the block size depend on the pool and must be given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -730,7 +730,7 @@ pub struct ScoreFilterConfig {
     pub keep_missing: bool,
 }
 
-/// S2L settings (see `specs/methods.md` section 3). Exactly one of `fraction` and `count`.
+/// S2L settings (docs/METHODS.md). Exactly one of `fraction` and `count`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S2lConfig {
@@ -775,7 +775,7 @@ fn default_s2l_min_cluster() -> usize {
     3
 }
 
-/// DSIR settings (see `specs/methods.md` 4.1). Exactly one of `fraction` and `count`.
+/// DSIR settings (docs/METHODS.md). Exactly one of `fraction` and `count`.
 /// The raw distribution is counted over the documents that pass the per-document stages
 /// (before any dedup stage); scores and selection cover the pool after dedup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -825,7 +825,7 @@ fn default_dsir_min_length() -> f64 {
     100.0
 }
 
-/// SemDeDup settings (see `specs/methods.md` 4.2).
+/// SemDeDup settings (docs/METHODS.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SemdedupConfig {

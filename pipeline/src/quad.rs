@@ -1,4 +1,4 @@
-//! Quad's influence score (`specs/methods.md` 1.3-1.4) on the causal LM: a candidate window's
+//! Quad's influence score (docs/METHODS.md) on the causal LM: a candidate window's
 //! gradient at chosen linear layers, compared by cosine with the (EK-)FAC-preconditioned
 //! gradients of a reference set; a document scores the mean over its windows.
 //!

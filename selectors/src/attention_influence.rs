@@ -1,4 +1,4 @@
-//! AttentionInfluence (`specs/methods.md` section 2): synthetic key-value retrieval probes,
+//! AttentionInfluence (docs/METHODS.md): synthetic key-value retrieval probes,
 //! retrieval scores of attention heads from greedy decoding traces, head ranking, and the
 //! per-document score `(L_masked - L_base) / L_base`.
 //!

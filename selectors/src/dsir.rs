@@ -1,5 +1,5 @@
 //! DSIR: data selection by importance resampling with hashed n-gram features (Xie et al.
-//! 2023), as specified in `specs/methods.md` section 4.1.
+//! 2023), as described in docs/METHODS.md.
 //!
 //! Features: lower-cased word-punct tokens, every n-gram for n = 1..=N joined by a space,
 //! hashed to `int(sha256(ngram)) mod m` (the full 256-bit big-endian integer). The importance

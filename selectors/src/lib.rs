@@ -58,7 +58,7 @@ pub trait Selector: Send + Sync {
     fn select(&self, pool: &[PoolDoc<'_>]) -> Vec<Pick>;
 }
 
-/// Splits `budget` across groups by the S2L rule (`specs/methods.md` section 0.6): visit
+/// Splits `budget` across groups by the S2L rule (docs/METHODS.md): visit
 /// groups smallest first; each gets `remaining_budget / remaining_groups`; a group no larger
 /// than its quota is taken whole and the unused budget flows to the later, larger groups.
 /// Returns the quota per group, in the input order.
@@ -76,7 +76,7 @@ pub fn allocate_quotas(group_sizes: &[usize], budget: usize) -> Vec<usize> {
 }
 
 /// The same fraction of every group: `round(fraction * size)` each (AttentionInfluence's
-/// top fraction per domain, `specs/methods.md` 2.3).
+/// top fraction per domain; docs/METHODS.md).
 pub fn fraction_quotas(group_sizes: &[usize], fraction: f64) -> Vec<usize> {
     group_sizes
         .iter()

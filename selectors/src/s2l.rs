@@ -1,4 +1,4 @@
-//! SmallToLarge (S2L, Yang et al. 2024), as specified in `specs/methods.md` section 3:
+//! SmallToLarge (S2L, Yang et al. 2024), as described in docs/METHODS.md:
 //! cluster the documents' loss trajectories (one loss per proxy checkpoint) with Euclidean
 //! k-means, then allocate the budget over clusters smallest first, so small clusters are
 //! taken whole and the selection is balanced rather than proportional.

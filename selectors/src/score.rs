@@ -1,5 +1,5 @@
 //! Selection by score: top-k, or Gumbel-top-k sampling without replacement with
-//! probability proportional to `exp(score / temperature)` (`specs/methods.md` section 0).
+//! probability proportional to `exp(score / temperature)` (docs/METHODS.md).
 //!
 //! The Gumbel noise of a document is derived from `(seed, id)`, so the selection does not
 //! depend on the pool's order, the thread count or the file sharding.

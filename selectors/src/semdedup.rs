@@ -1,4 +1,4 @@
-//! SemDeDup (Abbas et al. 2023), as specified in `specs/methods.md` section 4.2: within each
+//! SemDeDup (Abbas et al. 2023), as described in docs/METHODS.md: within each
 //! k-means cluster, order items by distance to the centroid, and remove item j when its
 //! cosine similarity to any earlier item (removed or not) is strictly above 1 - eps.
 
@@ -11,7 +11,7 @@ use rayon::prelude::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Keep {
-    /// The member farthest from the centroid (the spec's default).
+    /// The member farthest from the centroid (the paper's default).
     Hard,
     /// The member nearest to the centroid.
     Easy,

@@ -1,4 +1,4 @@
-//! Quad (`specs/methods.md` section 1): the pieces that need no model. Document windows
+//! Quad (docs/METHODS.md): the pieces that need no model. Document windows
 //! ([`windows`]), (EK-)FAC preconditioning of per-layer gradients ([`curvature`]), the seeded
 //! Rademacher projection of gradients ([`projection`]) and the UCB bandit over clusters with
 //! neighbour reward propagation ([`bandit`]), and the selection that runs the bandit over

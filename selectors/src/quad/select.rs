@@ -1,7 +1,7 @@
 //! Quad's selection (spec 1.5): k-means clusters of the pool's embeddings are the bandit's
 //! arms; each cluster gets one seeded random order; the `n`-th pull of an arm probes
 //! positions `[n b, (n + 1) b)` of that order, and its `c`-th accepted block is positions
-//! `[c B, (c + 1) B)` ("accepted block = next B unselected documents", the spec's consistent
+//! `[c B, (c + 1) B)` ("accepted block = next B unselected documents", one consistent
 //! rule). The block accepted last is cut so the selection meets the budget exactly (in
 //! documents; in tokens, up to the document that reaches it).
 //!
