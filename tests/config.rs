@@ -210,3 +210,47 @@ fn example_configs_parse() {
     }
     assert!(seen >= 4, "{seen} example configs");
 }
+
+#[test]
+fn new_settings_parse_and_bad_values_name_the_key() {
+    use gleaner::config::CompressionConfig;
+    let c = load(&[
+        "output.compression=\"snappy\"",
+        "input.on_bad_record=\"skip\"",
+    ])
+    .unwrap();
+    assert_eq!(c.output.compression, CompressionConfig::Snappy);
+    let e = err(&["output.compression=\"lzo\""]);
+    assert!(
+        e.contains("output.compression") && e.contains("snappy"),
+        "{e}"
+    );
+    let e = err(&["input.on_bad_record=\"ignore\""]);
+    assert!(e.contains("input.on_bad_record"), "{e}");
+    // Quad's init_policy: the released code's index order by default, all_once on request.
+    let quad = |policy: &str| {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quad.toml"))
+                .unwrap();
+        let doc: toml::Value = toml::from_str(&text).unwrap();
+        let index = match &doc["stages"] {
+            toml::Value::Array(stages) => stages
+                .iter()
+                .position(|s| s["type"].as_str() == Some("quad"))
+                .unwrap(),
+            _ => unreachable!(),
+        };
+        Config::from_value(doc, &[format!("stages.{index}.init_policy=\"{policy}\"")])
+    };
+    let c = quad("all_once").unwrap();
+    let policy = c.stages.iter().find_map(|s| match s {
+        StageConfig::Quad(q) => Some(q.init_policy),
+        _ => None,
+    });
+    assert_eq!(
+        policy,
+        Some(gleaner_selectors::quad::bandit::InitPolicy::AllOnce)
+    );
+    let e = format!("{:#}", quad("random").unwrap_err());
+    assert!(e.contains("stages[2]") && e.contains("all_once"), "{e}");
+}

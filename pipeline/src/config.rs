@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
+use gleaner_selectors::quad::bandit::InitPolicy;
 use gleaner_storage::writer::ShardCodec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -592,6 +593,14 @@ pub struct QuadConfig {
     /// Seed of the clustering and the cluster orders (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `index_order` (the released code's round 0) or `all_once` (every cluster probed once
+    /// before any is probed again).
+    #[serde(default, skip_serializing_if = "is_index_order")]
+    pub init_policy: InitPolicy,
+}
+
+fn is_index_order(p: &InitPolicy) -> bool {
+    *p == InitPolicy::IndexOrder
 }
 
 fn default_quad_reference_documents() -> usize {

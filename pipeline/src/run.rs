@@ -1015,6 +1015,7 @@ fn run_quad(
                 .budget_docs
                 .or(c.budget_tokens)
                 .expect("validated: one budget"),
+            init_policy: c.init_policy,
         },
         seed,
     };
@@ -1029,6 +1030,7 @@ fn run_quad(
     let mut probe_windows: Vec<usize> = Vec::new();
     let mut computed_passes = 0usize;
     let mut round = 0usize;
+    let mut probed = 0usize;
     let selection = select(&data, dim, tokens.as_deref(), &settings, |docs| {
         let texts = map_pool_texts(reader, live, pool_refs, docs, str::to_string)?;
         let scored = match &remote_probes {
@@ -1050,9 +1052,20 @@ fn run_quad(
             .map(|d| d.windows)
             .sum();
         computed_passes += fresh;
+        probed += docs.len();
         tracing::info!(
             "quad round {round}: probed {} documents ({fresh} window passes computed, the rest cached)",
             docs.len()
+        );
+        write_progress(
+            Path::new(&config.output.dir),
+            "quad",
+            serde_json::json!({
+                "round": round + 1,
+                "max_rounds": c.max_rounds,
+                "probed_documents": probed,
+                "window_passes_computed": computed_passes,
+            }),
         );
         round += 1;
         Ok::<_, anyhow::Error>(scored.iter().map(|d| d.score).collect())

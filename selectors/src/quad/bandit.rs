@@ -6,6 +6,20 @@
 //! The arm itself always receives its own reward with weight 1 (spec: `i` is its own neighbour
 //! since `d(i, i) = 0`; this also holds for `gamma = 0`).
 
+/// Which arms the bandit pulls before every arm has been pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitPolicy {
+    /// The released code's rule: round 0 pulls arms 0, 1, 2, ... in index order, later
+    /// rounds go by Cluster Score; with fewer rounds than `arms / arms_per_round`, high-index
+    /// clusters may never be probed.
+    #[default]
+    IndexOrder,
+    /// Every arm is pulled once (in index order) before any is pulled a second time, as UCB
+    /// intends: unpulled arms come first in every round until none is left.
+    AllOnce,
+}
+
 /// Bandit settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BanditConfig {
@@ -24,6 +38,8 @@ pub struct BanditConfig {
     /// Stop once this much is accepted: documents, or tokens when the bandit is given each
     /// document's token count ([`QuadBandit::with_document_tokens`]).
     pub budget: u64,
+    /// Which arms come first before every arm has been pulled.
+    pub init_policy: InitPolicy,
 }
 
 /// One pull: which arm, in which round, its Cluster Score when chosen and its reward.
@@ -146,12 +162,19 @@ impl QuadBandit {
     }
 
     /// Step 1: the arms to pull this round: index order in round 0, then by Cluster Score
-    /// (ties by index); an arm that cannot give another block is marked exhausted, its score
-    /// set to `-inf`, and skipped.
+    /// (ties by index), with [`InitPolicy::AllOnce`] never-pulled arms first; an arm that
+    /// cannot give another block is marked exhausted, its score set to `-inf`, and skipped.
     fn choose(&mut self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.sizes.len()).collect();
         if self.round > 0 {
-            order.sort_by(|&a, &b| self.score[b].total_cmp(&self.score[a]).then(a.cmp(&b)));
+            let unpulled_first = self.config.init_policy == InitPolicy::AllOnce;
+            order.sort_by(|&a, &b| {
+                let fresh = |arm: usize| unpulled_first && self.pulls[arm] == 0;
+                fresh(b)
+                    .cmp(&fresh(a))
+                    .then(self.score[b].total_cmp(&self.score[a]))
+                    .then(a.cmp(&b))
+            });
         }
         let mut chosen = Vec::with_capacity(self.config.arms_per_round);
         for arm in order {
@@ -307,7 +330,37 @@ mod tests {
             block_size: block,
             max_rounds: rounds,
             budget: budget as u64,
+            init_policy: InitPolicy::IndexOrder,
         }
+    }
+
+    #[test]
+    fn all_once_probes_every_arm_before_exploiting_and_index_order_may_not() {
+        // Six arms of 100 documents, two pulled per round; arm 0 rewards 1.0, the rest 0.5, so
+        // after round 0 the score prefers arms 0 and 1 forever under index order.
+        let probe = |requests: &[(usize, usize)]| -> Result<Vec<f64>, ()> {
+            Ok(requests
+                .iter()
+                .map(|&(arm, _)| if arm == 0 { 1.0 } else { 0.5 })
+                .collect())
+        };
+        let pulled = |policy: InitPolicy| {
+            let mut c = config(1e-4, 2, 10, 60, 3);
+            c.init_policy = policy;
+            let mut b = QuadBandit::new(c, vec![100; 6], vec![Vec::new(); 6], 0.2);
+            b.run(probe).unwrap();
+            b.pulls().to_vec()
+        };
+        assert_eq!(pulled(InitPolicy::IndexOrder), [3, 3, 0, 0, 0, 0]);
+        assert_eq!(pulled(InitPolicy::AllOnce), [1, 1, 1, 1, 1, 1]);
+        // Once every arm has had its pull (rounds 0-2), the scores decide again: round 3 takes
+        // arm 0 (mean 1.0) and arm 1 (first of the 0.5 ties), round 4 arm 0 again and arm 2
+        // (a 0.5 arm with one update has the larger exploration term than arm 1 with two).
+        let mut c = config(1e-4, 2, 10, 100, 5);
+        c.init_policy = InitPolicy::AllOnce;
+        let mut b = QuadBandit::new(c, vec![100; 6], vec![Vec::new(); 6], 0.2);
+        b.run(probe).unwrap();
+        assert_eq!(b.pulls(), [3, 2, 2, 1, 1, 1]);
     }
 
     /// Runs `b` with a fixed mean probe score per arm.

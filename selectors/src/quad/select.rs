@@ -256,6 +256,7 @@ mod tests {
                 block_size: block,
                 max_rounds: 50,
                 budget,
+                init_policy: Default::default(),
             },
             seed: 7,
         }
