@@ -161,7 +161,7 @@ pub struct CurvePoint {
     pub train_loss: f64,
     /// Bits per byte on the evaluation documents.
     pub target_bpb: f64,
-    /// Bits per byte on the pool sample.
+    /// Bits per byte on the pool sample (each document's first `seq_len` bytes).
     pub pool_bpb: f64,
 }
 
@@ -494,7 +494,19 @@ pub fn evaluate(
         true
     })?;
     let target_scored = Scored::new(&target, proxy.seq_len);
-    let pool_scored = Scored::new(&pool_texts, proxy.seq_len);
+    // The pool sample is a diagnostic (how well each model fits the pool it was drawn from):
+    // its documents' first window only, so one long document cannot dominate the cost.
+    let pool_heads: Vec<String> = pool_texts
+        .iter()
+        .map(|t| {
+            let mut end = t.len().min(proxy.seq_len);
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t[..end].to_string()
+        })
+        .collect();
+    let pool_scored = Scored::new(&pool_heads, proxy.seq_len);
     let pool_set: HashSet<&str> = pool_texts.iter().map(String::as_str).collect();
     let steps = proxy.steps();
     let checkpoints = checkpoint_steps(steps, settings.eval_points);
@@ -687,16 +699,12 @@ pub fn render_markdown(e: &Evaluation) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# gleaner evaluation
-
-Scored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) from {:?}; losses in bits per byte (lower is better).
-",
-        e.target_documents, e.target_bytes, e.settings.proxy.seq_len, e.settings.target_paths
+        "# gleaner evaluation\n\nScored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) from {:?}; losses in bits per byte (lower is better). The pool column scores the first {} bytes of {} pool documents sampled with the seed.\n",
+        e.target_documents, e.target_bytes, e.settings.proxy.seq_len, e.settings.target_paths, e.settings.proxy.seq_len, e.pool_documents
     );
     let _ = writeln!(
         s,
-        "Models: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic){}; and a {}-parameter byte-level Llama ({} layers, width {}) trained from scratch for {} steps ({} tokens, sequences of {}), {} seed(s) per method starting at {}.
-",
+        "Models: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic){}; and a {}-parameter byte-level Llama ({} layers, width {}) trained from scratch for {} steps ({} tokens, sequences of {}), {} seed(s) per method starting at {}.\n",
         e.settings.ngram_order,
         if e.settings.ngram_order == 0 { " (off)" } else { "" },
         e.parameters,
@@ -708,14 +716,10 @@ Scored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) 
         e.settings.repeats,
         e.seed
     );
-    let _ = writeln!(s, "## Held out
-
-Each method's reference sets and selection against the evaluation documents (exact normalised text / sharing a {}-word run).{}
-", overlap::SHINGLE_WORDS, if e.reference_overlap_allowed { " Reference overlap was ALLOWED for this run (--allow-reference-overlap): targeted methods may have been aimed at what they are scored on." } else { " A reference set that overlaps is refused." });
+    let _ = writeln!(s, "## Held out\n\nEach method's reference sets and selection against the evaluation documents (exact normalised text / sharing a {}-word run).{}\n", overlap::SHINGLE_WORDS, if e.reference_overlap_allowed { " Reference overlap was ALLOWED for this run (--allow-reference-overlap): targeted methods may have been aimed at what they are scored on." } else { " A reference set that overlaps is refused." });
     let _ = writeln!(
         s,
-        "| method | reference sets | selection overlap | pool sample in selection |
-|---|---|---:|---:|"
+        "| method | reference sets | selection overlap | pool sample in selection |\n|---|---|---:|---:|"
     );
     for m in &e.methods {
         let refs: Vec<String> = m
@@ -741,17 +745,12 @@ Each method's reference sets and selection against the evaluation documents (exa
     }
     let _ = writeln!(
         s,
-        "
-## Bits per byte
-
-Differences are `method - {}` with a 95% percentile bootstrap interval over the evaluation documents ({} replicates){}; a method is called better or worse only when every interval excludes zero.
-",
+        "\n## Bits per byte\n\nDifferences are `method - {}` with a 95% percentile bootstrap interval over the evaluation documents ({} replicates){}; a method is called better or worse only when every interval excludes zero.\n",
         e.settings.baseline,
         e.settings.bootstrap_replicates,
         if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
     );
-    let _ = writeln!(s, "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline | pool bpb | seconds |
-|---|---:|---:|---:|---|---:|---|---:|---:|");
+    let _ = writeln!(s, "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline | pool bpb | seconds |\n|---|---:|---:|---:|---|---:|---|---:|---:|");
     let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
     let neural = |m: &MethodEvaluation| mean_sd(&m.final_target_bpb).0;
     order.sort_by(|a, b| neural(a).total_cmp(&neural(b)).then(a.name.cmp(&b.name)));
