@@ -18,6 +18,12 @@ document.
 Known answers without training: a method's share of planted documents against their pool
 share (20%). With training: held-out clean bits per byte.
 
+targeting/: the whole quickstart pool except 120 e-mails of one source (email_ham), which
+become the target: reference.parquet (what targeted methods aim at) and evaluation.parquet
+(what `gleaner evaluate` scores), kept apart by the same 13-word-run rule. Known answer
+without training: a targeted method's share of email_ham in its selection against the
+source's pool share; with training: bits per byte on the held-out e-mails.
+
 Usage: python3 scripts/make_benchmarks.py   (needs pyarrow; deterministic, seed 7)
 """
 import glob
@@ -114,13 +120,38 @@ def write(path, rows):
     pq.write_table(table, path, compression="zstd", row_group_size=512)
 
 
-def quality():
-    rng = random.Random(7)
+def quickstart_rows():
     files = sorted(glob.glob(os.path.join(ROOT, "data", "quickstart", "*.parquet")))
     t = pa.concat_tables(pq.read_table(f, columns=["id", "text", "source"]) for f in files)
+    return t.to_pylist()
+
+
+def targeting():
+    rng = random.Random(11)
+    rows = quickstart_rows()
+    target = sorted((r for r in rows if r["source"] == "email_ham"), key=lambda r: r["id"])
+    rng.shuffle(target)
+    held = target[:120]
+    held_ids = {r["id"] for r in held}
+    reference, evaluation = hold_apart(held[:60], held[60:])
+    pool = [(r["id"], r["text"], r["source"]) for r in rows if r["id"] not in held_ids]
+    out = os.path.join(ROOT, "data", "benchmarks", "targeting")
+    os.makedirs(out, exist_ok=True)
+    write(os.path.join(out, "pool.parquet"), pool)
+    write(os.path.join(out, "reference.parquet"), [(r["id"], r["text"], r["source"]) for r in reference])
+    write(os.path.join(out, "evaluation.parquet"), [(r["id"], r["text"], r["source"]) for r in evaluation])
+    share = sum(1 for p in pool if p[2] == "email_ham") / len(pool)
+    print(
+        f"targeting: pool {len(pool)} (email_ham {share:.1%}), reference {len(reference)}, "
+        f"evaluation {len(evaluation)} in {os.path.normpath(out)}"
+    )
+
+
+def quality():
+    rng = random.Random(7)
     docs = [
         r
-        for r in t.to_pylist()
+        for r in quickstart_rows()
         if r["source"] in CLEAN and len(r["text"].split()) >= 30
     ]
     docs.sort(key=lambda r: r["id"])
@@ -151,3 +182,4 @@ def quality():
 
 if __name__ == "__main__":
     quality()
+    targeting()

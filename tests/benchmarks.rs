@@ -121,3 +121,52 @@ fn quality_benchmark_filters_keep_under_half_the_planted_junk_and_random_keeps_i
         .sum();
     assert!((reported - random).abs() < 1e-9, "{reported} vs {random}");
 }
+
+/// Share of `source` among the documents of a run's selection.
+fn source_share(selection: &std::path::Path, source: &str) -> f64 {
+    let sources = string_column(&read_parquet(selection), "source");
+    sources.iter().filter(|s| *s == source).count() as f64 / sources.len() as f64
+}
+
+#[test]
+fn targeting_benchmark_dsir_enriches_the_target_source_and_random_does_not() {
+    let pool = read_parquet(&repo().join("data/benchmarks/targeting/pool.parquet"));
+    let sources = string_column(&pool, "source");
+    let pool_share =
+        sources.iter().filter(|s| *s == "email_ham").count() as f64 / sources.len() as f64;
+    // The target e-mails are held out of the pool, and apart from each other.
+    let pool_ids: std::collections::HashSet<String> =
+        string_column(&pool, "id").into_iter().collect();
+    for part in ["reference", "evaluation"] {
+        let ids = string_column(
+            &read_parquet(&repo().join(format!("data/benchmarks/targeting/{part}.parquet"))),
+            "id",
+        );
+        assert!(
+            ids.iter().all(|id| !pool_ids.contains(id)),
+            "{part} is held out"
+        );
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("targeting");
+    let dir = format!("output.dir=\"{}\"", out.display());
+    ok(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/benchmarks/targeting.toml",
+        &dir,
+    ]));
+    let random = source_share(&out.join("random/selection.parquet"), "email_ham");
+    let dsir = source_share(&out.join("dsir/selection.parquet"), "email_ham");
+    let sd = (pool_share * (1.0 - pool_share) / 300.0).sqrt();
+    assert!(
+        (random - pool_share).abs() < 4.0 * sd,
+        "random {random} vs {pool_share}"
+    );
+    assert!(
+        dsir > 5.0 * pool_share,
+        "DSIR holds its target source at more than 5x its pool share: {dsir} vs {pool_share}"
+    );
+}
