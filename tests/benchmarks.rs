@@ -18,6 +18,12 @@ fn planted_labels() -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
+/// Runs `gleaner ablate` on a shipped benchmark config into `out`.
+fn ablate(config: &str, out: &std::path::Path) {
+    let dir = format!("output.dir=\"{}\"", out.display());
+    ok(&gleaner(&["--quiet", "ablate", "--config", config, &dir]));
+}
+
 fn planted_share(ids: &[String], labels: &BTreeMap<String, Option<String>>) -> f64 {
     let planted = ids.iter().filter(|id| labels[*id].is_some()).count();
     planted as f64 / ids.len() as f64
@@ -84,14 +90,7 @@ fn quality_benchmark_filters_keep_under_half_the_planted_junk_and_random_keeps_i
     // The ablation: random holds about the pool share (300 draws: within 4 sd), the
     // heuristic and DSIR (aimed at clean text of the same sources) much less.
     let out = tmp.path().join("ablation");
-    let dir = format!("output.dir=\"{}\"", out.display());
-    ok(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/benchmarks/quality.toml",
-        &dir,
-    ]));
+    ablate("configs/benchmarks/quality.toml", &out);
     let share = |method: &str| {
         let ids = string_column(
             &read_parquet(&out.join(method).join("selection.parquet")),
@@ -150,14 +149,7 @@ fn targeting_benchmark_dsir_enriches_the_target_source_and_random_does_not() {
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("targeting");
-    let dir = format!("output.dir=\"{}\"", out.display());
-    ok(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/benchmarks/targeting.toml",
-        &dir,
-    ]));
+    ablate("configs/benchmarks/targeting.toml", &out);
     let random = source_share(&out.join("random/selection.parquet"), "email_ham");
     let dsir = source_share(&out.join("dsir/selection.parquet"), "email_ham");
     let sd = (pool_share * (1.0 - pool_share) / 300.0).sqrt();

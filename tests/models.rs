@@ -13,18 +13,12 @@ use gleaner_selectors::attention_influence::{
     ProbeSettings,
 };
 use gleaner_selectors::score::rank_average;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{gleaner, ok, read_parquet as read, repo, string_column as strings};
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("embed/tests/fixtures").join(name)
@@ -47,48 +41,14 @@ fn asset_model(name: &str) -> Option<PathBuf> {
     }
 }
 
-fn gleaner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gleaner"))
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .expect("gleaner runs")
-}
-
 fn run(cfg: &Path) {
-    let out = gleaner(&[
+    ok(&gleaner(&[
         "--quiet",
         "run",
         "--config",
         cfg.to_str().unwrap(),
         "--overwrite",
-    ]);
-    assert!(
-        out.status.success(),
-        "gleaner failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn read(path: &Path) -> Vec<RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
-fn strings(batches: &[RecordBatch], name: &str) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name(name).unwrap().as_string::<i32>().clone();
-            (0..c.len())
-                .map(move |i| c.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    ]));
 }
 
 /// A small corpus: varied sentences, a one-character text (no next-token loss) and repeats.
@@ -1134,6 +1094,7 @@ fn quad_oracle(
             block_size: 5,
             max_rounds: 20,
             budget,
+            init_policy: Default::default(),
         },
         seed: 7,
     };
