@@ -8,7 +8,7 @@
 //! (the check of [`crate::evaluate::overlap`]) moves to the evaluation part, until none is
 //! left: the reference part never overlaps the evaluation part.
 
-use crate::evaluate::overlap::EvaluationIndex;
+use crate::evaluate::overlap::{normalised, EvaluationIndex};
 use anyhow::{bail, Result};
 use arrow::array::{BooleanArray, RecordBatch};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
@@ -32,14 +32,6 @@ pub struct SplitSummary {
     pub moved: usize,
     /// Empty documents left out.
     pub empty: usize,
-}
-
-fn normalised(text: &str) -> String {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Splits the documents of `paths` into `out/reference.parquet` and `out/evaluation.parquet`.

@@ -18,6 +18,11 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The normalised text: its words, lowercased, joined by single spaces.
+pub fn normalised(text: &str) -> String {
+    words(text).join(" ")
+}
+
 fn hash_words(words: &[String]) -> u64 {
     xxh3_64(words.join(" ").as_bytes())
 }
