@@ -58,16 +58,14 @@ pub fn split(
         }
     }
     let threshold = (eval_fraction * u64::MAX as f64) as u64;
-    let mut evaluation: Vec<bool> = texts
+    let words: Vec<String> = texts
         .iter()
-        .map(|t| {
-            t.as_deref()
-                .is_some_and(|t| xxh3_64_with_seed(normalised(t).as_bytes(), seed) < threshold)
-        })
+        .map(|t| t.as_deref().map(normalised).unwrap_or_default())
         .collect();
-    let empty: Vec<bool> = texts
+    let empty: Vec<bool> = words.iter().map(String::is_empty).collect();
+    let mut evaluation: Vec<bool> = words
         .iter()
-        .map(|t| t.as_deref().is_none_or(|t| normalised(t).is_empty()))
+        .map(|w| !w.is_empty() && xxh3_64_with_seed(w.as_bytes(), seed) < threshold)
         .collect();
     let mut moved = 0;
     loop {

@@ -636,6 +636,7 @@ fn compare_with_baseline(
     seed: u64,
 ) {
     let base = &raws[b];
+    let base_mean = mean_scores(&base.neural);
     for (k, (m, raw)) in methods.iter_mut().zip(raws).enumerate() {
         if k == b {
             continue;
@@ -663,7 +664,7 @@ fn compare_with_baseline(
             .zip(&base.neural)
             .map(|(x, y)| bits_per_byte(x) - bits_per_byte(y))
             .collect();
-        let bootstrap = boot(&mean_scores(&raw.neural), &mean_scores(&base.neural));
+        let bootstrap = boot(&mean_scores(&raw.neural), &base_mean);
         let seeds = t_interval(&per_seed);
         let mut all = vec![bootstrap];
         all.extend(seeds);
