@@ -180,11 +180,14 @@ fn shipped_configs_give_their_golden_outputs_at_any_thread_count() {
         std::fs::write(&path, json).unwrap();
         return;
     }
-    let golden: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (GLEANER_UPDATE_GOLDEN=1 writes it)", path.display())),
-    )
-    .unwrap();
+    let golden: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (GLEANER_UPDATE_GOLDEN=1 writes it)",
+                path.display()
+            )
+        }))
+        .unwrap();
     for (name, hashes) in &measured {
         let expected = golden
             .get(name)

@@ -7,7 +7,8 @@
 //! composition against the pool, score histograms, and the documents the methods disagree on.
 
 use crate::config::{apply_override, Config, InputConfig, OutputConfig, RunConfig, StageConfig};
-use crate::run::{layout, run, RunOptions};
+use crate::layout;
+use crate::run::{run, RunOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::{Array, AsArray};
 use gleaner_storage::atomic::write_bytes;

@@ -1,7 +1,7 @@
 //! Cluster report: sizes, sample titles nearest each centroid, and a 2-D PCA projection,
 //! written as `clusters.json` and `clusters.html` (inline SVG plots, no external assets).
 
-use crate::run::layout;
+use crate::layout;
 use anyhow::Result;
 use gleaner_selectors::kmeans::FitResult;
 use gleaner_selectors::rng::SplitMix64;

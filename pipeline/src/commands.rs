@@ -1,7 +1,8 @@
 //! The read-only CLI verbs: `inspect`, `plan` and `status`.
 
 use crate::config::{Config, StageConfig};
-use crate::run::{layout, open_corpus};
+use crate::layout;
+use crate::run::open_corpus;
 use anyhow::{Context, Result};
 use gleaner_storage::inspect::describe_file;
 use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};

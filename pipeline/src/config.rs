@@ -1049,6 +1049,26 @@ impl StageConfig {
         }
     }
 
+    /// The stage's own seed, when it has one set (stages without one use `run.seed`).
+    pub fn seed(&self) -> Option<u64> {
+        match self {
+            StageConfig::RandomSample(c) => c.seed,
+            StageConfig::Semdedup(c) => c.seed,
+            StageConfig::Dsir(c) => c.seed,
+            StageConfig::ScoreSelect(c) => c.seed,
+            StageConfig::S2l(c) => c.seed,
+            StageConfig::Quad(c) => c.seed,
+            StageConfig::LossTrajectory(c) => c.seed,
+            StageConfig::GopherQuality(_)
+            | StageConfig::GopherRepetition(_)
+            | StageConfig::ExactDedup(_)
+            | StageConfig::ScoreFilter(_)
+            | StageConfig::Embed(_)
+            | StageConfig::LmScore(_)
+            | StageConfig::AttentionInfluence(_) => None,
+        }
+    }
+
     fn order_class(&self) -> u8 {
         match self {
             StageConfig::GopherQuality(_)

@@ -25,7 +25,10 @@
 //! number of workers. After a successful reduce the scan markers are removed.
 
 use crate::config::{Config, SlurmConfig};
-use crate::run::{layout, prepare_output, reduce, Prepared, RunOptions, RunSummary, UnitScan};
+use crate::layout::{self, prepare_output};
+use crate::run::scan::UnitScan;
+use crate::run::{reduce, Prepared, RunOptions, RunSummary};
+use crate::stages::ProbeTasks;
 use anyhow::{bail, Context, Result};
 use gleaner_storage::atomic::{hex, write_bytes};
 use gleaner_storage::manifest::MANIFEST_FILE;
@@ -228,7 +231,18 @@ pub fn reduce_task(
         .collect();
     // The map tasks filled the sidecars: this only gathers the model stages' summaries.
     let reports = crate::run::compute_features(&p, &config, &[])?;
-    let summary = reduce(&p, &config, options, results, reports, started, 0.0)?;
+    // The reduce job script exports these when `slurm.probe_tasks` > 1: Quad's probes are
+    // then scored by that many job steps.
+    let mut options = options.clone();
+    options.probe_tasks = std::env::var("GLEANER_PROBE_TASKS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|&t| t > 1)
+        .map(|tasks| ProbeTasks {
+            tasks,
+            work: work.to_path_buf(),
+        });
+    let summary = reduce(&p, &config, &options, results, reports, started, 0.0)?;
     std::fs::remove_dir_all(work.join("scan")).ok();
     std::fs::remove_dir_all(work.join("quad")).ok();
     Ok(summary)
@@ -409,10 +423,7 @@ fn write_scripts(work: &Path, slurm: &SlurmConfig, gleaner: &str) -> Result<(Pat
         slurm.max_retries
     );
     let probes = if slurm.probe_tasks > 1 {
-        format!(
-            "export GLEANER_PROBE_TASKS={} GLEANER_WORK={w}\n",
-            slurm.probe_tasks
-        )
+        format!("export GLEANER_PROBE_TASKS={}\n", slurm.probe_tasks)
     } else {
         String::new()
     };

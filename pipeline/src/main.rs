@@ -234,14 +234,26 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let summary = run(&config, &RunOptions { quiet })?;
+            let summary = run(
+                &config,
+                &RunOptions {
+                    quiet,
+                    ..Default::default()
+                },
+            )?;
             if !cli.quiet {
                 print_summary(&summary);
             }
         }
         Command::Ablate(args) => {
             let config = AblationConfig::load(&args.config, &args.overrides())?;
-            let comparison = ablate(&config, &RunOptions { quiet })?;
+            let comparison = ablate(
+                &config,
+                &RunOptions {
+                    quiet,
+                    ..Default::default()
+                },
+            )?;
             if !cli.quiet {
                 for m in &comparison.methods {
                     println!(
@@ -304,8 +316,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Worker(WorkerCommand::Reduce { work, threads }) => {
-            let summary =
-                gleaner::distributed::reduce_task(&work, threads, &RunOptions { quiet: true })?;
+            let summary = gleaner::distributed::reduce_task(
+                &work,
+                threads,
+                &RunOptions {
+                    quiet: true,
+                    ..Default::default()
+                },
+            )?;
             if !cli.quiet {
                 print_summary(&summary);
             }

@@ -2,7 +2,7 @@
 //! pulls and selections per cluster, the selected-vs-pool cluster composition, and the cost
 //! in forward+backward passes. `quad.html` shows the same as plots.
 
-use crate::run::layout;
+use crate::layout;
 use anyhow::Result;
 use gleaner_selectors::quad::select::QuadSelection;
 use gleaner_storage::atomic::write_bytes;

@@ -1,6 +1,6 @@
 //! The run report: what was kept, what was dropped and why, per stage and per source.
 
-use crate::run::layout;
+use crate::layout;
 use crate::stats::StageStats;
 use anyhow::Result;
 use gleaner_storage::atomic::write_bytes;

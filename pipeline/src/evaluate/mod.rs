@@ -30,7 +30,7 @@ pub mod overlap;
 
 use crate::ablate::{AblationConfig, Method};
 use crate::features::for_each_text;
-use crate::run::layout;
+use crate::layout;
 use crate::training::{checkpoint_steps, train, ProxyTrainingConfig};
 use anyhow::{bail, Context, Result};
 use gleaner_embed::train::{byte_tokens, TrainableLm};

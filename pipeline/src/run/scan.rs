@@ -1,0 +1,351 @@
+//! The scan (map phase): every row of a work unit goes through the input checks and the map
+//! stages; survivors keep what the pool stages asked for ([`Needs`]). A [`UnitScan`] is what
+//! a map task hands to the reduce (serialised in the Slurm executor's marker files).
+
+use super::plan::Columns;
+use crate::config::Config;
+use crate::features::{FeatureStage, UnitFeatures};
+use crate::stages::{Plan, Trajectories};
+use anyhow::{bail, Result};
+use gleaner_storage::reader::CorpusReader;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Stage slot 0 is the input stage; slot `i + 1` is `config.stages[i]`.
+pub const INPUT_SLOT: usize = 0;
+/// The source index of a row without a source.
+pub const NO_SOURCE: u32 = u32::MAX;
+const MAX_EXAMPLES: usize = crate::stages::pool::MAX_EXAMPLES;
+
+/// A document that passed every map stage.
+#[derive(Serialize, Deserialize)]
+pub struct Survivor {
+    /// Row within the unit.
+    pub row: u32,
+    /// Document id.
+    pub id: String,
+    /// Index into the unit's `source_names`.
+    pub source: Option<u32>,
+    /// Whitespace tokens, when a stage needs them.
+    pub words: u64,
+    /// Short label (start of the first line) for cluster reports, when clustering.
+    pub title: Option<String>,
+}
+
+/// What happened to each row of a unit during the scan.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub enum Fate {
+    /// Index into `UnitScan::survivors`.
+    Survivor,
+    /// Index into `UnitScan::reasons`.
+    Dropped(u32),
+}
+
+/// Pass-1 (scan) result of one work unit: what the map phase hands to the reduce.
+#[derive(Serialize, Deserialize)]
+pub struct UnitScan {
+    /// Per row.
+    pub fates: Vec<Fate>,
+    /// (stage slot, reason) of each drop kind in this unit.
+    pub reasons: Vec<(usize, String)>,
+    /// The rows that passed.
+    pub survivors: Vec<Survivor>,
+    /// Source of each row (index into `source_names`), [`NO_SOURCE`] when none.
+    pub row_sources: Vec<u32>,
+    /// Source names of this unit.
+    pub source_names: Vec<String>,
+    /// Examples of dropped ids, per reason index (at most 3 each).
+    pub examples: Vec<Vec<String>>,
+    /// Warnings to print once.
+    pub warnings: Vec<String>,
+    /// Embeddings of the survivors, when a pool stage reads them.
+    pub embeddings: VectorBuf,
+    /// Loss trajectories of the survivors, when an s2l stage runs.
+    pub trajectories: VectorBuf,
+    /// The numeric columns the pool stages read, `Needs::columns` values per survivor.
+    pub columns: Vec<Option<f64>>,
+    /// Per pool stage: its per-survivor map values, `words_per_document` each.
+    pub stage_docs: Vec<Vec<u64>>,
+    /// Per pool stage: its per-unit map totals.
+    pub stage_units: Vec<Vec<u64>>,
+    /// Per distribution column, (source, value) of every row that has a value.
+    pub distribution_values: Vec<Vec<(u32, f64)>>,
+}
+
+impl UnitScan {
+    /// A compact exact encoding (floats keep every bit), for the map phase's marker files.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    /// Decodes [`UnitScan::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+/// Vectors of one role for the survivors of a unit, `dim` floats each.
+#[derive(Default, Serialize, Deserialize)]
+pub struct VectorBuf {
+    /// Survivor-major values.
+    pub data: Vec<f32>,
+    /// Values per vector (0 before the first).
+    pub dim: usize,
+}
+
+impl VectorBuf {
+    /// Fixes the dimension on the first vector; a later vector of another length is an
+    /// error naming the row.
+    fn check_dim(&mut self, v: &[f32], what: &str, row: impl Fn() -> String) -> Result<()> {
+        if self.dim == 0 {
+            self.dim = v.len();
+        } else if v.len() != self.dim && !v.is_empty() {
+            bail!(
+                "{}: {what} has {} values, earlier rows have {}",
+                row(),
+                v.len(),
+                self.dim
+            );
+        }
+        Ok(())
+    }
+
+    /// Vector of survivor `si`.
+    pub fn get(&self, si: usize) -> &[f32] {
+        &self.data[si * self.dim..(si + 1) * self.dim]
+    }
+}
+
+/// The plan's needs resolved to batch column positions.
+pub struct ScanColumns {
+    embedding: Option<usize>,
+    trajectory_vector: Option<usize>,
+    trajectory_scores: Vec<usize>,
+    pool_columns: Vec<usize>,
+    distributions: Vec<usize>,
+}
+
+impl ScanColumns {
+    /// Positions of what `plan` reads, in `columns`.
+    pub fn new(plan: &Plan, columns: &Columns, config: &Config) -> Self {
+        let needs = &plan.needs;
+        let (trajectory_vector, trajectory_scores) = match &needs.trajectories {
+            Some(Trajectories::Column(c)) => (columns.vector(c), Vec::new()),
+            Some(Trajectories::Columns(cs)) => {
+                (None, cs.iter().map(|c| columns.score(c)).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        ScanColumns {
+            embedding: needs
+                .embeddings
+                .then(|| config.embedding_column().and_then(|c| columns.vector(c)))
+                .flatten(),
+            trajectory_vector,
+            trajectory_scores,
+            pool_columns: needs.columns.iter().map(|c| columns.score(c)).collect(),
+            distributions: plan
+                .distributions
+                .iter()
+                .map(|c| columns.score(c))
+                .collect(),
+        }
+    }
+
+    fn reads_trajectories(&self) -> bool {
+        self.trajectory_vector.is_some() || !self.trajectory_scores.is_empty()
+    }
+}
+
+/// Scans work unit `unit`: input checks, map stages, and what the pool stages need of the
+/// survivors.
+pub fn scan_unit(
+    reader: &CorpusReader,
+    unit: usize,
+    plan: &Plan,
+    cols: &ScanColumns,
+    features: &[FeatureStage],
+    config: &Config,
+) -> Result<UnitScan> {
+    let mut scan = UnitScan {
+        fates: Vec::new(),
+        reasons: Vec::new(),
+        survivors: Vec::new(),
+        row_sources: Vec::new(),
+        source_names: Vec::new(),
+        examples: Vec::new(),
+        warnings: Vec::new(),
+        embeddings: VectorBuf::default(),
+        trajectories: VectorBuf::default(),
+        columns: Vec::new(),
+        stage_docs: vec![Vec::new(); plan.pool_stages.len()],
+        stage_units: plan
+            .pool_stages
+            .iter()
+            .map(|(_, s)| vec![0; s.unit_totals_len()])
+            .collect(),
+        distribution_values: vec![Vec::new(); cols.distributions.len()],
+    };
+    let needs = &plan.needs;
+    let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
+    let mut source_index: HashMap<String, u32> = HashMap::new();
+    let max_bytes = config.input.max_doc_bytes;
+    let file = &reader.files()[reader.units()[unit].file].path;
+    let computed = if features.is_empty() {
+        None
+    } else {
+        Some(UnitFeatures::load(reader, features, unit)?)
+    };
+    for batch in reader.read_unit(unit)? {
+        let mut batch = batch?;
+        if let Some(computed) = &computed {
+            computed.attach(&mut batch);
+        }
+        for i in 0..batch.len() {
+            let row = scan.fates.len() as u32;
+            let source = match batch.source(i) {
+                Some(s) => match source_index.get(s) {
+                    Some(&k) => k,
+                    None => {
+                        let k = scan.source_names.len() as u32;
+                        scan.source_names.push(s.to_string());
+                        source_index.insert(s.to_string(), k);
+                        k
+                    }
+                },
+                None => NO_SOURCE,
+            };
+            scan.row_sources.push(source);
+            for (values, &column) in scan.distribution_values.iter_mut().zip(&cols.distributions) {
+                if let Some(v) = batch.score(column, i) {
+                    values.push((source, v));
+                }
+            }
+            let text = batch.text(i).unwrap_or("");
+            let embedding = cols.embedding.and_then(|c| batch.vector(c, i));
+            // A trajectory from numeric columns is missing when any checkpoint's value is.
+            let assembled: Option<Vec<f32>> = (!cols.trajectory_scores.is_empty())
+                .then(|| {
+                    cols.trajectory_scores
+                        .iter()
+                        .map(|&c| batch.score(c, i).map(|v| v as f32))
+                        .collect()
+                })
+                .flatten();
+            let trajectory = cols
+                .trajectory_vector
+                .and_then(|c| batch.vector(c, i))
+                .or(assembled.as_deref());
+            let row_name = || format!("{} row {}", file.display(), batch.key(i).row);
+            if let Some(e) = embedding {
+                scan.embeddings.check_dim(e, "embedding", row_name)?;
+            }
+            if let Some(t) = trajectory {
+                scan.trajectories.check_dim(t, "trajectory", row_name)?;
+            }
+            let drop = if let Some(bad) = batch.bad_record(i) {
+                if scan.warnings.len() < 5 {
+                    scan.warnings.push(format!(
+                        "{} line {}: {}; dropped as bad_record",
+                        file.display(),
+                        bad.line,
+                        bad.message
+                    ));
+                }
+                Some((INPUT_SLOT, "bad_record".to_string()))
+            } else if batch.text(i).is_none() {
+                Some((INPUT_SLOT, "null_text".to_string()))
+            } else if text.trim().is_empty() {
+                Some((INPUT_SLOT, "empty_text".to_string()))
+            } else if cols.embedding.is_some() && embedding.is_none_or(|e| e.is_empty()) {
+                Some((INPUT_SLOT, "no_embedding".to_string()))
+            } else if cols.reads_trajectories() && trajectory.is_none_or(|t| t.is_empty()) {
+                Some((INPUT_SLOT, "no_trajectory".to_string()))
+            } else if text.len() as u64 > max_bytes {
+                if scan.warnings.len() < 5 {
+                    scan.warnings.push(format!(
+                        "{} row {}: document of {} bytes exceeds input.max_doc_bytes = {max_bytes}; dropped as too_large",
+                        file.display(),
+                        batch.key(i).row,
+                        text.len()
+                    ));
+                }
+                Some((INPUT_SLOT, "too_large".to_string()))
+            } else {
+                plan.doc_stages
+                    .iter()
+                    .find_map(|(slot, s)| s.check(&batch, i, text).map(|r| (*slot, r)))
+            };
+            let fate = match drop {
+                Some(key) => {
+                    let next = scan.reasons.len() as u32;
+                    let k = *reason_index.entry(key.clone()).or_insert_with(|| {
+                        scan.reasons.push(key);
+                        scan.examples.push(Vec::new());
+                        next
+                    });
+                    let ex = &mut scan.examples[k as usize];
+                    if ex.len() < MAX_EXAMPLES {
+                        ex.push(batch.id(i).into_owned());
+                    }
+                    Fate::Dropped(k)
+                }
+                None => {
+                    scan.survivors.push(Survivor {
+                        row,
+                        id: batch.id(i).into_owned(),
+                        source: (source != NO_SOURCE).then_some(source),
+                        words: if needs.words {
+                            whitespace_tokens(text)
+                        } else {
+                            0
+                        },
+                        title: needs.titles.then(|| title_of(text)),
+                    });
+                    scan.columns
+                        .extend(cols.pool_columns.iter().map(|&c| batch.score(c, i)));
+                    if let Some(e) = embedding {
+                        scan.embeddings.data.extend_from_slice(e);
+                    }
+                    if let Some(t) = trajectory {
+                        scan.trajectories.data.extend_from_slice(t);
+                    }
+                    for (k, (_, stage)) in plan.pool_stages.iter().enumerate() {
+                        stage.map_document(text, &mut scan.stage_docs[k]);
+                        stage.map_unit(text, &mut scan.stage_units[k]);
+                    }
+                    Fate::Survivor
+                }
+            };
+            scan.fates.push(fate);
+        }
+    }
+    Ok(scan)
+}
+
+/// The first non-empty line of a text, cut to 80 characters: a label for reports.
+fn title_of(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut t: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        t.push('…');
+    }
+    t
+}
+
+/// Number of maximal runs of non-whitespace bytes, with ASCII whitespace as separators
+/// (a fast proxy for token counts used by `budget_words` and the report's kept tokens).
+pub fn whitespace_tokens(text: &str) -> u64 {
+    let mut count = 0u64;
+    let mut in_word = false;
+    for &b in text.as_bytes() {
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+        count += (!space && !in_word) as u64;
+        in_word = !space;
+    }
+    count
+}

@@ -1,0 +1,230 @@
+//! The two kinds of stage and the one place they are registered.
+//!
+//! - A [`DocStage`] (map) sees each document once, in the map phase, and keeps or drops it
+//!   (the Gopher rules, a range on a score column). Model stages compute their columns
+//!   before the scan (`crate::features`) and drop nothing.
+//! - A [`PoolStage`] (reduce) sees the whole [`Pool`] of surviving documents in the reduce
+//!   phase and keeps some of them (dedup, every selector). It may compute per-document values
+//!   in the map phase ([`PoolStage::map_document`]), so that work is spread over the map tasks.
+//!
+//! Map stages run in config order during the scan; pool stages run in config order over the
+//! pool. [`Plan::build`] turns the config's stages into these objects; adding a stage means one
+//! file here, its config struct and one arm in [`Plan::build`].
+
+pub mod dsir;
+pub mod exact_dedup;
+pub mod pool;
+pub mod quad;
+pub mod random_sample;
+pub mod s2l;
+pub mod score_filter;
+pub mod score_select;
+pub mod selection;
+pub mod semdedup;
+
+use crate::clusters::ClusterSummary;
+use crate::config::{Config, StageConfig};
+use crate::quad_report::QuadReport;
+use crate::run::plan::Columns;
+use anyhow::Result;
+use gleaner_storage::reader::DocBatch;
+pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
+use std::path::PathBuf;
+
+/// A per-document stage of the map phase.
+pub trait DocStage: Send + Sync {
+    /// `None` keeps document `i` of `batch` (whose text is `text`); `Some(reason)` drops it.
+    fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String>;
+}
+
+/// A per-document stage that only annotates (model stages: their columns are computed before
+/// the scan).
+struct Annotates;
+
+impl DocStage for Annotates {
+    fn check(&self, _: &DocBatch, _: usize, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Text rules from `gleaner_selectors::filters` run as a map stage.
+struct TextRules(Box<dyn gleaner_selectors::filters::DocumentFilter>);
+
+impl DocStage for TextRules {
+    fn check(&self, _: &DocBatch, _: usize, text: &str) -> Option<String> {
+        self.0.check(text)
+    }
+}
+
+/// What the scan records for the pool stages, beyond each survivor's id and source.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Needs {
+    /// Whitespace token counts (budgets).
+    pub words: bool,
+    /// A short label per document (cluster reports).
+    pub titles: bool,
+    /// The embedding column (`input.embedding_column` or an embed stage's).
+    pub embeddings: bool,
+    /// Loss trajectories.
+    pub trajectories: Option<Trajectories>,
+    /// Numeric columns copied into the pool under their names.
+    pub columns: Vec<String>,
+}
+
+/// Where S2L's loss trajectories come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trajectories {
+    /// A list column.
+    Column(String),
+    /// Numeric columns, one per checkpoint.
+    Columns(Vec<String>),
+}
+
+impl Needs {
+    fn merge(&mut self, other: Needs) {
+        self.words |= other.words;
+        self.titles |= other.titles;
+        self.embeddings |= other.embeddings;
+        if other.trajectories.is_some() {
+            self.trajectories = other.trajectories;
+        }
+        for c in other.columns {
+            if !self.columns.contains(&c) {
+                self.columns.push(c);
+            }
+        }
+    }
+}
+
+/// Reports and costs pool stages leave for the run's outputs.
+#[derive(Default)]
+pub struct StageFindings {
+    /// Cluster sizes and titles (semdedup).
+    pub clusters: Option<ClusterSummary>,
+    /// What a quad stage did.
+    pub quad: Option<QuadReport>,
+    /// A quad stage's cost (for timings.json).
+    pub quad_cost: Option<serde_json::Value>,
+}
+
+/// Quad's probes scored by Slurm job steps of the reduce job instead of in this process.
+#[derive(Debug, Clone)]
+pub struct ProbeTasks {
+    /// Job steps per round.
+    pub tasks: usize,
+    /// The run's work folder.
+    pub work: PathBuf,
+}
+
+/// What a pool stage may read besides the pool.
+pub struct StageEnv<'a> {
+    /// The run's config.
+    pub config: &'a Config,
+    /// The stage's key in the config (`stages[3]`), for messages.
+    pub key: String,
+    /// Where Quad's probes are scored, when not here.
+    pub probe_tasks: Option<&'a ProbeTasks>,
+}
+
+/// A pool stage of the reduce phase.
+pub trait PoolStage: Send + Sync {
+    /// What the scan must record for this stage.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+
+    /// Words this stage computes per surviving document in the map phase
+    /// ([`PoolStage::map_document`] appends exactly this many).
+    fn words_per_document(&self) -> usize {
+        0
+    }
+
+    /// Appends this stage's map-phase values of a surviving document's text.
+    fn map_document(&self, _text: &str, _out: &mut Vec<u64>) {}
+
+    /// Length of this stage's per-unit totals ([`PoolStage::map_unit`] adds into them).
+    fn unit_totals_len(&self) -> usize {
+        0
+    }
+
+    /// Adds a surviving document's text into this stage's per-unit totals.
+    fn map_unit(&self, _text: &str, _totals: &mut [u64]) {}
+
+    /// Keeps some of the pool (through [`Pool::retain`] or [`Pool::select`]).
+    fn apply(&self, pool: &mut Pool<'_>, env: &StageEnv<'_>) -> Result<()>;
+}
+
+/// The executable form of the configured stages.
+pub struct Plan {
+    /// Names per slot: slot 0 is the input, slot `i + 1` is `config.stages[i]`.
+    pub names: Vec<String>,
+    /// Map stages with their slots, in config order.
+    pub doc_stages: Vec<(usize, Box<dyn DocStage>)>,
+    /// Pool stages with their slots, in config order.
+    pub pool_stages: Vec<(usize, Box<dyn PoolStage>)>,
+    /// What the scan records for the pool stages.
+    pub needs: Needs,
+    /// Score columns whose per-source distribution the report shows (attention_influence
+    /// outputs).
+    pub distributions: Vec<String>,
+}
+
+impl Plan {
+    /// The registry: one arm per stage type.
+    pub fn build(config: &Config, columns: &Columns) -> Result<Self> {
+        let mut names = vec!["input".to_string()];
+        names.extend(config.stage_names());
+        let mut doc_stages: Vec<(usize, Box<dyn DocStage>)> = Vec::new();
+        let mut pool_stages: Vec<(usize, Box<dyn PoolStage>)> = Vec::new();
+        let mut distributions = Vec::new();
+        for (i, stage) in config.stages.iter().enumerate() {
+            let slot = i + 1;
+            let seed = stage.seed().unwrap_or(config.run.seed);
+            let mut doc = |s: Box<dyn DocStage>| doc_stages.push((slot, s));
+            match stage {
+                StageConfig::GopherQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
+                StageConfig::GopherRepetition(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
+                StageConfig::ScoreFilter(c) => {
+                    doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
+                }
+                StageConfig::Embed(_)
+                | StageConfig::LmScore(_)
+                | StageConfig::LossTrajectory(_) => doc(Box::new(Annotates)),
+                StageConfig::AttentionInfluence(c) => {
+                    distributions.push(c.column.clone());
+                    doc(Box::new(Annotates))
+                }
+                StageConfig::ExactDedup(c) => {
+                    pool_stages.push((slot, Box::new(exact_dedup::ExactDedupStage(c.clone()))))
+                }
+                StageConfig::Semdedup(c) => {
+                    pool_stages.push((slot, Box::new(semdedup::SemdedupStage::new(c, seed))))
+                }
+                StageConfig::Dsir(c) => {
+                    pool_stages.push((slot, Box::new(dsir::DsirStage::new(c, seed))))
+                }
+                StageConfig::RandomSample(c) => {
+                    pool_stages.push((slot, Box::new(random_sample::build(c, seed))))
+                }
+                StageConfig::ScoreSelect(c) => {
+                    pool_stages.push((slot, Box::new(score_select::build(c, seed))))
+                }
+                StageConfig::S2l(c) => pool_stages.push((slot, Box::new(s2l::build(c, seed)))),
+                StageConfig::Quad(c) => {
+                    pool_stages.push((slot, Box::new(quad::QuadStage::new(c, seed))))
+                }
+            }
+        }
+        let mut needs = Needs::default();
+        for (_, s) in &pool_stages {
+            needs.merge(s.needs());
+        }
+        Ok(Plan {
+            names,
+            doc_stages,
+            pool_stages,
+            needs,
+            distributions,
+        })
+    }
+}
