@@ -190,7 +190,7 @@ impl HeadReport {
 fn read_values(source: &ValueSource, max_documents: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut documents = 0;
-    crate::features::for_each_text(&source.paths, &source.text_column, |text| {
+    gleaner_storage::reader::for_each_text(&source.paths, &source.text_column, |text| {
         if documents == max_documents || out.len() >= MAX_CANDIDATES {
             return false;
         }

@@ -26,9 +26,9 @@
 
 use crate::config::{Config, SlurmConfig};
 use crate::layout::{self, prepare_output};
-use crate::run::scan::UnitScan;
 use crate::run::{reduce, Prepared, RunOptions, RunSummary};
-use crate::stages::ProbeTasks;
+use crate::stages::scanned::UnitScan;
+use crate::stages::ProbeRunner;
 use anyhow::{bail, Context, Result};
 use gleaner_storage::atomic::{hex, write_bytes};
 use gleaner_storage::manifest::MANIFEST_FILE;
@@ -231,27 +231,47 @@ pub fn reduce_task(
         .collect();
     // The map tasks filled the sidecars: this only gathers the model stages' summaries.
     let reports = crate::run::compute_features(&p, &config, &[])?;
-    // The reduce job script exports these when `slurm.probe_tasks` > 1: Quad's probes are
+    // The reduce job script exports GLEANER_PROBE_TASKS when `slurm.probe_tasks` > 1: Quad's probes are
     // then scored by that many job steps.
     let mut options = options.clone();
-    options.probe_tasks = std::env::var("GLEANER_PROBE_TASKS")
+    if let Some(tasks) = std::env::var("GLEANER_PROBE_TASKS")
         .ok()
         .and_then(|t| t.parse::<usize>().ok())
         .filter(|&t| t > 1)
-        .map(|tasks| ProbeTasks {
+    {
+        options.probe_runner = Some(std::sync::Arc::new(SrunProbes {
             tasks,
             work: work.to_path_buf(),
-        });
+        }));
+    }
     let summary = reduce(&p, &config, &options, results, reports, started, 0.0)?;
     std::fs::remove_dir_all(work.join("scan")).ok();
     std::fs::remove_dir_all(work.join("quad")).ok();
     Ok(summary)
 }
 
+/// Quad's probes scored by `tasks` job steps of the reduce job.
+#[derive(Debug)]
+struct SrunProbes {
+    tasks: usize,
+    work: PathBuf,
+}
+
+impl ProbeRunner for SrunProbes {
+    fn score(
+        &self,
+        round: usize,
+        texts: &[String],
+        reference: &[f64],
+    ) -> Result<Vec<(f64, usize)>> {
+        srun_probes(&self.work, round, self.tasks, texts, reference)
+    }
+}
+
 /// Scores Quad's probe documents of one round with `tasks` job steps of the reduce job
 /// (`srun --ntasks`), task `i` taking documents `i, i + tasks, ...`: the texts and the
 /// reference vector go to `<work>/quad/`, each task writes its `(index, q, windows)` there.
-pub fn srun_probes(
+fn srun_probes(
     work: &Path,
     round: usize,
     tasks: usize,

@@ -34,6 +34,7 @@ use crate::config::{
     LossTrajectoryConfig, OnBadFileConfig, StageConfig,
 };
 use crate::training::{checkpoint_steps, train};
+use gleaner_storage::input::file_identities;
 
 /// Documents handed to a model at once: on the CPU it packs inputs of any length into full
 /// batches; on other devices it batches equal-length inputs, so larger calls make fuller ones.
@@ -290,48 +291,6 @@ fn feature_stage(
         fingerprint,
         label,
     }
-}
-
-/// Visits the texts in `column` of the parquet files `paths` resolve to, in file and row
-/// order, until `visit` returns false (a null text reads as empty).
-pub fn for_each_text(
-    paths: &[String],
-    column: &str,
-    mut visit: impl FnMut(&str) -> bool,
-) -> Result<()> {
-    let spec = gleaner_storage::reader::ColumnSpec {
-        text: column.to_string(),
-        ..Default::default()
-    };
-    let reader = CorpusReader::open(paths, spec, gleaner_storage::reader::OnBadFile::Error, 1024)?;
-    for unit in 0..reader.units().len() {
-        for batch in reader.read_unit(unit)? {
-            let batch = batch?;
-            for i in 0..batch.len() {
-                if !visit(batch.text(i).unwrap_or("")) {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `path:bytes:mtime` of every file the patterns resolve to.
-pub fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
-    gleaner_storage::input::resolve_inputs(patterns)?
-        .into_iter()
-        .map(|f| {
-            let modified = std::fs::metadata(&f.path)
-                .and_then(|m| m.modified())
-                .with_context(|| format!("reading {}", f.path.display()))?;
-            let nanos = modified
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            Ok(format!("{}:{}:{nanos}", f.path.display(), f.bytes))
-        })
-        .collect()
 }
 
 /// A loaded model of either kind.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod distributed;
 pub mod evaluate;
 pub mod features;
+pub mod kneser_ney;
 pub mod layout;
 pub mod quad;
 pub mod quad_report;

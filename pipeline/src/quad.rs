@@ -18,10 +18,10 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::{CurvatureConfig, QuadConfig, QuadProjectionsConfig};
-use crate::features::file_identities;
 use gleaner_selectors::quad::curvature::{KroneckerFactors, LayerExample, Preconditioner};
 use gleaner_selectors::quad::projection::RademacherProjection;
 use gleaner_selectors::quad::windows::{document_score, windows, WindowConfig};
+use gleaner_storage::input::file_identities;
 
 /// How reference gradients are preconditioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +332,7 @@ fn first_sequences(
     key: &str,
 ) -> Result<Vec<Vec<u32>>> {
     let mut texts: Vec<String> = Vec::new();
-    crate::features::for_each_text(paths, column, |t| {
+    gleaner_storage::reader::for_each_text(paths, column, |t| {
         if !t.trim().is_empty() {
             texts.push(t.to_string());
         }

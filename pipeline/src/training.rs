@@ -75,7 +75,9 @@ impl ProxyTrainingConfig {
             ("heads", self.heads),
             ("intermediate", self.intermediate),
         ] {
-            crate::config::positive(key, name, v)?;
+            if v == 0 {
+                bail!("at key `{key}.{name}`: must be at least 1");
+            }
         }
         if !self.hidden.is_multiple_of(self.heads) || !(self.hidden / self.heads).is_multiple_of(2)
         {

@@ -96,6 +96,27 @@ fn patterns_overlap(pattern: &str, found: &BTreeSet<PathBuf>) -> bool {
         .any(|f| p.matches_path(f) || f.starts_with(pattern))
 }
 
+/// `path:bytes:mtime` of every file the patterns resolve to (a cache key that changes when a
+/// file is replaced).
+pub fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
+    resolve_inputs(patterns)?
+        .into_iter()
+        .map(|f| {
+            let modified = std::fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .map_err(|source| StorageError::Io {
+                    path: f.path.clone(),
+                    source,
+                })?;
+            let nanos = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            Ok(format!("{}:{}:{nanos}", f.path.display(), f.bytes))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

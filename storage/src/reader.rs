@@ -976,3 +976,28 @@ impl Iterator for UnitBatches<'_> {
         )
     }
 }
+
+/// Visits the texts in `column` of the parquet files `paths` resolve to, in file and row
+/// order, until `visit` returns false (a null text reads as empty).
+pub fn for_each_text(
+    paths: &[String],
+    column: &str,
+    mut visit: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    let spec = ColumnSpec {
+        text: column.to_string(),
+        ..Default::default()
+    };
+    let reader = CorpusReader::open(paths, spec, OnBadFile::Error, 1024)?;
+    for unit in 0..reader.units().len() {
+        for batch in reader.read_unit(unit)? {
+            let batch = batch?;
+            for i in 0..batch.len() {
+                if !visit(batch.text(i).unwrap_or("")) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}

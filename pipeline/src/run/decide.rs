@@ -1,12 +1,12 @@
 //! The decide step of the reduce phase: counts what the map stages dropped, then runs the
 //! pool stages in config order over one [`Pool`] of the survivors.
 
-use super::scan::{Fate, UnitScan, INPUT_SLOT, NO_SOURCE};
 use crate::clusters::ClusterSummary;
 use crate::config::Config;
 use crate::quad_report::QuadReport;
 use crate::report::{ScoreDistribution, SourceCounts};
-use crate::stages::{Ledger, Picked, Plan, Pool, ProbeTasks, Scanned, StageEnv};
+use crate::stages::scanned::{Fate, UnitScan, INPUT_SLOT, NO_SOURCE};
+use crate::stages::{Ledger, Picked, Plan, Pool, ProbeRunner, Scanned, StageEnv};
 use crate::stats::StageStats;
 use anyhow::Result;
 use gleaner_storage::reader::CorpusReader;
@@ -112,7 +112,7 @@ pub fn decide(
     scans: &[Option<UnitScan>],
     plan: &Plan,
     config: &Config,
-    probe_tasks: Option<&ProbeTasks>,
+    probe_runner: Option<&dyn ProbeRunner>,
 ) -> Result<Decisions> {
     let scanned = Scanned {
         reader,
@@ -130,7 +130,7 @@ pub fn decide(
         let env = StageEnv {
             config,
             key: format!("stages[{}]", slot - 1),
-            probe_tasks,
+            probe_runner,
         };
         stage.apply(&mut pool, &env)?;
         pool.leave();
@@ -197,8 +197,8 @@ mod tests {
     //! The decide loop on synthetic pools: scans built in memory (the same map-phase calls a
     //! real scan makes), no files and no binary.
     use super::*;
-    use crate::run::plan::Columns;
-    use crate::run::scan::{Survivor, VectorBuf};
+    use crate::stages::columns::Columns;
+    use crate::stages::scanned::{Survivor, VectorBuf};
 
     /// One synthetic document: id, source, text, an input score, an embedding.
     struct Doc {

@@ -1,6 +1,6 @@
 //! Running a pipeline: plan the columns and stages, scan every work unit (map), decide over
 //! the pool (reduce), write shards and records. The executors (local threads here, Slurm in
-//! `crate::distributed`) call the same [`Prepared`], [`scan_one`] and [`reduce`].
+//! the `distributed` module) call the same [`Prepared`], [`scan_one`] and [`reduce`].
 //!
 //! - [`plan`]: which columns the stages read and where they come from.
 //! - [`scan`]: the map phase of one unit.
@@ -15,16 +15,18 @@ pub mod write;
 use crate::config::{Config, OnBadFileConfig};
 use crate::features::{self, FeatureReport, FeatureStage};
 use crate::layout;
-use crate::stages::{Plan, ProbeTasks};
+use crate::stages::scanned::UnitScan;
+use crate::stages::{Plan, ProbeRunner};
 use anyhow::Result;
 use gleaner_storage::reader::{CorpusReader, SkippedFile};
 use gleaner_storage::writer::ShardInfo;
 use indicatif::{ProgressBar, ProgressStyle};
 pub use plan::open_corpus;
 use rayon::prelude::*;
-use scan::{ScanColumns, UnitScan};
+use scan::ScanColumns;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run presents itself and where Quad's probes are scored.
@@ -32,8 +34,9 @@ use std::time::Instant;
 pub struct RunOptions {
     /// No progress bars.
     pub quiet: bool,
-    /// Score Quad's probes with Slurm job steps (the Slurm reduce job sets this).
-    pub probe_tasks: Option<ProbeTasks>,
+    /// Where Quad's probes are scored when not in this process (the Slurm executor's job
+    /// steps).
+    pub probe_runner: Option<Arc<dyn ProbeRunner>>,
 }
 
 /// What a finished run reports back.
@@ -80,7 +83,7 @@ impl Prepared {
             config.run.threads
         };
         let reader = open_corpus(config)?;
-        let columns = plan::Columns::of(config);
+        let columns = crate::stages::columns::Columns::of(config);
         let stages = Plan::build(config, &columns)?;
         Ok(Self {
             columns: ScanColumns::new(&stages, &columns, config),
@@ -280,7 +283,7 @@ pub fn reduce(
             &scans,
             &p.plan,
             config,
-            options.probe_tasks.as_ref(),
+            options.probe_runner.as_deref(),
         )
     })?;
     drop(scans);

@@ -3,12 +3,13 @@
 //! records (stats, report, config, timings and the manifest, last).
 
 use super::decide::{Decisions, SelectedRow};
-use super::scan::{whitespace_tokens, INPUT_SLOT};
+use super::scan::whitespace_tokens;
 use super::{progress_bar, Prepared, RunSummary};
 use crate::config::Config;
 use crate::features::FeatureReport;
 use crate::layout;
 use crate::report::{write_report, ReportInput};
+use crate::stages::scanned::INPUT_SLOT;
 use crate::stages::Ledger;
 use anyhow::Result;
 use arrow::array::{

@@ -11,12 +11,14 @@
 //! pool. [`Plan::build`] turns the config's stages into these objects; adding a stage means one
 //! file here, its config struct and one arm in [`Plan::build`].
 
+pub mod columns;
 pub mod dsir;
 pub mod exact_dedup;
 pub mod pool;
 pub mod quad;
 pub mod random_sample;
 pub mod s2l;
+pub mod scanned;
 pub mod score_filter;
 pub mod score_select;
 pub mod selection;
@@ -25,11 +27,10 @@ pub mod semdedup;
 use crate::clusters::ClusterSummary;
 use crate::config::{Config, StageConfig};
 use crate::quad_report::QuadReport;
-use crate::run::plan::Columns;
 use anyhow::Result;
+use columns::Columns;
 use gleaner_storage::reader::DocBatch;
 pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
-use std::path::PathBuf;
 
 /// A per-document stage of the map phase.
 pub trait DocStage: Send + Sync {
@@ -107,13 +108,12 @@ pub struct StageFindings {
     pub quad_cost: Option<serde_json::Value>,
 }
 
-/// Quad's probes scored by Slurm job steps of the reduce job instead of in this process.
-#[derive(Debug, Clone)]
-pub struct ProbeTasks {
-    /// Job steps per round.
-    pub tasks: usize,
-    /// The run's work folder.
-    pub work: PathBuf,
+/// Scores Quad's probe documents outside this process (the Slurm executor's job steps).
+pub trait ProbeRunner: Send + Sync + std::fmt::Debug {
+    /// `(score, windows)` of each text of bandit round `round`, against the reference
+    /// vector `reference`.
+    fn score(&self, round: usize, texts: &[String], reference: &[f64])
+        -> Result<Vec<(f64, usize)>>;
 }
 
 /// What a pool stage may read besides the pool.
@@ -122,8 +122,8 @@ pub struct StageEnv<'a> {
     pub config: &'a Config,
     /// The stage's key in the config (`stages[3]`), for messages.
     pub key: String,
-    /// Where Quad's probes are scored, when not here.
-    pub probe_tasks: Option<&'a ProbeTasks>,
+    /// Where Quad's probes are scored, when not in this process.
+    pub probe_runner: Option<&'a dyn ProbeRunner>,
 }
 
 /// A pool stage of the reduce phase.

@@ -1,8 +1,8 @@
 //! The pool the reduce phase works on: the documents that passed every per-document stage,
 //! with their clusters and named score columns, and the ledger that records every drop.
 
+use super::scanned::{Survivor, UnitScan};
 use super::StageFindings;
-use crate::run::scan::UnitScan;
 use crate::stats::StageStats;
 use anyhow::{bail, Result};
 use gleaner_storage::reader::CorpusReader;
@@ -242,7 +242,7 @@ impl<'a> Pool<'a> {
         self.docs[i]
     }
 
-    fn survivor(&self, i: usize) -> &'a crate::run::scan::Survivor {
+    fn survivor(&self, i: usize) -> &'a Survivor {
         let d = self.docs[i];
         &self.scanned.scan(d).survivors[d.survivor as usize]
     }

@@ -1,8 +1,8 @@
 //! `quad`: a UCB bandit over k-means clusters of the pool's embeddings; each round probes a
 //! few documents of the chosen clusters with the proxy LM's (EK-)FAC influence on the
 //! reference set and accepts blocks of documents (`gleaner_selectors::quad`). The proxy and
-//! its scoring live in `crate::quad`; probes are scored here or by Slurm job steps
-//! ([`super::ProbeTasks`]).
+//! its scoring live in `crate::quad`; probes are scored here or by the executor's
+//! [`super::ProbeRunner`].
 
 use super::{Needs, Picked, Pool, PoolStage, StageEnv};
 use crate::config::QuadConfig;
@@ -82,15 +82,9 @@ impl PoolStage for QuadStage {
         let mut probed = 0usize;
         let selection = select(&data, dim, tokens.as_deref(), &settings, |docs| {
             let texts = pool.map_texts(docs, str::to_string)?;
-            let scored = match env.probe_tasks {
-                Some(remote) => proxy.score_with(&texts, |todo| {
-                    crate::distributed::srun_probes(
-                        &remote.work,
-                        round,
-                        remote.tasks,
-                        todo,
-                        scorer.reference_vector(),
-                    )
+            let scored = match env.probe_runner {
+                Some(runner) => proxy.score_with(&texts, |todo| {
+                    runner.score(round, todo, scorer.reference_vector())
                 })?,
                 None => proxy.score(&scorer, &texts)?,
             };

@@ -1,9 +1,9 @@
 //! `score_filter`: keeps documents whose numeric column lies in `[min, max]` (e.g. a
 //! perplexity range on an lm_score column).
 
+use super::columns::Columns;
 use super::DocStage;
 use crate::config::ScoreFilterConfig;
-use crate::run::plan::Columns;
 use gleaner_storage::reader::DocBatch;
 
 /// The range filter on one numeric column.

@@ -1,6 +1,9 @@
 //! Run configuration: TOML with unknown keys rejected, `key.path=value` overrides, and
 //! validation errors that name the key and the allowed values.
 
+pub mod ablation;
+pub mod evaluate;
+
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
