@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{fails, gleaner, ok, read_parquet, repo, string_column};
+use common::{
+    fails, gleaner, ok, one_stage_config, read_parquet, repo, selected_ids, string_column,
+    write_batch, write_text_file,
+};
 
 fn quickstart(out: &Path, extra: &[&str]) -> Output {
     let dir = format!("output.dir={}", out.display());
@@ -307,50 +310,6 @@ fn a_completed_run_is_not_replaced_without_overwrite() {
         std::fs::read(out.join("selection.parquet")).unwrap(),
         before
     );
-}
-
-/// `dir/stage.toml`: `input` (with a `source` column) through one stage (`stage` holds its
-/// keys), written to `dir/out`.
-fn one_stage_config(dir: &Path, input: &Path, stage: &str) -> PathBuf {
-    let cfg = dir.join("stage.toml");
-    let text = format!(
-        "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\n{stage}\n",
-        input.display(),
-        dir.join("out").display()
-    );
-    std::fs::write(&cfg, text).unwrap();
-    cfg
-}
-
-/// Runs `cfg` with `extra` overrides and returns the selected ids from `out`.
-fn selected_ids(cfg: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    ok(&gleaner(&args));
-    string_column(&read_parquet(&out.join("selection.parquet")), "id")
-}
-
-/// Writes one record batch as a parquet file.
-fn write_batch(path: &Path, batch: &RecordBatch) {
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
-}
-
-fn write_text_file(path: &Path, texts: &[&str]) {
-    use arrow::array::StringArray;
-    use std::sync::Arc;
-    let batch = RecordBatch::try_from_iter(vec![(
-        "text",
-        Arc::new(StringArray::from(texts.to_vec())) as arrow::array::ArrayRef,
-    )])
-    .unwrap();
-    write_batch(path, &batch);
 }
 
 /// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr

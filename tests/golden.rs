@@ -37,6 +37,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("quickstart", "configs/quickstart.toml", &[]),
         case("dsir", "configs/dsir.toml", &[]),
         case("semdedup", "configs/semdedup.toml", &[]),
+        case("decontaminate", "configs/decontaminate.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

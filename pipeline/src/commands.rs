@@ -205,6 +205,11 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.column
         ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::Decontaminate(c) => format!(
+            "map: drop copies of the evaluation sets {:?} (normalised text or a shared {}-word run)",
+            c.eval_sets.keys().collect::<Vec<_>>(),
+            c.ngram
+        ),
         StageConfig::ExactDedup(n) => format!(
             "map: hash normalised text (lowercase={}, strip_punctuation={}, strip_digits={}); reduce: keep first occurrence in corpus order",
             n.lowercase, n.strip_punctuation, n.strip_digits

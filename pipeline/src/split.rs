@@ -8,9 +8,9 @@
 //! (the check of [`crate::evaluate::overlap`]) moves to the evaluation part, until none is
 //! left: the reference part never overlaps the evaluation part.
 
-use crate::evaluate::overlap::{normalised, EvaluationIndex};
 use anyhow::{bail, Result};
 use arrow::array::{BooleanArray, RecordBatch};
+use gleaner_selectors::overlap::{normalised, EvaluationIndex};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
 use gleaner_storage::writer::write_parquet_file;
 use std::path::Path;

@@ -9,6 +9,7 @@ pub mod dsir;
 pub mod filters;
 pub mod kmeans;
 pub mod nn;
+pub mod overlap;
 pub mod quad;
 pub mod random;
 pub mod rng;

@@ -68,3 +68,48 @@ pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// `dir/stage.toml`: `input` (with a `source` column) through one stage (`stage` holds its
+/// keys), written to `dir/out`.
+pub fn one_stage_config(dir: &Path, input: &Path, stage: &str) -> PathBuf {
+    let cfg = dir.join("stage.toml");
+    let text = format!(
+        "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\n{stage}\n",
+        input.display(),
+        dir.join("out").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Runs `cfg` with `extra` overrides and returns the selected ids from `out`.
+pub fn selected_ids(cfg: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--quiet", "run", "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&gleaner(&args));
+    string_column(&read_parquet(&out.join("selection.parquet")), "id")
+}
+
+/// Writes one record batch as a parquet file.
+pub fn write_batch(path: &Path, batch: &RecordBatch) {
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Writes `texts` as a one-column (`text`) parquet file.
+pub fn write_text_file(path: &Path, texts: &[&str]) {
+    use arrow::array::StringArray;
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter(vec![(
+        "text",
+        Arc::new(StringArray::from(texts.to_vec())) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    write_batch(path, &batch);
+}

@@ -2,6 +2,7 @@
 //! validation errors that name the key and the allowed values.
 
 pub mod ablation;
+pub mod decontaminate;
 pub mod evaluate;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -281,6 +282,9 @@ pub enum StageConfig {
     /// S2L's proxy: a small byte-level LM trained from scratch on the input, and each
     /// document's loss at evenly spaced checkpoints, as a vector column (the trajectory).
     LossTrajectory(LossTrajectoryConfig),
+    /// Drops documents that copy evaluation documents (long shared word runs after
+    /// normalisation).
+    Decontaminate(decontaminate::DecontaminateConfig),
     /// Quad: a UCB bandit over k-means clusters of the embeddings, probing clusters with the
     /// proxy LM's (EK-)FAC influence on a reference set and accepting blocks of documents.
     Quad(Box<QuadConfig>),
@@ -1037,6 +1041,7 @@ impl StageConfig {
         match self {
             StageConfig::GopherQuality(_) => "gopher_quality",
             StageConfig::GopherRepetition(_) => "gopher_repetition",
+            StageConfig::Decontaminate(_) => "decontaminate",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
@@ -1065,6 +1070,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
             | StageConfig::ExactDedup(_)
+            | StageConfig::Decontaminate(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1076,6 +1082,7 @@ impl StageConfig {
         match self {
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
+            | StageConfig::Decontaminate(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1356,6 +1363,7 @@ impl Config {
                 StageConfig::RandomSample(r) => {
                     validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
                 }
+                StageConfig::Decontaminate(c) => c.validate(&key)?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
                     (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
                     (Some(lo), Some(hi)) if lo > hi => {

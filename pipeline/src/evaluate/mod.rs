@@ -25,7 +25,6 @@
 //! interval excludes zero.
 
 pub mod intervals;
-pub mod overlap;
 
 use crate::config::ablation::{AblationConfig, Method};
 use crate::config::evaluate::EvaluateConfig;
@@ -34,12 +33,12 @@ use crate::layout;
 use crate::training::{checkpoint_steps, train};
 use anyhow::{bail, Context, Result};
 use gleaner_embed::train::{byte_tokens, TrainableLm};
+use gleaner_selectors::overlap::{self, EvaluationIndex, OverlapCount};
 use gleaner_selectors::rng::SplitMix64;
 use gleaner_storage::atomic::write_bytes;
 use gleaner_storage::manifest::Manifest;
 use gleaner_storage::reader::for_each_text;
 use intervals::{bits_per_byte, bootstrap_difference, mean_sd, t_interval, Interval, Verdict};
-use overlap::{EvaluationIndex, OverlapCount};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Write;

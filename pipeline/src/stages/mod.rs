@@ -12,6 +12,7 @@
 //! file here, its config struct and one arm in [`Plan::build`].
 
 pub mod columns;
+pub mod decontaminate;
 pub mod dsir;
 pub mod exact_dedup;
 pub mod pool;
@@ -187,6 +188,10 @@ impl Plan {
                 StageConfig::ScoreFilter(c) => {
                     doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
                 }
+                StageConfig::Decontaminate(c) => doc(Box::new(decontaminate::Decontaminate::new(
+                    c,
+                    &format!("stages[{i}]"),
+                )?)),
                 StageConfig::Embed(_)
                 | StageConfig::LmScore(_)
                 | StageConfig::LossTrajectory(_) => doc(Box::new(Annotates)),

@@ -1,5 +1,6 @@
 //! Whether a text is (a copy of) an evaluation document: the same normalised text, or a
-//! shared run of [`SHINGLE_WORDS`] words.
+//! shared run of `n` words (default [`SHINGLE_WORDS`]). Used by the `decontaminate` stage and
+//! by `gleaner evaluate`'s held-out checks.
 //!
 //! Normalisation keeps lowercase alphanumeric words only, so re-wrapped lines, changed
 //! indentation, whitespace and punctuation do not hide a copy. A document shorter than a
@@ -27,11 +28,11 @@ fn hash_words(words: &[String]) -> u64 {
     xxh3_64(words.join(" ").as_bytes())
 }
 
-fn shingles(words: &[String]) -> Vec<u64> {
-    if words.len() <= SHINGLE_WORDS {
+fn shingles(words: &[String], n: usize) -> Vec<u64> {
+    if words.len() <= n {
         return vec![hash_words(words)];
     }
-    words.windows(SHINGLE_WORDS).map(hash_words).collect()
+    words.windows(n).map(hash_words).collect()
 }
 
 /// How a text overlaps the evaluation documents.
@@ -47,26 +48,43 @@ pub enum Overlap {
 pub struct EvaluationIndex {
     exact: HashSet<u64>,
     shingles: HashMap<u64, usize>,
+    n: usize,
+    documents: usize,
 }
 
 impl EvaluationIndex {
-    /// Indexes `texts` (documents without a word are left out).
+    /// Indexes `texts` with shingles of [`SHINGLE_WORDS`] words.
     pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::with_shingle(texts, SHINGLE_WORDS)
+    }
+
+    /// Indexes `texts` with shingles of `n` words (documents without a word are left out).
+    pub fn with_shingle<'a>(texts: impl IntoIterator<Item = &'a str>, n: usize) -> Self {
+        assert!(n >= 1, "a shingle has at least one word");
+        let mut documents = 0;
         let (mut exact, mut index) = (HashSet::new(), HashMap::new());
         for (i, text) in texts.into_iter().enumerate() {
             let w = words(text);
             if w.is_empty() {
                 continue;
             }
+            documents += 1;
             exact.insert(hash_words(&w));
-            for s in shingles(&w) {
+            for s in shingles(&w, n) {
                 index.entry(s).or_insert(i);
             }
         }
         EvaluationIndex {
             exact,
             shingles: index,
+            n,
+            documents,
         }
+    }
+
+    /// Documents indexed (those with at least one word).
+    pub fn documents(&self) -> usize {
+        self.documents
     }
 
     /// Whether `text` overlaps an evaluation document, and how.
@@ -78,7 +96,7 @@ impl EvaluationIndex {
         if self.exact.contains(&hash_words(&w)) {
             return Some(Overlap::Exact);
         }
-        shingles(&w)
+        shingles(&w, self.n)
             .iter()
             .any(|s| self.shingles.contains_key(s))
             .then_some(Overlap::Shingle)

@@ -1,0 +1,55 @@
+//! Settings of the `decontaminate` stage.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Drops documents that copy evaluation documents: the same normalised text, or a shared run
+/// of `ngram` normalised words (lowercase alphanumeric words, so case, punctuation,
+/// whitespace and line re-wrapping do not hide a copy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecontaminateConfig {
+    /// Evaluation sets by name: parquet/JSONL files, directories or globs. A document that
+    /// copies one is dropped as `contaminated_<name>` (the first matching set in name order).
+    pub eval_sets: BTreeMap<String, Vec<String>>,
+    /// Text column of the evaluation sets.
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Words per shared run (13: the GPT-3 study's n-gram).
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+
+fn default_ngram() -> usize {
+    gleaner_selectors::overlap::SHINGLE_WORDS
+}
+
+impl DecontaminateConfig {
+    /// Checks the settings; errors name the key under `key`.
+    pub fn validate(&self, key: &str) -> Result<()> {
+        if self.eval_sets.is_empty() {
+            bail!("at key `{key}.eval_sets`: name at least one evaluation set (`name = [paths]`)");
+        }
+        for (name, paths) in &self.eval_sets {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("at key `{key}.eval_sets.{name}`: set names use letters, digits, `_` and `-` (they name drop reasons and folders)");
+            }
+            if paths.is_empty() {
+                bail!("at key `{key}.eval_sets.{name}`: at least one path is required");
+            }
+        }
+        if self.ngram == 0 {
+            bail!("at key `{key}.ngram`: must be at least 1");
+        }
+        Ok(())
+    }
+}
