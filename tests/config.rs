@@ -147,16 +147,34 @@ fn wrong_types_and_ranges_name_the_key() {
 
 #[test]
 fn stage_order_is_enforced() {
-    let doc: toml::Value = toml::from_str(&BASE.replace(
-        "type = \"gopher_quality\"",
-        "type = \"random_sample\"\ncount = 3",
-    ))
-    .unwrap();
-    let e = format!("{:#}", Config::from_value(doc, &[]).unwrap_err());
+    let with_stages = |stages: &str| {
+        let doc: toml::Value = toml::from_str(&format!(
+            "[input]\npaths = [\"data/quickstart\"]\n[output]\ndir = \"out/x\"\n{stages}"
+        ))
+        .unwrap();
+        Config::from_value(doc, &[])
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    // A selector that is not last.
+    let e = with_stages(
+        "[[stages]]\ntype = \"random_sample\"\ncount = 3\n[[stages]]\ntype = \"exact_dedup\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("stages[0]") && e.contains("filters first"),
+        "{e}"
+    );
+    // A per-document stage after a pool stage.
+    let e =
+        with_stages("[[stages]]\ntype = \"exact_dedup\"\n[[stages]]\ntype = \"gopher_quality\"\n")
+            .unwrap_err();
     assert!(
         e.contains("stages[1]") && e.contains("filters first"),
         "{e}"
     );
+    // Pool stages in any order, the selector last.
+    with_stages("[[stages]]\ntype = \"gopher_quality\"\n[[stages]]\ntype = \"minhash_dedup\"\n[[stages]]\ntype = \"exact_dedup\"\n[[stages]]\ntype = \"random_sample\"\ncount = 3\n").unwrap();
 }
 
 #[test]

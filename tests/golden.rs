@@ -38,6 +38,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("dsir", "configs/dsir.toml", &[]),
         case("semdedup", "configs/semdedup.toml", &[]),
         case("decontaminate", "configs/decontaminate.toml", &[]),
+        case("minhash_dedup", "configs/minhash_dedup.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

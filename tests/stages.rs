@@ -140,3 +140,152 @@ fn decontaminate_errors_name_the_evaluation_set_key() {
     let e = run("type = \"decontaminate\"\nngram = 0\n[stages.eval_sets]\nx = [\"a\"]\n");
     assert!(e.contains("stages[0].ngram"), "{e}");
 }
+
+/// Lowercase alphanumeric words (the stage's normalisation, written again here).
+fn norm_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Exact Jaccard similarity of two texts' 5-word shingle sets.
+fn exact_jaccard(a: &str, b: &str) -> f64 {
+    use std::collections::HashSet;
+    let shingles = |t: &str| -> HashSet<String> {
+        let w = norm_words(t);
+        if w.len() <= 5 {
+            return HashSet::from([w.join(" ")]);
+        }
+        w.windows(5).map(|s| s.join(" ")).collect()
+    };
+    let (x, y) = (shingles(a), shingles(b));
+    x.intersection(&y).count() as f64 / x.union(&y).count() as f64
+}
+
+/// Near-duplicate families: a base text, a copy with one word changed and re-wrapped, a copy
+/// with a quarter of its words changed, in interleaved order.
+fn families() -> Vec<(String, String)> {
+    let mut docs = Vec::new();
+    for f in 0..12 {
+        let base: Vec<String> = (0..120)
+            .map(|w| format!("f{f}w{}", (w * 7 + f) % 113))
+            .collect();
+        let mut light = base.clone();
+        light[60] = "CHANGED".into();
+        let mut heavy = base.clone();
+        for k in 0..30 {
+            heavy[k * 4] = format!("edit{k}");
+        }
+        docs.push((format!("f{f}-base"), base.join(" ")));
+        docs.push((format!("f{f}-light"), light.join("\n").to_uppercase()));
+        docs.push((format!("f{f}-heavy"), heavy.join(" ")));
+    }
+    docs
+}
+
+#[test]
+fn minhash_dedup_keeps_the_first_of_each_exact_jaccard_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let docs = families();
+    let refs: Vec<(&str, &str)> = docs.iter().map(|(i, t)| (i.as_str(), t.as_str())).collect();
+    write_corpus(&d.join("corpus.parquet"), &refs);
+    // Oracle: connected components of the graph whose edges are pairs at exact Jaccard >= 0.75
+    // (every pair here is far from that threshold: above 0.85 or below 0.3), first member kept.
+    let n = docs.len();
+    let mut component: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        for j in 0..i {
+            let jac = exact_jaccard(&docs[i].1, &docs[j].1);
+            assert!(!(0.3..0.85).contains(&jac), "ambiguous pair {i} {j}: {jac}");
+            if jac >= 0.75 {
+                let (a, b) = (component[i], component[j]);
+                let (lo, hi) = (a.min(b), a.max(b));
+                component
+                    .iter_mut()
+                    .filter(|c| **c == hi)
+                    .for_each(|c| *c = lo);
+            }
+        }
+    }
+    let expected: Vec<&str> = (0..n)
+        .filter(|&i| component[i] == i)
+        .map(|i| docs[i].0.as_str())
+        .collect();
+    assert_eq!(expected.len(), 24, "base and heavy copy of each family");
+    let cfg = one_stage_config(d, &d.join("corpus.parquet"), "type = \"minhash_dedup\"");
+    for threads in ["1", "2"] {
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--threads",
+            threads,
+        ]));
+        let kept = string_column(&read_parquet(&d.join("out/selection.parquet")), "id");
+        assert_eq!(kept, expected);
+    }
+    let s = &stats(&d.join("out"))[1];
+    assert_eq!(
+        (s["seen"].as_u64(), s["dropped_near_duplicate"].as_u64()),
+        (Some(36), Some(12))
+    );
+}
+
+#[test]
+fn minhash_dedup_against_an_existing_corpus_drops_its_copies_and_caches_its_bands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let docs = families();
+    // The existing corpus: the base texts of the first four families.
+    let existing: Vec<&str> = docs
+        .iter()
+        .step_by(3)
+        .take(4)
+        .map(|d| d.1.as_str())
+        .collect();
+    write_text_file(&d.join("existing.parquet"), &existing);
+    let refs: Vec<(&str, &str)> = docs.iter().map(|(i, t)| (i.as_str(), t.as_str())).collect();
+    write_corpus(&d.join("corpus.parquet"), &refs);
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        &format!(
+            "type = \"minhash_dedup\"\nagainst = [\"{}\"]",
+            d.join("existing.parquet").display()
+        ),
+    );
+    let cache = d.join("cache");
+    let cache_set = format!("run.cache_dir=\"{}\"", cache.display());
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            &cache_set,
+        ]));
+        runs.push(string_column(
+            &read_parquet(&d.join("out/selection.parquet")),
+            "id",
+        ));
+    }
+    assert_eq!(runs[0], runs[1]);
+    // Families 0-3 lose base and light copy to the existing corpus (their heavy copies stay);
+    // families 4-11 keep their base and heavy copy.
+    let mut expected: Vec<String> = Vec::new();
+    for f in 0..12 {
+        if f >= 4 {
+            expected.push(format!("f{f}-base"));
+        }
+        expected.push(format!("f{f}-heavy"));
+    }
+    assert_eq!(runs[0], expected);
+    let s = &stats(&d.join("out"))[1];
+    assert_eq!(s["dropped_near_duplicate_existing"], 8);
+    assert_eq!(s["dropped_near_duplicate"], 8);
+    assert_eq!(std::fs::read_dir(cache.join("minhash")).unwrap().count(), 1);
+}

@@ -205,6 +205,17 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.column
         ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::MinhashDedup(c) => format!(
+            "reduce: MinHash near-duplicate removal ({}-word shingles, {} bands of {} rows){}",
+            c.ngram,
+            c.bands,
+            c.rows_per_band,
+            if c.against.is_empty() {
+                String::new()
+            } else {
+                format!(", also against {:?}", c.against)
+            }
+        ),
         StageConfig::Decontaminate(c) => format!(
             "map: drop copies of the evaluation sets {:?} (normalised text or a shared {}-word run)",
             c.eval_sets.keys().collect::<Vec<_>>(),

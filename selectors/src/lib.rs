@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod dsir;
 pub mod filters;
 pub mod kmeans;
+pub mod minhash;
 pub mod nn;
 pub mod overlap;
 pub mod quad;

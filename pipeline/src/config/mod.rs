@@ -4,6 +4,7 @@
 pub mod ablation;
 pub mod decontaminate;
 pub mod evaluate;
+pub mod minhash_dedup;
 
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
@@ -24,8 +25,8 @@ pub struct Config {
     /// Seed and parallelism.
     #[serde(default)]
     pub run: RunConfig,
-    /// Stages in order: per-document filters, then at most one `exact_dedup`, then at most
-    /// one selector (last).
+    /// Stages in order: per-document stages (filters, model stages), then pool stages (dedup)
+    /// in any order, then at most one selector (last).
     #[serde(default)]
     pub stages: Vec<StageConfig>,
     /// How `run.executor = "slurm"` submits the phases.
@@ -282,6 +283,9 @@ pub enum StageConfig {
     /// S2L's proxy: a small byte-level LM trained from scratch on the input, and each
     /// document's loss at evenly spaced checkpoints, as a vector column (the trajectory).
     LossTrajectory(LossTrajectoryConfig),
+    /// Near-duplicate removal with MinHash signatures and LSH bands, also against an
+    /// existing corpus.
+    MinhashDedup(minhash_dedup::MinhashDedupConfig),
     /// Drops documents that copy evaluation documents (long shared word runs after
     /// normalisation).
     Decontaminate(decontaminate::DecontaminateConfig),
@@ -1042,6 +1046,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_) => "gopher_quality",
             StageConfig::GopherRepetition(_) => "gopher_repetition",
             StageConfig::Decontaminate(_) => "decontaminate",
+            StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
@@ -1067,6 +1072,7 @@ impl StageConfig {
             StageConfig::S2l(c) => c.seed,
             StageConfig::Quad(c) => c.seed,
             StageConfig::LossTrajectory(c) => c.seed,
+            StageConfig::MinhashDedup(c) => c.seed,
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
             | StageConfig::ExactDedup(_)
@@ -1078,6 +1084,7 @@ impl StageConfig {
         }
     }
 
+    /// 0: per-document (map) stage; 1: pool stage; 2: selector (a pool stage that chooses).
     fn order_class(&self) -> u8 {
         match self {
             StageConfig::GopherQuality(_)
@@ -1088,13 +1095,14 @@ impl StageConfig {
             | StageConfig::LmScore(_)
             | StageConfig::AttentionInfluence(_)
             | StageConfig::LossTrajectory(_) => 0,
-            StageConfig::ExactDedup(_) => 1,
-            StageConfig::Semdedup(_) => 2,
+            StageConfig::ExactDedup(_)
+            | StageConfig::MinhashDedup(_)
+            | StageConfig::Semdedup(_) => 1,
             StageConfig::RandomSample(_)
             | StageConfig::Dsir(_)
             | StageConfig::ScoreSelect(_)
             | StageConfig::S2l(_)
-            | StageConfig::Quad(_) => 3,
+            | StageConfig::Quad(_) => 2,
         }
     }
 }
@@ -1239,17 +1247,19 @@ impl Config {
                 bail!("at key `slurm.max_array_size`: must be at least 1");
             }
         }
-        let mut last_class = 0;
+        let last = self.stages.len().saturating_sub(1);
+        let mut pool_stage_seen = false;
         for (i, stage) in self.stages.iter().enumerate() {
             let key = format!("stages[{i}]");
             let class = stage.order_class();
-            if class < last_class || (class > 0 && class == last_class) {
+            let misplaced = (class == 0 && pool_stage_seen) || (class == 2 && i != last);
+            if misplaced {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first, then at most one exact_dedup, at most one semdedup, and at most one selector (random_sample, dsir, score_select, s2l or quad) last",
+                    "at key `{key}` ({}): stages must be filters first (per-document stages), then pool stages (dedup) in any order, and at most one selector (random_sample, dsir, score_select, s2l or quad) last",
                     stage.type_name()
                 );
             }
-            last_class = class;
+            pool_stage_seen |= class > 0;
             let ratio = |name: &str, v: Option<f64>| -> Result<()> {
                 match v {
                     Some(x) if !(0.0..=1.0).contains(&x) => {
@@ -1364,6 +1374,7 @@ impl Config {
                     validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
                 }
                 StageConfig::Decontaminate(c) => c.validate(&key)?,
+                StageConfig::MinhashDedup(c) => c.validate(&key)?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
                     (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
                     (Some(lo), Some(hi)) if lo > hi => {

@@ -15,6 +15,7 @@ pub mod columns;
 pub mod decontaminate;
 pub mod dsir;
 pub mod exact_dedup;
+pub mod minhash_dedup;
 pub mod pool;
 pub mod quad;
 pub mod random_sample;
@@ -202,6 +203,10 @@ impl Plan {
                 StageConfig::ExactDedup(c) => {
                     pool_stages.push((slot, Box::new(exact_dedup::ExactDedupStage(c.clone()))))
                 }
+                StageConfig::MinhashDedup(c) => pool_stages.push((
+                    slot,
+                    Box::new(minhash_dedup::MinhashDedupStage::new(c, seed)),
+                )),
                 StageConfig::Semdedup(c) => {
                     pool_stages.push((slot, Box::new(semdedup::SemdedupStage::new(c, seed))))
                 }
