@@ -6,7 +6,7 @@
 //! - word characters are the characters (Unicode scalar values) of words;
 //! - *line* and *paragraph* duplicates count every occurrence after the first.
 
-use crate::text::{lines, paragraphs, words};
+use crate::text::words;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -21,31 +21,38 @@ pub trait DocumentFilter: Send + Sync {
 /// The most common English function words, used by the stop-word rule.
 pub const DEFAULT_STOP_WORDS: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "with"];
 
-/// Gopher quality rules: length, mean word length, symbols, bullets, ellipses, alphabetic
-/// words and stop words. A threshold left out of the config keeps its default; to switch a
-/// rule off, set a value it can never fail (`min_words = 0`, `max_symbol_word_ratio = 1e9`).
+/// Gopher quality rules (Rae et al. 2021, as datatrove's `GopherQualityFilter` computes them):
+/// length, mean word length, `#` and ellipsis ratios, bullet and ellipsis lines, alphabetic
+/// words and stop words. Words are whitespace tokens (datatrove uses spaCy's tokenizer); a
+/// token with no alphanumeric character is a symbol. A threshold left out of the config keeps
+/// its default; to switch a rule off, set a value it can never fail (`min_words = 0`,
+/// `max_symbol_word_ratio = 1e9`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GopherQuality {
-    /// Fewest words a document may have.
+    /// Fewest non-symbol words a document may have.
     pub min_words: Option<usize>,
-    /// Most words a document may have.
+    /// Most non-symbol words a document may have.
     pub max_words: Option<usize>,
-    /// Lowest mean word length (characters).
+    /// Lowest mean length (characters) of the non-symbol words.
     pub min_mean_word_length: Option<f64>,
-    /// Highest mean word length (characters).
+    /// Highest mean length of the non-symbol words.
     pub max_mean_word_length: Option<f64>,
-    /// Highest ratio of `#` and ellipsis (`...`, `…`) symbols to words.
+    /// Highest ratio of `#` characters to words, and separately of ellipses (`...`, `…`) to
+    /// words.
     pub max_symbol_word_ratio: Option<f64>,
-    /// Highest fraction of lines starting with a bullet (`•`, `-`, `*`, `‣`, `◦`).
+    /// Highest fraction of lines whose first non-space character is a bullet.
     pub max_bullet_lines_ratio: Option<f64>,
-    /// Highest fraction of lines ending with an ellipsis.
+    /// The bullet characters (the paper's and datatrove's: `•` and `-`).
+    pub bullets: Vec<char>,
+    /// Highest fraction of lines ending (before trailing spaces) with an ellipsis.
     pub max_ellipsis_lines_ratio: Option<f64>,
-    /// Lowest fraction of whitespace tokens containing an alphabetic character.
+    /// Lowest fraction of words containing an alphabetic character.
     pub min_alpha_words_ratio: Option<f64>,
     /// Fewest distinct stop words (from `stop_words`) the document must contain.
     pub min_stop_words: Option<usize>,
-    /// Stop-word list (lower case).
+    /// Stop-word list, matched case-sensitively against words with surrounding punctuation
+    /// removed (as datatrove matches spaCy tokens).
     pub stop_words: Vec<String>,
 }
 
@@ -58,6 +65,7 @@ impl Default for GopherQuality {
             max_mean_word_length: Some(10.0),
             max_symbol_word_ratio: Some(0.1),
             max_bullet_lines_ratio: Some(0.9),
+            bullets: vec!['•', '-'],
             max_ellipsis_lines_ratio: Some(0.3),
             min_alpha_words_ratio: Some(0.8),
             min_stop_words: Some(2),
@@ -66,10 +74,19 @@ impl Default for GopherQuality {
     }
 }
 
-const BULLETS: [char; 5] = ['•', '-', '*', '‣', '◦'];
-
 fn ends_with_ellipsis(line: &str) -> bool {
-    line.ends_with("...") || line.ends_with('…')
+    let l = line.trim_end();
+    l.ends_with("...") || l.ends_with('…')
+}
+
+/// `count / total`, or 0 when there is nothing to count (a rule on a ratio cannot fail an
+/// empty document; the length rule is the one that sees it).
+fn ratio(count: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        count as f64 / total as f64
+    }
 }
 
 impl DocumentFilter for GopherQuality {
@@ -79,6 +96,8 @@ impl DocumentFilter for GopherQuality {
 
     fn check(&self, text: &str) -> Option<String> {
         let fail = |reason: &str| Some(reason.to_string());
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        let n_tokens = tokens.len();
         let ws: Vec<&str> = words(text).collect();
         let n = ws.len();
         if self.min_words.is_some_and(|m| n < m) {
@@ -87,56 +106,55 @@ impl DocumentFilter for GopherQuality {
         if self.max_words.is_some_and(|m| n > m) {
             return fail("too_many_words");
         }
-        let chars: usize = ws.iter().map(|w| w.chars().count()).sum();
-        let mean = if n == 0 { 0.0 } else { chars as f64 / n as f64 };
-        if self.min_mean_word_length.is_some_and(|m| mean < m) {
-            return fail("short_mean_word_length");
-        }
-        if self.max_mean_word_length.is_some_and(|m| mean > m) {
-            return fail("long_mean_word_length");
+        if n > 0 {
+            let chars: usize = ws.iter().map(|w| w.chars().count()).sum();
+            let mean = chars as f64 / n as f64;
+            if self.min_mean_word_length.is_some_and(|m| mean < m) {
+                return fail("short_mean_word_length");
+            }
+            if self.max_mean_word_length.is_some_and(|m| mean > m) {
+                return fail("long_mean_word_length");
+            }
         }
         if let Some(max) = self.max_symbol_word_ratio {
-            let symbols =
-                text.matches('#').count() + text.matches("...").count() + text.matches('…').count();
-            if n == 0 || symbols as f64 / n as f64 > max {
-                return fail("high_symbol_ratio");
+            if ratio(text.matches('#').count(), n_tokens) > max {
+                return fail("high_hash_ratio");
+            }
+            let ellipses = text.matches("...").count() + text.matches('…').count();
+            if ratio(ellipses, n_tokens) > max {
+                return fail("high_ellipsis_ratio");
             }
         }
-        let ls: Vec<&str> = lines(text).collect();
-        if !ls.is_empty() {
-            let frac = |count: usize| count as f64 / ls.len() as f64;
-            if let Some(max) = self.max_bullet_lines_ratio {
-                let bullets = ls.iter().filter(|l| l.starts_with(BULLETS)).count();
-                if frac(bullets) > max {
-                    return fail("many_bullet_lines");
-                }
+        let ls: Vec<&str> = text.lines().collect();
+        if let Some(max) = self.max_bullet_lines_ratio {
+            let bullets = ls
+                .iter()
+                .filter(|l| l.trim_start().starts_with(self.bullets.as_slice()))
+                .count();
+            if ratio(bullets, ls.len()) > max {
+                return fail("many_bullet_lines");
             }
-            if let Some(max) = self.max_ellipsis_lines_ratio {
-                if frac(ls.iter().filter(|l| ends_with_ellipsis(l)).count()) > max {
-                    return fail("many_ellipsis_lines");
-                }
+        }
+        if let Some(max) = self.max_ellipsis_lines_ratio {
+            let ending = ls.iter().filter(|l| ends_with_ellipsis(l)).count();
+            if ratio(ending, ls.len()) > max {
+                return fail("many_ellipsis_lines");
             }
         }
         if let Some(min) = self.min_alpha_words_ratio {
-            let tokens = text.split_whitespace().count();
-            let alpha = text
-                .split_whitespace()
+            let alpha = tokens
+                .iter()
                 .filter(|t| t.chars().any(char::is_alphabetic))
                 .count();
-            if tokens == 0 || (alpha as f64 / tokens as f64) < min {
+            if n_tokens > 0 && ratio(alpha, n_tokens) < min {
                 return fail("few_alpha_words");
             }
         }
         if let Some(min) = self.min_stop_words {
-            let mut found: Vec<&str> = ws
+            let mut found: Vec<&str> = tokens
                 .iter()
                 .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
-                .filter_map(|w| {
-                    self.stop_words
-                        .iter()
-                        .find(|s| s.eq_ignore_ascii_case(w))
-                        .map(String::as_str)
-                })
+                .filter(|w| self.stop_words.iter().any(|s| s == w))
                 .collect();
             found.sort_unstable();
             found.dedup();
@@ -148,8 +166,9 @@ impl DocumentFilter for GopherQuality {
     }
 }
 
-/// Gopher repetition rules: duplicated lines and paragraphs, the most frequent n-grams and
-/// the share of text inside duplicated n-grams.
+/// Gopher repetition rules (as datatrove's `GopherRepetitionFilter` computes them): repeated
+/// lines and paragraphs, the most frequent word n-grams and the text inside repeated n-grams.
+/// Every character fraction is over the whole text's characters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GopherRepetition {
@@ -157,13 +176,16 @@ pub struct GopherRepetition {
     pub max_dup_line_frac: Option<f64>,
     /// Highest fraction of paragraphs that repeat an earlier paragraph.
     pub max_dup_para_frac: Option<f64>,
-    /// Highest fraction of line characters inside repeated lines.
+    /// Highest fraction of the text's characters inside lines that repeat an earlier line.
     pub max_dup_line_char_frac: Option<f64>,
-    /// Highest fraction of paragraph characters inside repeated paragraphs.
+    /// Highest fraction of the text's characters inside repeating paragraphs.
     pub max_dup_para_char_frac: Option<f64>,
-    /// `[n, max]` pairs: highest share of word characters covered by the most frequent n-gram.
+    /// `[n, max]` pairs: highest fraction of the text's characters in the occurrences of the
+    /// most frequent n-gram (its words joined by single spaces, times its count).
     pub top_ngram_max_frac: Vec<(usize, f64)>,
-    /// `[n, max]` pairs: highest share of word characters covered by n-grams seen twice or more.
+    /// `[n, max]` pairs: highest fraction of the text's characters in repeated n-grams: words
+    /// are scanned left to right, an n-gram seen before counts its characters (spaces
+    /// excluded) and the scan jumps past it; first occurrences do not count.
     pub dup_ngram_max_frac: Vec<(usize, f64)>,
 }
 
@@ -187,88 +209,103 @@ impl Default for GopherRepetition {
     }
 }
 
-/// (fraction of items repeating an earlier item, fraction of characters in those repeats).
-pub fn duplicate_fractions(items: &[&str]) -> (f64, f64) {
-    if items.is_empty() {
-        return (0.0, 0.0);
-    }
+/// (items repeating an earlier item, characters in those repeats).
+pub fn duplicates(items: &[&str]) -> (usize, usize) {
     let mut seen = std::collections::HashSet::with_capacity(items.len());
-    let (mut dup, mut dup_chars, mut chars) = (0usize, 0usize, 0usize);
+    let (mut dup, mut dup_chars) = (0usize, 0usize);
     for item in items {
-        let c = item.chars().count();
-        chars += c;
         if !seen.insert(*item) {
             dup += 1;
-            dup_chars += c;
+            dup_chars += item.chars().count();
         }
     }
-    (
-        dup as f64 / items.len() as f64,
-        if chars == 0 {
-            0.0
-        } else {
-            dup_chars as f64 / chars as f64
-        },
-    )
+    (dup, dup_chars)
 }
 
-/// Share of word characters in the most frequent word n-gram (0 if no n-gram repeats).
-/// Occurrences may overlap; each occurrence counts the n-gram's characters once.
-pub fn top_ngram_char_frac(
-    word_chars: &[usize],
-    ngrams: &HashMap<&[&str], Vec<usize>>,
-    n: usize,
-) -> f64 {
-    let total: usize = word_chars.iter().sum();
-    // Most frequent n-gram; ties go to the one occurring first, for determinism.
-    let best = ngrams
-        .values()
-        .filter(|at| at.len() > 1)
-        .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| b[0].cmp(&a[0])));
-    match best {
-        Some(at) if total > 0 => {
-            let chars: usize = word_chars[at[0]..at[0] + n].iter().sum();
-            (at.len() * chars) as f64 / total as f64
-        }
-        _ => 0.0,
-    }
-}
-
-/// Share of word characters covered (each character once) by n-grams occurring twice or more.
-pub fn dup_ngram_char_frac(
-    word_chars: &[usize],
-    ngrams: &HashMap<&[&str], Vec<usize>>,
-    n: usize,
-) -> f64 {
-    let total: usize = word_chars.iter().sum();
-    if total == 0 {
-        return 0.0;
-    }
-    let mut covered = vec![false; word_chars.len()];
-    for at in ngrams.values().filter(|at| at.len() > 1) {
-        for &s in at {
-            covered[s..s + n].iter_mut().for_each(|c| *c = true);
-        }
-    }
-    let dup: usize = covered
-        .iter()
-        .zip(word_chars)
-        .filter(|(c, _)| **c)
-        .map(|(_, w)| w)
-        .sum();
-    dup as f64 / total as f64
-}
-
-/// Positions of every word n-gram, keyed by the n-gram.
-pub fn ngram_positions<'a, 'w>(ws: &'a [&'w str], n: usize) -> HashMap<&'a [&'w str], Vec<usize>> {
-    let mut map: HashMap<&[&str], Vec<usize>> = HashMap::new();
+/// Characters in the occurrences of the most frequent word n-gram (its words joined by single
+/// spaces, times its count; overlapping occurrences count; ties go to the first to occur).
+pub fn top_ngram_chars(ws: &[&str], n: usize) -> usize {
     if n == 0 || ws.len() < n {
-        return map;
+        return 0;
     }
+    let mut counts: HashMap<&[&str], (usize, usize)> = HashMap::new();
     for (i, g) in ws.windows(n).enumerate() {
-        map.entry(g).or_default().push(i);
+        counts.entry(g).or_insert((0, i)).0 += 1;
     }
-    map
+    let (gram, (count, _)) = counts
+        .iter()
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.1 .1.cmp(&a.1 .1)))
+        .expect("at least one n-gram");
+    let chars: usize = gram.iter().map(|w| w.chars().count()).sum::<usize>() + n - 1;
+    chars * count
+}
+
+/// Characters (spaces excluded) of repeated word n-grams, scanning left to right: an n-gram
+/// seen before adds its characters and the scan jumps past it; a new one is remembered and
+/// the scan moves one word.
+pub fn repeated_ngram_chars(ws: &[&str], n: usize) -> usize {
+    if n == 0 || ws.len() < n {
+        return 0;
+    }
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let (mut chars, mut i) = (0usize, 0usize);
+    while i + n <= ws.len() {
+        let gram: String = ws[i..i + n].concat();
+        if seen.contains(&gram) {
+            chars += gram.chars().count();
+            i += n;
+        } else {
+            seen.insert(gram);
+            i += 1;
+        }
+    }
+    chars
+}
+
+/// Paragraphs as datatrove splits them: the trimmed text cut at runs of two or more `\n`.
+fn paragraph_split(text: &str) -> Vec<&str> {
+    let t = text.trim();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = t.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            let run_start = i;
+            while i < bytes.len() && bytes[i] == b'\n' {
+                i += 1;
+            }
+            if i - run_start >= 2 {
+                out.push(&t[start..run_start]);
+                start = i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&t[start..]);
+    out
+}
+
+/// Lines as datatrove splits them: the text cut at runs of `\n` (untrimmed).
+fn line_split(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            out.push(&text[start..i]);
+            while i < bytes.len() && bytes[i] == b'\n' {
+                i += 1;
+            }
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 impl DocumentFilter for GopherRepetition {
@@ -277,43 +314,47 @@ impl DocumentFilter for GopherRepetition {
     }
 
     fn check(&self, text: &str) -> Option<String> {
-        let ls: Vec<&str> = lines(text).collect();
-        let (line_frac, line_char_frac) = duplicate_fractions(&ls);
-        if self.max_dup_line_frac.is_some_and(|m| line_frac > m) {
-            return Some("dup_line_frac".into());
+        let text_chars = text.chars().count();
+        if text_chars == 0 {
+            return None;
         }
+        let frac = |chars: usize| chars as f64 / text_chars as f64;
+        let ps = paragraph_split(text);
+        let (dup_paras, para_chars) = duplicates(&ps);
         if self
-            .max_dup_line_char_frac
-            .is_some_and(|m| line_char_frac > m)
+            .max_dup_para_frac
+            .is_some_and(|m| ratio(dup_paras, ps.len()) > m)
         {
-            return Some("dup_line_char_frac".into());
-        }
-        let ps = paragraphs(text);
-        let (para_frac, para_char_frac) = duplicate_fractions(&ps);
-        if self.max_dup_para_frac.is_some_and(|m| para_frac > m) {
             return Some("dup_para_frac".into());
         }
         if self
             .max_dup_para_char_frac
-            .is_some_and(|m| para_char_frac > m)
+            .is_some_and(|m| frac(para_chars) > m)
         {
             return Some("dup_para_char_frac".into());
         }
-        if self.top_ngram_max_frac.is_empty() && self.dup_ngram_max_frac.is_empty() {
-            return None;
+        let ls = line_split(text);
+        let (dup_lines, line_chars) = duplicates(&ls);
+        if self
+            .max_dup_line_frac
+            .is_some_and(|m| ratio(dup_lines, ls.len()) > m)
+        {
+            return Some("dup_line_frac".into());
         }
-        let lowered = text.to_lowercase();
-        let ws: Vec<&str> = words(&lowered).collect();
-        let word_chars: Vec<usize> = ws.iter().map(|w| w.chars().count()).collect();
+        if self
+            .max_dup_line_char_frac
+            .is_some_and(|m| frac(line_chars) > m)
+        {
+            return Some("dup_line_char_frac".into());
+        }
+        let ws: Vec<&str> = text.split_whitespace().collect();
         for &(n, max) in &self.top_ngram_max_frac {
-            let grams = ngram_positions(&ws, n);
-            if top_ngram_char_frac(&word_chars, &grams, n) > max {
+            if frac(top_ngram_chars(&ws, n)) > max {
                 return Some(format!("top_{n}gram"));
             }
         }
         for &(n, max) in &self.dup_ngram_max_frac {
-            let grams = ngram_positions(&ws, n);
-            if dup_ngram_char_frac(&word_chars, &grams, n) > max {
+            if frac(repeated_ngram_chars(&ws, n)) > max {
                 return Some(format!("dup_{n}gram"));
             }
         }
@@ -325,106 +366,227 @@ impl DocumentFilter for GopherRepetition {
 mod tests {
     use super::*;
 
-    fn prose(n: usize) -> String {
-        // Distinct words so no n-gram repeats; includes stop words.
-        let mut s = String::from("the cat and the dog went to sleep with a hat of wool. ");
-        for i in 0..n {
-            s.push_str(&format!("word{i:04} "));
-        }
-        s
+    /// `n` distinct 5-letter words with two stop words among them, one line: passes every
+    /// quality and repetition rule.
+    fn prose(n: usize) -> Vec<String> {
+        let mut w: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
+        w[0] = "the".into();
+        w[1] = "with".into();
+        w
+    }
+
+    fn join(w: &[String]) -> String {
+        w.join(" ")
     }
 
     #[test]
     fn clean_prose_passes_both_rule_sets() {
-        let t = prose(60);
+        let t = join(&prose(60));
         assert_eq!(GopherQuality::default().check(&t), None);
         assert_eq!(GopherRepetition::default().check(&t), None);
     }
 
     #[test]
-    fn quality_rules_fire_at_their_thresholds() {
+    fn every_quality_rule_passes_at_its_threshold_and_fails_just_past_it() {
         let q = GopherQuality::default();
-        // 49 words < 50.
-        let t49 = (0..49)
-            .map(|i| format!("the{i}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert_eq!(q.check(&t49).as_deref(), Some("too_few_words"));
-        // Mean word length: "ab" x 60 = 2.0 < 3.
-        let short = vec!["ab"; 60].join(" ");
-        assert_eq!(q.check(&short).as_deref(), Some("short_mean_word_length"));
-        // Symbol ratio: 60 words of length 5 plus 7 '#' tokens -> 7/60 = 0.117 > 0.1.
-        let mut sym = prose(50);
-        sym.push_str(" # # # # # # #");
-        assert_eq!(q.check(&sym).as_deref(), Some("high_symbol_ratio"));
-        // Stop words: only "the" present (1 < 2).
-        let few = format!(
-            "the {}",
-            (0..60)
-                .map(|i| format!("wordy{i}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+        let check = |t: &str| q.check(t);
+        // Words: 50 pass, 49 fail (symbol tokens do not count).
+        assert_eq!(check(&join(&prose(50))), None);
+        let mut w = prose(49);
+        w.push("--".into());
+        assert_eq!(check(&join(&w)).as_deref(), Some("too_few_words"));
+        let big = GopherQuality {
+            max_words: Some(60),
+            ..q.clone()
+        };
+        assert_eq!(big.check(&join(&prose(60))), None);
+        assert_eq!(
+            big.check(&join(&prose(61))).as_deref(),
+            Some("too_many_words")
         );
-        assert_eq!(q.check(&few).as_deref(), Some("few_stop_words"));
-        // Alphabetic words: 60 words, 20 numeric tokens -> alpha 60/80 = 0.75 < 0.8.
-        let mut nums = prose(47);
-        for i in 0..20 {
-            nums.push_str(&format!(" {}", 1000 + i));
+        // Mean length over 50 words: "the" + "with" (7 chars), 23 five-letter words (115),
+        // 22 one-letter and 3 two-letter words (28): 150 / 50 = 3.0 passes; one two-letter
+        // word made one letter gives 2.98 and fails.
+        let mut w = prose(25);
+        w.extend((0..22).map(|i| char::from(b'a' + i as u8).to_string()));
+        w.extend(["xa", "xb", "xc"].map(String::from));
+        assert_eq!(check(&join(&w)), None);
+        w[49] = "z".into();
+        assert_eq!(check(&join(&w)).as_deref(), Some("short_mean_word_length"));
+        // `#` ratio over all tokens: 100 tokens with 10 '#' pass (0.1), 11 fail. The '#' are
+        // glued to words so the word count stays.
+        let hashes = |k: usize| {
+            let mut w = prose(100);
+            for x in w.iter_mut().skip(2).take(k) {
+                x.push('#');
+            }
+            join(&w)
+        };
+        assert_eq!(check(&hashes(10)), None);
+        assert_eq!(check(&hashes(11)).as_deref(), Some("high_hash_ratio"));
+        // Ellipses counted on their own (not summed with '#'): 10 '#' and 10 '...' pass.
+        let mut w = prose(100);
+        for x in w.iter_mut().skip(2).take(10) {
+            x.push('#');
         }
-        assert_eq!(q.check(&nums).as_deref(), Some("few_alpha_words"));
-        // Bullets: 10 of 10 lines start with "-" -> 1.0 > 0.9.
-        let bullets = (0..10)
-            .map(|i| format!("- the item and to of {i} thing here"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(q.check(&bullets).as_deref(), Some("many_bullet_lines"));
-        // Disabled rules never fire.
-        let off = GopherQuality {
+        for x in w.iter_mut().skip(20).take(10) {
+            x.push_str("...");
+        }
+        assert_eq!(check(&join(&w)), None);
+        w[40].push('…');
+        assert_eq!(check(&join(&w)).as_deref(), Some("high_ellipsis_ratio"));
+        // Bullet lines: 9 of 10 lines start with a bullet (0.9) pass, 10 of 10 fail; `*` is
+        // not a bullet.
+        let lines = |bullets: usize, mark: &str| {
+            (0..10)
+                .map(|i| {
+                    let body = join(&prose(10)[..]).replace("w0", &format!("x{i}"));
+                    if i < bullets {
+                        format!("  {mark} {body}")
+                    } else {
+                        body
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(check(&lines(9, "-")), None);
+        assert_eq!(check(&lines(10, "•")).as_deref(), Some("many_bullet_lines"));
+        assert_eq!(check(&lines(10, "*")), None);
+        // Ellipsis lines: 3 of 10 (0.3) pass, 4 fail (trailing spaces ignored).
+        let ellipsis_lines = |k: usize| {
+            (0..10)
+                .map(|i| {
+                    let body = join(&prose(10)).replace("w0", &format!("y{i}"));
+                    if i < k {
+                        format!("{body}…  ")
+                    } else {
+                        body
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(check(&ellipsis_lines(3)), None);
+        assert_eq!(
+            check(&ellipsis_lines(4)).as_deref(),
+            Some("many_ellipsis_lines")
+        );
+        // Alphabetic tokens: 80 of 100 (0.8) pass, 79 fail.
+        let numeric = |k: usize| {
+            let mut w = prose(100);
+            for (j, x) in w.iter_mut().skip(100 - k).enumerate() {
+                *x = format!("{}", 10_000 + j);
+            }
+            join(&w)
+        };
+        assert_eq!(check(&numeric(20)), None);
+        assert_eq!(check(&numeric(21)).as_deref(), Some("few_alpha_words"));
+        // Stop words: two distinct pass; one fails; "The" (capitalised) is not "the".
+        let mut w = prose(60);
+        assert_eq!(check(&join(&w)), None);
+        w[1] = "w9999".into();
+        assert_eq!(check(&join(&w)).as_deref(), Some("few_stop_words"));
+        w[1] = "The".into();
+        assert_eq!(check(&join(&w)).as_deref(), Some("few_stop_words"));
+        w[1] = "(with),".into();
+        assert_eq!(check(&join(&w)), None);
+    }
+
+    #[test]
+    fn ratio_rules_do_not_fail_a_wordless_document() {
+        // With the length rule off, a text of symbols passes the ratio rules (no words to
+        // divide by) instead of failing them whatever the threshold.
+        let q = GopherQuality {
             min_words: None,
-            min_mean_word_length: None,
             min_stop_words: None,
-            ..q
+            ..GopherQuality::default()
         };
-        assert_eq!(off.check(&short), None);
-    }
-
-    #[test]
-    fn duplicate_fractions_by_hand() {
-        // a, b, a, a: 2 of 4 repeat; chars 1+2+1+1... use distinct lengths.
-        let (f, c) = duplicate_fractions(&["aaa", "b", "aaa", "aaa"]);
-        assert_eq!(f, 0.5);
-        assert_eq!(c, 6.0 / 10.0);
-        assert_eq!(duplicate_fractions(&[]), (0.0, 0.0));
-    }
-
-    #[test]
-    fn ngram_fractions_by_hand() {
-        // words: x y x y z  (chars 1 each, total 5)
-        let ws = ["x", "y", "x", "y", "z"];
-        let chars = [1, 1, 1, 1, 1];
-        let g2 = ngram_positions(&ws, 2);
-        // "x y" occurs twice: 2 * 2 chars / 5.
-        assert_eq!(top_ngram_char_frac(&chars, &g2, 2), 0.8);
-        // coverage of repeated bigrams: positions 0..2 and 2..4 -> words 0..4 -> 4/5.
-        assert_eq!(dup_ngram_char_frac(&chars, &g2, 2), 0.8);
-        let g3 = ngram_positions(&ws, 3);
-        assert_eq!(dup_ngram_char_frac(&chars, &g3, 3), 0.0);
-        assert_eq!(top_ngram_char_frac(&chars, &g3, 3), 0.0);
-    }
-
-    #[test]
-    fn repetition_rules_catch_repeated_lines_and_boilerplate() {
+        assert_eq!(q.check(""), None);
         let r = GopherRepetition::default();
-        let lines = "click here to subscribe\n".repeat(5) + "a real line of text about cats";
-        assert_eq!(r.check(&lines).as_deref(), Some("dup_line_frac"));
-        let spam = "buy cheap pills now ".repeat(30);
-        let only_ngrams = GopherRepetition {
-            max_dup_line_frac: None,
-            max_dup_line_char_frac: None,
-            max_dup_para_frac: None,
-            max_dup_para_char_frac: None,
-            ..r
+        assert_eq!(r.check(""), None);
+    }
+
+    #[test]
+    fn repetition_counts_by_hand() {
+        assert_eq!(duplicates(&["aaa", "b", "aaa", "aaa"]), (2, 6));
+        // Words x y x y z: "x y" occurs twice -> 2 * len("x y") = 6.
+        let ws = ["x", "y", "x", "y", "z"];
+        assert_eq!(top_ngram_chars(&ws, 2), 6);
+        // A top n-gram seen once still counts its characters once.
+        assert_eq!(top_ngram_chars(&ws, 3), 5);
+        // Scan: xy (new), yx (new), xy (seen: +2, jump to z) -> 2.
+        assert_eq!(repeated_ngram_chars(&ws, 2), 2);
+        assert_eq!(repeated_ngram_chars(&ws, 3), 0);
+        assert_eq!(repeated_ngram_chars(&["a", "a", "a", "a"], 1), 3);
+        assert_eq!(line_split("a\n\nb\n"), ["a", "b", ""]);
+        assert_eq!(paragraph_split("\n a\nb\n\n\nc \n"), ["a\nb", "c"]);
+    }
+
+    #[test]
+    fn every_repetition_rule_passes_at_its_threshold_and_fails_just_past_it() {
+        let only = |f: fn(&mut GopherRepetition)| {
+            let mut r = GopherRepetition {
+                max_dup_line_frac: None,
+                max_dup_para_frac: None,
+                max_dup_line_char_frac: None,
+                max_dup_para_char_frac: None,
+                top_ngram_max_frac: Vec::new(),
+                dup_ngram_max_frac: Vec::new(),
+            };
+            f(&mut r);
+            r
         };
-        assert_eq!(only_ngrams.check(&spam).as_deref(), Some("top_2gram"));
+        // Lines: 10 lines, 3 repeats (0.3) pass, 4 fail.
+        let r = only(|r| r.max_dup_line_frac = Some(0.3));
+        let text = |dups: usize| {
+            (0..10)
+                .map(|i| {
+                    if i < dups {
+                        "same".to_string()
+                    } else {
+                        format!("line{i}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // `dups` copies of "same" make dups - 1 repeats.
+        assert_eq!(r.check(&text(4)), None);
+        assert_eq!(r.check(&text(5)).as_deref(), Some("dup_line_frac"));
+        // Line characters over the whole text: 10 chars of repeats in a 50-char text (0.2).
+        let r = only(|r| r.max_dup_line_char_frac = Some(0.2));
+        let t = format!("abcdefghij\nabcdefghij\n{}", "k".repeat(28));
+        assert_eq!(t.chars().count(), 50);
+        assert_eq!(r.check(&t), None);
+        let t = format!("abcdefghij\nabcdefghij\n{}", "k".repeat(27));
+        assert_eq!(r.check(&t).as_deref(), Some("dup_line_char_frac"));
+        // Paragraphs: the same with blank lines between.
+        let r = only(|r| r.max_dup_para_frac = Some(0.3));
+        let paras = |dups: usize| text(dups).replace('\n', "\n\n");
+        assert_eq!(r.check(&paras(4)), None);
+        assert_eq!(r.check(&paras(5)).as_deref(), Some("dup_para_frac"));
+        // Top 2-gram: "ab cd" (5 chars) x 4 = 20 of 100 chars (0.2) passes; with one filler
+        // character fewer (20 of 99) it fails.
+        let r = only(|r| r.top_ngram_max_frac = vec![(2, 0.2)]);
+        let top = |filler: usize| {
+            let mut t = "ab cd ab cd ab cd ab cd".to_string(); // 23 chars, "ab cd" 4 times
+            for i in 0..8 {
+                t.push_str(&format!(" q{i}"));
+            }
+            t.push(' ');
+            t.push_str(&"z".repeat(filler));
+            t
+        };
+        assert_eq!(top(52).chars().count(), 100);
+        assert_eq!(r.check(&top(52)), None);
+        assert_eq!(r.check(&top(51)).as_deref(), Some("top_2gram"));
+        // Repeated 5-grams: "a b c d e" twice: the second occurrence counts 5 characters.
+        let r = only(|r| r.dup_ngram_max_frac = vec![(5, 0.15)]);
+        let rep = |filler: usize| format!("a b c d e a b c d e {}", "y".repeat(filler));
+        // 20 chars + filler; threshold 0.15: 5/33.3 -> filler 14 gives 5/34 = 0.147 (pass),
+        // filler 13 gives 5/33 = 0.1515 (fail).
+        assert_eq!(r.check(&rep(14)), None);
+        assert_eq!(r.check(&rep(13)).as_deref(), Some("dup_5gram"));
     }
 }

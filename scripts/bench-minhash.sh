@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# MinHash near-duplicate removal: gleaner's minhash_dedup stage vs datatrove 0.10.1's MinHash
+# pipeline (signatures, buckets, clusters, filter), same settings (5-word shingles, 14 bands of
+# 8), same corpus, 2 threads / 2 workers, runs alternating; then precision and recall of what
+# each removed against exact Jaccard >= 0.75 (scripts/bench_minhash.py score).
+#
+# The corpus: the quickstart's documents plus BENCH_COPIES rounds of planted near-duplicates
+# (each document of 50+ words copied with 1-40% of its words replaced and its lines re-wrapped).
+#
+# Usage: scripts/bench-minhash.sh [WORK_DIR]   (default .assets/bench-minhash)
+# Env:   BENCH_COPIES (default 10), BENCH_REPEAT (runs per tool, default 5), BENCH_PYTHON
+#        (use this interpreter instead of a fresh venv)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+work=${1:-$root/.assets/bench-minhash}
+copies=${BENCH_COPIES:-10}
+repeat=${BENCH_REPEAT:-5}
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+if [ -n "${BENCH_PYTHON:-}" ]; then
+  py=$BENCH_PYTHON   # an interpreter that already has the packages below
+else
+  [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q pyarrow==26.0.1 "datatrove[processing]==0.10.1" "xxhash<4" spacy tokenizers
+  py=$work/venv/bin/python
+fi
+corpus=$work/corpus-$copies
+[ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_minhash.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
+(cd "$root" && cargo build --release -q -p gleaner)
+gleaner=$root/target/release/gleaner
+
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
+cat > "$work/gleaner.toml" <<TOML
+[input]
+paths = ["$corpus"]
+[output]
+dir = "$work/out-gleaner"
+overwrite = true
+write_removed = true
+[run]
+seed = 1
+threads = 2
+[[stages]]
+type = "minhash_dedup"
+TOML
+
+cat "$corpus"/*.parquet > /dev/null
+results=$work/results.tsv
+: > "$results"
+run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb"
+  local name=$1; shift
+  /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { tail -20 "$work/last.log"; exit 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
+  printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" | tee -a "$results"
+}
+for i in $(seq "$repeat"); do
+  run_once gleaner "$gleaner" --quiet run --config "$work/gleaner.toml"
+  rm -rf "$work/dt"
+  run_once datatrove "$py" "$here/bench_minhash.py" datatrove "$corpus" "$work/dt"
+done
+"$py" - "$results" <<'PY'
+import sys, statistics, collections
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, wall, rss = line.split()
+    runs[name].append((float(wall), int(rss)))
+med = {}
+for name, r in runs.items():
+    walls = [w for w, _ in r]
+    med[name] = statistics.median(walls)
+    print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
+print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
+PY
+"$py" -c "
+import glob, pyarrow.parquet as pq
+ids = [i for f in glob.glob('$work/out-gleaner/removed/near_duplicate/*.parquet') for i in pq.read_table(f, columns=['id']).column('id').to_pylist()]
+open('$work/gleaner-removed.txt', 'w').write('\n'.join(ids) + '\n')"
+"$py" "$here/bench_minhash.py" score "$corpus" gleaner="$work/gleaner-removed.txt" datatrove="$work/dt/removed.txt"
