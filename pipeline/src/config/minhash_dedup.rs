@@ -1,6 +1,6 @@
 //! Settings of the `minhash_dedup` stage.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 /// Near-duplicate removal with MinHash and LSH bands (defaults: the FineWeb recipe, 5-word
@@ -51,9 +51,7 @@ impl MinhashDedupConfig {
             ("bands", self.bands),
             ("rows_per_band", self.rows_per_band),
         ] {
-            if v == 0 {
-                bail!("at key `{key}.{name}`: must be at least 1");
-            }
+            super::positive(key, name, v)?;
         }
         Ok(())
     }

@@ -198,7 +198,7 @@ mod tests {
     //! real scan makes), no files and no binary.
     use super::*;
     use crate::stages::columns::Columns;
-    use crate::stages::scanned::{Survivor, VectorBuf};
+    use crate::stages::scanned::Survivor;
 
     /// One synthetic document: id, source, text, an input score, an embedding.
     struct Doc {
@@ -230,28 +230,8 @@ mod tests {
     /// The scan of one unit whose every row survived the map stages.
     fn scan(plan: &Plan, docs: &[Doc]) -> UnitScan {
         let mut sources: Vec<String> = Vec::new();
-        let mut scan = UnitScan {
-            fates: Vec::new(),
-            reasons: Vec::new(),
-            survivors: Vec::new(),
-            row_sources: Vec::new(),
-            source_names: Vec::new(),
-            examples: Vec::new(),
-            warnings: Vec::new(),
-            embeddings: VectorBuf {
-                data: Vec::new(),
-                dim: 2,
-            },
-            trajectories: VectorBuf::default(),
-            columns: Vec::new(),
-            stage_docs: vec![Vec::new(); plan.pool_stages.len()],
-            stage_units: plan
-                .pool_stages
-                .iter()
-                .map(|(_, s)| vec![0; s.unit_totals_len()])
-                .collect(),
-            distribution_values: Vec::new(),
-        };
+        let mut scan = UnitScan::empty(plan, 0);
+        scan.embeddings.dim = 2;
         for (row, d) in docs.iter().enumerate() {
             let k = match sources.iter().position(|s| s == d.source) {
                 Some(k) => k,

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::features::{FeatureStage, UnitFeatures};
 use crate::stages::columns::Columns;
 use crate::stages::pool::MAX_EXAMPLES;
-use crate::stages::scanned::{Fate, Survivor, UnitScan, VectorBuf, INPUT_SLOT, NO_SOURCE};
+use crate::stages::scanned::{Fate, Survivor, UnitScan, INPUT_SLOT, NO_SOURCE};
 use crate::stages::{Plan, Trajectories};
 use anyhow::Result;
 use gleaner_storage::reader::CorpusReader;
@@ -63,25 +63,7 @@ pub fn scan_unit(
     features: &[FeatureStage],
     config: &Config,
 ) -> Result<UnitScan> {
-    let mut scan = UnitScan {
-        fates: Vec::new(),
-        reasons: Vec::new(),
-        survivors: Vec::new(),
-        row_sources: Vec::new(),
-        source_names: Vec::new(),
-        examples: Vec::new(),
-        warnings: Vec::new(),
-        embeddings: VectorBuf::default(),
-        trajectories: VectorBuf::default(),
-        columns: Vec::new(),
-        stage_docs: vec![Vec::new(); plan.pool_stages.len()],
-        stage_units: plan
-            .pool_stages
-            .iter()
-            .map(|(_, s)| vec![0; s.unit_totals_len()])
-            .collect(),
-        distribution_values: vec![Vec::new(); cols.distributions.len()],
-    };
+    let mut scan = UnitScan::empty(plan, cols.distributions.len());
     let needs = &plan.needs;
     let mut reason_index: HashMap<(usize, String), u32> = HashMap::new();
     let mut source_index: HashMap<String, u32> = HashMap::new();

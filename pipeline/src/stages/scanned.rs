@@ -66,6 +66,30 @@ pub struct UnitScan {
 }
 
 impl UnitScan {
+    /// A scan with no rows yet, with room for `plan`'s pool stages and `distributions`
+    /// distribution columns.
+    pub fn empty(plan: &super::Plan, distributions: usize) -> Self {
+        UnitScan {
+            fates: Vec::new(),
+            reasons: Vec::new(),
+            survivors: Vec::new(),
+            row_sources: Vec::new(),
+            source_names: Vec::new(),
+            examples: Vec::new(),
+            warnings: Vec::new(),
+            embeddings: VectorBuf::default(),
+            trajectories: VectorBuf::default(),
+            columns: Vec::new(),
+            stage_docs: vec![Vec::new(); plan.pool_stages.len()],
+            stage_units: plan
+                .pool_stages
+                .iter()
+                .map(|(_, s)| vec![0; s.unit_totals_len()])
+                .collect(),
+            distribution_values: vec![Vec::new(); distributions],
+        }
+    }
+
     /// A compact exact encoding (floats keep every bit), for the map phase's marker files.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         Ok(postcard::to_stdvec(self)?)
