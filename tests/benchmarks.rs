@@ -128,7 +128,7 @@ fn source_share(selection: &std::path::Path, source: &str) -> f64 {
 }
 
 #[test]
-fn targeting_benchmark_dsir_enriches_the_target_source_and_random_does_not() {
+fn targeting_benchmark_dsir_and_the_classifier_enrich_the_target_source_and_random_does_not() {
     let pool = read_parquet(&repo().join("data/benchmarks/targeting/pool.parquet"));
     let sources = string_column(&pool, "source");
     let pool_share =
@@ -160,5 +160,10 @@ fn targeting_benchmark_dsir_enriches_the_target_source_and_random_does_not() {
     assert!(
         dsir > 5.0 * pool_share,
         "DSIR holds its target source at more than 5x its pool share: {dsir} vs {pool_share}"
+    );
+    let classifier = source_share(&out.join("ngram_classifier/selection.parquet"), "email_ham");
+    assert!(
+        classifier > 5.0 * pool_share,
+        "the n-gram classifier holds its target source at more than 5x its pool share: {classifier} vs {pool_share}"
     );
 }

@@ -205,6 +205,12 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.column
         ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::NgramClassifier(c) => format!(
+            "reduce: keep the {} the hashed {}-gram classifier (target {:?} versus the pool) scores highest",
+            c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),
+            c.ngrams,
+            c.target_paths
+        ),
         StageConfig::MinhashDedup(c) => format!(
             "reduce: MinHash near-duplicate removal ({}-word shingles, {} bands of {} rows){}",
             c.ngram,

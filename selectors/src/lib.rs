@@ -9,6 +9,7 @@ pub mod dsir;
 pub mod filters;
 pub mod kmeans;
 pub mod minhash;
+pub mod ngram_classifier;
 pub mod nn;
 pub mod overlap;
 pub mod quad;

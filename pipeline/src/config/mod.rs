@@ -5,6 +5,7 @@ pub mod ablation;
 pub mod decontaminate;
 pub mod evaluate;
 pub mod minhash_dedup;
+pub mod ngram_classifier;
 
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
@@ -286,6 +287,9 @@ pub enum StageConfig {
     /// Near-duplicate removal with MinHash signatures and LSH bands, also against an
     /// existing corpus.
     MinhashDedup(minhash_dedup::MinhashDedupConfig),
+    /// Keeps the documents a hashed n-gram linear classifier (target versus pool) scores
+    /// highest.
+    NgramClassifier(ngram_classifier::NgramClassifierConfig),
     /// Drops documents that copy evaluation documents (long shared word runs after
     /// normalisation).
     Decontaminate(decontaminate::DecontaminateConfig),
@@ -1021,6 +1025,11 @@ impl StageConfig {
                 paths: &c.target_paths,
                 text_column: &c.target_text_column,
             }],
+            StageConfig::NgramClassifier(c) => vec![AimedAt {
+                key: "target_paths",
+                paths: &c.target_paths,
+                text_column: &c.target_text_column,
+            }],
             StageConfig::Quad(c) => {
                 let mut v = vec![AimedAt {
                     key: "reference_paths",
@@ -1047,6 +1056,7 @@ impl StageConfig {
             StageConfig::GopherRepetition(_) => "gopher_repetition",
             StageConfig::Decontaminate(_) => "decontaminate",
             StageConfig::MinhashDedup(_) => "minhash_dedup",
+            StageConfig::NgramClassifier(_) => "ngram_classifier",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
@@ -1073,6 +1083,7 @@ impl StageConfig {
             StageConfig::Quad(c) => c.seed,
             StageConfig::LossTrajectory(c) => c.seed,
             StageConfig::MinhashDedup(c) => c.seed,
+            StageConfig::NgramClassifier(c) => c.seed,
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
             | StageConfig::ExactDedup(_)
@@ -1100,6 +1111,7 @@ impl StageConfig {
             | StageConfig::Semdedup(_) => 1,
             StageConfig::RandomSample(_)
             | StageConfig::Dsir(_)
+            | StageConfig::NgramClassifier(_)
             | StageConfig::ScoreSelect(_)
             | StageConfig::S2l(_)
             | StageConfig::Quad(_) => 2,
@@ -1375,6 +1387,7 @@ impl Config {
                 }
                 StageConfig::Decontaminate(c) => c.validate(&key)?,
                 StageConfig::MinhashDedup(c) => c.validate(&key)?,
+                StageConfig::NgramClassifier(c) => c.validate(&key)?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
                     (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
                     (Some(lo), Some(hi)) if lo > hi => {

@@ -16,6 +16,7 @@ pub mod decontaminate;
 pub mod dsir;
 pub mod exact_dedup;
 pub mod minhash_dedup;
+pub mod ngram_classifier;
 pub mod pool;
 pub mod quad;
 pub mod random_sample;
@@ -213,6 +214,10 @@ impl Plan {
                 StageConfig::Dsir(c) => {
                     pool_stages.push((slot, Box::new(dsir::DsirStage::new(c, seed))))
                 }
+                StageConfig::NgramClassifier(c) => pool_stages.push((
+                    slot,
+                    Box::new(ngram_classifier::NgramClassifierStage::new(c, seed)),
+                )),
                 StageConfig::RandomSample(c) => {
                     pool_stages.push((slot, Box::new(random_sample::build(c, seed))))
                 }
