@@ -39,6 +39,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("semdedup", "configs/semdedup.toml", &[]),
         case("decontaminate", "configs/decontaminate.toml", &[]),
         case("minhash_dedup", "configs/minhash_dedup.toml", &[]),
+        case("language_id", "configs/language_id.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

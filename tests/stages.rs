@@ -289,3 +289,80 @@ fn minhash_dedup_against_an_existing_corpus_drops_its_copies_and_caches_its_band
     assert_eq!(s["dropped_near_duplicate"], 8);
     assert_eq!(std::fs::read_dir(cache.join("minhash")).unwrap().count(), 1);
 }
+
+#[test]
+fn language_id_keeps_the_listed_languages_and_writes_code_and_score_columns() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float64Type;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let docs = [
+        ("en-1", "The committee will meet on Thursday to discuss the budget for the next year, and every member is expected to attend."),
+        ("de-1", "Der Ausschuss trifft sich am Donnerstag, um den Haushalt für das nächste Jahr zu besprechen, und jedes Mitglied wird erwartet."),
+        ("fr-1", "Le comité se réunira jeudi pour discuter du budget de l'année prochaine, et chaque membre est tenu d'y assister."),
+        ("en-2", "Please remember to water the plants while we are away on holiday, especially the tomatoes in the greenhouse."),
+        ("es-1", "El comité se reunirá el jueves para discutir el presupuesto del próximo año, y se espera que asistan todos los miembros."),
+    ];
+    write_corpus(&d.join("corpus.parquet"), &docs);
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"language_id\"\nlanguages = [\"eng\", \"deu\"]",
+    );
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "output.write_removed=true",
+    ]));
+    let out = d.join("out");
+    let shard = read_parquet(&out.join("selected/part-00000.parquet"));
+    assert_eq!(string_column(&shard, "id"), ["en-1", "de-1", "en-2"]);
+    assert_eq!(string_column(&shard, "lang"), ["eng", "deu", "eng"]);
+    let scores = shard[0]
+        .column_by_name("lang_score")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert!((0..scores.len()).all(|i| scores.value(i) > 0.5 && scores.value(i) <= 1.0));
+    let s = &stats(&out)[1];
+    assert_eq!(s["stage"], "language_id");
+    assert_eq!(
+        (
+            s["dropped_language_fra"].as_u64(),
+            s["dropped_language_spa"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // The removed shards carry the columns too.
+    let removed = read_parquet(&out.join("removed/language_fra/part-00000.parquet"));
+    assert_eq!(string_column(&removed, "lang"), ["fra"]);
+    // A code the models do not know, and an output column the input already has, are errors.
+    let bad = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"language_id\"\nlanguages = [\"english\"]",
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        bad.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("stages[0].languages[0]") && e.contains("english"),
+        "{e}"
+    );
+    let clash = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"language_id\"\ncolumn = \"source\"",
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        clash.to_str().unwrap(),
+    ]));
+    assert!(e.contains("stages[0]") && e.contains("`source`"), "{e}");
+}

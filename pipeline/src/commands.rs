@@ -222,6 +222,17 @@ fn describe_stage(stage: &StageConfig) -> String {
                 format!(", also against {:?}", c.against)
             }
         ),
+        StageConfig::LanguageId(c) => format!(
+            "map: language of the first {} characters into columns `{}`, `{}`; keep {}",
+            c.max_chars,
+            c.column,
+            c.score_column,
+            if c.languages.is_empty() {
+                "every language".to_string()
+            } else {
+                format!("{:?}", c.languages)
+            }
+        ),
         StageConfig::Decontaminate(c) => format!(
             "map: drop copies of the evaluation sets {:?} (normalised text or a shared {}-word run)",
             c.eval_sets.keys().collect::<Vec<_>>(),

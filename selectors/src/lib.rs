@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod dsir;
 pub mod filters;
 pub mod kmeans;
+pub mod language;
 pub mod minhash;
 pub mod ngram_classifier;
 pub mod nn;

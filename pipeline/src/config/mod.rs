@@ -4,6 +4,7 @@
 pub mod ablation;
 pub mod decontaminate;
 pub mod evaluate;
+pub mod language_id;
 pub mod minhash_dedup;
 pub mod ngram_classifier;
 
@@ -290,6 +291,8 @@ pub enum StageConfig {
     /// Keeps the documents a hashed n-gram linear classifier (target versus pool) scores
     /// highest.
     NgramClassifier(ngram_classifier::NgramClassifierConfig),
+    /// Identifies each document's language, writes it as columns, keeps listed languages.
+    LanguageId(language_id::LanguageIdConfig),
     /// Drops documents that copy evaluation documents (long shared word runs after
     /// normalisation).
     Decontaminate(decontaminate::DecontaminateConfig),
@@ -1055,6 +1058,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_) => "gopher_quality",
             StageConfig::GopherRepetition(_) => "gopher_repetition",
             StageConfig::Decontaminate(_) => "decontaminate",
+            StageConfig::LanguageId(_) => "language_id",
             StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::NgramClassifier(_) => "ngram_classifier",
             StageConfig::ExactDedup(_) => "exact_dedup",
@@ -1088,6 +1092,7 @@ impl StageConfig {
             | StageConfig::GopherRepetition(_)
             | StageConfig::ExactDedup(_)
             | StageConfig::Decontaminate(_)
+            | StageConfig::LanguageId(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1101,6 +1106,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
             | StageConfig::Decontaminate(_)
+            | StageConfig::LanguageId(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1386,6 +1392,7 @@ impl Config {
                     validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
                 }
                 StageConfig::Decontaminate(c) => c.validate(&key)?,
+                StageConfig::LanguageId(c) => c.validate(&key)?,
                 StageConfig::MinhashDedup(c) => c.validate(&key)?,
                 StageConfig::NgramClassifier(c) => c.validate(&key)?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {

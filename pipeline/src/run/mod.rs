@@ -85,6 +85,17 @@ impl Prepared {
         let reader = open_corpus(config)?;
         let columns = crate::stages::columns::Columns::of(config);
         let stages = Plan::build(config, &columns)?;
+        for (slot, s) in &stages.doc_stages {
+            for f in s.output_fields() {
+                if reader.output_schema().field_with_name(f.name()).is_ok() {
+                    anyhow::bail!(
+                        "at key `stages[{}]`: the output column `{}` is already a column of the input; name another",
+                        slot - 1,
+                        f.name()
+                    );
+                }
+            }
+        }
         Ok(Self {
             columns: ScanColumns::new(&stages, &columns, config),
             plan: stages,

@@ -16,7 +16,7 @@ use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
     UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest};
 use gleaner_storage::reader::{CorpusReader, SkippedFile};
@@ -212,9 +212,23 @@ pub fn write_shards(
         ],
         ..Default::default()
     };
+    // The input's columns, then those the map stages add (language_id's).
+    let added = p.plan.output_fields();
+    let schema: SchemaRef = if added.is_empty() {
+        reader.output_schema().clone()
+    } else {
+        let mut fields: Vec<Field> = reader
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(added.iter().cloned());
+        Arc::new(Schema::new(fields))
+    };
     let mut selected_writer = ShardWriter::new(
         &out.join(layout::SELECTED_DIR),
-        reader.output_schema().clone(),
+        schema.clone(),
         shard_options.clone(),
     )?;
     let mut removed_writers: BTreeMap<u32, ShardWriter> = BTreeMap::new();
@@ -241,9 +255,25 @@ pub fn write_shards(
                 let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
                     let f = &fates[offset..offset + batch.len()];
                     offset += batch.len();
+                    let extra = if added.is_empty() {
+                        Vec::new()
+                    } else {
+                        p.plan.annotate(&batch)
+                    };
+                    let rows = |mask: &BooleanArray| -> Result<RecordBatch> {
+                        let base = batch.filtered_record(mask)?;
+                        if extra.is_empty() {
+                            return Ok(base);
+                        }
+                        let mut columns = base.columns().to_vec();
+                        for a in &extra {
+                            columns.push(arrow::compute::filter(a.as_ref(), mask)?);
+                        }
+                        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+                    };
                     let keep: BooleanArray = f.iter().map(|&x| Some(x == KEEP)).collect();
                     let kept = if keep.true_count() > 0 {
-                        Some(batch.filtered_record(&keep)?)
+                        Some(rows(&keep)?)
                     } else {
                         None
                     };
@@ -259,7 +289,7 @@ pub fn write_shards(
                         reasons.dedup();
                         for r in reasons {
                             let mask: BooleanArray = f.iter().map(|&x| Some(x == r)).collect();
-                            removed.push((r, batch.filtered_record(&mask)?));
+                            removed.push((r, rows(&mask)?));
                         }
                     }
                     Ok(WriteMsg {
@@ -286,7 +316,7 @@ pub fn write_shards(
                     std::collections::btree_map::Entry::Vacant(v) => v.insert(ShardWriter::new(
                         &out.join(layout::REMOVED_DIR)
                             .join(&reason_names[*reason as usize]),
-                        reader.output_schema().clone(),
+                        schema.clone(),
                         shard_options.clone(),
                     )?),
                 };

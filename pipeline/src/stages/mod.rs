@@ -15,6 +15,7 @@ pub mod columns;
 pub mod decontaminate;
 pub mod dsir;
 pub mod exact_dedup;
+pub mod language_id;
 pub mod minhash_dedup;
 pub mod ngram_classifier;
 pub mod pool;
@@ -31,6 +32,8 @@ use crate::clusters::ClusterSummary;
 use crate::config::{Config, StageConfig};
 use crate::quad_report::QuadReport;
 use anyhow::Result;
+use arrow::array::ArrayRef;
+use arrow::datatypes::Field;
 use columns::Columns;
 use gleaner_storage::reader::DocBatch;
 pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
@@ -39,6 +42,17 @@ pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
 pub trait DocStage: Send + Sync {
     /// `None` keeps document `i` of `batch` (whose text is `text`); `Some(reason)` drops it.
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String>;
+
+    /// Columns this stage adds to the written shards.
+    fn output_fields(&self) -> Vec<Field> {
+        Vec::new()
+    }
+
+    /// Their values for every row of `batch`, one array per field (computed in the write
+    /// phase, from the same text, so they need no room in the scan).
+    fn annotate(&self, _batch: &DocBatch) -> Vec<ArrayRef> {
+        Vec::new()
+    }
 }
 
 /// A per-document stage that only annotates (model stages: their columns are computed before
@@ -173,6 +187,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Columns the map stages add to the written shards.
+    pub fn output_fields(&self) -> Vec<Field> {
+        self.doc_stages
+            .iter()
+            .flat_map(|(_, s)| s.output_fields())
+            .collect()
+    }
+
+    /// Values of [`Plan::output_fields`] for every row of `batch`.
+    pub fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
+        self.doc_stages
+            .iter()
+            .flat_map(|(_, s)| s.annotate(batch))
+            .collect()
+    }
+
     /// The registry: one arm per stage type.
     pub fn build(config: &Config, columns: &Columns) -> Result<Self> {
         let mut names = vec!["input".to_string()];
@@ -190,6 +220,7 @@ impl Plan {
                 StageConfig::ScoreFilter(c) => {
                     doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
                 }
+                StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
                 StageConfig::Decontaminate(c) => doc(Box::new(decontaminate::Decontaminate::new(
                     c,
                     &format!("stages[{i}]"),
