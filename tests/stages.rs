@@ -292,7 +292,7 @@ fn minhash_dedup_against_an_existing_corpus_drops_its_copies_and_caches_its_band
 
 #[test]
 fn language_id_keeps_the_listed_languages_and_writes_code_and_score_columns() {
-    use arrow::array::{Array, AsArray};
+    use arrow::array::AsArray;
     use arrow::datatypes::Float64Type;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

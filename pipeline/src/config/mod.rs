@@ -868,7 +868,8 @@ pub struct SemdedupConfig {
     /// `easy` (nearest) or `random`.
     #[serde(default = "default_keep")]
     pub which_to_keep: gleaner_selectors::semdedup::Keep,
-    /// Clusters up to this size are compared exactly; larger ones through HNSW.
+    /// Clusters up to this size are compared exactly (all pairs, in tiles of bounded memory);
+    /// larger ones through HNSW (each member against its 32 nearest neighbours).
     #[serde(default = "default_exact_max_cluster")]
     pub exact_max_cluster: usize,
     /// Lloyd iterations run on a seeded sample of at most this many documents per cluster,
@@ -893,7 +894,7 @@ fn default_max_points_per_cluster() -> usize {
     256
 }
 fn default_exact_max_cluster() -> usize {
-    20_000
+    100_000
 }
 
 /// Size of a random sample: exactly one of `fraction`, `count`, `budget_words`.
