@@ -1821,6 +1821,43 @@ fn run_outputs(out: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The curation stages and the n-gram classifier in one pipeline (local and Slurm runs).
+const CURATION: &str = "[input]\npaths = [\"data/quickstart\"]\nsource_column = \"source\"\n[output]\ndir = \"unused\"\nwrite_removed = true\n[run]\nseed = 5\n\
+[[stages]]\ntype = \"language_id\"\nlanguages = [\"eng\"]\n\
+[[stages]]\ntype = \"decontaminate\"\n[stages.eval_sets]\nliterature = [\"data/targets/literature.parquet\"]\n\
+[[stages]]\ntype = \"exact_dedup\"\n[[stages]]\ntype = \"minhash_dedup\"\n\
+[[stages]]\ntype = \"ngram_classifier\"\ntarget_paths = [\"data/targets/humaneval-split/reference.parquet\"]\ncount = 500\n";
+
+#[test]
+fn slurm_runs_the_curation_stages_to_the_local_bytes() {
+    if !slurm_is_up() {
+        eprintln!("skipping: no Slurm cluster (scripts/slurm-local.sh up)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("curation.toml");
+    std::fs::write(&cfg, CURATION).unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let dir = format!("output.dir=\"{}\"", out.display());
+        let mut args = vec![
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            dir.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&gleaner(&args));
+        run_outputs(out)
+    };
+    let local = run(&tmp.path().join("local"), &[]);
+    let slurm = run(
+        &tmp.path().join("slurm"),
+        &["--executor", "slurm", "--wait", "slurm.workers=3"],
+    );
+    assert_eq!(slurm, local);
+}
+
 #[test]
 fn slurm_runs_the_quickstart_with_four_tasks_retries_and_resumes_to_the_local_bytes() {
     if !slurm_is_up() {

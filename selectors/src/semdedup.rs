@@ -365,9 +365,15 @@ mod tests {
         for _ in 0..200 {
             let j = rng.below(n);
             let expected = (0..j)
-                .map(|i| crate::simd::dot(&data[i * dim..(i + 1) * dim], &data[j * dim..(j + 1) * dim]))
+                .map(|i| {
+                    crate::simd::dot(&data[i * dim..(i + 1) * dim], &data[j * dim..(j + 1) * dim])
+                })
                 .fold(0f32, f32::max);
-            assert!((got[j] - expected).abs() < 1e-5, "row {j}: {} vs {expected}", got[j]);
+            assert!(
+                (got[j] - expected).abs() < 1e-5,
+                "row {j}: {} vs {expected}",
+                got[j]
+            );
         }
         assert_eq!(got[0], 0.0);
     }
@@ -394,8 +400,16 @@ mod tests {
         let approx = run(0);
         let exact_removed = exact.iter().filter(|r| **r).count();
         assert_eq!(exact_removed, 20 * 99);
-        let found = exact.iter().zip(&approx).filter(|(e, a)| **e && **a).count();
-        let false_removals = exact.iter().zip(&approx).filter(|(e, a)| !**e && **a).count();
+        let found = exact
+            .iter()
+            .zip(&approx)
+            .filter(|(e, a)| **e && **a)
+            .count();
+        let false_removals = exact
+            .iter()
+            .zip(&approx)
+            .filter(|(e, a)| !**e && **a)
+            .count();
         assert_eq!(false_removals, 0);
         let recall = found as f64 / exact_removed as f64;
         // Measured: 1,933 of 1,980 (0.976); docs/METHODS.md and the README quote it.
