@@ -366,3 +366,133 @@ fn language_id_keeps_the_listed_languages_and_writes_code_and_score_columns() {
     ]));
     assert!(e.contains("stages[0]") && e.contains("`source`"), "{e}");
 }
+
+/// Documents whose token counts under the tiny test models' tokenizers were computed with the
+/// Hugging Face `tokenizers` Python package (no special tokens, no padding, no truncation).
+const TOKENIZED: [(&str, &str, f64); 6] = [
+    ("d0", "The quick brown fox jumps over the lazy dog.", 6.0),
+    ("d1", "Grüße aus München, sagte sie.", 5.0),
+    ("d2", "def f(x):\n    return x * 2", 4.0),
+    (
+        "d3",
+        "A much longer sentence about the weather, which was cold and wet all week long.",
+        3.0,
+    ),
+    ("d4", "short", 2.0),
+    ("d5", "Numbers 12345 and 67890 appear here.", 1.0),
+];
+/// Per document of [`TOKENIZED`]: tiny-bert's WordPiece and tiny-llama's tokenizer.
+const BERT_TOKENS: [u64; 6] = [32, 21, 17, 61, 5, 29];
+const LLAMA_TOKENS: [u64; 6] = [40, 31, 26, 74, 5, 34];
+
+fn write_scored(path: &Path) {
+    use arrow::array::Float64Array;
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(StringArray::from_iter_values(TOKENIZED.iter().map(|d| d.0))) as ArrayRef,
+        ),
+        (
+            "source",
+            Arc::new(StringArray::from_iter_values(
+                TOKENIZED.iter().map(|_| "web"),
+            )) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from_iter_values(TOKENIZED.iter().map(|d| d.1))) as ArrayRef,
+        ),
+        (
+            "quality",
+            Arc::new(Float64Array::from_iter_values(
+                TOKENIZED.iter().map(|d| d.2),
+            )) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_batch(path, &batch);
+}
+
+#[test]
+fn tokenize_counts_like_the_reference_tokenizer_and_budgets_never_overshoot() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_scored(&d.join("corpus.parquet"));
+    for (model, counts) in [("tiny-bert", BERT_TOKENS), ("tiny-llama", LLAMA_TOKENS)] {
+        let tokenizer = common::repo().join("embed/tests/fixtures").join(model);
+        // Best first by `quality`: d0 (counts[0]), d1, d2, ...; the budget holds the first
+        // three exactly, so a fourth would overshoot.
+        let budget: u64 = counts[..3].iter().sum::<u64>() + counts[3] - 1;
+        let cfg = d.join("tok.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n\
+                 [[stages]]\ntype = \"tokenize\"\ntokenizer = \"{}\"\n\
+                 [[stages]]\ntype = \"score_select\"\nscore_column = \"quality\"\nbudget_tokens = {budget}\n",
+                d.join("corpus.parquet").display(),
+                d.join("out").display(),
+                tokenizer.display()
+            ),
+        )
+        .unwrap();
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        let shard = read_parquet(&d.join("out/selected/part-00000.parquet"));
+        assert_eq!(string_column(&shard, "id"), ["d0", "d1", "d2"], "{model}");
+        let tokens: Vec<u64> = shard[0]
+            .column_by_name("tokens")
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(tokens, counts[..3], "{model}");
+        let report = std::fs::read_to_string(d.join("out/report.md")).unwrap();
+        let kept: u64 = counts[..3].iter().sum();
+        assert!(
+            report.contains("kept tokens") && report.contains(&format!("| {kept} |")),
+            "{report}"
+        );
+    }
+    // budget_tokens without a tokenize stage, and a tokenizer file that does not parse.
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"random_sample\"\nbudget_tokens = 10",
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("stages[0].budget_tokens") && e.contains("tokenize"),
+        "{e}"
+    );
+    std::fs::write(d.join("broken.json"), "{ not json").unwrap();
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        &format!(
+            "type = \"tokenize\"\ntokenizer = \"{}\"",
+            d.join("broken.json").display()
+        ),
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("stages[0].tokenizer") && e.contains("broken.json"),
+        "{e}"
+    );
+}

@@ -222,6 +222,10 @@ fn describe_stage(stage: &StageConfig) -> String {
                 format!(", also against {:?}", c.against)
             }
         ),
+        StageConfig::Tokenize(c) => format!(
+            "map: token counts with {} into column `{}` (the unit of budget_tokens)",
+            c.tokenizer, c.column
+        ),
         StageConfig::LanguageId(c) => format!(
             "map: language of the first {} characters into columns `{}`, `{}`; keep {}",
             c.max_chars,

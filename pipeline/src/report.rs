@@ -18,6 +18,10 @@ pub struct SourceCounts {
     pub pool: u64,
     /// Documents of this source selected.
     pub kept: u64,
+    /// Tokens (of the `tokenize` stage's tokenizer) of the selected documents; absent
+    /// without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_tokens: Option<u64>,
 }
 
 /// Everything the report shows.
@@ -198,12 +202,22 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
             reasons.join(", ")
         );
     }
-    let _ = writeln!(s, "\n## Sources: selected vs pool\n\n| source | pool | kept | kept % | share of pool | share of selection |\n|---|---:|---:|---:|---:|---:|");
+    let with_tokens = r.sources.values().any(|c| c.kept_tokens.is_some());
+    let _ = writeln!(
+        s,
+        "\n## Sources: selected vs pool\n\n| source | pool | kept | kept % | share of pool | share of selection |{}\n|---|---:|---:|---:|---:|---:|{}",
+        if with_tokens { " kept tokens |" } else { "" },
+        if with_tokens { "---:|" } else { "" }
+    );
     let pool_total: u64 = r.sources.values().map(|c| c.pool).sum();
     for (name, c) in r.sources {
+        let tokens = match (with_tokens, c.kept_tokens) {
+            (true, t) => format!(" {} |", t.unwrap_or(0)),
+            (false, _) => String::new(),
+        };
         let _ = writeln!(
             s,
-            "| {name} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} |{tokens}",
             c.pool,
             c.kept,
             pct(c.kept, c.pool),

@@ -14,14 +14,15 @@ pub enum SampleSize {
     Fraction(f64),
     /// Exactly this many (or the whole pool if smaller).
     Count(u64),
-    /// Smallest-key documents until their tokens reach the budget (the last one included).
+    /// Documents in selection order while their tokens stay within the budget: the kept
+    /// tokens never exceed it (the first document that would is not taken, nor any after it).
     Tokens(u64),
 }
 
 impl SampleSize {
     /// How many of `ranked` (documents in selection order, given by their token counts) to
-    /// keep out of a pool of `pool_len`: a fraction of the pool, a count, or documents until
-    /// their tokens reach the budget (the one reaching it included); never more than ranked.
+    /// keep out of a pool of `pool_len`: a fraction of the pool, a count, or the longest prefix
+    /// whose tokens stay within the budget; never more than ranked.
     pub fn take(&self, pool_len: usize, ranked: impl ExactSizeIterator<Item = u64>) -> usize {
         let available = ranked.len();
         match *self {
@@ -31,9 +32,8 @@ impl SampleSize {
                 let mut total = 0u64;
                 ranked
                     .take_while(|&t| {
-                        let before = total;
                         total += t;
-                        before < budget
+                        total <= budget
                     })
                     .count()
             }
@@ -162,8 +162,8 @@ mod tests {
             seed: 3,
             size: SampleSize::Tokens(95),
         };
-        // 10 tokens each: 9 docs give 90 < 95, the 10th reaches 100 >= 95.
-        assert_eq!(sel.select(&pool(&ids)).len(), 10);
+        // 10 tokens each: 9 docs give 90 <= 95; a 10th would make 100 > 95.
+        assert_eq!(sel.select(&pool(&ids)).len(), 9);
         let exact = RandomSelector {
             seed: 3,
             size: SampleSize::Tokens(90),

@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod language_id;
 pub mod minhash_dedup;
 pub mod ngram_classifier;
+pub mod tokenize;
 
 use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
@@ -291,6 +292,9 @@ pub enum StageConfig {
     /// Keeps the documents a hashed n-gram linear classifier (target versus pool) scores
     /// highest.
     NgramClassifier(ngram_classifier::NgramClassifierConfig),
+    /// Counts each document's tokens with a Hugging Face tokenizer (a column, and the unit
+    /// of `budget_tokens`).
+    Tokenize(tokenize::TokenizeConfig),
     /// Identifies each document's language, writes it as columns, keeps listed languages.
     LanguageId(language_id::LanguageIdConfig),
     /// Drops documents that copy evaluation documents (long shared word runs after
@@ -897,7 +901,8 @@ fn default_exact_max_cluster() -> usize {
     100_000
 }
 
-/// Size of a random sample: exactly one of `fraction`, `count`, `budget_words`.
+/// Size of a random sample: exactly one of `fraction`, `count`, `budget_words`,
+/// `budget_tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RandomSampleConfig {
@@ -907,9 +912,12 @@ pub struct RandomSampleConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
-    /// Keep documents until their whitespace-token count reaches this budget.
+    /// Keep documents while their whitespace tokens stay within this budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_words: Option<u64>,
+    /// Keep documents while their tokens (the `tokenize` stage's) stay within this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Seed of this stage (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -919,7 +927,7 @@ pub struct RandomSampleConfig {
 }
 
 /// Selection by a numeric score column of the input: top-k, or Gumbel-top-k sampling with a
-/// temperature. Exactly one of `fraction`, `count`, `budget_words`.
+/// temperature. Exactly one of `fraction`, `count`, `budget_words`, `budget_tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreSelectConfig {
@@ -937,9 +945,13 @@ pub struct ScoreSelectConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
-    /// Keep documents, best first, until their whitespace-token count reaches this budget.
+    /// Keep documents, best first, while their whitespace tokens stay within this budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_words: Option<u64>,
+    /// Keep documents, best first, while their tokens (the `tokenize` stage's) stay within
+    /// this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Seed of the Gumbel noise (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -992,29 +1004,43 @@ fn device(key: &str, name: &str) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("at key `{key}.device`: {e}"))
 }
 
-fn validate_size(
-    key: &str,
+/// The size keys of a selector.
+struct Size {
     fraction: Option<f64>,
     count: Option<u64>,
     budget_words: Option<u64>,
+    budget_tokens: Option<u64>,
     per_source: bool,
-) -> Result<()> {
-    let set = [fraction.is_some(), count.is_some(), budget_words.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+}
+
+/// Checks a selector's size keys: exactly one set, a fraction in (0, 1], `per_source` only
+/// with a fraction or a count, and `budget_tokens` only after a `tokenize` stage.
+fn validate_size(key: &str, size: Size, tokenized: bool) -> Result<()> {
+    let budget = size.budget_words.is_some() || size.budget_tokens.is_some();
+    let set = [
+        size.fraction.is_some(),
+        size.count.is_some(),
+        size.budget_words.is_some(),
+        size.budget_tokens.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if set != 1 {
         bail!(
-            "at key `{key}`: set exactly one of `fraction`, `count`, `budget_words` (found {set})"
+            "at key `{key}`: set exactly one of `fraction`, `count`, `budget_words`, `budget_tokens` (found {set})"
         );
     }
-    if let Some(f) = fraction {
+    if let Some(f) = size.fraction {
         if !(f > 0.0 && f <= 1.0) {
             bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
         }
     }
-    if per_source && budget_words.is_some() {
-        bail!("at key `{key}.per_source`: per-source quotas need `fraction` or `count`, not `budget_words`");
+    if size.per_source && budget {
+        bail!("at key `{key}.per_source`: per-source quotas need `fraction` or `count`, not a budget (`budget_words`, `budget_tokens`)");
+    }
+    if size.budget_tokens.is_some() && !tokenized {
+        bail!("at key `{key}.budget_tokens`: counts the tokens of a `tokenize` stage; add one before this stage (or use `budget_words` for whitespace tokens)");
     }
     Ok(())
 }
@@ -1060,6 +1086,7 @@ impl StageConfig {
             StageConfig::GopherRepetition(_) => "gopher_repetition",
             StageConfig::Decontaminate(_) => "decontaminate",
             StageConfig::LanguageId(_) => "language_id",
+            StageConfig::Tokenize(_) => "tokenize",
             StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::NgramClassifier(_) => "ngram_classifier",
             StageConfig::ExactDedup(_) => "exact_dedup",
@@ -1094,6 +1121,7 @@ impl StageConfig {
             | StageConfig::ExactDedup(_)
             | StageConfig::Decontaminate(_)
             | StageConfig::LanguageId(_)
+            | StageConfig::Tokenize(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1108,6 +1136,7 @@ impl StageConfig {
             | StageConfig::GopherRepetition(_)
             | StageConfig::Decontaminate(_)
             | StageConfig::LanguageId(_)
+            | StageConfig::Tokenize(_)
             | StageConfig::ScoreFilter(_)
             | StageConfig::Embed(_)
             | StageConfig::LmScore(_)
@@ -1269,6 +1298,9 @@ impl Config {
         let last = self.stages.len().saturating_sub(1);
         let mut pool_stage_seen = false;
         for (i, stage) in self.stages.iter().enumerate() {
+            let tokenized = self.stages[..i]
+                .iter()
+                .any(|s| matches!(s, StageConfig::Tokenize(_)));
             let key = format!("stages[{i}]");
             let class = stage.order_class();
             let misplaced = (class == 0 && pool_stage_seen) || (class == 2 && i != last);
@@ -1389,11 +1421,20 @@ impl Config {
                     }
                     ratio("eps", Some(c.eps))?;
                 }
-                StageConfig::RandomSample(r) => {
-                    validate_size(&key, r.fraction, r.count, r.budget_words, r.per_source)?
-                }
+                StageConfig::RandomSample(r) => validate_size(
+                    &key,
+                    Size {
+                        fraction: r.fraction,
+                        count: r.count,
+                        budget_words: r.budget_words,
+                        budget_tokens: r.budget_tokens,
+                        per_source: r.per_source,
+                    },
+                    tokenized,
+                )?,
                 StageConfig::Decontaminate(c) => c.validate(&key)?,
                 StageConfig::LanguageId(c) => c.validate(&key)?,
+                StageConfig::Tokenize(_) => {}
                 StageConfig::MinhashDedup(c) => c.validate(&key)?,
                 StageConfig::NgramClassifier(c) => c.validate(&key)?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
@@ -1404,7 +1445,17 @@ impl Config {
                     _ => {}
                 },
                 StageConfig::S2l(c) => {
-                    validate_size(&key, c.fraction, c.count, None, c.per_source)?;
+                    validate_size(
+                        &key,
+                        Size {
+                            fraction: c.fraction,
+                            count: c.count,
+                            budget_words: None,
+                            budget_tokens: None,
+                            per_source: c.per_source,
+                        },
+                        tokenized,
+                    )?;
                     if c.trajectory_column.is_some() != c.trajectory_columns.is_empty() {
                         bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
                     }
@@ -1428,7 +1479,17 @@ impl Config {
                     }
                 }
                 StageConfig::ScoreSelect(c) => {
-                    validate_size(&key, c.fraction, c.count, c.budget_words, c.per_source)?;
+                    validate_size(
+                        &key,
+                        Size {
+                            fraction: c.fraction,
+                            count: c.count,
+                            budget_words: c.budget_words,
+                            budget_tokens: c.budget_tokens,
+                            per_source: c.per_source,
+                        },
+                        tokenized,
+                    )?;
                     if c.within_source && (c.fraction.is_none() || c.per_source) {
                         bail!("at key `{key}.within_source`: takes `fraction` of every source; it needs `fraction` and excludes `per_source`");
                     }

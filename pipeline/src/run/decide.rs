@@ -141,10 +141,13 @@ pub fn decide(
         let (unit, scan) = scanned.units[d.unit as usize];
         let s = &scan.survivors[d.survivor as usize];
         let source = s.source.map(|k| scan.source_names[k as usize].clone());
-        sources
+        let counts = sources
             .entry(source.clone().unwrap_or_else(|| "(none)".into()))
-            .or_default()
-            .kept += 1;
+            .or_default();
+        counts.kept += 1;
+        if plan.tokenizer.is_some() {
+            *counts.kept_tokens.get_or_insert(0) += s.tokens;
+        }
         selected.push(SelectedRow {
             unit,
             row: s.row,
@@ -247,6 +250,7 @@ mod tests {
                 id: d.id.to_string(),
                 source: Some(k),
                 words: d.text.split_whitespace().count() as u64,
+                tokens: 0,
                 title: None,
             });
             scan.columns

@@ -178,6 +178,7 @@ pub fn scan_unit(
                         } else {
                             0
                         },
+                        tokens: plan.tokenizer.as_ref().map_or(0, |t| t.count(text)),
                         title: needs.titles.then(|| title_of(text)),
                     });
                     scan.columns

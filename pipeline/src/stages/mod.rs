@@ -27,6 +27,7 @@ pub mod score_filter;
 pub mod score_select;
 pub mod selection;
 pub mod semdedup;
+pub mod tokenize;
 
 use crate::clusters::ClusterSummary;
 use crate::config::{Config, StageConfig};
@@ -37,6 +38,7 @@ use arrow::datatypes::Field;
 use columns::Columns;
 use gleaner_storage::reader::DocBatch;
 pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
+use std::sync::Arc;
 
 /// A per-document stage of the map phase.
 pub trait DocStage: Send + Sync {
@@ -62,6 +64,23 @@ struct Annotates;
 impl DocStage for Annotates {
     fn check(&self, _: &DocBatch, _: usize, _: &str) -> Option<String> {
         None
+    }
+}
+
+/// A map stage the plan also keeps a handle to (the tokenizer).
+struct SharedDocStage<S>(Arc<S>);
+
+impl<S: DocStage> DocStage for SharedDocStage<S> {
+    fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String> {
+        self.0.check(batch, i, text)
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
+        self.0.output_fields()
+    }
+
+    fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
+        self.0.annotate(batch)
     }
 }
 
@@ -184,6 +203,8 @@ pub struct Plan {
     /// Score columns whose per-source distribution the report shows (attention_influence
     /// outputs).
     pub distributions: Vec<String>,
+    /// The `tokenize` stage's tokenizer, when there is one: survivors' token counts.
+    pub tokenizer: Option<Arc<tokenize::Tokenize>>,
 }
 
 impl Plan {
@@ -210,6 +231,7 @@ impl Plan {
         let mut doc_stages: Vec<(usize, Box<dyn DocStage>)> = Vec::new();
         let mut pool_stages: Vec<(usize, Box<dyn PoolStage>)> = Vec::new();
         let mut distributions = Vec::new();
+        let mut tokenizer = None;
         for (i, stage) in config.stages.iter().enumerate() {
             let slot = i + 1;
             let seed = stage.seed().unwrap_or(config.run.seed);
@@ -221,6 +243,11 @@ impl Plan {
                     doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
                 }
                 StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
+                StageConfig::Tokenize(c) => {
+                    let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);
+                    tokenizer = Some(t.clone());
+                    doc(Box::new(SharedDocStage(t)))
+                }
                 StageConfig::Decontaminate(c) => doc(Box::new(decontaminate::Decontaminate::new(
                     c,
                     &format!("stages[{i}]"),
@@ -271,6 +298,7 @@ impl Plan {
             pool_stages,
             needs,
             distributions,
+            tokenizer,
         })
     }
 }

@@ -261,8 +261,13 @@ impl<'a> Pool<'a> {
     }
 
     /// Whitespace tokens of document `i` (0 unless a stage asked for them).
-    pub fn tokens(&self, i: usize) -> u64 {
+    pub fn words(&self, i: usize) -> u64 {
         self.survivor(i).words
+    }
+
+    /// Tokens of document `i` under the `tokenize` stage's tokenizer (0 without one).
+    pub fn tokens(&self, i: usize) -> u64 {
+        self.survivor(i).tokens
     }
 
     /// Report label of document `i` (empty unless a stage asked for titles).

@@ -1,15 +1,19 @@
-//! `random_sample`: a seeded uniform sample of the pool (by fraction, count or word budget,
-//! optionally balanced across sources).
+//! `random_sample`: a seeded uniform sample of the pool (by fraction, count, or a budget of
+//! whitespace or tokenizer tokens; optionally balanced across sources).
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{sized, Grouping, SelectorStage};
 use crate::config::RandomSampleConfig;
 use gleaner_selectors::random::RandomSelector;
 
 /// The stage of `c`, drawing from `seed`.
 pub fn build(c: &RandomSampleConfig, seed: u64) -> SelectorStage {
-    SelectorStage::new(
-        sample_size(c.fraction, c.count, c.budget_words),
+    let (size, in_tokens) = sized(c.fraction, c.count, c.budget_words, c.budget_tokens);
+    let mut stage = SelectorStage::new(
+        size,
         Grouping::balanced(c.per_source),
         Box::new(move |size| Box::new(RandomSelector { seed, size })),
-    )
+    );
+    stage.budget_in_tokens = in_tokens;
+    stage.needs.words &= !in_tokens;
+    stage
 }

@@ -21,6 +21,8 @@ pub struct Survivor {
     pub source: Option<u32>,
     /// Whitespace tokens, when a stage needs them.
     pub words: u64,
+    /// Tokens of the `tokenize` stage's tokenizer, when there is one.
+    pub tokens: u64,
     /// Short label (start of the first line) for cluster reports, when clustering.
     pub title: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! `score_select`: top-k (or Gumbel-top-k when `sample`) over a numeric column, optionally
 //! combined with a second column, over the pool or within each source.
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{sized, Grouping, SelectorStage};
 use crate::config::ScoreSelectConfig;
 
 /// The stage of `c`, drawing from `seed`.
@@ -11,15 +11,18 @@ pub fn build(c: &ScoreSelectConfig, seed: u64) -> SelectorStage {
     } else {
         Grouping::balanced(c.per_source)
     };
+    let (size, in_tokens) = sized(c.fraction, c.count, c.budget_words, c.budget_tokens);
     let mut stage = SelectorStage::by_score(
         "score_select",
         seed,
-        sample_size(c.fraction, c.count, c.budget_words),
+        size,
         c.sample,
         c.temperature,
         grouping,
         &c.score_column,
     );
+    stage.budget_in_tokens = in_tokens;
+    stage.needs.words &= !in_tokens;
     stage.needs.columns.push(c.score_column.clone());
     if let Some(second) = &c.combine_with {
         stage.needs.columns.push(second.clone());

@@ -47,10 +47,26 @@ pub struct SelectorStage {
     pub combine: Option<(String, CombineRule)>,
     /// Whether the selector reads loss trajectories as features.
     pub reads_trajectories: bool,
+    /// Whether a token budget counts the `tokenize` stage's tokens (else whitespace tokens).
+    pub budget_in_tokens: bool,
     /// What the scan must record (input columns, trajectories, token counts).
     pub needs: Needs,
     /// The method.
     pub make: MakeSelector,
+}
+
+/// The size a validated selector config asks for (exactly one is set), and whether it is a
+/// budget of tokenizer tokens.
+pub fn sized(
+    fraction: Option<f64>,
+    count: Option<u64>,
+    budget_words: Option<u64>,
+    budget_tokens: Option<u64>,
+) -> (SampleSize, bool) {
+    match budget_tokens {
+        Some(b) => (SampleSize::Tokens(b), true),
+        None => (sample_size(fraction, count, budget_words), false),
+    }
 }
 
 /// The size a validated selector config asks for (exactly one of the three is set).
@@ -68,8 +84,8 @@ pub fn sample_size(
 }
 
 impl SelectorStage {
-    /// A stage around `make` with no score columns; token counts are recorded when the size
-    /// is a token budget.
+    /// A stage around `make` with no score columns; whitespace token counts are recorded when
+    /// the size is a token budget (set `budget_in_tokens` for tokenizer tokens).
     pub fn new(size: SampleSize, grouping: Grouping, make: MakeSelector) -> Self {
         SelectorStage {
             size,
@@ -77,6 +93,7 @@ impl SelectorStage {
             score_column: None,
             combine: None,
             reads_trajectories: false,
+            budget_in_tokens: false,
             needs: Needs {
                 words: matches!(size, SampleSize::Tokens(_)),
                 ..Needs::default()
@@ -122,7 +139,11 @@ impl SelectorStage {
             .map(|i| PoolDoc {
                 id: pool.id(i),
                 source: pool.source(i),
-                tokens: pool.tokens(i),
+                tokens: if self.budget_in_tokens {
+                    pool.tokens(i)
+                } else {
+                    pool.words(i)
+                },
                 score: scores[i],
                 features: self.reads_trajectories.then(|| pool.trajectory(i)),
             })
