@@ -496,3 +496,127 @@ fn tokenize_counts_like_the_reference_tokenizer_and_budgets_never_overshoot() {
         "{e}"
     );
 }
+
+#[test]
+fn embedding_similarity_keeps_the_documents_nearest_the_embedded_target() {
+    use gleaner_embed::{
+        device_from_name, DeviceName, EncoderOptions, LongDocuments, SentenceEncoder,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pool: Vec<(String, String)> = (0..16)
+        .map(|i| {
+            let text = match i % 4 {
+                0 => format!("def function_{i}(x):\n    return x + {i}"),
+                1 => format!("The weather on day {i} was cold and wet with rain."),
+                2 => format!("Invoice number {i}: total due 100 dollars by Friday."),
+                _ => format!("import numpy as np\narray_{i} = np.zeros({i})"),
+            };
+            (format!("p{i:02}"), text)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = pool.iter().map(|(i, t)| (i.as_str(), t.as_str())).collect();
+    write_corpus(&d.join("pool.parquet"), &refs);
+    let target = [
+        "def add(a, b):\n    return a + b",
+        "def square(v):\n    return v * v",
+        "import os\npath = os.getcwd()",
+    ];
+    write_text_file(&d.join("target.parquet"), &target);
+    let model = common::repo().join("embed/tests/fixtures/tiny-bert");
+    // Oracle: the same model through the library, cosines computed here.
+    let device = device_from_name(DeviceName::Cpu).unwrap();
+    let options = EncoderOptions {
+        max_tokens: 256,
+        batch_tokens: 8192,
+        long_documents: LongDocuments::Truncate,
+    };
+    let encoder = SentenceEncoder::load(&model, options, &device).unwrap();
+    let unit = |v: &[f32]| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let dim = encoder.dim();
+    let targets: Vec<Vec<f32>> = encoder
+        .encode(&target)
+        .unwrap()
+        .chunks(dim)
+        .map(unit)
+        .collect();
+    let texts: Vec<&str> = pool.iter().map(|p| p.1.as_str()).collect();
+    let docs: Vec<Vec<f32>> = encoder
+        .encode(&texts)
+        .unwrap()
+        .chunks(dim)
+        .map(unit)
+        .collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let mut centroid = vec![0f32; dim];
+    for t in &targets {
+        centroid.iter_mut().zip(t).for_each(|(c, x)| *c += x);
+    }
+    let centroid = unit(&centroid);
+    for (rule, score) in [
+        (
+            "centroid",
+            Box::new(|e: &[f32]| dot(e, &centroid)) as Box<dyn Fn(&[f32]) -> f32>,
+        ),
+        (
+            "max",
+            Box::new(|e: &[f32]| targets.iter().map(|t| dot(e, t)).fold(f32::MIN, f32::max)),
+        ),
+    ] {
+        let mut ranked: Vec<(f32, &str)> = docs
+            .iter()
+            .zip(&pool)
+            .map(|(e, p)| (score(e), p.0.as_str()))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // The first cut from 4 documents on that no near tie straddles.
+        let count = (4..12)
+            .find(|&k| ranked[k - 1].0 - ranked[k].0 > 1e-4)
+            .expect("a clear cut");
+        let mut expected: Vec<&str> = ranked[..count].iter().map(|r| r.1).collect();
+        expected.sort();
+        let cfg = d.join("es.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n[run]\ncache_dir = \"{}\"\n\
+                 [[stages]]\ntype = \"embed\"\nmodel = \"{}\"\ncolumn = \"emb\"\n\
+                 [[stages]]\ntype = \"embedding_similarity\"\ntarget_paths = [\"{}\"]\nsimilarity = \"{rule}\"\ncount = {count}\n",
+                d.join("pool.parquet").display(),
+                d.join("out").display(),
+                d.join("cache").display(),
+                model.display(),
+                d.join("target.parquet").display()
+            ),
+        )
+        .unwrap();
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        let mut kept = string_column(&read_parquet(&d.join("out/selection.parquet")), "id");
+        kept.sort();
+        assert_eq!(kept, expected, "{rule}");
+    }
+    // Without an embed stage the config is refused, naming the stage.
+    let cfg = one_stage_config(
+        d,
+        &d.join("pool.parquet"),
+        &format!(
+            "type = \"embedding_similarity\"\ntarget_paths = [\"{}\"]\ncount = 2",
+            d.join("target.parquet").display()
+        ),
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(e.contains("stages[0]") && e.contains("embed"), "{e}");
+}

@@ -205,6 +205,12 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.column
         ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::EmbeddingSimilarity(c) => format!(
+            "reduce: keep the {} most similar ({:?}) to the embedded target {:?}",
+            c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),
+            c.similarity,
+            c.target_paths
+        ),
         StageConfig::NgramClassifier(c) => format!(
             "reduce: keep the {} the hashed {}-gram classifier (target {:?} versus the pool) scores highest",
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),

@@ -155,6 +155,21 @@ pub fn cache_root(config: &Config) -> PathBuf {
     }
 }
 
+/// The sentence encoder an embed stage configures (model, lengths, device).
+pub fn load_encoder(c: &crate::config::EmbedConfig) -> Result<SentenceEncoder> {
+    let device = device_from_name(DeviceName::parse(&c.device)?)?;
+    let options = EncoderOptions {
+        max_tokens: c.max_tokens,
+        batch_tokens: c.batch_tokens,
+        long_documents: long_documents(c.long_documents),
+    };
+    Ok(SentenceEncoder::load(
+        Path::new(&c.model),
+        options,
+        &device,
+    )?)
+}
+
 fn long_documents(c: LongDocumentsConfig) -> LongDocuments {
     match c {
         LongDocumentsConfig::Truncate => LongDocuments::Truncate,
@@ -312,19 +327,7 @@ enum Loaded {
 impl Loaded {
     fn load(stage: &FeatureStage, reader: &CorpusReader, config: &Config) -> Result<Self> {
         Ok(match &stage.model {
-            ModelStage::Embed(c) => {
-                let device = device_from_name(DeviceName::parse(&c.device)?)?;
-                let options = EncoderOptions {
-                    max_tokens: c.max_tokens,
-                    batch_tokens: c.batch_tokens,
-                    long_documents: long_documents(c.long_documents),
-                };
-                Loaded::Encoder(SentenceEncoder::load(
-                    Path::new(&c.model),
-                    options,
-                    &device,
-                )?)
-            }
+            ModelStage::Embed(c) => Loaded::Encoder(load_encoder(c)?),
             ModelStage::LmScore(c) => {
                 let device = device_from_name(DeviceName::parse(&c.device)?)?;
                 let options = LmOptions {

@@ -3,6 +3,7 @@
 
 pub mod ablation;
 pub mod decontaminate;
+pub mod embedding_similarity;
 pub mod evaluate;
 pub mod language_id;
 pub mod minhash_dedup;
@@ -289,6 +290,8 @@ pub enum StageConfig {
     /// Near-duplicate removal with MinHash signatures and LSH bands, also against an
     /// existing corpus.
     MinhashDedup(minhash_dedup::MinhashDedupConfig),
+    /// Keeps the documents whose embeddings are most similar to a target's.
+    EmbeddingSimilarity(embedding_similarity::EmbeddingSimilarityConfig),
     /// Keeps the documents a hashed n-gram linear classifier (target versus pool) scores
     /// highest.
     NgramClassifier(ngram_classifier::NgramClassifierConfig),
@@ -1060,6 +1063,11 @@ impl StageConfig {
                 paths: &c.target_paths,
                 text_column: &c.target_text_column,
             }],
+            StageConfig::EmbeddingSimilarity(c) => vec![AimedAt {
+                key: "target_paths",
+                paths: &c.target_paths,
+                text_column: &c.target_text_column,
+            }],
             StageConfig::Quad(c) => {
                 let mut v = vec![AimedAt {
                     key: "reference_paths",
@@ -1089,6 +1097,7 @@ impl StageConfig {
             StageConfig::Tokenize(_) => "tokenize",
             StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::NgramClassifier(_) => "ngram_classifier",
+            StageConfig::EmbeddingSimilarity(_) => "embedding_similarity",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::RandomSample(_) => "random_sample",
             StageConfig::Semdedup(_) => "semdedup",
@@ -1119,6 +1128,7 @@ impl StageConfig {
             StageConfig::GopherQuality(_)
             | StageConfig::GopherRepetition(_)
             | StageConfig::ExactDedup(_)
+            | StageConfig::EmbeddingSimilarity(_)
             | StageConfig::Decontaminate(_)
             | StageConfig::LanguageId(_)
             | StageConfig::Tokenize(_)
@@ -1148,6 +1158,7 @@ impl StageConfig {
             StageConfig::RandomSample(_)
             | StageConfig::Dsir(_)
             | StageConfig::NgramClassifier(_)
+            | StageConfig::EmbeddingSimilarity(_)
             | StageConfig::ScoreSelect(_)
             | StageConfig::S2l(_)
             | StageConfig::Quad(_) => 2,
@@ -1437,6 +1448,12 @@ impl Config {
                 StageConfig::Tokenize(_) => {}
                 StageConfig::MinhashDedup(c) => c.validate(&key)?,
                 StageConfig::NgramClassifier(c) => c.validate(&key)?,
+                StageConfig::EmbeddingSimilarity(c) => c.validate(
+                    &key,
+                    self.stages[..i]
+                        .iter()
+                        .any(|s| matches!(s, StageConfig::Embed(_))),
+                )?,
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
                     (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
                     (Some(lo), Some(hi)) if lo > hi => {

@@ -14,6 +14,7 @@
 pub mod columns;
 pub mod decontaminate;
 pub mod dsir;
+pub mod embedding_similarity;
 pub mod exact_dedup;
 pub mod language_id;
 pub mod minhash_dedup;
@@ -271,6 +272,22 @@ impl Plan {
                 }
                 StageConfig::Dsir(c) => {
                     pool_stages.push((slot, Box::new(dsir::DsirStage::new(c, seed))))
+                }
+                StageConfig::EmbeddingSimilarity(c) => {
+                    let embed = config
+                        .stages
+                        .iter()
+                        .find_map(|s| match s {
+                            StageConfig::Embed(e) => Some(e),
+                            _ => None,
+                        })
+                        .expect("validated: an embed stage comes first");
+                    pool_stages.push((
+                        slot,
+                        Box::new(embedding_similarity::EmbeddingSimilarityStage::new(
+                            c, embed, seed,
+                        )),
+                    ))
                 }
                 StageConfig::NgramClassifier(c) => pool_stages.push((
                     slot,

@@ -1,0 +1,62 @@
+//! Settings of the `embedding_similarity` selector.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// How a document's similarity to the target is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SimilarityRule {
+    /// Cosine with the normalised mean of the target's normalised embeddings.
+    #[default]
+    Centroid,
+    /// Highest cosine with any target document.
+    Max,
+}
+
+/// Keeps the pool documents whose embeddings are most similar to a target's, embedded with
+/// the pipeline's `embed` stage model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSimilarityConfig {
+    /// Parquet/JSONL files, directories or globs of the target documents.
+    pub target_paths: Vec<String>,
+    /// Text column of the target.
+    #[serde(default = "default_text_column")]
+    pub target_text_column: String,
+    /// `centroid` or `max`.
+    #[serde(default)]
+    pub similarity: SimilarityRule,
+    /// Keep `round(fraction * pool)` documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Split the selection across sources by the smallest-first rule.
+    #[serde(default)]
+    pub per_source: bool,
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+
+impl EmbeddingSimilarityConfig {
+    /// Checks the settings; errors name the key under `key`.
+    pub fn validate(&self, key: &str, has_embed_stage: bool) -> Result<()> {
+        if !has_embed_stage {
+            bail!("at key `{key}` (embedding_similarity): embeds the target with the `embed` stage's model; add an `embed` stage before it");
+        }
+        if self.target_paths.is_empty() {
+            bail!("at key `{key}.target_paths`: at least one path is required");
+        }
+        match (self.fraction, self.count) {
+            (Some(f), None) if !(f > 0.0 && f <= 1.0) => {
+                bail!("at key `{key}.fraction`: {f} is outside (0, 1]")
+            }
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
+        }
+    }
+}
