@@ -1,0 +1,170 @@
+//! Quad: proxy, influence, clustering and bandit settings.
+
+use super::*;
+
+/// Which linear layers of each chosen decoder layer Quad compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QuadProjectionsConfig {
+    /// `q_proj`, `k_proj`, `v_proj`, `o_proj`.
+    #[default]
+    Attention,
+    /// The attention projections and `gate_proj`, `up_proj`, `down_proj`.
+    AttentionMlp,
+}
+
+/// How Quad preconditions the reference gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CurvatureConfig {
+    /// None: plain gradient cosines (LESS/TracIn-style).
+    Identity,
+    /// K-FAC `(S ⊗ A + λI)⁻¹`.
+    Kfac,
+    /// Eigenvalue-corrected K-FAC (the paper's).
+    #[default]
+    Ekfac,
+}
+
+/// Settings of the `quad` selector (docs/METHODS.md). Defaults are the released code's
+/// constants except where a CPU needs smaller numbers: the number of
+/// clusters and the block size depend on the pool and must be given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadConfig {
+    /// Llama-family proxy model folder.
+    pub model: String,
+    /// `cpu`, `gpu` (Vulkan) or `cuda`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Parquet files, directories or globs of the reference set D_r.
+    pub reference_paths: Vec<String>,
+    /// Text column of the reference (and fit) files.
+    #[serde(default = "default_text_column")]
+    pub reference_text_column: String,
+    /// Reference documents used at most (the first ones in file order).
+    #[serde(default = "default_quad_reference_documents")]
+    pub reference_max_documents: usize,
+    /// Files the curvature factors are fitted on (default: the reference set, as the
+    /// released code does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fit_paths: Vec<String>,
+    /// Fit documents used at most.
+    #[serde(default = "default_quad_reference_documents")]
+    pub fit_max_documents: usize,
+    /// Decoder layers (from 0) whose linear layers are compared; default: the last two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<usize>,
+    /// `attention` or `attention_mlp`.
+    #[serde(default)]
+    pub projections: QuadProjectionsConfig,
+    /// `identity`, `kfac` or `ekfac`.
+    #[serde(default)]
+    pub curvature: CurvatureConfig,
+    /// Damping λ.
+    #[serde(default = "default_quad_damping")]
+    pub damping: f64,
+    /// Rademacher projection width k (spec: 8192); 0 compares the exact gradients.
+    #[serde(default)]
+    pub proj_dim: usize,
+    /// Projection seed.
+    #[serde(default)]
+    pub proj_seed: u64,
+    /// Window length in tokens.
+    #[serde(default = "default_quad_window_len")]
+    pub window_len: usize,
+    /// Distance between window starts.
+    #[serde(default = "default_quad_window_stride")]
+    pub window_stride: usize,
+    /// Shortest trailing window kept.
+    #[serde(default = "default_quad_min_window_len")]
+    pub min_window_len: usize,
+    /// Tokens of a document considered at most.
+    #[serde(default = "default_quad_max_doc_tokens")]
+    pub max_doc_tokens: usize,
+    /// Score of a document too short for a window.
+    #[serde(default)]
+    pub empty_doc_score: f64,
+    /// Number of k-means clusters (bandit arms; capped at the pool size).
+    pub n_clusters: usize,
+    /// Lloyd iterations of the spherical k-means.
+    #[serde(default = "default_s2l_iters")]
+    pub kmeans_iters: usize,
+    /// Lloyd iterations on a sample of at most this many documents per cluster; 0 = all.
+    #[serde(default = "default_max_points_per_cluster")]
+    pub max_points_per_cluster: usize,
+    /// Neighbour radius γ (cosine distance of centroids).
+    #[serde(default = "default_quad_radius")]
+    pub neighbor_radius: f64,
+    /// Exploration weight α.
+    #[serde(default = "default_quad_alpha")]
+    pub alpha: f64,
+    /// Reward offset τ.
+    #[serde(default = "default_quad_offset")]
+    pub reward_offset: f64,
+    /// Probe documents per pull (b).
+    #[serde(default = "default_quad_probe_size")]
+    pub probe_size: usize,
+    /// Arms pulled per round (M).
+    #[serde(default = "default_quad_arms")]
+    pub arms_per_round: usize,
+    /// Documents accepted per positive pull (B).
+    pub block_size: usize,
+    /// Rounds at most.
+    #[serde(default = "default_quad_rounds")]
+    pub max_rounds: usize,
+    /// Budget in documents (exactly one of the two budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_docs: Option<u64>,
+    /// Budget in tokens of the proxy model's tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Seed of the clustering and the cluster orders (default: `run.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// `index_order` (the released code's round 0) or `all_once` (every cluster probed once
+    /// before any is probed again).
+    #[serde(default, skip_serializing_if = "is_index_order")]
+    pub init_policy: InitPolicy,
+}
+
+fn is_index_order(p: &InitPolicy) -> bool {
+    *p == InitPolicy::IndexOrder
+}
+
+fn default_quad_reference_documents() -> usize {
+    64
+}
+fn default_quad_damping() -> f64 {
+    1e-3
+}
+fn default_quad_window_len() -> usize {
+    1024
+}
+fn default_quad_window_stride() -> usize {
+    1023
+}
+fn default_quad_min_window_len() -> usize {
+    512
+}
+fn default_quad_max_doc_tokens() -> usize {
+    20_480
+}
+fn default_quad_radius() -> f64 {
+    0.2
+}
+fn default_quad_alpha() -> f64 {
+    1e-4
+}
+fn default_quad_offset() -> f64 {
+    0.002
+}
+fn default_quad_probe_size() -> usize {
+    10
+}
+fn default_quad_arms() -> usize {
+    50
+}
+fn default_quad_rounds() -> usize {
+    200
+}
