@@ -4,6 +4,7 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -112,4 +113,205 @@ pub fn write_text_file(path: &Path, texts: &[&str]) {
     )])
     .unwrap();
     write_batch(path, &batch);
+}
+
+pub fn quickstart(out: &Path, extra: &[&str]) -> Output {
+    let dir = format!("output.dir={}", out.display());
+    let mut args = vec![
+        "--quiet",
+        "run",
+        "--config",
+        "configs/quickstart.toml",
+        dir.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    gleaner(&args)
+}
+
+pub fn stats(out: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap()
+}
+
+/// The quickstart corpus, read independently of gleaner's reader, in corpus order.
+pub fn quickstart_docs() -> Vec<(String, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("data/quickstart"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let mut docs = vec![];
+    for f in files {
+        let b = read_parquet(&f);
+        docs.extend(
+            string_column(&b, "id")
+                .into_iter()
+                .zip(string_column(&b, "text")),
+        );
+    }
+    docs
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// sha256 of every output file except those allowed to differ between identical runs.
+pub fn deterministic_files(out: &Path) -> BTreeMap<String, String> {
+    walk(out)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.strip_prefix(out).unwrap().to_string_lossy().into_owned(),
+                p,
+            )
+        })
+        .filter(|(name, _)| {
+            name != "timings.json" && name != "manifest.json" && name != "config.toml"
+        })
+        .map(|(name, p)| (name, gleaner_storage::atomic::sha256_file(&p).unwrap()))
+        .collect()
+}
+
+/// Runs `gleaner run --config CFG --overwrite`, expecting failure; returns stderr
+/// (`--overwrite` only matters where a completed run is already there).
+pub fn run_fails(cfg: &Path) -> String {
+    fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--overwrite",
+    ]))
+}
+
+pub fn config_for(dir: &Path, input: &str, extra: &str) -> PathBuf {
+    let path = dir.join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[input]\npaths = [\"{input}\"]\n{extra}\n[output]\ndir = \"{}\"\n\n[[stages]]\ntype = \"exact_dedup\"\n", dir.join("out").display()),
+    )
+    .unwrap();
+    path
+}
+
+pub fn float_lists(batches: &[RecordBatch], name: &str) -> Vec<Vec<f32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let l = b.column_by_name(name).unwrap().as_list::<i32>().clone();
+            (0..l.len())
+                .map(move |i| {
+                    l.value(i)
+                        .as_primitive::<arrow::datatypes::Float32Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+pub fn ablation_config_errors_name_the_method() {
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.1.name=random",
+    ]));
+    assert!(
+        err.contains("methods[1].name") && err.contains("used twice"),
+        "{err}"
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.name=\"a b\"",
+    ]));
+    assert!(err.contains("methods[0].name"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.2.stages.1.count=0.5",
+    ]));
+    assert!(err.contains("methods[2].stages[1]"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.stages.0.fraction=0.5",
+    ]));
+    assert!(
+        err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
+        "{err}"
+    );
+}
+/// A pool of code-like and prose documents with 0/1 columns marking each kind, and a held-out
+/// code target set.
+pub fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
+    use arrow::array::{Float64Array, StringArray};
+    use std::sync::Arc;
+    let mut texts = Vec::new();
+    let mut is_code = Vec::new();
+    // 300 documents, one in five code: a random 60 holds about 12 code functions.
+    for i in 0..300 {
+        if i % 5 == 0 {
+            texts.push(format!(
+                "def f_{i}(x, y):\n    if x > {}:\n        return x * {i} + y\n    return (y - x) // {}\n",
+                i % 9,
+                i % 5 + 1
+            ));
+            is_code.push(1.0);
+        } else {
+            texts.push(format!(
+                "The river number {i} flows slowly past the old mill, and the town sleeps under a grey and quiet sky."
+            ));
+            is_code.push(0.0);
+        }
+    }
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("d{i:03}")).collect();
+    let prose: Vec<f64> = is_code.iter().map(|c| 1.0 - c).collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(StringArray::from(ids)) as arrow::array::ArrayRef,
+        ),
+        ("text", Arc::new(StringArray::from(texts))),
+        ("is_code", Arc::new(Float64Array::from(is_code))),
+        ("is_prose", Arc::new(Float64Array::from(prose))),
+    ])
+    .unwrap();
+    let pool = dir.join("pool.parquet");
+    write_batch(&pool, &batch);
+    let target = dir.join("target.parquet");
+    let targets: Vec<String> = (0..20)
+        .map(|i| {
+            // Functions like the pool's code (other numbers): held out, never in the pool.
+            let i = 1000 + 7 * i;
+            format!(
+                "def f_{i}(x, y):\n    if x > {}:\n        return x * {i} + y\n    return (y - x) // {}\n",
+                i % 9,
+                i % 5 + 1
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+    write_text_file(&target, &refs);
+    (pool, target)
 }
