@@ -24,7 +24,14 @@ become the target: reference.parquet (what targeted methods aim at) and evaluati
 without training: a targeted method's share of email_ham in its selection against the
 source's pool share; with training: bits per byte on the held-out e-mails.
 
-Usage: python3 scripts/make_benchmarks.py   (needs pyarrow; deterministic, seed 7)
+diversity/: 400 real documents of 50+ words (families), each with 0 to 14 planted near-copies
+(2% of its words replaced, lines re-wrapped; family sizes skewed, so a few families hold most
+of the pool), shuffled: pool.parquet (id `<family>#<copy>`, text, source: the family's
+source). Known answer without training: the number of families a fixed budget of documents
+covers (uniform sampling covers a computable expected number; dedup first should cover one
+family per document).
+
+Usage: python3 scripts/make_benchmarks.py   (needs pyarrow; deterministic, seeds 7, 11, 13)
 """
 import glob
 import os
@@ -180,6 +187,30 @@ def quality():
     )
 
 
+def diversity():
+    rng = random.Random(13)
+    docs = [r for r in quickstart_rows() if len(r["text"].split()) >= 50]
+    docs.sort(key=lambda r: r["id"])
+    rng.shuffle(docs)
+    pool = []
+    for r in docs[:400]:
+        # Skewed family sizes: most families small, a few heavy.
+        copies = min(14, int(rng.expovariate(0.35)))
+        pool.append((f"{r['id']}#0", r["text"], r["source"]))
+        for c in range(1, copies + 1):
+            w = r["text"].split()
+            for i in rng.sample(range(len(w)), max(1, len(w) // 50)):
+                w[i] = "x%05d" % rng.randrange(10**5)
+            text = "\n".join(" ".join(w[i : i + 10]) for i in range(0, len(w), 10))
+            pool.append((f"{r['id']}#{c}", text, r["source"]))
+    rng.shuffle(pool)
+    out = os.path.join(ROOT, "data", "benchmarks", "diversity")
+    os.makedirs(out, exist_ok=True)
+    write(os.path.join(out, "pool.parquet"), pool)
+    print(f"diversity: pool {len(pool)} documents in 400 families in {os.path.normpath(out)}")
+
+
 if __name__ == "__main__":
     quality()
     targeting()
+    diversity()

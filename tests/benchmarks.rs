@@ -167,3 +167,46 @@ fn targeting_benchmark_dsir_and_the_classifier_enrich_the_target_source_and_rand
         "the n-gram classifier holds its target source at more than 5x its pool share: {classifier} vs {pool_share}"
     );
 }
+
+/// Families (`<family>#<copy>` ids) a run's selection covers.
+fn families_covered(selection: &std::path::Path) -> usize {
+    let ids = string_column(&read_parquet(selection), "id");
+    let families: std::collections::HashSet<&str> =
+        ids.iter().map(|i| i.rsplit_once('#').unwrap().0).collect();
+    families.len()
+}
+
+#[test]
+fn diversity_benchmark_minhash_dedup_covers_a_family_per_document() {
+    let pool = string_column(
+        &read_parquet(&repo().join("data/benchmarks/diversity/pool.parquet")),
+        "id",
+    );
+    let mut sizes: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for id in &pool {
+        *sizes.entry(id.rsplit_once('#').unwrap().0).or_default() += 1;
+    }
+    // Expected families covered by 300 documents drawn uniformly without replacement:
+    // sum over families of 1 - C(N - s, 300) / C(N, 300).
+    let n = pool.len();
+    let miss = |s: usize| -> f64 {
+        (0..300)
+            .map(|k| (n - s - k) as f64 / (n - k) as f64)
+            .product()
+    };
+    let expected: f64 = sizes.values().map(|&s| 1.0 - miss(s)).sum();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("diversity");
+    ablate("configs/benchmarks/diversity.toml", &out);
+    let random = families_covered(&out.join("random/selection.parquet")) as f64;
+    let minhash = families_covered(&out.join("minhash_dedup/selection.parquet")) as f64;
+    assert!(
+        (random - expected).abs() < 20.0,
+        "random covers {random}, expected {expected:.1}"
+    );
+    assert!(
+        minhash >= 280.0,
+        "MinHash dedup then random covers {minhash} families of 300 documents"
+    );
+    assert!(minhash > random + 50.0, "{minhash} vs {random}");
+}
