@@ -31,7 +31,7 @@ use crate::attention_influence::{
 };
 use crate::config::{
     AttentionInfluenceConfig, Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig,
-    LossTrajectoryConfig, OnBadFileConfig, StageConfig,
+    LossTrajectoryConfig, ModelSettings, OnBadFileConfig, StageConfig,
 };
 use crate::training::{checkpoint_steps, train};
 use gleaner_storage::input::file_identities;
@@ -156,18 +156,25 @@ pub fn cache_root(config: &Config) -> PathBuf {
 }
 
 /// The sentence encoder an embed stage configures (model, lengths, device).
-pub fn load_encoder(c: &crate::config::EmbedConfig) -> Result<SentenceEncoder> {
-    let device = device_from_name(DeviceName::parse(&c.device)?)?;
+pub fn load_encoder(s: ModelSettings<'_>) -> Result<SentenceEncoder> {
+    let device = device_from_name(DeviceName::parse(s.device)?)?;
     let options = EncoderOptions {
-        max_tokens: c.max_tokens,
-        batch_tokens: c.batch_tokens,
-        long_documents: long_documents(c.long_documents),
+        max_tokens: s.max_tokens,
+        batch_tokens: s.batch_tokens,
+        long_documents: long_documents(s.long_documents),
     };
-    Ok(SentenceEncoder::load(
-        Path::new(&c.model),
-        options,
-        &device,
-    )?)
+    Ok(SentenceEncoder::load(Path::new(s.model), options, &device)?)
+}
+
+/// The causal LM a model stage configures (model, lengths, device).
+fn load_lm(s: ModelSettings<'_>) -> Result<CausalLm> {
+    let device = device_from_name(DeviceName::parse(s.device)?)?;
+    let options = LmOptions {
+        max_tokens: s.max_tokens,
+        batch_tokens: s.batch_tokens,
+        long_documents: long_documents(s.long_documents),
+    };
+    Ok(CausalLm::load(Path::new(s.model), options, &device)?)
 }
 
 fn long_documents(c: LongDocumentsConfig) -> LongDocuments {
@@ -327,29 +334,15 @@ enum Loaded {
 impl Loaded {
     fn load(stage: &FeatureStage, reader: &CorpusReader, config: &Config) -> Result<Self> {
         Ok(match &stage.model {
-            ModelStage::Embed(c) => Loaded::Encoder(load_encoder(c)?),
-            ModelStage::LmScore(c) => {
-                let device = device_from_name(DeviceName::parse(&c.device)?)?;
-                let options = LmOptions {
-                    max_tokens: c.max_tokens,
-                    batch_tokens: c.batch_tokens,
-                    long_documents: long_documents(c.long_documents),
-                };
-                Loaded::Lm(CausalLm::load(Path::new(&c.model), options, &device)?)
-            }
+            ModelStage::Embed(c) => Loaded::Encoder(load_encoder(c.settings())?),
+            ModelStage::LmScore(c) => Loaded::Lm(load_lm(c.settings())?),
             ModelStage::AttentionInfluence {
                 config: c,
                 values,
                 seed,
                 key,
             } => {
-                let device = device_from_name(DeviceName::parse(&c.device)?)?;
-                let options = LmOptions {
-                    max_tokens: c.max_tokens,
-                    batch_tokens: c.batch_tokens,
-                    long_documents: long_documents(c.long_documents),
-                };
-                let lm = CausalLm::load(Path::new(&c.model), options, &device)?;
+                let lm = load_lm(c.settings())?;
                 let heads = heads_for_stage(&lm, c, values, *seed, key, &stage.heads_file())?;
                 Loaded::AttentionInfluence {
                     mask: heads.mask(c.uniform_scope),

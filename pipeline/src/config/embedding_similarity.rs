@@ -51,12 +51,18 @@ impl EmbeddingSimilarityConfig {
         if self.target_paths.is_empty() {
             bail!("at key `{key}.target_paths`: at least one path is required");
         }
-        match (self.fraction, self.count) {
-            (Some(f), None) if !(f > 0.0 && f <= 1.0) => {
-                bail!("at key `{key}.fraction`: {f} is outside (0, 1]")
-            }
-            (Some(_), None) | (None, Some(_)) => Ok(()),
-            _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
+        Ok(())
+    }
+}
+
+impl EmbeddingSimilarityConfig {
+    /// Its size keys.
+    pub fn size(&self) -> super::SizeSettings {
+        super::SizeSettings {
+            fraction: self.fraction,
+            count: self.count,
+            per_source: self.per_source,
+            ..Default::default()
         }
     }
 }

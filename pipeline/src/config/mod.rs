@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
 use gleaner_selectors::quad::bandit::InitPolicy;
+use gleaner_selectors::random::SampleSize;
 use gleaner_storage::writer::ShardCodec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -336,45 +337,75 @@ fn device(key: &str, name: &str) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("at key `{key}.device`: {e}"))
 }
 
-/// The size keys of a selector.
-struct Size {
-    fraction: Option<f64>,
-    count: Option<u64>,
-    budget_words: Option<u64>,
-    budget_tokens: Option<u64>,
-    per_source: bool,
+/// A selector's size keys, read through one type: exactly one of a fraction of the pool, a
+/// count, a budget of whitespace tokens or of tokenizer tokens; and whether the size is split
+/// across sources.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SizeSettings {
+    /// Keep `round(fraction * pool)` documents.
+    pub fraction: Option<f64>,
+    /// Keep this many documents.
+    pub count: Option<u64>,
+    /// Keep documents while their whitespace tokens stay within this budget.
+    pub budget_words: Option<u64>,
+    /// Keep documents while their tokenizer tokens stay within this budget.
+    pub budget_tokens: Option<u64>,
+    /// Split the size across sources smallest-first.
+    pub per_source: bool,
 }
 
-/// Checks a selector's size keys: exactly one set, a fraction in (0, 1], `per_source` only
-/// with a fraction or a count, and `budget_tokens` only after a `tokenize` stage.
-fn validate_size(key: &str, size: Size, tokenized: bool) -> Result<()> {
-    let budget = size.budget_words.is_some() || size.budget_tokens.is_some();
-    let set = [
-        size.fraction.is_some(),
-        size.count.is_some(),
-        size.budget_words.is_some(),
-        size.budget_tokens.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if set != 1 {
-        bail!(
-            "at key `{key}`: set exactly one of `fraction`, `count`, `budget_words`, `budget_tokens` (found {set})"
-        );
-    }
-    if let Some(f) = size.fraction {
-        if !(f > 0.0 && f <= 1.0) {
-            bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
+impl SizeSettings {
+    /// The validated size, and whether it is a budget of tokenizer tokens.
+    pub fn sample(&self) -> (SampleSize, bool) {
+        match (
+            self.fraction,
+            self.count,
+            self.budget_words,
+            self.budget_tokens,
+        ) {
+            (Some(f), _, _, _) => (SampleSize::Fraction(f), false),
+            (_, Some(n), _, _) => (SampleSize::Count(n), false),
+            (_, _, Some(b), _) => (SampleSize::Tokens(b), false),
+            (_, _, _, Some(b)) => (SampleSize::Tokens(b), true),
+            _ => unreachable!("validated: exactly one size is set"),
         }
     }
-    if size.per_source && budget {
-        bail!("at key `{key}.per_source`: per-source quotas need `fraction` or `count`, not a budget (`budget_words`, `budget_tokens`)");
+
+    /// Checks the keys: exactly one set (budgets only where `budgets` are accepted), a
+    /// fraction in (0, 1], `per_source` only with a fraction or a count, and `budget_tokens`
+    /// only after a `tokenize` stage.
+    fn validate(&self, key: &str, budgets: bool, tokenized: bool) -> Result<()> {
+        let budget = self.budget_words.is_some() || self.budget_tokens.is_some();
+        let set = [
+            self.fraction.is_some(),
+            self.count.is_some(),
+            self.budget_words.is_some(),
+            self.budget_tokens.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            let keys = if budgets {
+                "`fraction`, `count`, `budget_words`, `budget_tokens`"
+            } else {
+                "`fraction`, `count`"
+            };
+            bail!("at key `{key}`: set exactly one of {keys} (found {set})");
+        }
+        if let Some(f) = self.fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                bail!("at key `{key}.fraction`: {f} is outside (0, 1]");
+            }
+        }
+        if self.per_source && budget {
+            bail!("at key `{key}.per_source`: per-source quotas need `fraction` or `count`, not a budget (`budget_words`, `budget_tokens`)");
+        }
+        if self.budget_tokens.is_some() && !tokenized {
+            bail!("at key `{key}.budget_tokens`: counts the tokens of a `tokenize` stage; add one before this stage (or use `budget_words` for whitespace tokens)");
+        }
+        Ok(())
     }
-    if size.budget_tokens.is_some() && !tokenized {
-        bail!("at key `{key}.budget_tokens`: counts the tokens of a `tokenize` stage; add one before this stage (or use `budget_words` for whitespace tokens)");
-    }
-    Ok(())
 }
 
 impl StageConfig {
@@ -699,12 +730,7 @@ impl Config {
                     if c.ngrams == 0 || c.num_buckets == 0 {
                         bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
                     }
-                    match (c.fraction, c.count) {
-                        (Some(f), None) if f > 0.0 && f <= 1.0 => {}
-                        (Some(f), None) => bail!("at key `{key}.fraction`: {f} is outside (0, 1]"),
-                        (None, Some(_)) => {}
-                        _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
-                    }
+                    c.size().validate(&key, false, tokenized)?;
                 }
                 StageConfig::Embed(c) => {
                     positive(&key, "max_tokens", c.max_tokens)?;
@@ -761,28 +787,24 @@ impl Config {
                     }
                     ratio("eps", Some(c.eps))?;
                 }
-                StageConfig::RandomSample(r) => validate_size(
-                    &key,
-                    Size {
-                        fraction: r.fraction,
-                        count: r.count,
-                        budget_words: r.budget_words,
-                        budget_tokens: r.budget_tokens,
-                        per_source: r.per_source,
-                    },
-                    tokenized,
-                )?,
+                StageConfig::RandomSample(r) => r.size().validate(&key, true, tokenized)?,
                 StageConfig::Decontaminate(c) => c.validate(&key)?,
                 StageConfig::LanguageId(c) => c.validate(&key)?,
                 StageConfig::Tokenize(_) => {}
                 StageConfig::MinhashDedup(c) => c.validate(&key)?,
-                StageConfig::NgramClassifier(c) => c.validate(&key)?,
-                StageConfig::EmbeddingSimilarity(c) => c.validate(
-                    &key,
-                    self.stages[..i]
-                        .iter()
-                        .any(|s| matches!(s, StageConfig::Embed(_))),
-                )?,
+                StageConfig::NgramClassifier(c) => {
+                    c.validate(&key)?;
+                    c.size().validate(&key, false, tokenized)?;
+                }
+                StageConfig::EmbeddingSimilarity(c) => {
+                    c.validate(
+                        &key,
+                        self.stages[..i]
+                            .iter()
+                            .any(|s| matches!(s, StageConfig::Embed(_))),
+                    )?;
+                    c.size().validate(&key, false, tokenized)?;
+                }
                 StageConfig::ScoreFilter(c) => match (c.min, c.max) {
                     (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
                     (Some(lo), Some(hi)) if lo > hi => {
@@ -791,17 +813,7 @@ impl Config {
                     _ => {}
                 },
                 StageConfig::S2l(c) => {
-                    validate_size(
-                        &key,
-                        Size {
-                            fraction: c.fraction,
-                            count: c.count,
-                            budget_words: None,
-                            budget_tokens: None,
-                            per_source: c.per_source,
-                        },
-                        tokenized,
-                    )?;
+                    c.size().validate(&key, false, tokenized)?;
                     if c.trajectory_column.is_some() != c.trajectory_columns.is_empty() {
                         bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
                     }
@@ -825,17 +837,7 @@ impl Config {
                     }
                 }
                 StageConfig::ScoreSelect(c) => {
-                    validate_size(
-                        &key,
-                        Size {
-                            fraction: c.fraction,
-                            count: c.count,
-                            budget_words: c.budget_words,
-                            budget_tokens: c.budget_tokens,
-                            per_source: c.per_source,
-                        },
-                        tokenized,
-                    )?;
+                    c.size().validate(&key, true, tokenized)?;
                     if c.within_source && (c.fraction.is_none() || c.per_source) {
                         bail!("at key `{key}.within_source`: takes `fraction` of every source; it needs `fraction` and excludes `per_source`");
                     }

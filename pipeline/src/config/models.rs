@@ -83,3 +83,45 @@ pub(super) fn default_lm_batch_tokens() -> usize {
 pub(super) fn default_device() -> String {
     "cpu".into()
 }
+
+/// What every model stage configures the same way: the model folder, how much of each
+/// document it reads and how, its batch size in tokens, and the device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelSettings<'a> {
+    /// Model folder.
+    pub model: &'a str,
+    /// Longest input in tokens.
+    pub max_tokens: usize,
+    /// Longer documents: truncated, or averaged over chunks.
+    pub long_documents: LongDocumentsConfig,
+    /// Tokens per forward batch.
+    pub batch_tokens: usize,
+    /// `cpu`, `gpu` or `cuda`.
+    pub device: &'a str,
+}
+
+impl EmbedConfig {
+    /// Its model settings.
+    pub fn settings(&self) -> ModelSettings<'_> {
+        ModelSettings {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            long_documents: self.long_documents,
+            batch_tokens: self.batch_tokens,
+            device: &self.device,
+        }
+    }
+}
+
+impl LmScoreConfig {
+    /// Its model settings.
+    pub fn settings(&self) -> ModelSettings<'_> {
+        ModelSettings {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            long_documents: self.long_documents,
+            batch_tokens: self.batch_tokens,
+            device: &self.device,
+        }
+    }
+}

@@ -90,12 +90,18 @@ impl NgramClassifierConfig {
         if self.l2 < 0.0 {
             bail!("at key `{key}.l2`: must not be negative");
         }
-        match (self.fraction, self.count) {
-            (Some(f), None) if !(f > 0.0 && f <= 1.0) => {
-                bail!("at key `{key}.fraction`: {f} is outside (0, 1]")
-            }
-            (Some(_), None) | (None, Some(_)) => Ok(()),
-            _ => bail!("at key `{key}`: set exactly one of `fraction`, `count`"),
+        Ok(())
+    }
+}
+
+impl NgramClassifierConfig {
+    /// Its size keys.
+    pub fn size(&self) -> super::SizeSettings {
+        super::SizeSettings {
+            fraction: self.fraction,
+            count: self.count,
+            per_source: self.per_source,
+            ..Default::default()
         }
     }
 }

@@ -3,7 +3,7 @@
 //! importance weight (`gleaner_selectors::dsir`) becomes the pool column `dsir` a score
 //! selector samples by.
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use super::{Pool, PoolStage, StageEnv};
 use crate::config::DsirConfig;
 use anyhow::Result;
@@ -31,7 +31,7 @@ impl DsirStage {
             selector: SelectorStage::by_score(
                 "dsir",
                 seed,
-                sample_size(config.fraction, config.count, None),
+                config.size().sample().0,
                 !config.top_k,
                 1.0,
                 Grouping::balanced(config.per_source),

@@ -3,7 +3,7 @@
 //! target document). The target is embedded with the pipeline's `embed` stage model, so both
 //! sides share one space; the similarities become the pool column `embedding_similarity`.
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use super::{Needs, Pool, PoolStage, StageEnv};
 use crate::config::embedding_similarity::{EmbeddingSimilarityConfig, SimilarityRule};
 use crate::config::EmbedConfig;
@@ -41,7 +41,7 @@ impl EmbeddingSimilarityStage {
             selector: SelectorStage::by_score(
                 "embedding_similarity",
                 seed,
-                sample_size(config.fraction, config.count, None),
+                config.size().sample().0,
                 false,
                 1.0,
                 Grouping::balanced(config.per_source),
@@ -77,7 +77,7 @@ impl PoolStage for EmbeddingSimilarityStage {
                 env.key
             );
         }
-        let encoder = crate::features::load_encoder(&self.embed)?;
+        let encoder = crate::features::load_encoder(self.embed.settings())?;
         let dim = encoder.dim();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let flat = encoder.encode(&refs)?;

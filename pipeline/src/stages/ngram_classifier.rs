@@ -3,7 +3,7 @@
 //! (`gleaner_selectors::ngram_classifier`). The logits become the pool column
 //! `ngram_classifier`, which a score selector ranks (or samples) by.
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use super::{Pool, PoolStage, StageEnv};
 use crate::config::ngram_classifier::NgramClassifierConfig;
 use anyhow::{bail, Context, Result};
@@ -33,7 +33,7 @@ impl NgramClassifierStage {
             selector: SelectorStage::by_score(
                 "ngram_classifier",
                 seed,
-                sample_size(config.fraction, config.count, None),
+                config.size().sample().0,
                 config.sample,
                 1.0,
                 Grouping::balanced(config.per_source),

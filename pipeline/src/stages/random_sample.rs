@@ -1,13 +1,13 @@
 //! `random_sample`: a seeded uniform sample of the pool (by fraction, count, or a budget of
 //! whitespace or tokenizer tokens; optionally balanced across sources).
 
-use super::selection::{sized, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use crate::config::RandomSampleConfig;
 use gleaner_selectors::random::RandomSelector;
 
 /// The stage of `c`, drawing from `seed`.
 pub fn build(c: &RandomSampleConfig, seed: u64) -> SelectorStage {
-    let (size, in_tokens) = sized(c.fraction, c.count, c.budget_words, c.budget_tokens);
+    let (size, in_tokens) = c.size().sample();
     let mut stage = SelectorStage::new(
         size,
         Grouping::balanced(c.per_source),

@@ -1,7 +1,7 @@
 //! `s2l`: SmallToLarge. k-means over the documents' loss trajectories, then a budget split
 //! across clusters smallest-first (`gleaner_selectors::s2l`).
 
-use super::selection::{sample_size, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use super::Trajectories;
 use crate::config::S2lConfig;
 use gleaner_selectors::s2l::S2lSelector;
@@ -11,7 +11,7 @@ pub fn build(c: &S2lConfig, seed: u64) -> SelectorStage {
     let (n_clusters, kmeans_iters, min_cluster_size) =
         (c.n_clusters, c.kmeans_iters, c.min_cluster_size);
     let mut stage = SelectorStage::new(
-        sample_size(c.fraction, c.count, None),
+        c.size().sample().0,
         Grouping::balanced(c.per_source),
         Box::new(move |size| {
             Box::new(S2lSelector {

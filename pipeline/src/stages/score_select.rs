@@ -1,7 +1,7 @@
 //! `score_select`: top-k (or Gumbel-top-k when `sample`) over a numeric column, optionally
 //! combined with a second column, over the pool or within each source.
 
-use super::selection::{sized, Grouping, SelectorStage};
+use super::selection::{Grouping, SelectorStage};
 use crate::config::ScoreSelectConfig;
 
 /// The stage of `c`, drawing from `seed`.
@@ -11,7 +11,7 @@ pub fn build(c: &ScoreSelectConfig, seed: u64) -> SelectorStage {
     } else {
         Grouping::balanced(c.per_source)
     };
-    let (size, in_tokens) = sized(c.fraction, c.count, c.budget_words, c.budget_tokens);
+    let (size, in_tokens) = c.size().sample();
     let mut stage = SelectorStage::by_score(
         "score_select",
         seed,

@@ -55,34 +55,6 @@ pub struct SelectorStage {
     pub make: MakeSelector,
 }
 
-/// The size a validated selector config asks for (exactly one is set), and whether it is a
-/// budget of tokenizer tokens.
-pub fn sized(
-    fraction: Option<f64>,
-    count: Option<u64>,
-    budget_words: Option<u64>,
-    budget_tokens: Option<u64>,
-) -> (SampleSize, bool) {
-    match budget_tokens {
-        Some(b) => (SampleSize::Tokens(b), true),
-        None => (sample_size(fraction, count, budget_words), false),
-    }
-}
-
-/// The size a validated selector config asks for (exactly one of the three is set).
-pub fn sample_size(
-    fraction: Option<f64>,
-    count: Option<u64>,
-    budget_words: Option<u64>,
-) -> SampleSize {
-    match (fraction, count, budget_words) {
-        (Some(f), _, _) => SampleSize::Fraction(f),
-        (_, Some(n), _) => SampleSize::Count(n),
-        (_, _, Some(b)) => SampleSize::Tokens(b),
-        _ => unreachable!("validated: exactly one size is set"),
-    }
-}
-
 impl SelectorStage {
     /// A stage around `make` with no score columns; whitespace token counts are recorded when
     /// the size is a token budget (set `budget_in_tokens` for tokenizer tokens).
