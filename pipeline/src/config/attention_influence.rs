@@ -160,16 +160,3 @@ impl AttentionInfluenceConfig {
         }
     }
 }
-
-impl AttentionInfluenceConfig {
-    /// Its model settings.
-    pub fn settings(&self) -> ModelSettings<'_> {
-        ModelSettings {
-            model: &self.model,
-            max_tokens: self.max_tokens,
-            long_documents: self.long_documents,
-            batch_tokens: self.batch_tokens,
-            device: &self.device,
-        }
-    }
-}

@@ -55,14 +55,4 @@ impl EmbeddingSimilarityConfig {
     }
 }
 
-impl EmbeddingSimilarityConfig {
-    /// Its size keys.
-    pub fn size(&self) -> super::SizeSettings {
-        super::SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            per_source: self.per_source,
-            ..Default::default()
-        }
-    }
-}
+size_settings!(EmbeddingSimilarityConfig);

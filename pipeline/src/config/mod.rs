@@ -1,6 +1,38 @@
 //! Run configuration: TOML with unknown keys rejected, `key.path=value` overrides, and
 //! validation errors that name the key and the allowed values.
 
+/// `size()` for selector configs: `fraction`, `count` and `per_source`, and with `budgets:`
+/// also `budget_words` and `budget_tokens`.
+macro_rules! size_settings {
+    (budgets: $($config:ty),*) => {$(
+        impl $config {
+            /// Its size keys.
+            pub fn size(&self) -> $crate::config::SizeSettings {
+                $crate::config::SizeSettings {
+                    fraction: self.fraction,
+                    count: self.count,
+                    budget_words: self.budget_words,
+                    budget_tokens: self.budget_tokens,
+                    per_source: self.per_source,
+                }
+            }
+        }
+    )*};
+    ($($config:ty),*) => {$(
+        impl $config {
+            /// Its size keys.
+            pub fn size(&self) -> $crate::config::SizeSettings {
+                $crate::config::SizeSettings {
+                    fraction: self.fraction,
+                    count: self.count,
+                    per_source: self.per_source,
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
 mod attention_influence;
 pub use attention_influence::*;
 mod loss_trajectory;

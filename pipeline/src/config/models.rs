@@ -100,28 +100,22 @@ pub struct ModelSettings<'a> {
     pub device: &'a str,
 }
 
-impl EmbedConfig {
-    /// Its model settings.
-    pub fn settings(&self) -> ModelSettings<'_> {
-        ModelSettings {
-            model: &self.model,
-            max_tokens: self.max_tokens,
-            long_documents: self.long_documents,
-            batch_tokens: self.batch_tokens,
-            device: &self.device,
+/// `settings()` for model-stage configs that carry the five model fields.
+macro_rules! model_settings {
+    ($($config:ty),*) => {$(
+        impl $config {
+            /// Its model settings.
+            pub fn settings(&self) -> ModelSettings<'_> {
+                ModelSettings {
+                    model: &self.model,
+                    max_tokens: self.max_tokens,
+                    long_documents: self.long_documents,
+                    batch_tokens: self.batch_tokens,
+                    device: &self.device,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl LmScoreConfig {
-    /// Its model settings.
-    pub fn settings(&self) -> ModelSettings<'_> {
-        ModelSettings {
-            model: &self.model,
-            max_tokens: self.max_tokens,
-            long_documents: self.long_documents,
-            batch_tokens: self.batch_tokens,
-            device: &self.device,
-        }
-    }
-}
+model_settings!(EmbedConfig, LmScoreConfig, AttentionInfluenceConfig);

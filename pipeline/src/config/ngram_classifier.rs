@@ -94,14 +94,4 @@ impl NgramClassifierConfig {
     }
 }
 
-impl NgramClassifierConfig {
-    /// Its size keys.
-    pub fn size(&self) -> super::SizeSettings {
-        super::SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            per_source: self.per_source,
-            ..Default::default()
-        }
-    }
-}
+size_settings!(NgramClassifierConfig);

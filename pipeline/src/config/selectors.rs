@@ -244,52 +244,5 @@ fn default_temperature() -> f64 {
     1.0
 }
 
-impl S2lConfig {
-    /// Its size keys.
-    pub fn size(&self) -> SizeSettings {
-        SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            per_source: self.per_source,
-            ..Default::default()
-        }
-    }
-}
-
-impl DsirConfig {
-    /// Its size keys.
-    pub fn size(&self) -> SizeSettings {
-        SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            per_source: self.per_source,
-            ..Default::default()
-        }
-    }
-}
-
-impl RandomSampleConfig {
-    /// Its size keys.
-    pub fn size(&self) -> SizeSettings {
-        SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            budget_words: self.budget_words,
-            budget_tokens: self.budget_tokens,
-            per_source: self.per_source,
-        }
-    }
-}
-
-impl ScoreSelectConfig {
-    /// Its size keys.
-    pub fn size(&self) -> SizeSettings {
-        SizeSettings {
-            fraction: self.fraction,
-            count: self.count,
-            budget_words: self.budget_words,
-            budget_tokens: self.budget_tokens,
-            per_source: self.per_source,
-        }
-    }
-}
+size_settings!(S2lConfig, DsirConfig);
+size_settings!(budgets: RandomSampleConfig, ScoreSelectConfig);
