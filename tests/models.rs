@@ -839,7 +839,7 @@ fn real_smollm2_finds_retrieval_heads_and_scores_copying_above_iid_text() {
 fn quad_influence_matches_parameter_gradient_cosines() {
     use burn::prelude::{Int, Tensor, TensorData};
     use burn::tensor::activation::log_softmax;
-    use gleaner::quad::{Curvature, InfluenceScorer, InfluenceSettings};
+    use gleaner::models::quad::{Curvature, InfluenceScorer, InfluenceSettings};
     use gleaner_embed::{LinearId, LinearKind};
     use gleaner_selectors::quad::windows::WindowConfig;
 
@@ -1043,7 +1043,7 @@ fn quad_oracle(
     tokens: Option<&[u64]>,
     budget: u64,
 ) -> gleaner_selectors::quad::select::QuadSelection {
-    use gleaner::quad::{Curvature, InfluenceScorer, InfluenceSettings};
+    use gleaner::models::quad::{Curvature, InfluenceScorer, InfluenceSettings};
     use gleaner_embed::{LinearId, LinearKind};
     use gleaner_selectors::quad::bandit::BanditConfig;
     use gleaner_selectors::quad::select::{select, QuadSettings};

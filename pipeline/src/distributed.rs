@@ -338,7 +338,7 @@ pub fn probe_task(work: &Path, round: usize) -> Result<usize> {
             _ => None,
         })
         .context("the planned run has no quad stage")?;
-    let model = crate::quad::QuadModel::load(quad, &format!("stages[{index}]"))?;
+    let model = crate::models::quad::QuadModel::load(quad, &format!("stages[{index}]"))?;
     let dir = work.join("quad");
     let reference: Vec<f64> = postcard::from_bytes(&std::fs::read(dir.join("reference.bin"))?)?;
     let texts: Vec<String> =

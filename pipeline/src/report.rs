@@ -50,7 +50,7 @@ pub struct ReportInput<'a> {
     /// Selected shards.
     pub shards: &'a [ShardInfo],
     /// Model stages and the columns they computed.
-    pub models: &'a [crate::features::ModelSummary],
+    pub models: &'a [crate::models::features::ModelSummary],
     /// Per-source distributions of model scores (attention_influence).
     pub distributions: &'a [ScoreDistribution],
     /// What a quad stage did.
@@ -250,9 +250,9 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
 pub fn write_report(out: &Path, r: &ReportInput<'_>) -> Result<()> {
     for m in r.models {
         if let Some(heads) = &m.heads {
-            heads.write_heatmap(&out.join(
-                crate::attention_influence::HeadReport::heatmap_name(&m.column),
-            ))?;
+            heads.write_heatmap(
+                &out.join(crate::models::attention_influence::HeadReport::heatmap_name(&m.column)),
+            )?;
         }
     }
     write_bytes(&out.join(layout::REPORT_MD), render_markdown(r).as_bytes())?;

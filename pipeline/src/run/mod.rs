@@ -13,8 +13,8 @@ pub mod scan;
 pub mod write;
 
 use crate::config::{Config, OnBadFileConfig};
-use crate::features::{self, FeatureReport, FeatureStage};
 use crate::layout;
+use crate::models::features::{self, FeatureReport, FeatureStage};
 use crate::stages::scanned::UnitScan;
 use crate::stages::{Plan, ProbeRunner};
 use anyhow::Result;

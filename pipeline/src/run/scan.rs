@@ -3,7 +3,7 @@
 //! a map task hands to the reduce (serialised in the Slurm executor's marker files).
 
 use crate::config::Config;
-use crate::features::{FeatureStage, UnitFeatures};
+use crate::models::features::{FeatureStage, UnitFeatures};
 use crate::stages::columns::Columns;
 use crate::stages::pool::MAX_EXAMPLES;
 use crate::stages::scanned::{Fate, Survivor, UnitScan, INPUT_SLOT, NO_SOURCE};

@@ -77,7 +77,7 @@ impl PoolStage for EmbeddingSimilarityStage {
                 env.key
             );
         }
-        let encoder = crate::features::load_encoder(self.embed.settings())?;
+        let encoder = crate::models::features::load_encoder(self.embed.settings())?;
         let dim = encoder.dim();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let flat = encoder.encode(&refs)?;

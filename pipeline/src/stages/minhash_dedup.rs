@@ -43,7 +43,7 @@ impl MinhashDedupStage {
         });
         let digest = Sha256::digest(identity.to_string().as_bytes());
         let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let path = crate::features::cache_root(env.config)
+        let path = crate::models::features::cache_root(env.config)
             .join("minhash")
             .join(format!("{name}.bin"));
         let hashes: Vec<u64> = match std::fs::read(&path)

@@ -2,7 +2,7 @@
 //!
 //! - A [`DocStage`] (map) sees each document once, in the map phase, and keeps or drops it
 //!   (the Gopher rules, a range on a score column). Model stages compute their columns
-//!   before the scan (`crate::features`) and drop nothing.
+//!   before the scan (`crate::models::features`) and drop nothing.
 //! - A [`PoolStage`] (reduce) sees the whole [`Pool`] of surviving documents in the reduce
 //!   phase and keeps some of them (dedup, every selector). It may compute per-document values
 //!   in the map phase ([`PoolStage::map_document`]), so that work is spread over the map tasks.

@@ -1,12 +1,12 @@
 //! `quad`: a UCB bandit over k-means clusters of the pool's embeddings; each round probes a
 //! few documents of the chosen clusters with the proxy LM's (EK-)FAC influence on the
 //! reference set and accepts blocks of documents (`gleaner_selectors::quad`). The proxy and
-//! its scoring live in `crate::quad`; probes are scored here or by the executor's
+//! its scoring live in `crate::models::quad`; probes are scored here or by the executor's
 //! [`super::ProbeRunner`].
 
 use super::{Needs, Picked, Pool, PoolStage, StageEnv};
 use crate::config::QuadConfig;
-use crate::quad::QuadProxy;
+use crate::models::quad::QuadProxy;
 use crate::quad_report::{QuadReport, QuadReportContext};
 use anyhow::Result;
 use gleaner_selectors::quad::bandit::BanditConfig;
@@ -41,7 +41,11 @@ impl PoolStage for QuadStage {
     fn apply(&self, pool: &mut Pool<'_>, env: &StageEnv<'_>) -> Result<()> {
         let (c, seed) = (&self.config, self.seed);
         let t_fit = Instant::now();
-        let proxy = QuadProxy::load(c, &env.key, &crate::features::cache_root(env.config))?;
+        let proxy = QuadProxy::load(
+            c,
+            &env.key,
+            &crate::models::features::cache_root(env.config),
+        )?;
         let scorer = proxy.scorer()?;
         let fit_s = t_fit.elapsed().as_secs_f64();
         let (data, dim) = pool.embeddings()?;

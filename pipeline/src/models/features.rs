@@ -26,12 +26,12 @@ use gleaner_storage::sidecar::SidecarStore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::attention_influence::{
-    cached_heads, heads_for_stage, score_texts, HeadReport, ValueSource,
-};
 use crate::config::{
     AttentionInfluenceConfig, Config, EmbedConfig, LmScoreConfig, LongDocumentsConfig,
     LossTrajectoryConfig, ModelSettings, OnBadFileConfig, StageConfig,
+};
+use crate::models::attention_influence::{
+    cached_heads, heads_for_stage, score_texts, HeadReport, ValueSource,
 };
 use crate::training::{checkpoint_steps, train};
 use gleaner_storage::input::file_identities;
