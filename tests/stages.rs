@@ -453,8 +453,15 @@ fn tokenize_counts_like_the_reference_tokenizer_and_budgets_never_overshoot() {
             .values()
             .to_vec();
         assert_eq!(tokens, counts[..3], "{model}");
-        let report = std::fs::read_to_string(d.join("out/report.md")).unwrap();
+        // Tokens kept per stage: every document through input and tokenize, the three
+        // selected through score_select.
+        let st = stats(&d.join("out"));
+        let all: u64 = counts.iter().sum();
         let kept: u64 = counts[..3].iter().sum();
+        assert_eq!(st[0]["kept_tokens"], all, "{model}");
+        assert_eq!(st[1]["kept_tokens"], all, "{model}");
+        assert_eq!(st[2]["kept_tokens"], kept, "{model}");
+        let report = std::fs::read_to_string(d.join("out/report.md")).unwrap();
         assert!(
             report.contains("kept tokens") && report.contains(&format!("| {kept} |")),
             "{report}"

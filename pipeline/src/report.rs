@@ -182,9 +182,12 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
     if let Some(q) = r.quad {
         q.render_markdown(&mut s);
     }
+    let stage_tokens = r.stats.iter().any(|st| st.kept_tokens.is_some());
     let _ = writeln!(
         s,
-        "## Stages\n\n| stage | seen | kept | dropped | reasons |\n|---|---:|---:|---:|---|"
+        "## Stages\n\n| stage | seen | kept |{} dropped | reasons |\n|---|---:|---:|{}---:|---|",
+        if stage_tokens { " kept tokens |" } else { "" },
+        if stage_tokens { "---:|" } else { "" }
     );
     for st in r.stats {
         let reasons: Vec<String> = st
@@ -192,9 +195,13 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
+        let tokens = match (stage_tokens, st.kept_tokens) {
+            (true, t) => format!(" {} |", t.unwrap_or(0)),
+            (false, _) => String::new(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |{tokens} {} | {} |",
             st.stage,
             st.seen,
             st.kept,

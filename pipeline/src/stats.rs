@@ -15,6 +15,9 @@ pub struct StageStats {
     pub kept: u64,
     /// Documents dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Tokens (of the `tokenize` stage's tokenizer) of the documents the stage passed on,
+    /// when the pipeline has a tokenize stage.
+    pub kept_tokens: Option<u64>,
 }
 
 impl StageStats {
@@ -46,10 +49,15 @@ impl StageStats {
 
 impl Serialize for StageStats {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3 + self.dropped.len()))?;
+        let mut m = s.serialize_map(Some(
+            3 + self.dropped.len() + usize::from(self.kept_tokens.is_some()),
+        ))?;
         m.serialize_entry("stage", &self.stage)?;
         m.serialize_entry("seen", &self.seen)?;
         m.serialize_entry("kept", &self.kept)?;
+        if let Some(t) = self.kept_tokens {
+            m.serialize_entry("kept_tokens", &t)?;
+        }
         for (reason, n) in &self.dropped {
             m.serialize_entry(&format!("dropped_{reason}"), n)?;
         }

@@ -90,9 +90,13 @@ fn count_map_phase(
                 Fate::Survivor => None,
             };
             let passed_through = drop_slot.unwrap_or(last_doc_slot + 1);
+            let tokens = scan.row_tokens.get(row).copied();
             for slot in (INPUT_SLOT..=last_doc_slot).filter(|s| *s < passed_through) {
                 if slot == INPUT_SLOT || plan.doc_stages.iter().any(|f| f.0 == slot) {
                     ledger.stats[slot].keep_one();
+                    if let Some(t) = tokens {
+                        *ledger.stats[slot].kept_tokens.get_or_insert(0) += t;
+                    }
                 }
             }
         }
@@ -133,7 +137,7 @@ pub fn decide(
             probe_runner,
         };
         stage.apply(&mut pool, &env)?;
-        pool.leave();
+        pool.leave(plan.tokenizer.is_some());
     }
     let finished = pool.finish();
     let mut selected = Vec::with_capacity(finished.kept.len());

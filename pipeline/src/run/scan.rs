@@ -121,6 +121,10 @@ pub fn scan_unit(
             if let Some(t) = trajectory {
                 scan.trajectories.check_dim(t, "trajectory", row_name)?;
             }
+            let tokens = plan.tokenizer.as_ref().map_or(0, |t| t.count(text));
+            if plan.tokenizer.is_some() {
+                scan.row_tokens.push(tokens);
+            }
             let drop = if let Some(bad) = batch.bad_record(i) {
                 if scan.warnings.len() < 5 {
                     scan.warnings.push(format!(
@@ -178,7 +182,7 @@ pub fn scan_unit(
                         } else {
                             0
                         },
-                        tokens: plan.tokenizer.as_ref().map_or(0, |t| t.count(text)),
+                        tokens,
                         title: needs.titles.then(|| title_of(text)),
                     });
                     scan.columns

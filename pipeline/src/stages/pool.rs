@@ -220,11 +220,20 @@ impl<'a> Pool<'a> {
     }
 
     /// Counts the documents still in the pool as kept by the current stage (each document a
-    /// stage sees is counted once, however many times the stage retained).
-    pub fn leave(&mut self) {
+    /// stage sees is counted once, however many times the stage retained), and their tokens
+    /// when `count_tokens`.
+    pub fn leave(&mut self, count_tokens: bool) {
+        let tokens: u64 = if count_tokens {
+            (0..self.docs.len()).map(|i| self.tokens(i)).sum()
+        } else {
+            0
+        };
         let stats = &mut self.ledger.stats[self.slot];
         stats.seen += self.docs.len() as u64;
         stats.kept += self.docs.len() as u64;
+        if count_tokens {
+            *stats.kept_tokens.get_or_insert(0) += tokens;
+        }
     }
 
     /// Number of documents.

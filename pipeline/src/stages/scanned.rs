@@ -65,6 +65,8 @@ pub struct UnitScan {
     pub stage_units: Vec<Vec<u64>>,
     /// Per distribution column, (source, value) of every row that has a value.
     pub distribution_values: Vec<Vec<(u32, f64)>>,
+    /// Tokenizer tokens of every row, when there is a `tokenize` stage.
+    pub row_tokens: Vec<u64>,
 }
 
 impl UnitScan {
@@ -89,6 +91,7 @@ impl UnitScan {
                 .map(|(_, s)| vec![0; s.unit_totals_len()])
                 .collect(),
             distribution_values: vec![Vec::new(); distributions],
+            row_tokens: Vec::new(),
         }
     }
 
