@@ -160,3 +160,45 @@ impl AttentionInfluenceConfig {
         }
     }
 }
+
+impl StageSettings for AttentionInfluenceConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        if self.max_tokens < 2 {
+            bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
+        }
+        positive(key, "batch_tokens", self.batch_tokens)?;
+        device(key, &self.device)?;
+        if self.head_top_frac.is_some() && self.head_top_n.is_some() {
+            bail!("at key `{key}`: set at most one of `head_top_frac` and `head_top_n`");
+        }
+        if let Some(f) = self.head_top_frac {
+            if !(f > 0.0 && f <= 1.0) {
+                bail!("at key `{key}.head_top_frac`: {f} is outside (0, 1]");
+            }
+        }
+        if self.head_top_n == Some(0) {
+            bail!("at key `{key}.head_top_n`: must be at least 1");
+        }
+        if self.heads.is_empty() {
+            let probe = format!("{key}.probe");
+            positive(&probe, "num_samples", self.probe.num_samples)?;
+            positive(&probe, "shots", self.probe.shots)?;
+            positive(&probe, "key_len", self.probe.key_len)?;
+            positive(&probe, "value_max_tokens", self.probe.value_max_tokens)?;
+            positive(
+                &probe,
+                "max_value_documents",
+                self.probe.max_value_documents,
+            )?;
+            positive(key, "max_decode_tokens", self.max_decode_tokens)?;
+        } else if self.head_top_frac.is_some() || self.head_top_n.is_some() {
+            bail!("at key `{key}.heads`: explicit heads skip detection; drop `head_top_frac`/`head_top_n` or the heads");
+        }
+        Ok(())
+    }
+}

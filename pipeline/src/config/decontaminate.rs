@@ -1,5 +1,6 @@
 //! Settings of the `decontaminate` stage.
 
+use super::{StageContext, StageKind, StageSettings};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,9 +30,13 @@ fn default_ngram() -> usize {
     gleaner_selectors::overlap::SHINGLE_WORDS
 }
 
-impl DecontaminateConfig {
-    /// Checks the settings; errors name the key under `key`.
-    pub fn validate(&self, key: &str) -> Result<()> {
+impl StageSettings for DecontaminateConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
         if self.eval_sets.is_empty() {
             bail!("at key `{key}.eval_sets`: name at least one evaluation set (`name = [paths]`)");
         }

@@ -1,5 +1,6 @@
 //! Settings of the `embedding_similarity` selector.
 
+use super::{AimedAt, StageContext, StageKind, StageSettings};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +43,23 @@ fn default_text_column() -> String {
     "text".into()
 }
 
-impl EmbeddingSimilarityConfig {
-    /// Checks the settings; errors name the key under `key`.
-    pub fn validate(&self, key: &str, has_embed_stage: bool) -> Result<()> {
+impl StageSettings for EmbeddingSimilarityConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        vec![AimedAt {
+            key: "target_paths",
+            paths: &self.target_paths,
+            text_column: &self.target_text_column,
+        }]
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        let has_embed_stage = cx.after(|s| matches!(s, super::StageConfig::Embed(_)));
+        self.size().validate(key, false, cx.tokenized())?;
         if !has_embed_stage {
             bail!("at key `{key}` (embedding_similarity): embeds the target with the `embed` stage's model; add an `embed` stage before it");
         }

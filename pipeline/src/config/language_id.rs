@@ -1,5 +1,6 @@
 //! Settings of the `language_id` stage.
 
+use super::{StageContext, StageKind, StageSettings};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -36,9 +37,13 @@ fn default_score_column() -> String {
     "lang_score".into()
 }
 
-impl LanguageIdConfig {
-    /// Checks the settings; errors name the key under `key`.
-    pub fn validate(&self, key: &str) -> Result<()> {
+impl StageSettings for LanguageIdConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
         for (i, code) in self.languages.iter().enumerate() {
             if !gleaner_selectors::language::known(code) {
                 bail!("at key `{key}.languages[{i}]`: `{code}` is not an ISO 639-3 code the language models know (e.g. eng, deu, fra, spa, cmn, rus)");

@@ -32,3 +32,30 @@ fn default_trajectory_column() -> String {
 fn default_trajectory_checkpoints() -> usize {
     4
 }
+
+impl StageSettings for LossTrajectoryConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        positive(key, "checkpoints", self.checkpoints)?;
+        if self.max_tokens < 2 {
+            bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
+        }
+        self.proxy.validate(&format!("{key}.proxy"))?;
+        if self.checkpoints > self.proxy.steps() {
+            bail!(
+                "at key `{key}.checkpoints`: {} is more than the proxy's {} training steps",
+                self.checkpoints,
+                self.proxy.steps()
+            );
+        }
+        Ok(())
+    }
+}

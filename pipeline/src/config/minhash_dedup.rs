@@ -1,5 +1,6 @@
 //! Settings of the `minhash_dedup` stage.
 
+use super::{StageContext, StageKind, StageSettings};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +44,17 @@ fn default_text_column() -> String {
     "text".into()
 }
 
-impl MinhashDedupConfig {
-    /// Checks the settings; errors name the key under `key`.
-    pub fn validate(&self, key: &str) -> Result<()> {
+impl StageSettings for MinhashDedupConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Pool
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
         for (name, v) in [
             ("ngram", self.ngram),
             ("bands", self.bands),

@@ -33,6 +33,129 @@ macro_rules! size_settings {
     )*};
 }
 
+/// Declares the stage types: the `StageConfig` enum (selected by the `type` key) and its
+/// `type_name` and `settings`. Adding a stage is one line here and an impl of
+/// [`StageSettings`] next to its settings.
+macro_rules! stage_types {
+    ($($(#[$doc:meta])* $variant:ident($config:ty) = $name:literal,)*) => {
+        /// One pipeline stage, selected by its `type` key.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum StageConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl StageConfig {
+            /// The stage's type name as written in the config.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(StageConfig::$variant(_) => $name,)*
+                }
+            }
+
+            /// Its settings, through the interface every stage's settings share.
+            pub fn settings(&self) -> &dyn StageSettings {
+                match self {
+                    $(StageConfig::$variant(c) => c,)*
+                }
+            }
+        }
+    };
+}
+
+/// Where a stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// Per document, in the map phase (filters, model stages).
+    Document,
+    /// Over the pool, in the reduce (dedup).
+    Pool,
+    /// Over the pool, choosing what is kept; at most one, last.
+    Selector,
+}
+
+/// What checking one stage's settings may look at besides them.
+pub struct StageContext<'a> {
+    /// The stage's key (`stages[2]`), for messages.
+    pub key: &'a str,
+    /// The whole config.
+    pub config: &'a Config,
+    /// The stage's position.
+    pub index: usize,
+}
+
+impl StageContext<'_> {
+    /// Whether an earlier stage is one `matches` accepts.
+    pub fn after(&self, matches: impl Fn(&StageConfig) -> bool) -> bool {
+        self.config.stages[..self.index].iter().any(matches)
+    }
+
+    /// Whether a `tokenize` stage comes earlier.
+    pub fn tokenized(&self) -> bool {
+        self.after(|s| matches!(s, StageConfig::Tokenize(_)))
+    }
+
+    /// Fails naming `key.name` when `value` is set and outside [0, 1].
+    pub fn ratio(&self, name: &str, value: Option<f64>) -> Result<()> {
+        match value {
+            Some(x) if !(0.0..=1.0).contains(&x) => {
+                bail!("at key `{}.{name}`: {x} is outside [0, 1]", self.key)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What every stage's settings answer: where the stage runs, its own seed, whether its values
+/// are valid, and which document sets it is aimed at.
+pub trait StageSettings {
+    /// Where the stage runs.
+    fn kind(&self) -> StageKind;
+
+    /// Its own seed, when set (stages without one use `run.seed`).
+    fn seed(&self) -> Option<u64> {
+        None
+    }
+
+    /// Checks the settings; errors name the key.
+    fn validate(&self, _cx: &StageContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The document sets a targeted stage is aimed at (DSIR's target, Quad's reference and
+    /// fit sets): `gleaner evaluate` checks them against its evaluation documents.
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        Vec::new()
+    }
+}
+
+impl<T: StageSettings> StageSettings for Box<T> {
+    fn kind(&self) -> StageKind {
+        (**self).kind()
+    }
+    fn seed(&self) -> Option<u64> {
+        (**self).seed()
+    }
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        (**self).validate(cx)
+    }
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        (**self).aimed_at()
+    }
+}
+
+impl StageConfig {
+    /// The stage's own seed, when it has one set.
+    pub fn seed(&self) -> Option<u64> {
+        self.settings().seed()
+    }
+
+    /// The document sets the stage is aimed at.
+    pub fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        self.settings().aimed_at()
+    }
+}
+
 mod attention_influence;
 pub use attention_influence::*;
 mod loss_trajectory;
@@ -41,6 +164,7 @@ mod quad;
 pub use quad::*;
 mod models;
 pub use models::*;
+mod filters;
 mod selectors;
 pub use selectors::*;
 pub mod ablation;
@@ -297,63 +421,57 @@ pub struct AimedAt<'a> {
     pub text_column: &'a str,
 }
 
-/// One pipeline stage, selected by its `type` key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StageConfig {
+stage_types! {
     /// Gopher quality rules.
-    GopherQuality(GopherQuality),
+    GopherQuality(GopherQuality) = "gopher_quality",
     /// Gopher repetition rules.
-    GopherRepetition(GopherRepetition),
+    GopherRepetition(GopherRepetition) = "gopher_repetition",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
-    ExactDedup(Normalization),
+    ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.
-    RandomSample(RandomSampleConfig),
+    RandomSample(RandomSampleConfig) = "random_sample",
     /// Semantic dedup of embeddings within spherical k-means clusters.
-    Semdedup(SemdedupConfig),
+    Semdedup(SemdedupConfig) = "semdedup",
     /// DSIR: importance resampling towards a target corpus with hashed n-gram features.
-    Dsir(DsirConfig),
+    Dsir(DsirConfig) = "dsir",
     /// Top-k or Gumbel-top-k over a numeric score column.
-    ScoreSelect(ScoreSelectConfig),
+    ScoreSelect(ScoreSelectConfig) = "score_select",
     /// SmallToLarge: k-means of loss trajectories, smallest-first balanced allocation.
-    S2l(S2lConfig),
+    S2l(S2lConfig) = "s2l",
     /// Keep documents whose numeric column lies in [min, max] (e.g. perplexity filtering on
     /// a per-document loss column).
-    ScoreFilter(ScoreFilterConfig),
+    ScoreFilter(ScoreFilterConfig) = "score_filter",
     /// Sentence embeddings from a BERT-family model, as a vector column.
-    Embed(EmbedConfig),
+    Embed(EmbedConfig) = "embed",
     /// Mean next-token loss under a Llama-family causal LM, as a numeric column.
-    LmScore(LmScoreConfig),
+    LmScore(LmScoreConfig) = "lm_score",
     /// AttentionInfluence: relative loss increase when the LM's retrieval heads are masked,
     /// as a numeric column (heads detected with synthetic retrieval probes, or given).
-    AttentionInfluence(AttentionInfluenceConfig),
+    AttentionInfluence(AttentionInfluenceConfig) = "attention_influence",
     /// S2L's proxy: a small byte-level LM trained from scratch on the input, and each
     /// document's loss at evenly spaced checkpoints, as a vector column (the trajectory).
-    LossTrajectory(LossTrajectoryConfig),
+    LossTrajectory(LossTrajectoryConfig) = "loss_trajectory",
     /// Near-duplicate removal with MinHash signatures and LSH bands, also against an
     /// existing corpus.
-    MinhashDedup(minhash_dedup::MinhashDedupConfig),
+    MinhashDedup(minhash_dedup::MinhashDedupConfig) = "minhash_dedup",
     /// Keeps the documents whose embeddings are most similar to a target's.
-    EmbeddingSimilarity(embedding_similarity::EmbeddingSimilarityConfig),
+    EmbeddingSimilarity(embedding_similarity::EmbeddingSimilarityConfig) = "embedding_similarity",
     /// Keeps the documents a hashed n-gram linear classifier (target versus pool) scores
     /// highest.
-    NgramClassifier(ngram_classifier::NgramClassifierConfig),
+    NgramClassifier(ngram_classifier::NgramClassifierConfig) = "ngram_classifier",
     /// Counts each document's tokens with a Hugging Face tokenizer (a column, and the unit
     /// of `budget_tokens`).
-    Tokenize(tokenize::TokenizeConfig),
+    Tokenize(tokenize::TokenizeConfig) = "tokenize",
     /// Identifies each document's language, writes it as columns, keeps listed languages.
-    LanguageId(language_id::LanguageIdConfig),
+    LanguageId(language_id::LanguageIdConfig) = "language_id",
     /// Drops documents that copy evaluation documents (long shared word runs after
     /// normalisation).
-    Decontaminate(decontaminate::DecontaminateConfig),
+    Decontaminate(decontaminate::DecontaminateConfig) = "decontaminate",
     /// Quad: a UCB bandit over k-means clusters of the embeddings, probing clusters with the
     /// proxy LM's (EK-)FAC influence on a reference set and accepting blocks of documents.
-    Quad(Box<QuadConfig>),
+    Quad(Box<QuadConfig>) = "quad",
 }
 
-/// Checks a selector's size keys: exactly one set, fraction in (0, 1], and `per_source`
-/// only with a fraction or a count.
-/// `key.name` must be at least 1.
 /// Fails naming `key.name` when `value` is 0.
 pub(crate) fn positive(key: &str, name: &str, value: usize) -> Result<()> {
     if value == 0 {
@@ -363,7 +481,7 @@ pub(crate) fn positive(key: &str, name: &str, value: usize) -> Result<()> {
 }
 
 /// `key.device` must name a device this build knows.
-fn device(key: &str, name: &str) -> Result<()> {
+pub(crate) fn device(key: &str, name: &str) -> Result<()> {
     gleaner_embed::DeviceName::parse(name)
         .map(|_| ())
         .map_err(|e| anyhow::anyhow!("at key `{key}.device`: {e}"))
@@ -437,124 +555,6 @@ impl SizeSettings {
             bail!("at key `{key}.budget_tokens`: counts the tokens of a `tokenize` stage; add one before this stage (or use `budget_words` for whitespace tokens)");
         }
         Ok(())
-    }
-}
-
-impl StageConfig {
-    /// The document sets a targeted stage was aimed at (DSIR's target, Quad's reference and
-    /// fit sets): `gleaner evaluate` checks them against its evaluation documents.
-    pub fn aimed_at(&self) -> Vec<AimedAt<'_>> {
-        match self {
-            StageConfig::Dsir(c) => vec![AimedAt {
-                key: "target_paths",
-                paths: &c.target_paths,
-                text_column: &c.target_text_column,
-            }],
-            StageConfig::NgramClassifier(c) => vec![AimedAt {
-                key: "target_paths",
-                paths: &c.target_paths,
-                text_column: &c.target_text_column,
-            }],
-            StageConfig::EmbeddingSimilarity(c) => vec![AimedAt {
-                key: "target_paths",
-                paths: &c.target_paths,
-                text_column: &c.target_text_column,
-            }],
-            StageConfig::Quad(c) => {
-                let mut v = vec![AimedAt {
-                    key: "reference_paths",
-                    paths: &c.reference_paths,
-                    text_column: &c.reference_text_column,
-                }];
-                if !c.fit_paths.is_empty() {
-                    v.push(AimedAt {
-                        key: "fit_paths",
-                        paths: &c.fit_paths,
-                        text_column: &c.reference_text_column,
-                    });
-                }
-                v
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    /// The stage's type name as written in the config.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StageConfig::GopherQuality(_) => "gopher_quality",
-            StageConfig::GopherRepetition(_) => "gopher_repetition",
-            StageConfig::Decontaminate(_) => "decontaminate",
-            StageConfig::LanguageId(_) => "language_id",
-            StageConfig::Tokenize(_) => "tokenize",
-            StageConfig::MinhashDedup(_) => "minhash_dedup",
-            StageConfig::NgramClassifier(_) => "ngram_classifier",
-            StageConfig::EmbeddingSimilarity(_) => "embedding_similarity",
-            StageConfig::ExactDedup(_) => "exact_dedup",
-            StageConfig::RandomSample(_) => "random_sample",
-            StageConfig::Semdedup(_) => "semdedup",
-            StageConfig::Dsir(_) => "dsir",
-            StageConfig::ScoreSelect(_) => "score_select",
-            StageConfig::S2l(_) => "s2l",
-            StageConfig::ScoreFilter(_) => "score_filter",
-            StageConfig::Embed(_) => "embed",
-            StageConfig::LmScore(_) => "lm_score",
-            StageConfig::AttentionInfluence(_) => "attention_influence",
-            StageConfig::Quad(_) => "quad",
-            StageConfig::LossTrajectory(_) => "loss_trajectory",
-        }
-    }
-
-    /// The stage's own seed, when it has one set (stages without one use `run.seed`).
-    pub fn seed(&self) -> Option<u64> {
-        match self {
-            StageConfig::RandomSample(c) => c.seed,
-            StageConfig::Semdedup(c) => c.seed,
-            StageConfig::Dsir(c) => c.seed,
-            StageConfig::ScoreSelect(c) => c.seed,
-            StageConfig::S2l(c) => c.seed,
-            StageConfig::Quad(c) => c.seed,
-            StageConfig::LossTrajectory(c) => c.seed,
-            StageConfig::MinhashDedup(c) => c.seed,
-            StageConfig::NgramClassifier(c) => c.seed,
-            StageConfig::GopherQuality(_)
-            | StageConfig::GopherRepetition(_)
-            | StageConfig::ExactDedup(_)
-            | StageConfig::EmbeddingSimilarity(_)
-            | StageConfig::Decontaminate(_)
-            | StageConfig::LanguageId(_)
-            | StageConfig::Tokenize(_)
-            | StageConfig::ScoreFilter(_)
-            | StageConfig::Embed(_)
-            | StageConfig::LmScore(_)
-            | StageConfig::AttentionInfluence(_) => None,
-        }
-    }
-
-    /// 0: per-document (map) stage; 1: pool stage; 2: selector (a pool stage that chooses).
-    fn order_class(&self) -> u8 {
-        match self {
-            StageConfig::GopherQuality(_)
-            | StageConfig::GopherRepetition(_)
-            | StageConfig::Decontaminate(_)
-            | StageConfig::LanguageId(_)
-            | StageConfig::Tokenize(_)
-            | StageConfig::ScoreFilter(_)
-            | StageConfig::Embed(_)
-            | StageConfig::LmScore(_)
-            | StageConfig::AttentionInfluence(_)
-            | StageConfig::LossTrajectory(_) => 0,
-            StageConfig::ExactDedup(_)
-            | StageConfig::MinhashDedup(_)
-            | StageConfig::Semdedup(_) => 1,
-            StageConfig::RandomSample(_)
-            | StageConfig::Dsir(_)
-            | StageConfig::NgramClassifier(_)
-            | StageConfig::EmbeddingSimilarity(_)
-            | StageConfig::ScoreSelect(_)
-            | StageConfig::S2l(_)
-            | StageConfig::Quad(_) => 2,
-        }
     }
 }
 
@@ -701,252 +701,24 @@ impl Config {
         let last = self.stages.len().saturating_sub(1);
         let mut pool_stage_seen = false;
         for (i, stage) in self.stages.iter().enumerate() {
-            let tokenized = self.stages[..i]
-                .iter()
-                .any(|s| matches!(s, StageConfig::Tokenize(_)));
             let key = format!("stages[{i}]");
-            let class = stage.order_class();
-            let misplaced = (class == 0 && pool_stage_seen) || (class == 2 && i != last);
+            let kind = stage.settings().kind();
+            let misplaced = (kind == StageKind::Document && pool_stage_seen)
+                || (kind == StageKind::Selector && i != last);
             if misplaced {
                 bail!(
-                    "at key `{key}` ({}): stages must be filters first (per-document stages), then pool stages (dedup) in any order, and at most one selector (random_sample, dsir, score_select, s2l or quad) last",
+                    "at key `{key}` ({}): stages must be filters first (per-document stages), then pool stages (dedup) in any order, and at most one selector (random_sample, dsir, score_select, s2l, quad, ngram_classifier or embedding_similarity) last",
                     stage.type_name()
                 );
             }
-            pool_stage_seen |= class > 0;
-            let ratio = |name: &str, v: Option<f64>| -> Result<()> {
-                match v {
-                    Some(x) if !(0.0..=1.0).contains(&x) => {
-                        bail!("at key `{key}.{name}`: {x} is outside [0, 1]")
-                    }
-                    _ => Ok(()),
-                }
-            };
-            match stage {
-                StageConfig::GopherQuality(q) => {
-                    ratio(
-                        "max_symbol_word_ratio",
-                        q.max_symbol_word_ratio.map(|x| x.min(1.0)),
-                    )?;
-                    ratio("max_bullet_lines_ratio", q.max_bullet_lines_ratio)?;
-                    ratio("max_ellipsis_lines_ratio", q.max_ellipsis_lines_ratio)?;
-                    ratio("min_alpha_words_ratio", q.min_alpha_words_ratio)?;
-                    if let (Some(lo), Some(hi)) = (q.min_words, q.max_words) {
-                        if lo > hi {
-                            bail!("at key `{key}.min_words`: {lo} is above max_words {hi}");
-                        }
-                    }
-                }
-                StageConfig::GopherRepetition(r) => {
-                    ratio("max_dup_line_frac", r.max_dup_line_frac)?;
-                    ratio("max_dup_para_frac", r.max_dup_para_frac)?;
-                    ratio("max_dup_line_char_frac", r.max_dup_line_char_frac)?;
-                    ratio("max_dup_para_char_frac", r.max_dup_para_char_frac)?;
-                    for (name, list) in [
-                        ("top_ngram_max_frac", &r.top_ngram_max_frac),
-                        ("dup_ngram_max_frac", &r.dup_ngram_max_frac),
-                    ] {
-                        for &(n, f) in list {
-                            if n == 0 {
-                                bail!("at key `{key}.{name}`: n-gram size must be at least 1");
-                            }
-                            ratio(name, Some(f))?;
-                        }
-                    }
-                }
-                StageConfig::ExactDedup(_) => {}
-                StageConfig::Dsir(c) => {
-                    if c.target_paths.is_empty() {
-                        bail!("at key `{key}.target_paths`: at least one path is required");
-                    }
-                    if c.ngrams == 0 || c.num_buckets == 0 {
-                        bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
-                    }
-                    c.size().validate(&key, false, tokenized)?;
-                }
-                StageConfig::Embed(c) => {
-                    positive(&key, "max_tokens", c.max_tokens)?;
-                    positive(&key, "batch_tokens", c.batch_tokens)?;
-                    device(&key, &c.device)?;
-                    if self.input.embedding_column.is_some() {
-                        bail!("at key `{key}` (embed): `input.embedding_column` also names embeddings; keep one of the two");
-                    }
-                }
-                StageConfig::LmScore(c) => {
-                    if c.max_tokens < 2 {
-                        bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
-                    }
-                    positive(&key, "batch_tokens", c.batch_tokens)?;
-                    device(&key, &c.device)?;
-                }
-                StageConfig::AttentionInfluence(c) => {
-                    if c.max_tokens < 2 {
-                        bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
-                    }
-                    positive(&key, "batch_tokens", c.batch_tokens)?;
-                    device(&key, &c.device)?;
-                    if c.head_top_frac.is_some() && c.head_top_n.is_some() {
-                        bail!(
-                            "at key `{key}`: set at most one of `head_top_frac` and `head_top_n`"
-                        );
-                    }
-                    if let Some(f) = c.head_top_frac {
-                        if !(f > 0.0 && f <= 1.0) {
-                            bail!("at key `{key}.head_top_frac`: {f} is outside (0, 1]");
-                        }
-                    }
-                    if c.head_top_n == Some(0) {
-                        bail!("at key `{key}.head_top_n`: must be at least 1");
-                    }
-                    if c.heads.is_empty() {
-                        let probe = format!("{key}.probe");
-                        positive(&probe, "num_samples", c.probe.num_samples)?;
-                        positive(&probe, "shots", c.probe.shots)?;
-                        positive(&probe, "key_len", c.probe.key_len)?;
-                        positive(&probe, "value_max_tokens", c.probe.value_max_tokens)?;
-                        positive(&probe, "max_value_documents", c.probe.max_value_documents)?;
-                        positive(&key, "max_decode_tokens", c.max_decode_tokens)?;
-                    } else if c.head_top_frac.is_some() || c.head_top_n.is_some() {
-                        bail!("at key `{key}.heads`: explicit heads skip detection; drop `head_top_frac`/`head_top_n` or the heads");
-                    }
-                }
-                StageConfig::Semdedup(c) => {
-                    if self.embedding_column().is_none() {
-                        bail!("at key `{key}` (semdedup): needs embeddings: an `embed` stage or `input.embedding_column`");
-                    }
-                    if c.n_clusters == 0 {
-                        bail!("at key `{key}.n_clusters`: must be at least 1");
-                    }
-                    ratio("eps", Some(c.eps))?;
-                }
-                StageConfig::RandomSample(r) => r.size().validate(&key, true, tokenized)?,
-                StageConfig::Decontaminate(c) => c.validate(&key)?,
-                StageConfig::LanguageId(c) => c.validate(&key)?,
-                StageConfig::Tokenize(_) => {}
-                StageConfig::MinhashDedup(c) => c.validate(&key)?,
-                StageConfig::NgramClassifier(c) => {
-                    c.validate(&key)?;
-                    c.size().validate(&key, false, tokenized)?;
-                }
-                StageConfig::EmbeddingSimilarity(c) => {
-                    c.validate(
-                        &key,
-                        self.stages[..i]
-                            .iter()
-                            .any(|s| matches!(s, StageConfig::Embed(_))),
-                    )?;
-                    c.size().validate(&key, false, tokenized)?;
-                }
-                StageConfig::ScoreFilter(c) => match (c.min, c.max) {
-                    (None, None) => bail!("at key `{key}`: set `min`, `max` or both"),
-                    (Some(lo), Some(hi)) if lo > hi => {
-                        bail!("at key `{key}.min`: {lo} is above max {hi}")
-                    }
-                    _ => {}
-                },
-                StageConfig::S2l(c) => {
-                    c.size().validate(&key, false, tokenized)?;
-                    if c.trajectory_column.is_some() != c.trajectory_columns.is_empty() {
-                        bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
-                    }
-                    if c.n_clusters == 0 {
-                        bail!("at key `{key}.n_clusters`: must be at least 1");
-                    }
-                }
-                StageConfig::Quad(c) => self.validate_quad(&key, c)?,
-                StageConfig::LossTrajectory(c) => {
-                    positive(&key, "checkpoints", c.checkpoints)?;
-                    if c.max_tokens < 2 {
-                        bail!("at key `{key}.max_tokens`: must be at least 2 (a loss needs two tokens)");
-                    }
-                    c.proxy.validate(&format!("{key}.proxy"))?;
-                    if c.checkpoints > c.proxy.steps() {
-                        bail!(
-                            "at key `{key}.checkpoints`: {} is more than the proxy's {} training steps",
-                            c.checkpoints,
-                            c.proxy.steps()
-                        );
-                    }
-                }
-                StageConfig::ScoreSelect(c) => {
-                    c.size().validate(&key, true, tokenized)?;
-                    if c.within_source && (c.fraction.is_none() || c.per_source) {
-                        bail!("at key `{key}.within_source`: takes `fraction` of every source; it needs `fraction` and excludes `per_source`");
-                    }
-                    if c.combine_with.as_deref() == Some(c.score_column.as_str()) {
-                        bail!("at key `{key}.combine_with`: names the score column itself");
-                    }
-                    if c.temperature.is_nan() || c.temperature <= 0.0 {
-                        bail!("at key `{key}.temperature`: must be above 0");
-                    }
-                }
-            }
+            pool_stage_seen |= kind != StageKind::Document;
+            stage.settings().validate(&StageContext {
+                key: &key,
+                config: self,
+                index: i,
+            })?;
         }
         Ok(())
-    }
-
-    /// Checks a quad stage's settings; errors name the key.
-    fn validate_quad(&self, key: &str, c: &QuadConfig) -> Result<()> {
-        if self.embedding_column().is_none() {
-            bail!("at key `{key}` (quad): clusters embeddings: add an `embed` stage or set `input.embedding_column`");
-        }
-        device(key, &c.device)?;
-        if c.reference_paths.is_empty() {
-            bail!("at key `{key}.reference_paths`: at least one path is required");
-        }
-        for (name, v) in [
-            ("reference_max_documents", c.reference_max_documents),
-            ("fit_max_documents", c.fit_max_documents),
-            ("window_stride", c.window_stride),
-            ("min_window_len", c.min_window_len),
-            ("n_clusters", c.n_clusters),
-            ("probe_size", c.probe_size),
-            ("arms_per_round", c.arms_per_round),
-            ("block_size", c.block_size),
-            ("max_rounds", c.max_rounds),
-        ] {
-            positive(key, name, v)?;
-        }
-        if c.window_len < 2 {
-            bail!("at key `{key}.window_len`: must be at least 2 (a loss needs two tokens)");
-        }
-        if c.min_window_len > c.window_len {
-            bail!(
-                "at key `{key}.min_window_len`: {} is above window_len {}",
-                c.min_window_len,
-                c.window_len
-            );
-        }
-        if c.probe_size > c.block_size {
-            bail!(
-                "at key `{key}.probe_size`: {} is above block_size {} (probes are drawn from the documents a block could accept)",
-                c.probe_size,
-                c.block_size
-            );
-        }
-        if c.damping.is_nan() || c.damping <= 0.0 && c.curvature != CurvatureConfig::Identity {
-            bail!("at key `{key}.damping`: must be above 0");
-        }
-        if !(c.neighbor_radius >= 0.0 && c.neighbor_radius <= 2.0) {
-            bail!(
-                "at key `{key}.neighbor_radius`: {} is outside [0, 2] (cosine distance)",
-                c.neighbor_radius
-            );
-        }
-        if c.alpha.is_nan()
-            || c.alpha < 0.0
-            || !c.reward_offset.is_finite()
-            || !c.empty_doc_score.is_finite()
-        {
-            bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
-        }
-        match (c.budget_docs, c.budget_tokens) {
-            (Some(0), None) | (None, Some(0)) => {
-                bail!("at key `{key}`: the budget must be at least 1")
-            }
-            (Some(_), None) | (None, Some(_)) => Ok(()),
-            _ => bail!("at key `{key}`: set exactly one of `budget_docs` and `budget_tokens`"),
-        }
     }
 
     /// The column holding document embeddings: an `embed` stage's output or

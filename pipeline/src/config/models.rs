@@ -119,3 +119,37 @@ macro_rules! model_settings {
 }
 
 model_settings!(EmbedConfig, LmScoreConfig, AttentionInfluenceConfig);
+
+impl StageSettings for EmbedConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        positive(key, "max_tokens", self.max_tokens)?;
+        positive(key, "batch_tokens", self.batch_tokens)?;
+        device(key, &self.device)?;
+        if cx.config.input.embedding_column.is_some() {
+            bail!("at key `{key}` (embed): `input.embedding_column` also names embeddings; keep one of the two");
+        }
+        Ok(())
+    }
+}
+
+impl StageSettings for LmScoreConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        if self.max_tokens < 2 {
+            bail!(
+                "at key `{}.max_tokens`: must be at least 2 (a loss needs two tokens)",
+                cx.key
+            );
+        }
+        positive(cx.key, "batch_tokens", self.batch_tokens)?;
+        device(cx.key, &self.device)
+    }
+}

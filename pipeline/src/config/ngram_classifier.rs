@@ -1,5 +1,6 @@
 //! Settings of the `ngram_classifier` selector.
 
+use super::{AimedAt, StageContext, StageKind, StageSettings};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +71,26 @@ fn default_l2() -> f64 {
     1e-6
 }
 
-impl NgramClassifierConfig {
-    /// Checks the settings; errors name the key under `key`.
-    pub fn validate(&self, key: &str) -> Result<()> {
+impl StageSettings for NgramClassifierConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        vec![AimedAt {
+            key: "target_paths",
+            paths: &self.target_paths,
+            text_column: &self.target_text_column,
+        }]
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        self.size().validate(key, false, cx.tokenized())?;
         if self.target_paths.is_empty() {
             bail!("at key `{key}.target_paths`: at least one path is required");
         }

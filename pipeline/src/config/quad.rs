@@ -168,3 +168,95 @@ fn default_quad_arms() -> usize {
 fn default_quad_rounds() -> usize {
     200
 }
+
+impl StageSettings for QuadConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        let mut v = vec![AimedAt {
+            key: "reference_paths",
+            paths: &self.reference_paths,
+            text_column: &self.reference_text_column,
+        }];
+        if !self.fit_paths.is_empty() {
+            v.push(AimedAt {
+                key: "fit_paths",
+                paths: &self.fit_paths,
+                text_column: &self.reference_text_column,
+            });
+        }
+        v
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        if cx.config.embedding_column().is_none() {
+            bail!("at key `{key}` (quad): clusters embeddings: add an `embed` stage or set `input.embedding_column`");
+        }
+        device(key, &self.device)?;
+        if self.reference_paths.is_empty() {
+            bail!("at key `{key}.reference_paths`: at least one path is required");
+        }
+        for (name, v) in [
+            ("reference_max_documents", self.reference_max_documents),
+            ("fit_max_documents", self.fit_max_documents),
+            ("window_stride", self.window_stride),
+            ("min_window_len", self.min_window_len),
+            ("n_clusters", self.n_clusters),
+            ("probe_size", self.probe_size),
+            ("arms_per_round", self.arms_per_round),
+            ("block_size", self.block_size),
+            ("max_rounds", self.max_rounds),
+        ] {
+            positive(key, name, v)?;
+        }
+        if self.window_len < 2 {
+            bail!("at key `{key}.window_len`: must be at least 2 (a loss needs two tokens)");
+        }
+        if self.min_window_len > self.window_len {
+            bail!(
+                "at key `{key}.min_window_len`: {} is above window_len {}",
+                self.min_window_len,
+                self.window_len
+            );
+        }
+        if self.probe_size > self.block_size {
+            bail!(
+                "at key `{key}.probe_size`: {} is above block_size {} (probes are drawn from the documents a block could accept)",
+                self.probe_size,
+                self.block_size
+            );
+        }
+        if self.damping.is_nan()
+            || self.damping <= 0.0 && self.curvature != CurvatureConfig::Identity
+        {
+            bail!("at key `{key}.damping`: must be above 0");
+        }
+        if !(self.neighbor_radius >= 0.0 && self.neighbor_radius <= 2.0) {
+            bail!(
+                "at key `{key}.neighbor_radius`: {} is outside [0, 2] (cosine distance)",
+                self.neighbor_radius
+            );
+        }
+        if self.alpha.is_nan()
+            || self.alpha < 0.0
+            || !self.reward_offset.is_finite()
+            || !self.empty_doc_score.is_finite()
+        {
+            bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
+        }
+        match (self.budget_docs, self.budget_tokens) {
+            (Some(0), None) | (None, Some(0)) => {
+                bail!("at key `{key}`: the budget must be at least 1")
+            }
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => bail!("at key `{key}`: set exactly one of `budget_docs` and `budget_tokens`"),
+        }
+    }
+}

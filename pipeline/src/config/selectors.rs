@@ -246,3 +246,127 @@ fn default_temperature() -> f64 {
 
 size_settings!(S2lConfig, DsirConfig);
 size_settings!(budgets: RandomSampleConfig, ScoreSelectConfig);
+
+impl StageSettings for ScoreFilterConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        match (self.min, self.max) {
+            (None, None) => bail!("at key `{}`: set `min`, `max` or both", cx.key),
+            (Some(lo), Some(hi)) if lo > hi => {
+                bail!("at key `{}.min`: {lo} is above max {hi}", cx.key)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl StageSettings for S2lConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        self.size().validate(key, false, cx.tokenized())?;
+        if self.trajectory_column.is_some() != self.trajectory_columns.is_empty() {
+            bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
+        }
+        positive(key, "n_clusters", self.n_clusters)
+    }
+}
+
+impl StageSettings for DsirConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        if self.target_paths.is_empty() {
+            bail!("at key `{key}.target_paths`: at least one path is required");
+        }
+        if self.ngrams == 0 || self.num_buckets == 0 {
+            bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
+        }
+        self.size().validate(key, false, cx.tokenized())
+    }
+
+    fn aimed_at(&self) -> Vec<AimedAt<'_>> {
+        vec![AimedAt {
+            key: "target_paths",
+            paths: &self.target_paths,
+            text_column: &self.target_text_column,
+        }]
+    }
+}
+
+impl StageSettings for SemdedupConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Pool
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        if cx.config.embedding_column().is_none() {
+            bail!(
+                "at key `{}` (semdedup): needs embeddings: an `embed` stage or `input.embedding_column`",
+                cx.key
+            );
+        }
+        positive(cx.key, "n_clusters", self.n_clusters)?;
+        cx.ratio("eps", Some(self.eps))
+    }
+}
+
+impl StageSettings for RandomSampleConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        self.size().validate(cx.key, true, cx.tokenized())
+    }
+}
+
+impl StageSettings for ScoreSelectConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Selector
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        let key = cx.key;
+        self.size().validate(key, true, cx.tokenized())?;
+        if self.within_source && (self.fraction.is_none() || self.per_source) {
+            bail!("at key `{key}.within_source`: takes `fraction` of every source; it needs `fraction` and excludes `per_source`");
+        }
+        if self.combine_with.as_deref() == Some(self.score_column.as_str()) {
+            bail!("at key `{key}.combine_with`: names the score column itself");
+        }
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
+            bail!("at key `{key}.temperature`: must be above 0");
+        }
+        Ok(())
+    }
+}

@@ -1,5 +1,6 @@
 //! Settings of the `tokenize` stage.
 
+use super::{StageKind, StageSettings};
 use serde::{Deserialize, Serialize};
 
 /// Counts each document's tokens with a Hugging Face `tokenizer.json`: the count goes into a
@@ -16,4 +17,10 @@ pub struct TokenizeConfig {
 
 fn default_column() -> String {
     "tokens".into()
+}
+
+impl StageSettings for TokenizeConfig {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
 }
