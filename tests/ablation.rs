@@ -506,3 +506,45 @@ fn a_method_aimed_at_the_evaluation_documents_is_refused_and_split_keeps_them_ap
     );
     assert!(!md.contains("ALLOWED"), "{md}");
 }
+
+#[test]
+fn ablation_config_errors_name_the_method() {
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.1.name=random",
+    ]));
+    assert!(
+        err.contains("methods[1].name") && err.contains("used twice"),
+        "{err}"
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.name=\"a b\"",
+    ]));
+    assert!(err.contains("methods[0].name"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.2.stages.1.count=0.5",
+    ]));
+    assert!(err.contains("methods[2].stages[1]"), "{err}");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.0.stages.0.fraction=0.5",
+    ]));
+    assert!(
+        err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
+        "{err}"
+    );
+}

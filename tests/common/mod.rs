@@ -221,47 +221,6 @@ pub fn float_lists(batches: &[RecordBatch], name: &str) -> Vec<Vec<f32>> {
         .collect()
 }
 
-#[test]
-pub fn ablation_config_errors_name_the_method() {
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/ablation.toml",
-        "methods.1.name=random",
-    ]));
-    assert!(
-        err.contains("methods[1].name") && err.contains("used twice"),
-        "{err}"
-    );
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/ablation.toml",
-        "methods.0.name=\"a b\"",
-    ]));
-    assert!(err.contains("methods[0].name"), "{err}");
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/ablation.toml",
-        "methods.2.stages.1.count=0.5",
-    ]));
-    assert!(err.contains("methods[2].stages[1]"), "{err}");
-    let err = fails(&gleaner(&[
-        "--quiet",
-        "ablate",
-        "--config",
-        "configs/ablation.toml",
-        "methods.0.stages.0.fraction=0.5",
-    ]));
-    assert!(
-        err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
-        "{err}"
-    );
-}
 /// A pool of code-like and prose documents with 0/1 columns marking each kind, and a held-out
 /// code target set.
 pub fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
