@@ -627,3 +627,70 @@ fn embedding_similarity_keeps_the_documents_nearest_the_embedded_target() {
     ]));
     assert!(e.contains("stages[0]") && e.contains("embed"), "{e}");
 }
+
+#[test]
+fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let body = "The river rose overnight. Farmers moved their cattle to higher ground.\n\
+                The bridge was closed by noon. Schools sent children home early.\n\
+                Volunteers filled sandbags along the bank.";
+    let docs = [
+        // Menu lines and a cookie banner around the body: removed, the body kept.
+        (
+            "a",
+            format!("Home | News | Sport\n{body}\nThis site uses cookies."),
+        ),
+        // The same body with other boilerplate: after the rewrite, an exact duplicate of a.
+        (
+            "b",
+            format!("Subscribe now\n{body}\nEnable JavaScript for comments."),
+        ),
+        ("lorem", format!("{body}\nLorem ipsum dolor sit amet.")),
+        ("short", "Only one sentence here.".to_string()),
+    ];
+    let refs: Vec<(&str, &str)> = docs.iter().map(|(i, t)| (*i, t.as_str())).collect();
+    write_corpus(&d.join("corpus.parquet"), &refs);
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"c4_quality\"\n[[stages]]\ntype = \"exact_dedup\"",
+    );
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "output.write_removed=true",
+    ]));
+    let out = d.join("out");
+    let shard = read_parquet(&out.join("selected/part-00000.parquet"));
+    assert_eq!(string_column(&shard, "id"), ["a"]);
+    assert_eq!(string_column(&shard, "text"), [body]);
+    let st = stats(&out);
+    assert_eq!(st[1]["stage"], "c4_quality");
+    assert_eq!(
+        (
+            st[1]["dropped_lorem_ipsum"].as_u64(),
+            st[1]["dropped_too_few_sentences"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(st[2]["dropped_duplicate"], 1);
+    // Removed shards keep the original text.
+    let removed = read_parquet(&out.join("removed/duplicate/part-00000.parquet"));
+    assert_eq!(string_column(&removed, "text"), [docs[1].1.as_str()]);
+    // A model stage after c4_quality would read the original text: refused.
+    let bad = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        "type = \"c4_quality\"\n[[stages]]\ntype = \"embed\"\nmodel = \"m\"",
+    );
+    let e = common::fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        bad.to_str().unwrap(),
+    ]));
+    assert!(e.contains("stages[0]") && e.contains("model stages"), "{e}");
+}

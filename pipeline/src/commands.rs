@@ -205,6 +205,9 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.column
         ),
         StageConfig::GopherRepetition(_) => "map: per-document Gopher repetition rules".into(),
+        StageConfig::C4Quality(_) => {
+            "map: C4 rules (removes lines, rewriting the text; drops documents)".into()
+        }
         StageConfig::EmbeddingSimilarity(c) => format!(
             "reduce: keep the {} most similar ({:?}) to the embedded target {:?}",
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),

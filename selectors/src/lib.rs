@@ -4,6 +4,7 @@
 //! [`PoolDoc`]s and answer with [`Pick`]s.
 
 pub mod attention_influence;
+pub mod c4;
 pub mod dedup;
 pub mod dsir;
 pub mod filters;

@@ -1,5 +1,5 @@
-//! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher rules
-//! and exact dedup's normalisation.
+//! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher and C4
+//! rules and exact dedup's normalisation.
 
 use super::*;
 
@@ -48,6 +48,38 @@ impl StageSettings for GopherRepetition {
                 }
                 cx.ratio(name, Some(f))?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl StageSettings for gleaner_selectors::c4::C4Quality {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        if cx.config.input.text_column.contains('.') {
+            bail!(
+                "at key `{}` (c4_quality): rewrites the text, which must then be a top-level column (input.text_column = `{}` is nested)",
+                cx.key,
+                cx.config.input.text_column
+            );
+        }
+        let model_after = cx.config.stages[cx.index + 1..].iter().any(|s| {
+            matches!(
+                s,
+                StageConfig::Embed(_)
+                    | StageConfig::LmScore(_)
+                    | StageConfig::AttentionInfluence(_)
+                    | StageConfig::LossTrajectory(_)
+            )
+        });
+        if model_after {
+            bail!(
+                "at key `{}` (c4_quality): model stages read the original text; put them before c4_quality",
+                cx.key
+            );
         }
         Ok(())
     }

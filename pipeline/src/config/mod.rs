@@ -426,6 +426,9 @@ stage_types! {
     GopherQuality(GopherQuality) = "gopher_quality",
     /// Gopher repetition rules.
     GopherRepetition(GopherRepetition) = "gopher_repetition",
+    /// The C4 rules: removes lines (no terminal punctuation, too few words, javascript,
+    /// cookie phrases) and drops documents (lorem ipsum, curly brackets, too few sentences).
+    C4Quality(gleaner_selectors::c4::C4Quality) = "c4_quality",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
     ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.

@@ -120,6 +120,7 @@ pub fn decide(
 ) -> Result<Decisions> {
     let scanned = Scanned {
         reader,
+        plan: Some(plan),
         units: scans
             .iter()
             .enumerate()

@@ -7,9 +7,10 @@ use crate::models::features::{FeatureStage, UnitFeatures};
 use crate::stages::columns::Columns;
 use crate::stages::pool::MAX_EXAMPLES;
 use crate::stages::scanned::{Fate, Survivor, UnitScan, INPUT_SLOT, NO_SOURCE};
-use crate::stages::{Plan, Trajectories};
+use crate::stages::{Plan, Trajectories, Verdict};
 use anyhow::Result;
 use gleaner_storage::reader::CorpusReader;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The plan's needs resolved to batch column positions.
@@ -121,10 +122,8 @@ pub fn scan_unit(
             if let Some(t) = trajectory {
                 scan.trajectories.check_dim(t, "trajectory", row_name)?;
             }
-            let tokens = plan.tokenizer.as_ref().map_or(0, |t| t.count(text));
-            if plan.tokenizer.is_some() {
-                scan.row_tokens.push(tokens);
-            }
+            // The text as the map stages leave it (a rewriting stage replaces it).
+            let mut current: Cow<str> = Cow::Borrowed(text);
             let drop = if let Some(bad) = batch.bad_record(i) {
                 if scan.warnings.len() < 5 {
                     scan.warnings.push(format!(
@@ -154,10 +153,24 @@ pub fn scan_unit(
                 }
                 Some((INPUT_SLOT, "too_large".to_string()))
             } else {
-                plan.doc_stages
-                    .iter()
-                    .find_map(|(slot, s)| s.check(&batch, i, text).map(|r| (*slot, r)))
+                let mut dropped = None;
+                for (slot, stage) in &plan.doc_stages {
+                    match stage.judge(&batch, i, &current) {
+                        Verdict::Keep => {}
+                        Verdict::Rewrite(t) => current = Cow::Owned(t),
+                        Verdict::Drop(reason) => {
+                            dropped = Some((*slot, reason));
+                            break;
+                        }
+                    }
+                }
+                dropped
             };
+            let text: &str = &current;
+            let tokens = plan.tokenizer.as_ref().map_or(0, |t| t.count(text));
+            if plan.tokenizer.is_some() {
+                scan.row_tokens.push(tokens);
+            }
             let fate = match drop {
                 Some(key) => {
                     let next = scan.reasons.len() as u32;

@@ -21,6 +21,7 @@ use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest};
 use gleaner_storage::reader::{CorpusReader, SkippedFile};
 use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -175,6 +176,17 @@ fn ordered_map<T: Send>(
     })
 }
 
+/// `record` with its column `index` (the text) replaced by `texts`, in that column's type.
+fn with_text(record: RecordBatch, index: usize, texts: &[Cow<str>]) -> Result<RecordBatch> {
+    let strings: ArrayRef = Arc::new(StringArray::from_iter_values(
+        texts.iter().map(|t| t.as_ref()),
+    ));
+    let column = arrow::compute::cast(&strings, record.schema().field(index).data_type())?;
+    let mut columns = record.columns().to_vec();
+    columns[index] = column;
+    Ok(RecordBatch::try_new(record.schema(), columns)?)
+}
+
 /// What the shard-writing step produced.
 pub struct Written {
     /// Selected shards.
@@ -226,6 +238,14 @@ pub fn write_shards(
         fields.extend(added.iter().cloned());
         Arc::new(Schema::new(fields))
     };
+    let rewrites = p.plan.rewrites();
+    let text_index = schema.index_of(&config.input.text_column).map_err(|_| {
+        anyhow::anyhow!(
+            "the text column `{}` is not a top-level column of the output",
+            config.input.text_column
+        )
+    });
+    let text_index = if rewrites { text_index? } else { 0 };
     let mut selected_writer = ShardWriter::new(
         &out.join(layout::SELECTED_DIR),
         schema.clone(),
@@ -272,15 +292,21 @@ pub fn write_shards(
                         Ok(RecordBatch::try_new(schema.clone(), columns)?)
                     };
                     let keep: BooleanArray = f.iter().map(|&x| Some(x == KEEP)).collect();
+                    // Kept documents carry their text as the map stages left it.
+                    let kept_texts: Vec<Cow<str>> = (0..batch.len())
+                        .filter(|&i| f[i] == KEEP)
+                        .map(|i| p.plan.rewrite_text(batch.text(i).unwrap_or("")))
+                        .collect();
                     let kept = if keep.true_count() > 0 {
-                        Some(rows(&keep)?)
+                        let mut record = rows(&keep)?;
+                        if rewrites {
+                            record = with_text(record, text_index, &kept_texts)?;
+                        }
+                        Some(record)
                     } else {
                         None
                     };
-                    let kept_words = (0..batch.len())
-                        .filter(|&i| f[i] == KEEP)
-                        .map(|i| whitespace_tokens(batch.text(i).unwrap_or("")))
-                        .sum();
+                    let kept_words = kept_texts.iter().map(|t| whitespace_tokens(t)).sum();
                     let mut removed = Vec::new();
                     if write_removed {
                         let mut reasons: Vec<u32> =

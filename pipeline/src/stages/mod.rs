@@ -11,6 +11,7 @@
 //! pool. [`Plan::build`] turns the config's stages into these objects; adding a stage means one
 //! file here, its config struct and one arm in [`Plan::build`].
 
+pub mod c4_quality;
 pub mod columns;
 pub mod decontaminate;
 pub mod dsir;
@@ -39,12 +40,36 @@ use arrow::datatypes::Field;
 use columns::Columns;
 use gleaner_storage::reader::DocBatch;
 pub use pool::{DocRef, Ledger, Picked, Pool, Scanned};
+use std::borrow::Cow;
 use std::sync::Arc;
+
+/// What a map stage decides about one document.
+pub enum Verdict {
+    /// Keep it as it is.
+    Keep,
+    /// Keep it with this text (later stages and the written shards see the new text).
+    Rewrite(String),
+    /// Drop it for this reason.
+    Drop(String),
+}
 
 /// A per-document stage of the map phase.
 pub trait DocStage: Send + Sync {
     /// `None` keeps document `i` of `batch` (whose text is `text`); `Some(reason)` drops it.
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String>;
+
+    /// The stage's decision, rewrites included (by default: [`DocStage::check`]).
+    fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
+        match self.check(batch, i, text) {
+            Some(reason) => Verdict::Drop(reason),
+            None => Verdict::Keep,
+        }
+    }
+
+    /// The text a kept document has after this stage, when the stage rewrites texts.
+    fn rewrite(&self, _text: &str) -> Option<String> {
+        None
+    }
 
     /// Columns this stage adds to the written shards.
     fn output_fields(&self) -> Vec<Field> {
@@ -74,6 +99,14 @@ struct SharedDocStage<S>(Arc<S>);
 impl<S: DocStage> DocStage for SharedDocStage<S> {
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String> {
         self.0.check(batch, i, text)
+    }
+
+    fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
+        self.0.judge(batch, i, text)
+    }
+
+    fn rewrite(&self, text: &str) -> Option<String> {
+        self.0.rewrite(text)
     }
 
     fn output_fields(&self) -> Vec<Field> {
@@ -217,6 +250,22 @@ impl Plan {
             .collect()
     }
 
+    /// Whether a map stage rewrites texts.
+    pub fn rewrites(&self) -> bool {
+        self.doc_stages.iter().any(|(_, s)| s.rewrite("").is_some())
+    }
+
+    /// A surviving document's text after every rewriting map stage.
+    pub fn rewrite_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut current = Cow::Borrowed(text);
+        for (_, s) in &self.doc_stages {
+            if let Some(t) = s.rewrite(&current) {
+                current = Cow::Owned(t);
+            }
+        }
+        current
+    }
+
     /// Values of [`Plan::output_fields`] for every row of `batch`.
     pub fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
         self.doc_stages
@@ -244,6 +293,7 @@ impl Plan {
                     doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
                 }
                 StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
+                StageConfig::C4Quality(c) => doc(Box::new(c4_quality::C4(c.clone()))),
                 StageConfig::Tokenize(c) => {
                     let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);
                     tokenizer = Some(t.clone());

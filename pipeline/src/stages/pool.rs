@@ -26,6 +26,8 @@ pub struct DocRef {
 pub struct Scanned<'a> {
     /// The corpus, for stages that read texts again.
     pub reader: Option<&'a CorpusReader>,
+    /// The plan whose rewriting map stages apply to texts read again.
+    pub plan: Option<&'a super::Plan>,
     /// (unit index in the corpus, its scan), for the units not skipped.
     pub units: Vec<(usize, &'a UnitScan)>,
 }
@@ -78,8 +80,13 @@ impl<'a> Scanned<'a> {
                     let batch = batch?;
                     for i in 0..batch.len() {
                         if let Some(slots) = wanted.get(&row) {
+                            let raw = batch.text(i).unwrap_or("");
+                            let text = match self.plan {
+                                Some(plan) => plan.rewrite_text(raw),
+                                None => std::borrow::Cow::Borrowed(raw),
+                            };
                             for &slot in slots {
-                                out.push((slot, f(batch.text(i).unwrap_or(""))));
+                                out.push((slot, f(&text)));
                             }
                         }
                         row += 1;
