@@ -3,7 +3,7 @@
 
 mod common;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use common::{
     gleaner, ok, one_stage_config, read_parquet, string_column, write_batch, write_text_file,
 };
@@ -693,4 +693,40 @@ fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
         bad.to_str().unwrap(),
     ]));
     assert!(e.contains("stages[0]") && e.contains("model stages"), "{e}");
+}
+
+#[test]
+fn decontaminate_can_flag_copies_in_a_column_instead_of_dropping_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_text_file(&d.join("code-eval.parquet"), &[EVAL_FUNCTION]);
+    let rewrapped = EVAL_FUNCTION.replace('\n', " ");
+    let docs = [
+        ("clean", "Nothing to see here, just a plain sentence."),
+        ("copy", rewrapped.as_str()),
+    ];
+    write_corpus(&d.join("corpus.parquet"), &docs);
+    let cfg = one_stage_config(
+        d,
+        &d.join("corpus.parquet"),
+        &format!(
+            "type = \"decontaminate\"\naction = \"flag\"\n[stages.eval_sets]\nhumaneval = [\"{}\"]\n",
+            d.join("code-eval.parquet").display()
+        ),
+    );
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    let shard = read_parquet(&d.join("out/selected/part-00000.parquet"));
+    assert_eq!(string_column(&shard, "id"), ["clean", "copy"]);
+    let flags = shard[0]
+        .column_by_name("contaminated")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    assert!(flags.is_null(0));
+    assert_eq!(flags.value(1), "humaneval");
 }

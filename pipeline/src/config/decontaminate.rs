@@ -20,6 +20,28 @@ pub struct DecontaminateConfig {
     /// Words per shared run (13: the GPT-3 study's n-gram).
     #[serde(default = "default_ngram")]
     pub ngram: usize,
+    /// `drop` the copies, or `flag` them: keep every document and write the name of the set
+    /// it copies (null when none) into the output column `flag_column`.
+    #[serde(default)]
+    pub action: DecontaminateAction,
+    /// Output column of `action = "flag"`.
+    #[serde(default = "default_flag_column")]
+    pub flag_column: String,
+}
+
+/// What `decontaminate` does with a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DecontaminateAction {
+    /// Drop it as `contaminated_<set>`.
+    #[default]
+    Drop,
+    /// Keep it and name the set in a column.
+    Flag,
+}
+
+fn default_flag_column() -> String {
+    "contaminated".into()
 }
 
 fn default_text_column() -> String {
