@@ -730,3 +730,46 @@ fn decontaminate_can_flag_copies_in_a_column_instead_of_dropping_them() {
     assert!(flags.is_null(0));
     assert_eq!(flags.value(1), "humaneval");
 }
+
+#[test]
+fn every_ranking_selector_takes_a_token_budget() {
+    // The classifier (as DSIR and embedding similarity) with budget_tokens: the kept tokens
+    // never exceed the budget and at least one document is kept.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_scored(&d.join("corpus.parquet"));
+    write_text_file(&d.join("target.parquet"), &["def f(x):\n    return x * 2"]);
+    let tokenizer = common::repo().join("embed/tests/fixtures/tiny-llama");
+    let budget: u64 = 100;
+    let cfg = d.join("tok.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[input]\npaths = [\"{}\"]\nsource_column = \"source\"\n[output]\ndir = \"{}\"\noverwrite = true\n\
+             [[stages]]\ntype = \"tokenize\"\ntokenizer = \"{}\"\n\
+             [[stages]]\ntype = \"ngram_classifier\"\ntarget_paths = [\"{}\"]\nbudget_tokens = {budget}\n",
+            d.join("corpus.parquet").display(),
+            d.join("out").display(),
+            tokenizer.display(),
+            d.join("target.parquet").display()
+        ),
+    )
+    .unwrap();
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    let ids = string_column(&read_parquet(&d.join("out/selection.parquet")), "id");
+    let spent: u64 = ids
+        .iter()
+        .map(|id| LLAMA_TOKENS[TOKENIZED.iter().position(|t| t.0 == id).unwrap()])
+        .sum();
+    assert!(
+        !ids.is_empty() && spent <= budget,
+        "{ids:?}: {spent} tokens"
+    );
+    // The next-best document would not have fitted.
+    assert!(ids.len() < TOKENIZED.len());
+}

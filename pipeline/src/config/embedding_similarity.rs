@@ -34,6 +34,13 @@ pub struct EmbeddingSimilarityConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Keep documents, best first, while their whitespace tokens stay within this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// Keep documents, best first, while their tokens (the `tokenize` stage's) stay within
+    /// this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Split the selection across sources by the smallest-first rule.
     #[serde(default)]
     pub per_source: bool,
@@ -59,7 +66,7 @@ impl StageSettings for EmbeddingSimilarityConfig {
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
         let has_embed_stage = cx.after(|s| matches!(s, super::StageConfig::Embed(_)));
-        self.size().validate(key, false, cx.tokenized())?;
+        self.size().validate(key, true, cx.tokenized())?;
         if !has_embed_stage {
             bail!("at key `{key}` (embedding_similarity): embeds the target with the `embed` stage's model; add an `embed` stage before it");
         }
@@ -70,4 +77,4 @@ impl StageSettings for EmbeddingSimilarityConfig {
     }
 }
 
-size_settings!(EmbeddingSimilarityConfig);
+size_settings!(budgets: EmbeddingSimilarityConfig);

@@ -41,6 +41,13 @@ pub struct NgramClassifierConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Keep documents, best first, while their whitespace tokens stay within this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// Keep documents, best first, while their tokens (the `tokenize` stage's) stay within
+    /// this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Seed of the negatives, the example order and the sampling (default `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -90,7 +97,7 @@ impl StageSettings for NgramClassifierConfig {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
-        self.size().validate(key, false, cx.tokenized())?;
+        self.size().validate(key, true, cx.tokenized())?;
         if self.target_paths.is_empty() {
             bail!("at key `{key}.target_paths`: at least one path is required");
         }
@@ -112,4 +119,4 @@ impl StageSettings for NgramClassifierConfig {
     }
 }
 
-size_settings!(NgramClassifierConfig);
+size_settings!(budgets: NgramClassifierConfig);

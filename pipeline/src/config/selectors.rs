@@ -96,6 +96,13 @@ pub struct DsirConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Keep documents, best first, while their whitespace tokens stay within this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// Keep documents, best first, while their tokens (the `tokenize` stage's) stay within
+    /// this budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Seed of the Gumbel noise (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -244,8 +251,8 @@ fn default_temperature() -> f64 {
     1.0
 }
 
-size_settings!(S2lConfig, DsirConfig);
-size_settings!(budgets: RandomSampleConfig, ScoreSelectConfig);
+size_settings!(S2lConfig);
+size_settings!(budgets: RandomSampleConfig, ScoreSelectConfig, DsirConfig);
 
 impl StageSettings for ScoreFilterConfig {
     fn kind(&self) -> StageKind {
@@ -299,7 +306,7 @@ impl StageSettings for DsirConfig {
         if self.ngrams == 0 || self.num_buckets == 0 {
             bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
         }
-        self.size().validate(key, false, cx.tokenized())
+        self.size().validate(key, true, cx.tokenized())
     }
 
     fn aimed_at(&self) -> Vec<AimedAt<'_>> {

@@ -23,6 +23,7 @@ pub struct DsirStage {
 impl DsirStage {
     /// The stage of `config`, sampling with `seed`.
     pub fn new(config: &DsirConfig, seed: u64) -> Self {
+        let (size, in_tokens) = config.size().sample();
         DsirStage {
             features: DsirFeatures {
                 ngrams: config.ngrams,
@@ -31,12 +32,13 @@ impl DsirStage {
             selector: SelectorStage::by_score(
                 "dsir",
                 seed,
-                config.size().sample().0,
+                size,
                 !config.top_k,
                 1.0,
                 Grouping::balanced(config.per_source),
                 COLUMN,
-            ),
+            )
+            .with_tokenizer_budget(in_tokens),
             config: config.clone(),
         }
     }

@@ -37,16 +37,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 impl EmbeddingSimilarityStage {
     /// The stage of `config`, embedding the target like `embed`; `seed` for provenance.
     pub fn new(config: &EmbeddingSimilarityConfig, embed: &EmbedConfig, seed: u64) -> Self {
+        let (size, in_tokens) = config.size().sample();
         EmbeddingSimilarityStage {
             selector: SelectorStage::by_score(
                 "embedding_similarity",
                 seed,
-                config.size().sample().0,
+                size,
                 false,
                 1.0,
                 Grouping::balanced(config.per_source),
                 COLUMN,
-            ),
+            )
+            .with_tokenizer_budget(in_tokens),
             config: config.clone(),
             embed: embed.clone(),
         }

@@ -25,6 +25,7 @@ pub struct NgramClassifierStage {
 impl NgramClassifierStage {
     /// The stage of `config`, drawing from `seed`.
     pub fn new(config: &NgramClassifierConfig, seed: u64) -> Self {
+        let (size, in_tokens) = config.size().sample();
         NgramClassifierStage {
             features: NgramFeatures {
                 ngrams: config.ngrams,
@@ -33,12 +34,13 @@ impl NgramClassifierStage {
             selector: SelectorStage::by_score(
                 "ngram_classifier",
                 seed,
-                config.size().sample().0,
+                size,
                 config.sample,
                 1.0,
                 Grouping::balanced(config.per_source),
                 COLUMN,
-            ),
+            )
+            .with_tokenizer_budget(in_tokens),
             config: config.clone(),
             seed,
         }

@@ -8,12 +8,10 @@ use gleaner_selectors::random::RandomSelector;
 /// The stage of `c`, drawing from `seed`.
 pub fn build(c: &RandomSampleConfig, seed: u64) -> SelectorStage {
     let (size, in_tokens) = c.size().sample();
-    let mut stage = SelectorStage::new(
+    SelectorStage::new(
         size,
         Grouping::balanced(c.per_source),
         Box::new(move |size| Box::new(RandomSelector { seed, size })),
-    );
-    stage.budget_in_tokens = in_tokens;
-    stage.needs.words &= !in_tokens;
-    stage
+    )
+    .with_tokenizer_budget(in_tokens)
 }

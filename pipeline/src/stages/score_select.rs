@@ -20,9 +20,8 @@ pub fn build(c: &ScoreSelectConfig, seed: u64) -> SelectorStage {
         c.temperature,
         grouping,
         &c.score_column,
-    );
-    stage.budget_in_tokens = in_tokens;
-    stage.needs.words &= !in_tokens;
+    )
+    .with_tokenizer_budget(in_tokens);
     stage.needs.columns.push(c.score_column.clone());
     if let Some(second) = &c.combine_with {
         stage.needs.columns.push(second.clone());

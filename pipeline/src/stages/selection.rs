@@ -74,6 +74,14 @@ impl SelectorStage {
         }
     }
 
+    /// The stage with its token budget counted in tokenizer tokens when `yes` (whitespace
+    /// tokens otherwise).
+    pub fn with_tokenizer_budget(mut self, yes: bool) -> Self {
+        self.budget_in_tokens = yes;
+        self.needs.words &= !yes;
+        self
+    }
+
     /// A [`ScoreSelector`] stage (top-k, or Gumbel-top-k when `sample`) over `column`.
     pub fn by_score(
         name: &'static str,
