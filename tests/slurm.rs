@@ -25,12 +25,16 @@ fn run_outputs(out: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The curation stages and the n-gram classifier in one pipeline (local and Slurm runs).
+/// The curation stages (tokenize, language_id, c4_quality with its rewrites, decontaminate,
+/// exact and MinHash dedup) and the n-gram classifier on a token budget, in one pipeline
+/// (local and Slurm runs).
 const CURATION: &str = "[input]\npaths = [\"data/quickstart\"]\nsource_column = \"source\"\n[output]\ndir = \"unused\"\nwrite_removed = true\n[run]\nseed = 5\n\
+[[stages]]\ntype = \"tokenize\"\ntokenizer = \"embed/tests/fixtures/tiny-llama\"\n\
 [[stages]]\ntype = \"language_id\"\nlanguages = [\"eng\"]\n\
+[[stages]]\ntype = \"c4_quality\"\nmin_num_sentences = 2\n\
 [[stages]]\ntype = \"decontaminate\"\n[stages.eval_sets]\nliterature = [\"data/targets/literature.parquet\"]\n\
 [[stages]]\ntype = \"exact_dedup\"\n[[stages]]\ntype = \"minhash_dedup\"\n\
-[[stages]]\ntype = \"ngram_classifier\"\ntarget_paths = [\"data/targets/humaneval-split/reference.parquet\"]\ncount = 500\n";
+[[stages]]\ntype = \"ngram_classifier\"\ntarget_paths = [\"data/targets/humaneval-split/reference.parquet\"]\nbudget_tokens = 200000\n";
 
 #[test]
 fn slurm_runs_the_curation_stages_to_the_local_bytes() {
