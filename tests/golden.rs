@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gleaner, ok, repo};
+use common::{gleaner, long_tiny_llama, ok, repo};
 use gleaner_storage::atomic::sha256_file;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,27 +77,6 @@ fn cases(long_llama: &Path) -> Vec<Case> {
             ablation: true,
         },
     ]
-}
-
-/// The tiny Llama with room for attention_influence's probes (positions only size the RoPE
-/// tables, so the weights are unchanged).
-fn long_tiny_llama(dir: &Path) -> PathBuf {
-    let model = dir.join("tiny-llama-long");
-    std::fs::create_dir_all(&model).unwrap();
-    let tiny = repo().join(TINY_LLAMA);
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(tiny.join(f), model.join(f)).unwrap();
-    }
-    let config = std::fs::read_to_string(tiny.join("config.json")).unwrap();
-    std::fs::write(
-        model.join("config.json"),
-        config.replace(
-            "\"max_position_embeddings\": 256",
-            "\"max_position_embeddings\": 2048",
-        ),
-    )
-    .unwrap();
-    model
 }
 
 /// Hashes of the outputs of one run directory: selected shards, selection and stats.

@@ -726,21 +726,7 @@ fn check_detection(
 #[test]
 fn head_detection_matches_an_uncached_decoding_oracle_on_the_tiny_model() {
     let tmp = tempfile::tempdir().unwrap();
-    // The tiny model with room for probes (positions only size the RoPE tables).
-    let model = tmp.path().join("tiny-llama-long");
-    std::fs::create_dir(&model).unwrap();
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(fixture("tiny-llama").join(f), model.join(f)).unwrap();
-    }
-    let config = std::fs::read_to_string(fixture("tiny-llama/config.json")).unwrap();
-    std::fs::write(
-        model.join("config.json"),
-        config.replace(
-            "\"max_position_embeddings\": 256",
-            "\"max_position_embeddings\": 2048",
-        ),
-    )
-    .unwrap();
+    let model = common::long_tiny_llama(tmp.path());
     let input = tmp.path().join("corpus.parquet");
     write_corpus(&input, &texts(), None);
     check_detection(

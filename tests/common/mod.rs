@@ -274,3 +274,24 @@ pub fn code_and_prose(dir: &Path) -> (PathBuf, PathBuf) {
     write_text_file(&target, &refs);
     (pool, target)
 }
+
+/// A copy of the tiny test Llama under `dir` with room for AttentionInfluence's probes
+/// (2048 positions; positions only size the RoPE tables, so the weights are unchanged).
+pub fn long_tiny_llama(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny-llama-long");
+    std::fs::create_dir_all(&model).unwrap();
+    let tiny = repo().join("embed/tests/fixtures/tiny-llama");
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.join(f), model.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(tiny.join("config.json")).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        config.replace(
+            "\"max_position_embeddings\": 256",
+            "\"max_position_embeddings\": 2048",
+        ),
+    )
+    .unwrap();
+    model
+}
