@@ -1211,6 +1211,19 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         q["probed_documents"].as_u64().unwrap() as usize,
         oracle.probes.len()
     );
+    // Per source (this corpus has none): every probe, with the oracle's mean q.
+    let sources = q["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0]["source"], "(none)");
+    assert_eq!(
+        sources[0]["probed"].as_u64().unwrap() as usize,
+        oracle.probes.len()
+    );
+    let mean = oracle.probes.iter().map(|p| p.1).sum::<f64>() / oracle.probes.len() as f64;
+    assert!(close(
+        sources[0]["mean_probe_score"].as_f64().unwrap(),
+        mean
+    ));
     let windows: u64 = oracle
         .probes
         .iter()

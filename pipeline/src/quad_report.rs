@@ -59,6 +59,17 @@ pub struct ClusterRow {
     pub mean_probe_score: Option<f64>,
 }
 
+/// Probe influence of one source's probed documents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceProbeRow {
+    /// Source (`(none)` for documents without one).
+    pub source: String,
+    /// Its documents probed.
+    pub probed: usize,
+    /// Mean `q` of those probes.
+    pub mean_probe_score: f64,
+}
+
 /// The Quad section of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuadReport {
@@ -96,6 +107,9 @@ pub struct QuadReport {
     pub clusters: Vec<ClusterRow>,
     /// Every pull in order.
     pub pulls: Vec<PullRow>,
+    /// Mean probe influence per source, highest first (filled by the stage, which knows the
+    /// documents' sources).
+    pub sources: Vec<SourceProbeRow>,
 }
 
 /// Inputs of [`QuadReport::new`] that are not in the selection.
@@ -207,7 +221,33 @@ impl QuadReport {
             rounds,
             clusters,
             pulls,
+            sources: Vec::new(),
         }
+    }
+
+    /// Fills [`QuadReport::sources`] from the probes (pool index, q) and each pool
+    /// document's source.
+    pub fn set_sources(&mut self, probes: &[(usize, f64)], source: impl Fn(usize) -> String) {
+        let mut by: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+        for &(i, q) in probes {
+            let e = by.entry(source(i)).or_default();
+            e.0 += 1;
+            e.1 += q;
+        }
+        let mut rows: Vec<SourceProbeRow> = by
+            .into_iter()
+            .map(|(source, (probed, sum))| SourceProbeRow {
+                source,
+                probed,
+                mean_probe_score: sum / probed as f64,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.mean_probe_score
+                .total_cmp(&a.mean_probe_score)
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        self.sources = rows;
     }
 
     /// The report.md section.
@@ -251,6 +291,19 @@ impl QuadReport {
                 "| {} | {} | {} | {:.5} | {:.5} | {:.5} |",
                 r.round, r.pulls, r.accepted, r.mean_reward, r.min_reward, r.max_reward
             );
+        }
+        if !self.sources.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nMean probe influence per source, highest first:\n\n| source | probed | mean probe q |\n|---|---:|---:|"
+            );
+            for r in &self.sources {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.5} |",
+                    r.source, r.probed, r.mean_probe_score
+                );
+            }
         }
         let pool: usize = self.clusters.iter().map(|c| c.size).sum();
         let kept: usize = self.clusters.iter().map(|c| c.selected).sum();

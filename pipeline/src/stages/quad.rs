@@ -125,7 +125,7 @@ impl PoolStage for QuadStage {
             fits
         };
         let curvature = serde_json::to_value(c.curvature)?;
-        let report = QuadReport::new(
+        let mut report = QuadReport::new(
             &selection,
             &QuadReportContext {
                 model: &c.model,
@@ -142,6 +142,9 @@ impl PoolStage for QuadStage {
                 probe_windows: &probe_windows,
             },
         );
+        report.set_sources(&selection.probes, |i| {
+            pool.source(i).unwrap_or("(none)").to_string()
+        });
         pool.findings.quad_cost = Some(serde_json::json!({
             "fit_s": fit_s,
             "probe_s": probe_s,
