@@ -7,7 +7,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use common::{
     gleaner, ok, one_stage_config, read_parquet, string_column, write_batch, write_text_file,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Writes an `id`, `source`, `text` corpus.
@@ -28,6 +28,21 @@ fn write_corpus(path: &Path, docs: &[(&str, &str)]) {
     ])
     .unwrap();
     write_batch(path, &batch);
+}
+
+/// Writes `docs` as `dir/corpus.parquet`, runs it through `stages` (their TOML, the first
+/// `[[stages]]` header implied) with removed shards written, and returns the output folder.
+fn run_stages(dir: &Path, docs: &[(&str, &str)], stages: &str) -> PathBuf {
+    write_corpus(&dir.join("corpus.parquet"), docs);
+    let cfg = one_stage_config(dir, &dir.join("corpus.parquet"), stages);
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "output.write_removed=true",
+    ]));
+    dir.join("out")
 }
 
 fn stats(out: &Path) -> Vec<serde_json::Value> {
@@ -303,20 +318,11 @@ fn language_id_keeps_the_listed_languages_and_writes_code_and_score_columns() {
         ("en-2", "Please remember to water the plants while we are away on holiday, especially the tomatoes in the greenhouse."),
         ("es-1", "El comité se reunirá el jueves para discutir el presupuesto del próximo año, y se espera que asistan todos los miembros."),
     ];
-    write_corpus(&d.join("corpus.parquet"), &docs);
-    let cfg = one_stage_config(
+    let out = run_stages(
         d,
-        &d.join("corpus.parquet"),
+        &docs,
         "type = \"language_id\"\nlanguages = [\"eng\", \"deu\"]",
     );
-    ok(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "output.write_removed=true",
-    ]));
-    let out = d.join("out");
     let shard = read_parquet(&out.join("selected/part-00000.parquet"));
     assert_eq!(string_column(&shard, "id"), ["en-1", "de-1", "en-2"]);
     assert_eq!(string_column(&shard, "lang"), ["eng", "deu", "eng"]);
@@ -650,20 +656,11 @@ fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
         ("short", "Only one sentence here.".to_string()),
     ];
     let refs: Vec<(&str, &str)> = docs.iter().map(|(i, t)| (*i, t.as_str())).collect();
-    write_corpus(&d.join("corpus.parquet"), &refs);
-    let cfg = one_stage_config(
+    let out = run_stages(
         d,
-        &d.join("corpus.parquet"),
+        &refs,
         "type = \"c4_quality\"\n[[stages]]\ntype = \"exact_dedup\"",
     );
-    ok(&gleaner(&[
-        "--quiet",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "output.write_removed=true",
-    ]));
-    let out = d.join("out");
     let shard = read_parquet(&out.join("selected/part-00000.parquet"));
     assert_eq!(string_column(&shard, "id"), ["a"]);
     assert_eq!(string_column(&shard, "text"), [body]);
