@@ -33,6 +33,7 @@ fn write_corpus(path: &Path, docs: &[(&str, &str)]) {
 /// Writes `docs` as `dir/corpus.parquet`, runs it through `stages` (their TOML, the first
 /// `[[stages]]` header implied) with removed shards written, and returns the output folder.
 fn run_stages(dir: &Path, docs: &[(&str, &str)], stages: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     write_corpus(&dir.join("corpus.parquet"), docs);
     let cfg = one_stage_config(dir, &dir.join("corpus.parquet"), stages);
     ok(&gleaner(&[
@@ -677,6 +678,27 @@ fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
     // Removed shards keep the original text.
     let removed = read_parquet(&out.join("removed/duplicate/part-00000.parquet"));
     assert_eq!(string_column(&removed, "text"), [docs[1].1.as_str()]);
+    // Added columns describe the written text: tokens of the rewritten document equal the
+    // tokens of the body alone.
+    let tok = format!(
+        "type = \"c4_quality\"\n[[stages]]\ntype = \"tokenize\"\ntokenizer = \"{}\"",
+        common::repo()
+            .join("embed/tests/fixtures/tiny-llama")
+            .display()
+    );
+    let count = |dir: &Path, docs: &[(&str, &str)]| -> u64 {
+        use arrow::datatypes::UInt64Type;
+        let out = run_stages(dir, docs, &tok);
+        let shard = read_parquet(&out.join("selected/part-00000.parquet"));
+        shard[0]
+            .column_by_name("tokens")
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .value(0)
+    };
+    let rewritten = count(&d.join("r"), &[("a", docs[0].1.as_str())]);
+    let plain = count(&d.join("p"), &[("a", body)]);
+    assert_eq!(rewritten, plain);
     // A model stage after c4_quality would read the original text: refused.
     let bad = one_stage_config(
         d,

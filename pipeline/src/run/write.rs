@@ -275,10 +275,23 @@ pub fn write_shards(
                 let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
                     let f = &fates[offset..offset + batch.len()];
                     offset += batch.len();
+                    // Added columns describe the text as written: rewritten for kept rows.
                     let extra = if added.is_empty() {
                         Vec::new()
                     } else {
-                        p.plan.annotate(&batch)
+                        let texts: Vec<Option<Cow<str>>> = (0..batch.len())
+                            .map(|i| {
+                                batch.text(i).map(|t| {
+                                    if f[i] == KEEP {
+                                        p.plan.rewrite_text(t)
+                                    } else {
+                                        Cow::Borrowed(t)
+                                    }
+                                })
+                            })
+                            .collect();
+                        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+                        p.plan.annotate(&refs)
                     };
                     let rows = |mask: &BooleanArray| -> Result<RecordBatch> {
                         let base = batch.filtered_record(mask)?;

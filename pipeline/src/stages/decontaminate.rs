@@ -72,12 +72,13 @@ impl DocStage for Decontaminate {
             .collect()
     }
 
-    fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
+    fn annotate(&self, texts: &[Option<&str>]) -> Vec<ArrayRef> {
         if self.flag_column.is_none() {
             return Vec::new();
         }
-        let sets: StringArray = (0..batch.len())
-            .map(|i| batch.text(i).and_then(|t| self.copied_set(t)))
+        let sets: StringArray = texts
+            .iter()
+            .map(|t| t.and_then(|t| self.copied_set(t)))
             .collect();
         vec![Arc::new(sets)]
     }

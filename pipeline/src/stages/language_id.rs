@@ -41,9 +41,10 @@ impl DocStage for LanguageId {
         ]
     }
 
-    fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
-        let found: Vec<_> = (0..batch.len())
-            .map(|i| batch.text(i).and_then(|t| detect(t, self.0.max_chars)))
+    fn annotate(&self, texts: &[Option<&str>]) -> Vec<ArrayRef> {
+        let found: Vec<_> = texts
+            .iter()
+            .map(|t| t.and_then(|t| detect(t, self.0.max_chars)))
             .collect();
         vec![
             Arc::new(

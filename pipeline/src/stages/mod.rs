@@ -76,9 +76,9 @@ pub trait DocStage: Send + Sync {
         Vec::new()
     }
 
-    /// Their values for every row of `batch`, one array per field (computed in the write
-    /// phase, from the same text, so they need no room in the scan).
-    fn annotate(&self, _batch: &DocBatch) -> Vec<ArrayRef> {
+    /// Their values for every row of a batch whose (written) texts are `texts`, one array per
+    /// field (computed in the write phase, so they need no room in the scan).
+    fn annotate(&self, _texts: &[Option<&str>]) -> Vec<ArrayRef> {
         Vec::new()
     }
 }
@@ -113,8 +113,8 @@ impl<S: DocStage> DocStage for SharedDocStage<S> {
         self.0.output_fields()
     }
 
-    fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
-        self.0.annotate(batch)
+    fn annotate(&self, texts: &[Option<&str>]) -> Vec<ArrayRef> {
+        self.0.annotate(texts)
     }
 }
 
@@ -266,11 +266,11 @@ impl Plan {
         current
     }
 
-    /// Values of [`Plan::output_fields`] for every row of `batch`.
-    pub fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
+    /// Values of [`Plan::output_fields`] for rows with the (written) texts `texts`.
+    pub fn annotate(&self, texts: &[Option<&str>]) -> Vec<ArrayRef> {
         self.doc_stages
             .iter()
-            .flat_map(|(_, s)| s.annotate(batch))
+            .flat_map(|(_, s)| s.annotate(texts))
             .collect()
     }
 

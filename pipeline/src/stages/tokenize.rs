@@ -60,10 +60,8 @@ impl DocStage for Tokenize {
         vec![Field::new(&self.column, DataType::UInt64, true)]
     }
 
-    fn annotate(&self, batch: &DocBatch) -> Vec<ArrayRef> {
-        let counts: UInt64Array = (0..batch.len())
-            .map(|i| batch.text(i).map(|t| self.count(t)))
-            .collect();
+    fn annotate(&self, texts: &[Option<&str>]) -> Vec<ArrayRef> {
+        let counts: UInt64Array = texts.iter().map(|t| t.map(|t| self.count(t))).collect();
         vec![Arc::new(counts)]
     }
 }
