@@ -18,7 +18,7 @@ work=$(cd "$work" && pwd)
 corpus=$work/corpus
 
 [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q pyarrow==26.0.1 datatrove==0.10.1 numpy regex zstandard
+"$work/venv/bin/pip" install -q pyarrow==26.0.1 datatrove==0.10.1 numpy regex zstandard orjson
 py=$work/venv/bin/python
 [ -f "$corpus/.done-$mb" ] || { rm -rf "$corpus"; "$py" "$here/gen_bench_corpus.py" --src "$root/data/quickstart" --out "$corpus" --mb "$mb" && touch "$corpus/.done-$mb"; }
 [ -f "$work/jsonl/.done-$mb" ] || { rm -rf "$work/jsonl"; "$py" "$here/bench_storage_py.py" to-jsonl "$corpus" "$work/jsonl" && touch "$work/jsonl/.done-$mb"; }

@@ -8,7 +8,7 @@
   read-jsonl-pyarrow DIR     pyarrow.json.read_json of each .jsonl.zst file, 2 processes, sum text bytes
   read-jsonl-datatrove DIR   datatrove JsonlReader over the .jsonl.zst files, 2 workers, sum text bytes
 """
-import glob, os, sys, time
+import glob, os, sys, tempfile, time
 
 
 def files(d):
@@ -118,7 +118,8 @@ def read_jsonl_datatrove(d):
         pipeline=[JsonlReader(d, glob_pattern="*.jsonl.zst", compression="zstd"), CountText()],
         tasks=len(jsonl_files(d)),
         workers=2,
-        logging_dir=os.path.join(d, "_logs"),
+        # A fresh log folder per run: datatrove skips tasks its logs mark as completed.
+        logging_dir=tempfile.mkdtemp(prefix="dt-jsonl-logs-"),
     ).run()
 
 
