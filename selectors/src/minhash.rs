@@ -11,6 +11,7 @@
 //! document of each component in corpus order is kept.
 
 use crate::rng::SplitMix64;
+use crate::text::normalised_words as words;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
@@ -24,14 +25,6 @@ pub struct MinHasher {
     seed: u64,
     /// `(a_i, b_i)` of every hash function, `a_i` in `[1, p)`, `b_i` in `[0, p)`.
     params: Vec<(u64, u64)>,
-}
-
-/// Normalised words of a text: lowercase runs of alphanumeric characters.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// `(a * x + b) mod (2^61 - 1)` for `a, b, x < 2^61 - 1`, exact in 128 bits.

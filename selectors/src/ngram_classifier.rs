@@ -6,6 +6,7 @@
 //! document's score is its logit.
 
 use crate::rng::SplitMix64;
+use crate::text::normalised_words;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Feature hashing settings.
@@ -23,11 +24,7 @@ pub type Sparse = Vec<(u32, f32)>;
 impl NgramFeatures {
     /// The L2-normalised bucket counts of `text` (empty for a text without words).
     pub fn features(&self, text: &str) -> Sparse {
-        let words: Vec<String> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
+        let words = normalised_words(text);
         let mut buckets: Vec<u32> = Vec::new();
         for n in 1..=self.ngrams {
             for gram in words.windows(n) {

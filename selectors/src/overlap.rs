@@ -6,18 +6,12 @@
 //! indentation, whitespace and punctuation do not hide a copy. A document shorter than a
 //! shingle is one shingle of all its words, so a short copy is still caught.
 
+use crate::text::normalised_words as words;
 use std::collections::{HashMap, HashSet};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Words per shingle (the 13-gram of the GPT-3 decontamination study).
 pub const SHINGLE_WORDS: usize = 13;
-
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
 
 /// The normalised text: its words, lowercased, joined by single spaces.
 pub fn normalised(text: &str) -> String {
