@@ -177,10 +177,8 @@ fn ordered_map<T: Send>(
 }
 
 /// `record` with its column `index` (the text) replaced by `texts`, in that column's type.
-fn with_text(record: RecordBatch, index: usize, texts: &[Cow<str>]) -> Result<RecordBatch> {
-    let strings: ArrayRef = Arc::new(StringArray::from_iter_values(
-        texts.iter().map(|t| t.as_ref()),
-    ));
+fn with_text(record: RecordBatch, index: usize, texts: &[&str]) -> Result<RecordBatch> {
+    let strings: ArrayRef = Arc::new(StringArray::from_iter_values(texts.iter().copied()));
     let column = arrow::compute::cast(&strings, record.schema().field(index).data_type())?;
     let mut columns = record.columns().to_vec();
     columns[index] = column;
@@ -275,21 +273,22 @@ pub fn write_shards(
                 let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
                     let f = &fates[offset..offset + batch.len()];
                     offset += batch.len();
-                    // Added columns describe the text as written: rewritten for kept rows.
+                    // Each row's text as written: rewritten by the map stages for kept rows
+                    // (computed once; the shards, word counts and added columns read it).
+                    let texts: Vec<Option<Cow<str>>> = (0..batch.len())
+                        .map(|i| {
+                            batch.text(i).map(|t| {
+                                if f[i] == KEEP {
+                                    p.plan.rewrite_text(t)
+                                } else {
+                                    Cow::Borrowed(t)
+                                }
+                            })
+                        })
+                        .collect();
                     let extra = if added.is_empty() {
                         Vec::new()
                     } else {
-                        let texts: Vec<Option<Cow<str>>> = (0..batch.len())
-                            .map(|i| {
-                                batch.text(i).map(|t| {
-                                    if f[i] == KEEP {
-                                        p.plan.rewrite_text(t)
-                                    } else {
-                                        Cow::Borrowed(t)
-                                    }
-                                })
-                            })
-                            .collect();
                         let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
                         p.plan.annotate(&refs)
                     };
@@ -305,10 +304,9 @@ pub fn write_shards(
                         Ok(RecordBatch::try_new(schema.clone(), columns)?)
                     };
                     let keep: BooleanArray = f.iter().map(|&x| Some(x == KEEP)).collect();
-                    // Kept documents carry their text as the map stages left it.
-                    let kept_texts: Vec<Cow<str>> = (0..batch.len())
+                    let kept_texts: Vec<&str> = (0..batch.len())
                         .filter(|&i| f[i] == KEEP)
-                        .map(|i| p.plan.rewrite_text(batch.text(i).unwrap_or("")))
+                        .map(|i| texts[i].as_deref().unwrap_or(""))
                         .collect();
                     let kept = if keep.true_count() > 0 {
                         let mut record = rows(&keep)?;

@@ -22,9 +22,12 @@ impl DocStage for C4 {
         }
     }
 
+    fn rewrites(&self) -> bool {
+        true
+    }
+
     fn rewrite(&self, text: &str) -> Option<String> {
-        // A document the rules would drop never reaches a re-read; an empty text rewrites to
-        // itself (so `Plan::rewrites` sees the stage).
-        Some(self.0.apply(text).unwrap_or_default())
+        // Re-reads only see documents the rules kept, so `apply` succeeds for them.
+        self.0.apply(text).ok()
     }
 }

@@ -66,6 +66,11 @@ pub trait DocStage: Send + Sync {
         }
     }
 
+    /// Whether the stage rewrites texts ([`DocStage::rewrite`]).
+    fn rewrites(&self) -> bool {
+        false
+    }
+
     /// The text a kept document has after this stage, when the stage rewrites texts.
     fn rewrite(&self, _text: &str) -> Option<String> {
         None
@@ -103,6 +108,10 @@ impl<S: DocStage> DocStage for SharedDocStage<S> {
 
     fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
         self.0.judge(batch, i, text)
+    }
+
+    fn rewrites(&self) -> bool {
+        self.0.rewrites()
     }
 
     fn rewrite(&self, text: &str) -> Option<String> {
@@ -252,13 +261,13 @@ impl Plan {
 
     /// Whether a map stage rewrites texts.
     pub fn rewrites(&self) -> bool {
-        self.doc_stages.iter().any(|(_, s)| s.rewrite("").is_some())
+        self.doc_stages.iter().any(|(_, s)| s.rewrites())
     }
 
     /// A surviving document's text after every rewriting map stage.
     pub fn rewrite_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let mut current = Cow::Borrowed(text);
-        for (_, s) in &self.doc_stages {
+        for (_, s) in self.doc_stages.iter().filter(|(_, s)| s.rewrites()) {
             if let Some(t) = s.rewrite(&current) {
                 current = Cow::Owned(t);
             }
