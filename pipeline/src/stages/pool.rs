@@ -405,15 +405,11 @@ impl<'a> Pool<'a> {
             self.ledger.row_fates[d.unit as usize][s.row as usize] = r;
             self.ledger.example(reason, &s.id);
         }
-        let mut k = keep.iter();
-        self.docs.retain(|_| *k.next().expect("aligned"));
-        let mut k = keep.iter();
-        self.clusters.retain(|_| *k.next().expect("aligned"));
-        let mut k = keep.iter();
-        self.picks.retain(|_| *k.next().expect("aligned"));
+        retain_aligned(&mut self.docs, keep);
+        retain_aligned(&mut self.clusters, keep);
+        retain_aligned(&mut self.picks, keep);
         for (_, values) in &mut self.columns {
-            let mut k = keep.iter();
-            values.retain(|_| *k.next().expect("aligned"));
+            retain_aligned(values, keep);
         }
     }
 
@@ -457,6 +453,12 @@ impl<'a> Pool<'a> {
             findings: self.findings,
         }
     }
+}
+
+/// Keeps the items of `items` whose `keep` entry is true (one entry per item).
+fn retain_aligned<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut k = keep.iter();
+    items.retain(|_| *k.next().expect("one decision per item"));
 }
 
 /// What is left when every pool stage has run.
