@@ -566,6 +566,21 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
         ),
     );
     assert_eq!(selected_ids(&by_columns, &d.join("out"), &[]), from_list);
+    // A budget of whitespace tokens (2 per document): cluster totals 20, 200 and 600 tokens
+    // against 60 take 20 whole, then 40/2 = 20 and 20/1 = 20 tokens: 10 documents each.
+    let by_words = one_stage_config(
+        d,
+        &path,
+        "type = \"s2l\"\ntrajectory_column = \"losses\"\nn_clusters = 3\nbudget_words = 60",
+    );
+    let picks = selected_ids(&by_words, &d.join("out"), &[]);
+    let per_group = |g: usize| {
+        picks
+            .iter()
+            .filter(|id| id.starts_with(&format!("g{g}-")))
+            .count()
+    };
+    assert_eq!((per_group(0), per_group(1), per_group(2)), (10, 10, 10));
 }
 #[test]
 fn loss_trajectory_feeds_s2l_like_the_library_and_is_cached() {

@@ -19,7 +19,7 @@ pub struct S2lSelector {
     pub min_cluster_size: usize,
     /// Seed of the clustering and of the uniform draws.
     pub seed: u64,
-    /// How many to keep (fraction or count).
+    /// How many to keep: a fraction, a count, or a token budget.
     pub size: SampleSize,
 }
 
@@ -72,6 +72,62 @@ pub fn allocate(
     chosen
 }
 
+/// Smallest-first allocation of a token budget: [`allocate`]'s rule with each member weighed
+/// by its tokens (`tokens[member]`). Clusters with at least `min_size` members are visited by
+/// total tokens ascending (ties by cluster order); each is given `remaining / remaining
+/// clusters` tokens and is taken whole when it fits, else its members are drawn in a uniform
+/// random order while their tokens stay within that share (the first that would exceed it
+/// ends the draw). What is left is drawn the same way from the union of the small clusters.
+/// The chosen tokens never exceed `budget`. Returns the chosen members.
+pub fn allocate_tokens(
+    clusters: &[Vec<usize>],
+    tokens: &[u64],
+    budget: u64,
+    min_size: usize,
+    rng: &mut SplitMix64,
+) -> Vec<usize> {
+    let total = |members: &[usize]| -> u64 { members.iter().map(|&m| tokens[m]).sum() };
+    let mut order: Vec<usize> = (0..clusters.len())
+        .filter(|&c| clusters[c].len() >= min_size)
+        .collect();
+    order.sort_by_key(|&c| (total(&clusters[c]), c));
+    let mut chosen = Vec::new();
+    // Members in a uniform random order while their tokens fit in `share`; returns the spent.
+    let mut draw = |members: &[usize], share: u64, chosen: &mut Vec<usize>| -> u64 {
+        let mut shuffled = members.to_vec();
+        rng.shuffle(&mut shuffled);
+        let mut spent = 0u64;
+        for m in shuffled {
+            if spent + tokens[m] > share {
+                break;
+            }
+            spent += tokens[m];
+            chosen.push(m);
+        }
+        spent
+    };
+    let mut remaining = budget;
+    for (visited, &c) in order.iter().enumerate() {
+        let share = remaining / (order.len() - visited) as u64;
+        let members = &clusters[c];
+        let whole = total(members);
+        if whole <= share {
+            chosen.extend_from_slice(members);
+            remaining -= whole;
+        } else {
+            remaining -= draw(members, share, &mut chosen);
+        }
+    }
+    let mut small: Vec<usize> = (0..clusters.len())
+        .filter(|&c| clusters[c].len() < min_size)
+        .flat_map(|c| clusters[c].iter().copied())
+        .collect();
+    small.sort_unstable();
+    draw(&small, remaining, &mut chosen);
+    chosen.sort_unstable();
+    chosen
+}
+
 impl Selector for S2lSelector {
     fn name(&self) -> &str {
         "s2l"
@@ -95,11 +151,6 @@ impl Selector for S2lSelector {
             let f = pool[i].features.expect("filtered above");
             data.extend((0..dim).map(|t| f.get(t).copied().filter(|x| !x.is_nan()).unwrap_or(0.0)));
         }
-        let budget = match self.size {
-            SampleSize::Fraction(f) => (f * pool.len() as f64).round() as usize,
-            SampleSize::Count(c) => c as usize,
-            SampleSize::Tokens(_) => unreachable!("S2L budgets are counts or fractions"),
-        };
         let k = self.n_clusters.clamp(1, rows.len());
         let config = KMeansConfig {
             max_iters: self.kmeans_iters,
@@ -113,7 +164,20 @@ impl Selector for S2lSelector {
             clusters[c as usize].push(r);
         }
         let mut rng = SplitMix64::new(self.seed ^ 0x5215);
-        allocate(&clusters, budget, self.min_cluster_size, &mut rng)
+        let chosen = match self.size {
+            SampleSize::Fraction(f) => {
+                let budget = (f * pool.len() as f64).round() as usize;
+                allocate(&clusters, budget, self.min_cluster_size, &mut rng)
+            }
+            SampleSize::Count(c) => {
+                allocate(&clusters, c as usize, self.min_cluster_size, &mut rng)
+            }
+            SampleSize::Tokens(budget) => {
+                let tokens: Vec<u64> = rows.iter().map(|&i| pool[i].tokens).collect();
+                allocate_tokens(&clusters, &tokens, budget, self.min_cluster_size, &mut rng)
+            }
+        };
+        chosen
             .into_iter()
             .map(|r| Pick {
                 index: rows[r],
@@ -159,6 +223,44 @@ mod tests {
         // Budget 200: 5 + 10 + 100 = 115, then 85 asked of a small pool of 4: capped at 4.
         let chosen = allocate(&clusters, 200, 3, &mut SplitMix64::new(1));
         assert_eq!(chosen.len(), 119);
+    }
+
+    #[test]
+    fn token_allocation_follows_the_count_rule_by_weight() {
+        // Unit tokens: the same per-cluster numbers as the count rule (5, 10, 15; small untouched).
+        let clusters: Vec<Vec<usize>> = vec![
+            (0..100).collect(),
+            (100..102).collect(),
+            (102..112).collect(),
+            (112..114).collect(),
+            (114..119).collect(),
+        ];
+        let chosen = allocate_tokens(&clusters, &[1; 119], 30, 3, &mut SplitMix64::new(1));
+        let from = |c: &Vec<usize>| chosen.iter().filter(|i| c.contains(i)).count();
+        let counts: Vec<usize> = clusters.iter().map(from).collect();
+        assert_eq!(counts, vec![15, 0, 10, 0, 5]);
+        // Weighted, worked by hand: totals 30, 200, 300 (+ a small cluster of 10), budget 250.
+        // Shares: 250/3 = 83 takes cluster 0 whole (30); 220/2 = 110 takes two 50s (100);
+        // 120/1 takes one 100; the 20 left takes both small members (10). 240 in all.
+        let tokens = [10, 10, 10, 50, 50, 50, 50, 100, 100, 100, 5, 5];
+        let clusters = vec![vec![0, 1, 2], vec![3, 4, 5, 6], vec![7, 8, 9], vec![10, 11]];
+        let chosen = allocate_tokens(&clusters, &tokens, 250, 3, &mut SplitMix64::new(3));
+        let counts: Vec<usize> = clusters
+            .iter()
+            .map(|c| chosen.iter().filter(|i| c.contains(i)).count())
+            .collect();
+        assert_eq!(counts, vec![3, 2, 1, 2]);
+        assert_eq!(chosen.iter().map(|&m| tokens[m]).sum::<u64>(), 240);
+        // Never over budget, whatever the weights.
+        let mut rng = SplitMix64::new(7);
+        for seed in 0..50 {
+            let tokens: Vec<u64> = (0..60).map(|_| 1 + rng.below(400) as u64).collect();
+            let clusters: Vec<Vec<usize>> =
+                (0..6).map(|c| (c * 10..c * 10 + 10).collect()).collect();
+            let budget = 100 + rng.below(5000) as u64;
+            let chosen = allocate_tokens(&clusters, &tokens, budget, 3, &mut SplitMix64::new(seed));
+            assert!(chosen.iter().map(|&m| tokens[m]).sum::<u64>() <= budget);
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl StageSettings for EmbeddingSimilarityConfig {
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
         let has_embed_stage = cx.after(|s| matches!(s, super::StageConfig::Embed(_)));
-        self.size().validate(key, true, cx.tokenized())?;
+        self.size().validate(key, cx.tokenized())?;
         if !has_embed_stage {
             bail!("at key `{key}` (embedding_similarity): embeds the target with the `embed` stage's model; add an `embed` stage before it");
         }
@@ -77,4 +77,4 @@ impl StageSettings for EmbeddingSimilarityConfig {
     }
 }
 
-size_settings!(budgets: EmbeddingSimilarityConfig);
+size_settings!(EmbeddingSimilarityConfig);

@@ -4,7 +4,7 @@
 /// `size()` for selector configs: `fraction`, `count` and `per_source`, and with `budgets:`
 /// also `budget_words` and `budget_tokens`.
 macro_rules! size_settings {
-    (budgets: $($config:ty),*) => {$(
+    ($($config:ty),*) => {$(
         impl $config {
             /// Its size keys.
             pub fn size(&self) -> $crate::config::SizeSettings {
@@ -14,19 +14,6 @@ macro_rules! size_settings {
                     budget_words: self.budget_words,
                     budget_tokens: self.budget_tokens,
                     per_source: self.per_source,
-                }
-            }
-        }
-    )*};
-    ($($config:ty),*) => {$(
-        impl $config {
-            /// Its size keys.
-            pub fn size(&self) -> $crate::config::SizeSettings {
-                $crate::config::SizeSettings {
-                    fraction: self.fraction,
-                    count: self.count,
-                    per_source: self.per_source,
-                    ..Default::default()
                 }
             }
         }
@@ -524,10 +511,9 @@ impl SizeSettings {
         }
     }
 
-    /// Checks the keys: exactly one set (budgets only where `budgets` are accepted), a
-    /// fraction in (0, 1], `per_source` only with a fraction or a count, and `budget_tokens`
-    /// only after a `tokenize` stage.
-    fn validate(&self, key: &str, budgets: bool, tokenized: bool) -> Result<()> {
+    /// Checks the keys: exactly one set, a fraction in (0, 1], `per_source` only with a
+    /// fraction or a count, and `budget_tokens` only after a `tokenize` stage.
+    fn validate(&self, key: &str, tokenized: bool) -> Result<()> {
         let budget = self.budget_words.is_some() || self.budget_tokens.is_some();
         let set = [
             self.fraction.is_some(),
@@ -539,12 +525,7 @@ impl SizeSettings {
         .filter(|b| **b)
         .count();
         if set != 1 {
-            let keys = if budgets {
-                "`fraction`, `count`, `budget_words`, `budget_tokens`"
-            } else {
-                "`fraction`, `count`"
-            };
-            bail!("at key `{key}`: set exactly one of {keys} (found {set})");
+            bail!("at key `{key}`: set exactly one of `fraction`, `count`, `budget_words`, `budget_tokens` (found {set})");
         }
         if let Some(f) = self.fraction {
             if !(f > 0.0 && f <= 1.0) {

@@ -97,7 +97,7 @@ impl StageSettings for NgramClassifierConfig {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
-        self.size().validate(key, true, cx.tokenized())?;
+        self.size().validate(key, cx.tokenized())?;
         if self.target_paths.is_empty() {
             bail!("at key `{key}.target_paths`: at least one path is required");
         }
@@ -119,4 +119,4 @@ impl StageSettings for NgramClassifierConfig {
     }
 }
 
-size_settings!(budgets: NgramClassifierConfig);
+size_settings!(NgramClassifierConfig);

@@ -19,7 +19,8 @@ pub struct ScoreFilterConfig {
     pub keep_missing: bool,
 }
 
-/// S2L settings (docs/METHODS.md). Exactly one of `fraction` and `count`.
+/// S2L settings (docs/METHODS.md). Exactly one of `fraction`, `count`, `budget_words`,
+/// `budget_tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S2lConfig {
@@ -46,6 +47,13 @@ pub struct S2lConfig {
     /// Keep this many documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Keep documents while their whitespace tokens stay within this budget, split over the
+    /// clusters smallest-first by tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_words: Option<u64>,
+    /// The same budget in the `tokenize` stage's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
     /// Seed (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -251,8 +259,7 @@ fn default_temperature() -> f64 {
     1.0
 }
 
-size_settings!(S2lConfig);
-size_settings!(budgets: RandomSampleConfig, ScoreSelectConfig, DsirConfig);
+size_settings!(S2lConfig, RandomSampleConfig, ScoreSelectConfig, DsirConfig);
 
 impl StageSettings for ScoreFilterConfig {
     fn kind(&self) -> StageKind {
@@ -281,7 +288,7 @@ impl StageSettings for S2lConfig {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
-        self.size().validate(key, false, cx.tokenized())?;
+        self.size().validate(key, cx.tokenized())?;
         if self.trajectory_column.is_some() != self.trajectory_columns.is_empty() {
             bail!("at key `{key}`: set exactly one of `trajectory_column` (a list column) and `trajectory_columns` (numeric columns, one per checkpoint)");
         }
@@ -306,7 +313,7 @@ impl StageSettings for DsirConfig {
         if self.ngrams == 0 || self.num_buckets == 0 {
             bail!("at key `{key}`: `ngrams` and `num_buckets` must be at least 1");
         }
-        self.size().validate(key, true, cx.tokenized())
+        self.size().validate(key, cx.tokenized())
     }
 
     fn aimed_at(&self) -> Vec<AimedAt<'_>> {
@@ -349,7 +356,7 @@ impl StageSettings for RandomSampleConfig {
     }
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
-        self.size().validate(cx.key, true, cx.tokenized())
+        self.size().validate(cx.key, cx.tokenized())
     }
 }
 
@@ -364,7 +371,7 @@ impl StageSettings for ScoreSelectConfig {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         let key = cx.key;
-        self.size().validate(key, true, cx.tokenized())?;
+        self.size().validate(key, cx.tokenized())?;
         if self.within_source && (self.fraction.is_none() || self.per_source) {
             bail!("at key `{key}.within_source`: takes `fraction` of every source; it needs `fraction` and excludes `per_source`");
         }
