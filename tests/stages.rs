@@ -5,7 +5,8 @@ mod common;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use common::{
-    gleaner, ok, one_stage_config, read_parquet, string_column, write_batch, write_text_file,
+    deterministic_files, fails, gleaner, ok, one_stage_config, read_parquet, string_column,
+    write_batch, write_text_file,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -247,6 +248,37 @@ fn minhash_dedup_keeps_the_first_of_each_exact_jaccard_component() {
     assert_eq!(
         (s["seen"].as_u64(), s["dropped_near_duplicate"].as_u64()),
         (Some(36), Some(12))
+    );
+    // Under a memory limit of 160 bytes (runs of 10 band entries for 36 documents) the bands
+    // are sorted on disk and merged: the same output files, and no run left behind.
+    let in_memory = deterministic_files(&d.join("out"));
+    let cache = d.join("cache");
+    for threads in ["1", "2"] {
+        let out = gleaner(&[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--threads",
+            threads,
+            "run.memory_limit=\"160B\"",
+            &format!("run.cache_dir=\"{}\"", cache.display()),
+        ]);
+        ok(&out);
+        // 14 bands of 36 entries in runs of 10: 4 runs each.
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("sorted 56 runs"), "{log}");
+        assert_eq!(deterministic_files(&d.join("out")), in_memory);
+    }
+    assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+    let bad = fails(&gleaner(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "run.memory_limit=\"4 parsecs\"",
+    ]));
+    assert!(
+        bad.contains("run.memory_limit") && bad.contains("unknown unit `parsecs`"),
+        "{bad}"
     );
 }
 

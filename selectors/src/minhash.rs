@@ -12,6 +12,11 @@
 
 use crate::rng::SplitMix64;
 use crate::text::normalised_words as words;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
@@ -142,20 +147,114 @@ impl Components {
     }
 
     /// Joins every pair of documents that share a band: `band_hash(doc, band)` for `n`
-    /// documents and `bands` bands. Works one band at a time (16 bytes per document).
-    pub fn join_bands(&mut self, n: usize, bands: usize, band_hash: impl Fn(usize, usize) -> u64) {
-        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(n);
+    /// documents and `bands` bands, one band at a time. A band is sorted in memory (16 bytes
+    /// per document) unless `spill` caps the entries held at once below `n`: then the band is
+    /// sorted in runs of that many, written to `spill.dir`, and merged, joining equal
+    /// neighbours as they stream past. The components are the same either way.
+    pub fn join_bands(
+        &mut self,
+        n: usize,
+        bands: usize,
+        band_hash: impl Fn(usize, usize) -> u64,
+        spill: Option<&Spill<'_>>,
+    ) -> io::Result<SpillStats> {
+        let mut stats = SpillStats::default();
+        let run_len = spill.map_or(n, |s| s.max_entries.max(2)).min(n.max(1));
+        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(run_len);
         for band in 0..bands {
-            entries.clear();
-            entries.extend((0..n).map(|i| (band_hash(i, band), i as u32)));
-            entries.sort_unstable();
-            for pair in entries.windows(2) {
-                if pair[0].0 == pair[1].0 {
-                    self.union(pair[0].1, pair[1].1);
+            if run_len >= n {
+                entries.clear();
+                entries.extend((0..n).map(|i| (band_hash(i, band), i as u32)));
+                entries.sort_unstable();
+                for pair in entries.windows(2) {
+                    if pair[0].0 == pair[1].0 {
+                        self.union(pair[0].1, pair[1].1);
+                    }
                 }
+                continue;
+            }
+            let dir = spill.expect("runs only when spilling").dir;
+            let mut runs = Vec::new();
+            for start in (0..n).step_by(run_len) {
+                entries.clear();
+                entries.extend(
+                    (start..(start + run_len).min(n)).map(|i| (band_hash(i, band), i as u32)),
+                );
+                entries.sort_unstable();
+                let path = dir.join(format!("band{band}-run{}.bin", runs.len()));
+                let mut out = BufWriter::new(File::create(&path)?);
+                for &(hash, doc) in &entries {
+                    out.write_all(&hash.to_le_bytes())?;
+                    out.write_all(&doc.to_le_bytes())?;
+                }
+                out.flush()?;
+                stats.bytes += 12 * entries.len() as u64;
+                runs.push(path);
+            }
+            stats.runs += runs.len();
+            self.join_sorted_runs(&runs)?;
+            for path in &runs {
+                std::fs::remove_file(path)?;
             }
         }
+        Ok(stats)
     }
+
+    /// Merges sorted `(hash, doc)` run files, joining documents with equal hashes.
+    fn join_sorted_runs(&mut self, runs: &[std::path::PathBuf]) -> io::Result<()> {
+        fn next(reader: &mut BufReader<File>) -> io::Result<Option<(u64, u32)>> {
+            let mut record = [0u8; 12];
+            match reader.read_exact(&mut record) {
+                Ok(()) => Ok(Some((
+                    u64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+                    u32::from_le_bytes(record[8..].try_into().expect("4 bytes")),
+                ))),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        let mut readers: Vec<BufReader<File>> = runs
+            .iter()
+            .map(|p| File::open(p).map(BufReader::new))
+            .collect::<io::Result<_>>()?;
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (r, reader) in readers.iter_mut().enumerate() {
+            if let Some((hash, doc)) = next(reader)? {
+                heap.push(Reverse((hash, doc, r)));
+            }
+        }
+        let mut previous: Option<(u64, u32)> = None;
+        while let Some(Reverse((hash, doc, r))) = heap.pop() {
+            if let Some((h, d)) = previous {
+                if h == hash {
+                    self.union(d, doc);
+                }
+            }
+            previous = Some((hash, doc));
+            if let Some((hash, doc)) = next(&mut readers[r])? {
+                heap.push(Reverse((hash, doc, r)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where [`Components::join_bands`] may sort a band that outgrows memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Spill<'a> {
+    /// A folder for the sorted runs (each removed once its band is merged).
+    pub dir: &'a Path,
+    /// Band entries (16 bytes each in memory) sorted at a time.
+    pub max_entries: usize,
+}
+
+/// What a join wrote to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpillStats {
+    /// Sorted runs written (over all bands).
+    pub runs: usize,
+    /// Bytes written.
+    pub bytes: u64,
 }
 
 /// Exact Jaccard similarity of two sorted, deduplicated shingle sets.
@@ -254,7 +353,8 @@ mod tests {
             bands.push(b);
         }
         let mut c = Components::new(texts.len());
-        c.join_bands(texts.len(), 14, |i, b| bands[i][b]);
+        c.join_bands(texts.len(), 14, |i, b| bands[i][b], None)
+            .unwrap();
         for i in 0..texts.len() {
             for j in 0..i {
                 let exact = jaccard(&shingles[i], &shingles[j]);
@@ -269,5 +369,56 @@ mod tests {
             // Roots are the first member in index order.
             assert!(c.root(i as u32) <= i as u32);
         }
+    }
+
+    #[test]
+    fn spilled_runs_give_the_components_of_the_in_memory_sort() {
+        // 3,000 documents, 4 bands of random hashes from a small alphabet, so every band has
+        // many equal values across run boundaries; runs of 7 to 3,000 entries.
+        let mut rng = SplitMix64::new(5);
+        let n = 3000;
+        let hashes: Vec<u64> = (0..n * 4).map(|_| rng.below(2500) as u64).collect();
+        let roots = |spill: Option<&Spill<'_>>| {
+            let mut c = Components::new(n);
+            let stats = c.join_bands(n, 4, |i, b| hashes[i * 4 + b], spill).unwrap();
+            let roots: Vec<u32> = (0..n as u32).map(|i| c.root(i)).collect();
+            (roots, stats)
+        };
+        // The oracle: components from every pair with an equal band, by brute force.
+        let mut oracle = Components::new(n);
+        for b in 0..4 {
+            let mut first: std::collections::HashMap<u64, u32> = Default::default();
+            for i in 0..n {
+                let h = hashes[i * 4 + b];
+                let f = *first.entry(h).or_insert(i as u32);
+                oracle.union(f, i as u32);
+            }
+        }
+        let expected: Vec<u32> = (0..n as u32).map(|i| oracle.root(i)).collect();
+        let (in_memory, stats) = roots(None);
+        assert_eq!(in_memory, expected);
+        assert_eq!(stats, SpillStats::default());
+        let dir = std::env::temp_dir().join(format!("gleaner-spill-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for max_entries in [7, 1000, 2999, 3000] {
+            let (spilled, stats) = roots(Some(&Spill {
+                dir: &dir,
+                max_entries,
+            }));
+            assert_eq!(spilled, expected, "runs of {max_entries}");
+            let runs = if max_entries >= n {
+                0
+            } else {
+                4 * n.div_ceil(max_entries)
+            };
+            assert_eq!(stats.runs, runs);
+            assert_eq!(stats.bytes, if runs == 0 { 0 } else { 4 * 12 * n as u64 });
+        }
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "runs are removed"
+        );
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

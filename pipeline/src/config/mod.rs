@@ -1,8 +1,8 @@
 //! Run configuration: TOML with unknown keys rejected, `key.path=value` overrides, and
 //! validation errors that name the key and the allowed values.
 
-/// `size()` for selector configs: `fraction`, `count` and `per_source`, and with `budgets:`
-/// also `budget_words` and `budget_tokens`.
+/// `size()` for selector configs: `fraction`, `count`, `budget_words`, `budget_tokens` and
+/// `per_source`.
 macro_rules! size_settings {
     ($($config:ty),*) => {$(
         impl $config {
@@ -155,6 +155,8 @@ mod filters;
 mod selectors;
 pub use selectors::*;
 pub mod ablation;
+mod byte_size;
+pub use byte_size::ByteSize;
 pub mod decontaminate;
 pub mod embedding_similarity;
 pub mod evaluate;
@@ -395,6 +397,12 @@ pub struct RunConfig {
     /// `local` (default) or `slurm` (see `[slurm]`).
     #[serde(default, skip_serializing_if = "Executor::is_local")]
     pub executor: Executor,
+    /// Memory the reduce's sorts may hold (bytes, or a size such as "4GiB" or "500MB"):
+    /// `minhash_dedup` sorts each band in runs of this size written under the cache folder
+    /// and merges them when the pool's band entries (16 bytes per document) outgrow it.
+    /// Unset: sorted in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<ByteSize>,
 }
 
 /// A document set a stage was aimed at, with the key that names it.

@@ -6,7 +6,7 @@
 use super::{Pool, PoolStage, StageEnv};
 use crate::config::minhash_dedup::MinhashDedupConfig;
 use anyhow::{Context, Result};
-use gleaner_selectors::minhash::{Components, MinHasher};
+use gleaner_selectors::minhash::{Components, MinHasher, Spill};
 use gleaner_storage::atomic::write_bytes;
 use gleaner_storage::input::file_identities;
 use gleaner_storage::reader::for_each_text;
@@ -96,7 +96,40 @@ impl PoolStage for MinhashDedupStage {
         }
         let n = pool.len();
         let mut components = Components::new(n);
-        components.join_bands(n, self.config.bands, |i, b| pool.stage_words(i)[b]);
+        let limit = env.config.run.memory_limit.map(|l| l.bytes());
+        let spill_dir = match limit {
+            Some(limit) if 16 * n as u64 > limit => {
+                let root = crate::models::features::cache_root(env.config).join("tmp");
+                std::fs::create_dir_all(&root).with_context(|| root.display().to_string())?;
+                Some(
+                    tempfile::Builder::new()
+                        .prefix("minhash-")
+                        .tempdir_in(&root)
+                        .with_context(|| root.display().to_string())?,
+                )
+            }
+            _ => None,
+        };
+        let spill = spill_dir.as_ref().zip(limit).map(|(dir, limit)| Spill {
+            dir: dir.path(),
+            max_entries: (limit / 16) as usize,
+        });
+        let spilled = components
+            .join_bands(
+                n,
+                self.config.bands,
+                |i, b| pool.stage_words(i)[b],
+                spill.as_ref(),
+            )
+            .with_context(|| format!("{}: sorting band runs under run.cache_dir", env.key))?;
+        if spilled.runs > 0 {
+            tracing::info!(
+                "{}: {n} documents' band entries outgrew run.memory_limit; sorted {} runs ({} MB) on disk",
+                env.key,
+                spilled.runs,
+                spilled.bytes / 1_000_000
+            );
+        }
         let keep: Vec<bool> = (0..n as u32).map(|i| components.root(i) == i).collect();
         pool.retain(&keep, "near_duplicate");
         Ok(())
