@@ -12,6 +12,7 @@ use gleaner_selectors::attention_influence::{
     candidate_values, generate_probes, retrieval_scores, top_heads, usable_values, CopyStep,
     ProbeSettings,
 };
+use gleaner_selectors::quad::bandit::{BlockRule, RewardOffset};
 use gleaner_selectors::score::rank_average;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -863,6 +864,7 @@ fn quad_influence_matches_parameter_gradient_cosines() {
             stride: 63,
             min_len: 8,
             max_doc_tokens: 1000,
+            max_windows: 8,
         },
         empty_doc_score: 0.0,
     };
@@ -1012,7 +1014,7 @@ fn quad_stage(tiny: &Path, reference: &Path, budget: &str) -> String {
         "[[stages]]\ntype = \"quad\"\nmodel = \"{}\"\nreference_paths = [\"{}\"]\n\
          window_len = 64\nwindow_stride = 63\nmin_window_len = 8\nn_clusters = 3\n\
          probe_size = 2\narms_per_round = 2\nblock_size = 5\nmax_rounds = 20\n\
-         reward_offset = 0.0\nseed = 7\n{budget}\n",
+         seed = 7\n{budget}\n",
         tiny.display(),
         reference.display()
     )
@@ -1028,6 +1030,7 @@ fn quad_oracle(
     reference: &[String],
     tokens: Option<&[u64]>,
     budget: u64,
+    rules: (RewardOffset, BlockRule, usize),
 ) -> gleaner_selectors::quad::select::QuadSelection {
     use gleaner::models::quad::{Curvature, InfluenceScorer, InfluenceSettings};
     use gleaner_embed::{LinearId, LinearKind};
@@ -1062,6 +1065,7 @@ fn quad_oracle(
             stride: 63,
             min_len: 8,
             max_doc_tokens: 20_480,
+            max_windows: rules.2,
         },
         empty_doc_score: 0.0,
     };
@@ -1074,7 +1078,8 @@ fn quad_oracle(
         neighbor_radius: 0.2,
         bandit: BanditConfig {
             alpha: 1e-4,
-            reward_offset: 0.0,
+            reward_offset: rules.0,
+            block_rule: rules.1,
             probe_size: 2,
             arms_per_round: 2,
             block_size: 5,
@@ -1084,7 +1089,7 @@ fn quad_oracle(
         },
         seed: 7,
     };
-    select(&flat, 4, tokens, &quad, |docs| {
+    select(&flat, 4, tokens, &quad, |docs, _| {
         Ok::<_, ()>(
             docs.iter()
                 .map(|&i| {
@@ -1135,7 +1140,7 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         tmp.path(),
         &input,
         "quad",
-        &quad_stage(&tiny, &reference, "budget_docs = 13"),
+        &quad_stage(&tiny, &reference, "budget_docs = 13\nreward_offset = 0.0"),
     );
     let run_with = |extra: &[&str]| {
         let mut args = vec![
@@ -1162,7 +1167,8 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
     let refs: Vec<String> = (0..5)
         .map(|i| format!("def g{i}(y):\n    return y - {i}\n"))
         .collect();
-    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, None, 13);
+    let paper = (RewardOffset::Fixed(0.0), BlockRule::Fixed, 8);
+    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, None, 13, paper);
     assert!(oracle.budget_reached);
     let expected_ids: Vec<String> = oracle
         .picks
@@ -1236,6 +1242,7 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
                     stride: 63,
                     min_len: 8,
                     max_doc_tokens: 20_480,
+                    max_windows: 8,
                 },
             )
             .len() as u64
@@ -1272,7 +1279,11 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         tmp.path(),
         &input,
         "quad_tokens",
-        &quad_stage(&tiny, &reference, "budget_tokens = 300"),
+        &quad_stage(
+            &tiny,
+            &reference,
+            "budget_tokens = 300\nreward_offset = 0.0",
+        ),
     );
     let res = gleaner(&[
         "--quiet",
@@ -1290,7 +1301,7 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         .iter()
         .map(|t| lm.tokenize(&[t.as_str()]).unwrap()[0].len() as u64)
         .collect();
-    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, Some(&tokens), 300);
+    let oracle = quad_oracle(&lm, &texts, &embeddings, &refs, Some(&tokens), 300, paper);
     let got = strings(
         &read(&tmp.path().join("quad_tokens/selection.parquet")),
         "id",
@@ -1307,6 +1318,64 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         kept_tokens >= 300 && kept_tokens - 300 < longest,
         "{kept_tokens}"
     );
+
+    // Tau from the data (the default: the median of every cluster's first probe mean),
+    // blocks proportional to the reward, one window per probe: the library's selection, the
+    // tau it set in the report, and the selected count of the budget logged each round.
+    let cfg_auto = config(
+        tmp.path(),
+        &input,
+        "quad_auto",
+        &quad_stage(
+            &tiny,
+            &reference,
+            "budget_docs = 13\nblock_rule = \"proportional\"\nmax_windows = 1",
+        ),
+    );
+    let res = gleaner(&[
+        "run",
+        "--config",
+        cfg_auto.to_str().unwrap(),
+        "input.embedding_column=\"embedding\"",
+    ]);
+    let log = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{log}");
+    let oracle = quad_oracle(
+        &lm,
+        &texts,
+        &embeddings,
+        &refs,
+        None,
+        13,
+        (RewardOffset::Quantile(0.5), BlockRule::Proportional, 1),
+    );
+    let want: Vec<String> = oracle
+        .picks
+        .iter()
+        .map(|p| format!("doc-{:02}", p.index))
+        .collect();
+    let got = strings(&read(&tmp.path().join("quad_auto/selection.parquet")), "id");
+    assert_eq!(got, want);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("quad_auto/report.json")).unwrap())
+            .unwrap();
+    assert!(close(
+        report["quad"]["reward_offset"].as_f64().unwrap(),
+        oracle.reward_offset
+    ));
+    assert_eq!(report["quad"]["block_rule"], "proportional");
+    // The first rounds probe every cluster before any block is taken.
+    assert!(
+        log.contains("quad round 0: probed") && log.contains("0 of 13 docs selected before it")
+    );
+    let blocks: Vec<u64> = report["quad"]["pulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["block"].as_u64().unwrap())
+        .collect();
+    let want_blocks: Vec<u64> = oracle.pulls.iter().map(|p| p.block as u64).collect();
+    assert_eq!(blocks, want_blocks);
 }
 
 #[test]
@@ -1361,5 +1430,20 @@ fn quad_config_errors_name_the_key() {
         &good,
         &[emb, "stages.0.curvature=\"exact\""],
         &["stages[0]", "exact", "identity`, `kfac`, `ekfac"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.reward_offset_quantile=1.5"],
+        &["stages[0].reward_offset_quantile", "outside [0, 1]"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.max_windows=0"],
+        &["stages[0].max_windows", "at least 1"],
+    );
+    expect_error(
+        &good,
+        &[emb, "stages.0.block_rule=\"bigger\""],
+        &["stages[0]", "bigger", "`fixed` or `proportional`"],
     );
 }

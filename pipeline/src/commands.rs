@@ -300,7 +300,7 @@ fn describe_stage(stage: &StageConfig) -> String {
             }
         ),
         StageConfig::Quad(c) => format!(
-            "reduce: spherical k-means ({} clusters) of the embeddings as bandit arms; up to {} rounds of {} UCB-chosen arms (alpha {}, neighbours within {}), each probing {} documents by their {:?}-preconditioned gradient cosine under `{}` (layers {}, {:?}) with {} reference documents from {:?}, accepting {} documents when mean q > {}; budget {}",
+            "reduce: spherical k-means ({} clusters) of the embeddings as bandit arms; up to {} rounds of {} UCB-chosen arms (alpha {}, neighbours within {}), each probing {} documents by their {:?}-preconditioned gradient cosine under `{}` (layers {}, {:?}) with {} reference documents from {:?}, accepting {} documents ({:?} blocks) when mean q > {}; budget {}",
             c.n_clusters,
             c.max_rounds,
             c.arms_per_round,
@@ -314,7 +314,11 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.reference_max_documents,
             c.reference_paths,
             c.block_size,
-            c.reward_offset,
+            c.block_rule,
+            c.reward_offset.map_or_else(
+                || format!("tau (the {} quantile of every cluster's first probe mean)", c.reward_offset_quantile),
+                |t| t.to_string()
+            ),
             c.budget_docs
                 .map(|d| format!("{d} documents"))
                 .or(c.budget_tokens.map(|t| format!("{t} tokens")))

@@ -23,6 +23,8 @@ pub struct PullRow {
     pub reward: f64,
     /// Whether a block was accepted.
     pub accepted: bool,
+    /// Documents accepted.
+    pub block: usize,
 }
 
 /// One round's rewards.
@@ -93,6 +95,12 @@ pub struct QuadReport {
     pub budget_reached: bool,
     /// Why the bandit stopped.
     pub stopped: String,
+    /// τ as used.
+    pub reward_offset: f64,
+    /// How τ was set (given, or the quantile of the first probes).
+    pub reward_offset_rule: String,
+    /// `fixed` or `proportional` blocks.
+    pub block_rule: String,
     /// Pool documents probed.
     pub probed_documents: usize,
     /// Forward+backward passes over probe windows.
@@ -130,6 +138,10 @@ pub struct QuadReportContext<'a> {
     pub max_rounds: usize,
     /// Windows of each probe, in probe order.
     pub probe_windows: &'a [usize],
+    /// How τ was set.
+    pub reward_offset_rule: String,
+    /// `fixed` or `proportional`.
+    pub block_rule: &'a str,
 }
 
 impl QuadReport {
@@ -144,6 +156,7 @@ impl QuadReport {
                 arm_score: p.score,
                 reward: p.reward,
                 accepted: p.accepted,
+                block: p.block,
             })
             .collect();
         let mut rounds: Vec<RoundRow> = Vec::new();
@@ -210,6 +223,9 @@ impl QuadReport {
             selected_amount: sel.selected_amount,
             budget_reached: sel.budget_reached,
             stopped,
+            reward_offset: sel.reward_offset,
+            reward_offset_rule: ctx.reward_offset_rule.clone(),
+            block_rule: ctx.block_rule.to_string(),
             probed_documents: sel.probes.len(),
             probe_passes,
             reference_passes,
@@ -270,6 +286,17 @@ impl QuadReport {
             self.budget_unit,
             self.selected_amount,
             self.stopped
+        );
+        let probed_clusters = self.clusters.iter().filter(|c| c.pulls > 0).count();
+        let _ = writeln!(
+            s,
+            "Reward offset tau = {:.6} ({}); {} blocks of {} documents accepted from {} of {} clusters probed.\n",
+            self.reward_offset,
+            self.reward_offset_rule,
+            self.block_rule,
+            self.pulls.iter().map(|p| p.block).sum::<usize>(),
+            probed_clusters,
+            self.clusters.len()
         );
         let _ = writeln!(
             s,

@@ -34,9 +34,11 @@ impl ByteSize {
             "mib" => 1 << 20,
             "gib" => 1 << 30,
             "tib" => 1 << 40,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown unit `{other}` in `{text}` (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
-            )),
+            ))
+            }
         };
         Ok(ByteSize((value * scale as f64).round() as u64))
     }

@@ -1,6 +1,7 @@
 //! Quad: proxy, influence, clustering and bandit settings.
 
 use super::*;
+use gleaner_selectors::quad::bandit::BlockRule;
 
 /// Which linear layers of each chosen decoder layer Quad compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -82,6 +83,9 @@ pub struct QuadConfig {
     /// Tokens of a document considered at most.
     #[serde(default = "default_quad_max_doc_tokens")]
     pub max_doc_tokens: usize,
+    /// Windows of a probed document scored at most (evenly spaced over its windows).
+    #[serde(default = "default_quad_max_windows")]
+    pub max_windows: usize,
     /// Score of a document too short for a window.
     #[serde(default)]
     pub empty_doc_score: f64,
@@ -99,9 +103,18 @@ pub struct QuadConfig {
     /// Exploration weight α.
     #[serde(default = "default_quad_alpha")]
     pub alpha: f64,
-    /// Reward offset τ.
-    #[serde(default = "default_quad_offset")]
-    pub reward_offset: f64,
+    /// Reward offset τ (the paper: 0.002). Unset: set from the data, as the
+    /// `reward_offset_quantile` of the first probe means of every cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_offset: Option<f64>,
+    /// The quantile τ is set at when `reward_offset` is unset (0.5: a pull is accepted when
+    /// its probes beat the median cluster's).
+    #[serde(default = "default_quad_offset_quantile")]
+    pub reward_offset_quantile: f64,
+    /// `fixed` (the paper: `block_size` documents per positive pull) or `proportional`
+    /// (`block_size x reward / mean positive reward`, between 1 and `4 x block_size`).
+    #[serde(default, skip_serializing_if = "is_fixed_blocks")]
+    pub block_rule: BlockRule,
     /// Probe documents per pull (b).
     #[serde(default = "default_quad_probe_size")]
     pub probe_size: usize,
@@ -132,6 +145,10 @@ fn is_index_order(p: &InitPolicy) -> bool {
     *p == InitPolicy::IndexOrder
 }
 
+fn is_fixed_blocks(r: &BlockRule) -> bool {
+    *r == BlockRule::Fixed
+}
+
 fn default_quad_reference_documents() -> usize {
     64
 }
@@ -156,8 +173,11 @@ fn default_quad_radius() -> f64 {
 fn default_quad_alpha() -> f64 {
     1e-4
 }
-fn default_quad_offset() -> f64 {
-    0.002
+fn default_quad_offset_quantile() -> f64 {
+    0.5
+}
+fn default_quad_max_windows() -> usize {
+    8
 }
 fn default_quad_probe_size() -> usize {
     10
@@ -213,6 +233,7 @@ impl StageSettings for QuadConfig {
             ("arms_per_round", self.arms_per_round),
             ("block_size", self.block_size),
             ("max_rounds", self.max_rounds),
+            ("max_windows", self.max_windows),
         ] {
             positive(key, name, v)?;
         }
@@ -246,10 +267,16 @@ impl StageSettings for QuadConfig {
         }
         if self.alpha.is_nan()
             || self.alpha < 0.0
-            || !self.reward_offset.is_finite()
+            || self.reward_offset.is_some_and(|t| !t.is_finite())
             || !self.empty_doc_score.is_finite()
         {
             bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
+        }
+        if !(0.0..=1.0).contains(&self.reward_offset_quantile) {
+            bail!(
+                "at key `{key}.reward_offset_quantile`: {} is outside [0, 1]",
+                self.reward_offset_quantile
+            );
         }
         match (self.budget_docs, self.budget_tokens) {
             (Some(0), None) | (None, Some(0)) => {

@@ -405,6 +405,7 @@ impl QuadModel {
                 stride: config.window_stride,
                 min_len: config.min_window_len,
                 max_doc_tokens: config.max_doc_tokens,
+                max_windows: config.max_windows,
             },
             empty_doc_score: config.empty_doc_score,
         };

@@ -1,12 +1,13 @@
 //! The decide step of the reduce phase: counts what the map stages dropped, then runs the
 //! pool stages in config order over one [`Pool`] of the survivors.
 
+use super::RunOptions;
 use crate::clusters::ClusterSummary;
 use crate::config::Config;
 use crate::quad_report::QuadReport;
 use crate::report::{ScoreDistribution, SourceCounts};
 use crate::stages::scanned::{Fate, UnitScan, INPUT_SLOT, NO_SOURCE};
-use crate::stages::{Ledger, Picked, Plan, Pool, ProbeRunner, Scanned, StageEnv};
+use crate::stages::{Ledger, Picked, Plan, Pool, Scanned, StageEnv};
 use crate::stats::StageStats;
 use anyhow::Result;
 use gleaner_storage::reader::CorpusReader;
@@ -116,7 +117,7 @@ pub fn decide(
     scans: &[Option<UnitScan>],
     plan: &Plan,
     config: &Config,
-    probe_runner: Option<&dyn ProbeRunner>,
+    options: &RunOptions,
 ) -> Result<Decisions> {
     let scanned = Scanned {
         reader,
@@ -135,7 +136,8 @@ pub fn decide(
         let env = StageEnv {
             config,
             key: format!("stages[{}]", slot - 1),
-            probe_runner,
+            probe_runner: options.probe_runner.as_deref(),
+            quiet: options.quiet,
         };
         stage.apply(&mut pool, &env)?;
         pool.leave(plan.tokenizer.is_some());
@@ -274,7 +276,7 @@ mod tests {
         let config = config(stages);
         let plan = Plan::build(&config, &Columns::of(&config)).unwrap();
         let scans: Vec<Option<UnitScan>> = units.iter().map(|u| Some(scan(&plan, u))).collect();
-        decide(None, &scans, &plan, &config, None).unwrap()
+        decide(None, &scans, &plan, &config, &RunOptions::default()).unwrap()
     }
 
     fn ids(d: &Decisions) -> Vec<&str> {

@@ -134,6 +134,16 @@ pub(crate) fn progress_bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
     pb
 }
 
+/// A progress bar over a selector's budget (`unit`: documents or tokens); its message says
+/// where the selector is (Quad: round and probes).
+pub(crate) fn selection_bar(quiet: bool, budget: u64, unit: &str) -> ProgressBar {
+    bar(
+        quiet,
+        budget,
+        &format!("{{msg}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} selected"),
+    )
+}
+
 fn document_bar(quiet: bool, len: u64) -> ProgressBar {
     bar(
         quiet,
@@ -288,15 +298,9 @@ pub fn reduce(
 
     layout::write_progress(&out, "decide", serde_json::Value::Null);
     let t_decide = Instant::now();
-    let decisions = p.pool.install(|| {
-        decide::decide(
-            Some(&p.reader),
-            &scans,
-            &p.plan,
-            config,
-            options.probe_runner.as_deref(),
-        )
-    })?;
+    let decisions = p
+        .pool
+        .install(|| decide::decide(Some(&p.reader), &scans, &p.plan, config, options))?;
     drop(scans);
     write::write_selection(&out.join(layout::SELECTION_FILE), &p.reader, &decisions)?;
     let decide_s = t_decide.elapsed().as_secs_f64();

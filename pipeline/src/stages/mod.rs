@@ -203,6 +203,8 @@ pub struct StageEnv<'a> {
     pub key: String,
     /// Where Quad's probes are scored, when not in this process.
     pub probe_runner: Option<&'a dyn ProbeRunner>,
+    /// No progress bars.
+    pub quiet: bool,
 }
 
 /// A pool stage of the reduce phase.

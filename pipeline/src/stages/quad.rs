@@ -9,7 +9,7 @@ use crate::config::QuadConfig;
 use crate::models::quad::QuadProxy;
 use crate::quad_report::{QuadReport, QuadReportContext};
 use anyhow::Result;
-use gleaner_selectors::quad::bandit::BanditConfig;
+use gleaner_selectors::quad::bandit::{BanditConfig, BlockRule, RewardOffset};
 use gleaner_selectors::quad::select::{select, QuadSettings};
 use std::path::Path;
 use std::time::Instant;
@@ -65,7 +65,11 @@ impl PoolStage for QuadStage {
             neighbor_radius: c.neighbor_radius,
             bandit: BanditConfig {
                 alpha: c.alpha,
-                reward_offset: c.reward_offset,
+                reward_offset: match c.reward_offset {
+                    Some(tau) => RewardOffset::Fixed(tau),
+                    None => RewardOffset::Quantile(c.reward_offset_quantile),
+                },
+                block_rule: c.block_rule,
                 probe_size: c.probe_size,
                 arms_per_round: c.arms_per_round,
                 block_size: c.block_size,
@@ -79,44 +83,68 @@ impl PoolStage for QuadStage {
             seed,
         };
         let out = Path::new(&env.config.output.dir);
+        let budget = settings.bandit.budget;
+        let unit = if c.budget_tokens.is_some() {
+            "tokens"
+        } else {
+            "docs"
+        };
+        let bar = crate::run::selection_bar(env.quiet, budget, unit);
         let t_probe = Instant::now();
         let mut probe_windows: Vec<usize> = Vec::new();
         let mut computed_passes = 0usize;
         let mut round = 0usize;
         let mut probed = 0usize;
-        let selection = select(&data, dim, tokens.as_deref(), &settings, |docs| {
-            let texts = pool.map_texts(docs, str::to_string)?;
-            let scored = match env.probe_runner {
-                Some(runner) => proxy.score_with(&texts, |todo| {
-                    runner.score(round, todo, scorer.reference_vector())
-                })?,
-                None => proxy.score(&scorer, &texts)?,
-            };
-            probe_windows.extend(scored.iter().map(|d| d.windows));
-            let fresh: usize = scored
-                .iter()
-                .filter(|d| d.computed)
-                .map(|d| d.windows)
-                .sum();
-            computed_passes += fresh;
-            probed += docs.len();
-            tracing::info!(
-                "quad round {round}: probed {} documents ({fresh} window passes computed, the rest cached)",
+        let selection = select(
+            &data,
+            dim,
+            tokens.as_deref(),
+            &settings,
+            |docs, selected| {
+                bar.set_position(selected.min(budget));
+                bar.set_message(format!(
+                    "quad round {}/{}, {probed} probed",
+                    round + 1,
+                    c.max_rounds
+                ));
+                let texts = pool.map_texts(docs, str::to_string)?;
+                let scored = match env.probe_runner {
+                    Some(runner) => proxy.score_with(&texts, |todo| {
+                        runner.score(round, todo, scorer.reference_vector())
+                    })?,
+                    None => proxy.score(&scorer, &texts)?,
+                };
+                probe_windows.extend(scored.iter().map(|d| d.windows));
+                let fresh: usize = scored
+                    .iter()
+                    .filter(|d| d.computed)
+                    .map(|d| d.windows)
+                    .sum();
+                computed_passes += fresh;
+                probed += docs.len();
+                tracing::info!(
+                "quad round {round}: probed {} documents ({fresh} window passes computed, the rest cached); {selected} of {budget} {unit} selected before it",
                 docs.len()
             );
-            crate::layout::write_progress(
-                out,
-                "quad",
-                serde_json::json!({
-                    "round": round + 1,
-                    "max_rounds": c.max_rounds,
-                    "probed_documents": probed,
-                    "window_passes_computed": computed_passes,
-                }),
-            );
-            round += 1;
-            Ok::<_, anyhow::Error>(scored.iter().map(|d| d.score).collect())
-        })?;
+                crate::layout::write_progress(
+                    out,
+                    "quad",
+                    serde_json::json!({
+                        "round": round + 1,
+                        "max_rounds": c.max_rounds,
+                        "probed_documents": probed,
+                        "window_passes_computed": computed_passes,
+                        "selected": selected,
+                        "budget": budget,
+                        "budget_unit": unit,
+                    }),
+                );
+                round += 1;
+                Ok::<_, anyhow::Error>(scored.iter().map(|d| d.score).collect())
+            },
+        )?;
+        bar.set_position(selection.selected_amount.min(budget));
+        bar.finish_and_clear();
         let probe_s = t_probe.elapsed().as_secs_f64();
         let (references, fits) = proxy.reference_sizes();
         let fit_documents = if c.curvature == crate::config::CurvatureConfig::Identity {
@@ -140,6 +168,17 @@ impl PoolStage for QuadStage {
                 budget: settings.bandit.budget,
                 max_rounds: c.max_rounds,
                 probe_windows: &probe_windows,
+                reward_offset_rule: match c.reward_offset {
+                    Some(_) => "given".to_string(),
+                    None => format!(
+                        "the {} quantile of every probed cluster's first probe mean",
+                        c.reward_offset_quantile
+                    ),
+                },
+                block_rule: match c.block_rule {
+                    BlockRule::Fixed => "fixed",
+                    BlockRule::Proportional => "proportional",
+                },
             },
         );
         report.set_sources(&selection.probes, |i| {

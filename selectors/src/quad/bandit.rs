@@ -5,6 +5,10 @@
 //!
 //! The arm itself always receives its own reward with weight 1 (spec: `i` is its own neighbour
 //! since `d(i, i) = 0`; this also holds for `gamma = 0`).
+//!
+//! Beside the paper's rules (a fixed τ, a fixed block per positive pull), τ may be set from the
+//! data ([`RewardOffset::Quantile`]: every arm is probed once first, and τ is a quantile of
+//! those probe means) and blocks may grow with the reward ([`BlockRule::Proportional`]).
 
 /// Which arms the bandit pulls before every arm has been pulled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -20,18 +24,46 @@ pub enum InitPolicy {
     AllOnce,
 }
 
+/// How the reward offset τ is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RewardOffset {
+    /// A given τ (the paper's 0.002).
+    Fixed(f64),
+    /// From the data: every arm is probed once before any reward counts (arms in index
+    /// order), then τ is this quantile (linear interpolation) of those first probe means, and
+    /// the waiting pulls are rewarded with it in the order they were made. 0.5 accepts pulls
+    /// that beat the median cluster.
+    Quantile(f64),
+}
+
+/// How many documents a positive pull accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockRule {
+    /// `block_size` (the paper's rule), whatever the reward.
+    #[default]
+    Fixed,
+    /// `block_size x reward / mean positive reward so far`, rounded, between 1 and
+    /// `4 x block_size`: a pull twice as far above τ as the typical positive pull accepts
+    /// twice the documents.
+    Proportional,
+}
+
 /// Bandit settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BanditConfig {
     /// Exploration weight α of the UCB term.
     pub alpha: f64,
     /// Reward offset τ subtracted from an arm's mean probe score.
-    pub reward_offset: f64,
+    pub reward_offset: RewardOffset,
+    /// How many documents a positive pull accepts.
+    pub block_rule: BlockRule,
     /// Documents probed per pull (b).
     pub probe_size: usize,
     /// Arms pulled per round (M).
     pub arms_per_round: usize,
-    /// Documents accepted from an arm per positive pull (B).
+    /// Documents accepted from an arm per positive pull (B; the typical block under
+    /// [`BlockRule::Proportional`]).
     pub block_size: usize,
     /// Rounds at most.
     pub max_rounds: usize,
@@ -58,6 +90,8 @@ pub struct Pull {
     pub reward: f64,
     /// Whether a block was accepted.
     pub accepted: bool,
+    /// Documents accepted: the arm's next `block` documents in its order (0 when rejected).
+    pub block: usize,
 }
 
 /// The bandit's state (spec 1.5 names in brackets).
@@ -76,6 +110,14 @@ pub struct QuadBandit {
     pulls: Vec<usize>,
     /// Accepted blocks [c].
     accepted: Vec<usize>,
+    /// Documents accepted per arm (`c x B` under the fixed rule).
+    taken: Vec<usize>,
+    /// τ: given, or set once every arm has been probed.
+    tau: Option<f64>,
+    /// While τ is unknown: the pulls made, waiting for their reward (round, arm, score, q).
+    waiting: Vec<(usize, usize, f64, f64)>,
+    /// Sum and count of the positive rewards so far (the proportional rule's scale).
+    positive: (f64, u64),
     /// Total updates [Tot].
     total_updates: u64,
     /// Cluster Score [CS].
@@ -100,6 +142,10 @@ impl QuadBandit {
     ) -> Self {
         let k = sizes.len();
         assert_eq!(neighbors.len(), k, "one neighbour list per arm");
+        let tau = match config.reward_offset {
+            RewardOffset::Fixed(tau) => Some(tau),
+            RewardOffset::Quantile(_) => None,
+        };
         Self {
             config,
             sizes,
@@ -109,6 +155,10 @@ impl QuadBandit {
             updates: vec![0; k],
             pulls: vec![0; k],
             accepted: vec![0; k],
+            taken: vec![0; k],
+            tau,
+            waiting: Vec::new(),
+            positive: (0.0, 0),
             total_updates: 0,
             score: vec![0.0; k],
             exhausted: vec![false; k],
@@ -119,8 +169,8 @@ impl QuadBandit {
     }
 
     /// Counts the budget in tokens: `tokens[arm][i]` is the token count of the arm's `i`-th
-    /// document in its order; accepted block `c` of an arm holds its documents
-    /// `[c * B, (c + 1) * B)`.
+    /// document in its order; an arm's accepted blocks hold its documents in that order, one
+    /// block after the other.
     pub fn with_document_tokens(mut self, tokens: Vec<Vec<u64>>) -> Self {
         assert_eq!(tokens.len(), self.sizes.len(), "one token list per arm");
         self.document_tokens = Some(tokens);
@@ -149,7 +199,12 @@ impl QuadBandit {
 
     /// Documents accepted so far.
     pub fn accepted_docs(&self) -> usize {
-        self.accepted.iter().sum::<usize>() * self.config.block_size
+        self.taken.iter().sum()
+    }
+
+    /// τ: the given one, or the one set from the first probes (`None` before they are in).
+    pub fn reward_offset(&self) -> Option<f64> {
+        self.tau
     }
 
     /// Documents, or tokens with [`QuadBandit::with_document_tokens`], accepted so far.
@@ -161,12 +216,27 @@ impl QuadBandit {
         self.accepted_amount >= self.config.budget
     }
 
+    /// Whether `arm` can be pulled again: its next probe and block fit in it (fixed rule:
+    /// `(n + 1) B` documents; proportional: `(n + 1) b` probed and one left to take).
+    fn can_pull(&self, arm: usize) -> bool {
+        let next = self.pulls[arm] + 1;
+        match self.config.block_rule {
+            BlockRule::Fixed => next * self.config.block_size <= self.sizes[arm],
+            BlockRule::Proportional => {
+                next * self.config.probe_size <= self.sizes[arm]
+                    && self.taken[arm] < self.sizes[arm]
+            }
+        }
+    }
+
     /// Step 1: the arms to pull this round: index order in round 0, then by Cluster Score
-    /// (ties by index), with [`InitPolicy::AllOnce`] never-pulled arms first; an arm that
-    /// cannot give another block is marked exhausted, its score set to `-inf`, and skipped.
+    /// (ties by index), with [`InitPolicy::AllOnce`] never-pulled arms first; while τ waits
+    /// for the first probes only never-probed arms, in index order. An arm that cannot give
+    /// another block is marked exhausted, its score set to `-inf`, and skipped.
     fn choose(&mut self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.sizes.len()).collect();
-        if self.round > 0 {
+        let calibrating = self.tau.is_none();
+        if self.round > 0 && !calibrating {
             let unpulled_first = self.config.init_policy == InitPolicy::AllOnce;
             order.sort_by(|&a, &b| {
                 let fresh = |arm: usize| unpulled_first && self.pulls[arm] == 0;
@@ -181,10 +251,10 @@ impl QuadBandit {
             if chosen.len() == self.config.arms_per_round {
                 break;
             }
-            if self.exhausted[arm] {
+            if self.exhausted[arm] || (calibrating && self.waiting.iter().any(|w| w.1 == arm)) {
                 continue;
             }
-            if (self.pulls[arm] + 1) * self.config.block_size > self.sizes[arm] {
+            if !self.can_pull(arm) {
                 self.exhausted[arm] = true;
                 self.reward_sum[arm] = f64::NEG_INFINITY;
                 self.score[arm] = f64::NEG_INFINITY;
@@ -195,18 +265,30 @@ impl QuadBandit {
         chosen
     }
 
-    /// Step 3 for one pulled arm: count the pull, accept a block on a positive reward, and
-    /// propagate the reward to the arm and its neighbours.
-    fn update(&mut self, arm: usize, reward: f64) -> bool {
+    /// Step 3 for one pulled arm: count the pull, accept a block on a positive reward (unless
+    /// the budget is already met), and propagate the reward to the arm and its neighbours.
+    /// Returns the documents accepted.
+    fn update(&mut self, arm: usize, reward: f64) -> usize {
         self.pulls[arm] += 1;
-        let accept = reward > 0.0;
-        if accept {
-            let block = self.config.block_size;
-            let start = self.accepted[arm] * block;
+        let mut block = 0;
+        if reward > 0.0 && !self.budget_reached() {
+            self.positive.0 += reward;
+            self.positive.1 += 1;
+            let b = self.config.block_size;
+            block = match self.config.block_rule {
+                BlockRule::Fixed => b,
+                BlockRule::Proportional => {
+                    let typical = self.positive.0 / self.positive.1 as f64;
+                    ((b as f64 * reward / typical).round() as usize).clamp(1, 4 * b)
+                }
+            }
+            .min(self.sizes[arm] - self.taken[arm]);
+            let start = self.taken[arm];
             self.accepted_amount += match &self.document_tokens {
                 Some(tokens) => tokens[arm][start..start + block].iter().sum(),
                 None => block as u64,
             };
+            self.taken[arm] += block;
             self.accepted[arm] += 1;
         }
         let mut targets = vec![(arm, 1.0)];
@@ -220,7 +302,41 @@ impl QuadBandit {
             self.updates[j] += 1;
             self.total_updates += 1;
         }
-        accept
+        block
+    }
+
+    /// Rewards one pull made in `round` when the arm's score was `score`, and logs it.
+    fn reward(&mut self, log: &mut Vec<Pull>, round: usize, arm: usize, score: f64, q: f64) {
+        let tau = self.tau.expect("rewards wait for tau");
+        let (pull, reward) = (self.pulls[arm], q - tau);
+        let block = self.update(arm, reward);
+        log.push(Pull {
+            round,
+            arm,
+            pull,
+            score,
+            reward,
+            accepted: block > 0,
+            block,
+        });
+    }
+
+    /// Sets τ from the waiting first probes (the configured quantile of their means) and
+    /// rewards them in the order they were made.
+    fn settle(&mut self, log: &mut Vec<Pull>) {
+        let RewardOffset::Quantile(quantile) = self.config.reward_offset else {
+            return;
+        };
+        if self.tau.is_some() {
+            return;
+        }
+        let mut means: Vec<f64> = self.waiting.iter().map(|w| w.3).collect();
+        means.sort_by(f64::total_cmp);
+        self.tau = Some(quantile_of_sorted(&means, quantile));
+        for (round, arm, score, q) in std::mem::take(&mut self.waiting) {
+            self.reward(log, round, arm, score, q);
+        }
+        self.rescore();
     }
 
     /// Step 4: `CS_j = R_j / T_j + alpha * sqrt(2 ln(Tot) / (T_j + 1))` (mean 0 before any
@@ -243,39 +359,39 @@ impl QuadBandit {
 
     /// Runs rounds until the budget is reached (checked after every pull, so the loop stops
     /// exactly when it is), `max_rounds` pass or every arm is exhausted. Each round calls
-    /// `probe` once with the round's `(arm, pull)` pairs (so the caller can score all probe
-    /// documents of a round in parallel); it returns, per pair, the mean score `q` of the arm's
-    /// probe documents for its `pull`-th pull. A probe error ends the run with that error.
+    /// `probe` once with the round's `(arm, pull)` pairs and the amount accepted so far (so
+    /// the caller can score all probe documents of a round in parallel and show progress);
+    /// it returns, per pair, the mean score `q` of the arm's probe documents for its
+    /// `pull`-th pull. A probe error ends the run with that error.
     pub fn run<E>(
         &mut self,
-        mut probe: impl FnMut(&[(usize, usize)]) -> Result<Vec<f64>, E>,
+        mut probe: impl FnMut(&[(usize, usize)], u64) -> Result<Vec<f64>, E>,
     ) -> Result<Vec<Pull>, E> {
         let mut log = Vec::new();
         while self.round < self.config.max_rounds && !self.budget_reached() {
-            let chosen = self.choose();
+            let mut chosen = self.choose();
+            if chosen.is_empty() && self.tau.is_none() {
+                // Every arm has had its first probe: τ can be set.
+                self.settle(&mut log);
+                if self.budget_reached() {
+                    break;
+                }
+                chosen = self.choose();
+            }
             if chosen.is_empty() {
                 break;
             }
             let requests: Vec<(usize, usize)> =
                 chosen.iter().map(|&arm| (arm, self.pulls[arm])).collect();
-            let means = probe(&requests)?;
+            let means = probe(&requests, self.accepted_amount)?;
             assert_eq!(means.len(), requests.len(), "one mean per probed arm");
-            let rewards: Vec<(usize, f64)> = chosen
-                .iter()
-                .zip(means)
-                .map(|(&arm, q)| (arm, q - self.config.reward_offset))
-                .collect();
-            for (arm, reward) in rewards {
-                let (score, pull) = (self.score[arm], self.pulls[arm]);
-                let accepted = self.update(arm, reward);
-                log.push(Pull {
-                    round: self.round,
-                    arm,
-                    pull,
-                    score,
-                    reward,
-                    accepted,
-                });
+            for (&arm, q) in chosen.iter().zip(means) {
+                let score = self.score[arm];
+                if self.tau.is_none() {
+                    self.waiting.push((self.round, arm, score, q));
+                    continue;
+                }
+                self.reward(&mut log, self.round, arm, score, q);
                 if self.budget_reached() {
                     break;
                 }
@@ -283,7 +399,22 @@ impl QuadBandit {
             self.rescore();
             self.round += 1;
         }
+        // Rounds ran out while τ waited: the first probes still count.
+        self.settle(&mut log);
         Ok(log)
+    }
+}
+
+/// The `q`-quantile of sorted `values` by linear interpolation between order statistics
+/// (0 for none).
+fn quantile_of_sorted(values: &[f64], q: f64) -> f64 {
+    match values.len() {
+        0 => 0.0,
+        n => {
+            let at = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+            values[lo] + (values[hi] - values[lo]) * (at - lo as f64)
+        }
     }
 }
 
@@ -324,7 +455,8 @@ mod tests {
     fn config(alpha: f64, arms: usize, block: usize, budget: usize, rounds: usize) -> BanditConfig {
         BanditConfig {
             alpha,
-            reward_offset: 0.0,
+            reward_offset: RewardOffset::Fixed(0.0),
+            block_rule: BlockRule::Fixed,
             probe_size: 1,
             arms_per_round: arms,
             block_size: block,
@@ -338,7 +470,7 @@ mod tests {
     fn all_once_probes_every_arm_before_exploiting_and_index_order_may_not() {
         // Six arms of 100 documents, two pulled per round; arm 0 rewards 1.0, the rest 0.5, so
         // after round 0 the score prefers arms 0 and 1 forever under index order.
-        let probe = |requests: &[(usize, usize)]| -> Result<Vec<f64>, ()> {
+        let probe = |requests: &[(usize, usize)], _: u64| -> Result<Vec<f64>, ()> {
             Ok(requests
                 .iter()
                 .map(|&(arm, _)| if arm == 0 { 1.0 } else { 0.5 })
@@ -365,7 +497,7 @@ mod tests {
 
     /// Runs `b` with a fixed mean probe score per arm.
     fn run_fixed(b: &mut QuadBandit, q: impl Fn(usize) -> f64) -> Vec<Pull> {
-        b.run(|req| Ok::<_, ()>(req.iter().map(|&(arm, _)| q(arm)).collect()))
+        b.run(|req, _| Ok::<_, ()>(req.iter().map(|&(arm, _)| q(arm)).collect()))
             .unwrap()
     }
 
@@ -485,7 +617,7 @@ mod tests {
     fn each_round_probes_its_arms_at_their_pull_index_and_errors_stop_the_run() {
         let mut b = QuadBandit::new(config(0.0, 2, 1, 1000, 3), vec![10; 3], isolated(3), 0.2);
         let mut seen = Vec::new();
-        b.run(|req| {
+        b.run(|req, _| {
             seen.push(req.to_vec());
             Ok::<_, ()>(req.iter().map(|&(arm, _)| [0.3, 0.2, 0.1][arm]).collect())
         })
@@ -500,7 +632,10 @@ mod tests {
             ]
         );
         let mut b = QuadBandit::new(config(0.0, 2, 1, 1000, 3), vec![10; 3], isolated(3), 0.2);
-        assert_eq!(b.run(|_| Err::<Vec<f64>, _>("no model")), Err("no model"));
+        assert_eq!(
+            b.run(|_, _| Err::<Vec<f64>, _>("no model")),
+            Err("no model")
+        );
         assert_eq!(b.pulls(), [0, 0, 0]);
     }
 
@@ -514,5 +649,82 @@ mod tests {
         assert!((n[0][0].1 - 0.1).abs() < 1e-6);
         assert_eq!(n[1].iter().map(|x| x.0).collect::<Vec<_>>(), [0]);
         assert!(n[2].is_empty());
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_numpy() {
+        // numpy.quantile([0.1, 0.2, 0.3, 0.4], q) for q = 0, 0.25, 0.5, 1 (linear method).
+        let v = [0.1, 0.2, 0.3, 0.4];
+        for (q, want) in [(0.0, 0.1), (0.25, 0.175), (0.5, 0.25), (1.0, 0.4)] {
+            assert!((quantile_of_sorted(&v, q) - want).abs() < 1e-12, "{q}");
+        }
+        assert_eq!(quantile_of_sorted(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn tau_from_the_first_probes_waits_until_every_arm_is_probed() {
+        // Four arms with means 0.1, 0.4, 0.2, 0.3, two pulled per round: rounds 0 and 1 probe
+        // arms 0-1 and 2-3 (index order, whatever the init policy); tau is then their median,
+        // 0.25, and the four waiting pulls are rewarded in order: arms 1 and 3 accepted.
+        let q = [0.1, 0.4, 0.2, 0.3];
+        let mut c = config(1e-4, 2, 10, 1000, 2);
+        c.reward_offset = RewardOffset::Quantile(0.5);
+        let mut b = QuadBandit::new(c, vec![100; 4], isolated(4), 0.2);
+        let mut seen = Vec::new();
+        let log = b
+            .run(|req, accepted| {
+                seen.push((req.to_vec(), accepted));
+                Ok::<_, ()>(req.iter().map(|&(arm, _)| q[arm]).collect())
+            })
+            .unwrap();
+        assert_eq!(seen, [(vec![(0, 0), (1, 0)], 0), (vec![(2, 0), (3, 0)], 0)]);
+        assert_eq!(b.reward_offset(), Some(0.25));
+        let rounds: Vec<(usize, usize, bool)> =
+            log.iter().map(|p| (p.round, p.arm, p.accepted)).collect();
+        assert_eq!(
+            rounds,
+            [(0, 0, false), (0, 1, true), (1, 2, false), (1, 3, true)]
+        );
+        assert!((log[1].reward - 0.15).abs() < 1e-12);
+        assert_eq!(b.accepted_docs(), 20);
+        // With more rounds, exploitation follows: the third round pulls the two accepted arms
+        // and reports the 20 documents accepted so far.
+        let mut c = config(1e-4, 2, 10, 1000, 3);
+        c.reward_offset = RewardOffset::Quantile(0.5);
+        let mut b = QuadBandit::new(c, vec![100; 4], isolated(4), 0.2);
+        let mut third = None;
+        b.run(|req, accepted| {
+            if req[0].1 == 1 || req.get(1).is_some_and(|r| r.1 == 1) {
+                third = Some((req.to_vec(), accepted));
+            }
+            Ok::<_, ()>(req.iter().map(|&(arm, _)| q[arm]).collect())
+        })
+        .unwrap();
+        assert_eq!(third, Some((vec![(1, 1), (3, 1)], 20)));
+    }
+
+    #[test]
+    fn proportional_blocks_follow_the_reward_over_its_running_mean() {
+        // tau 0, B = 10, arms with rewards 0.1 and 0.3, both pulled each round (alpha 0).
+        // Round 0 (index order): arm 0 is the first positive pull (mean 0.1): 10; arm 1:
+        // 10 x 0.3 / 0.2 = 15. Round 1 (by score, arm 1 first): 10 x 0.3 / (0.7 / 3) = 12.9,
+        // so 13; arm 0: 10 x 0.1 / (0.8 / 4) = 5.
+        let mut c = config(0.0, 2, 10, 1000, 2);
+        c.block_rule = BlockRule::Proportional;
+        let mut b = QuadBandit::new(c, vec![100; 2], isolated(2), 0.2);
+        let log = run_fixed(&mut b, |arm| [0.1, 0.3][arm]);
+        let blocks: Vec<(usize, usize)> = log.iter().map(|p| (p.arm, p.block)).collect();
+        assert_eq!(blocks, [(0, 10), (1, 15), (1, 13), (0, 5)]);
+        assert_eq!(b.accepted_docs(), 43);
+        // Five pulls at 0.01 then one at 1.0: 10 x 1.0 / (1.05 / 6) = 57 is capped at 4 B = 40,
+        // and at the 35 documents the arm holds.
+        for (size, last) in [(100, 40), (35, 35)] {
+            let mut c = config(0.0, 6, 10, 1000, 1);
+            c.block_rule = BlockRule::Proportional;
+            let mut b = QuadBandit::new(c, vec![100, 100, 100, 100, 100, size], isolated(6), 0.2);
+            let log = run_fixed(&mut b, |arm| if arm == 5 { 1.0 } else { 0.01 });
+            let blocks: Vec<usize> = log.iter().map(|p| p.block).collect();
+            assert_eq!(blocks, [10, 10, 10, 10, 10, last]);
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Quad's selection (spec 1.5): k-means clusters of the pool's embeddings are the bandit's
 //! arms; each cluster gets one seeded random order; the `n`-th pull of an arm probes
-//! positions `[n b, (n + 1) b)` of that order, and its `c`-th accepted block is positions
-//! `[c B, (c + 1) B)` ("accepted block = next B unselected documents", one consistent
-//! rule). The block accepted last is cut so the selection meets the budget exactly (in
+//! positions `[n b, (n + 1) b)` of that order, and each accepted block is the arm's next
+//! unselected documents in that order (`[c B, (c + 1) B)` for the `c`-th block under the
+//! fixed rule: "accepted block = next B unselected documents"). The block accepted last is cut so the selection meets the budget exactly (in
 //! documents; in tokens, up to the document that reaches it).
 //!
 //! The probe scorer is the caller's: it maps pool indices to influence scores `q`, so this
@@ -77,20 +77,22 @@ pub struct QuadSelection {
     pub probes: Vec<(usize, f64)>,
     /// Documents (or tokens) selected.
     pub selected_amount: u64,
+    /// τ as used: the given one, or the one set from the first probes.
+    pub reward_offset: f64,
     /// Whether the budget was met (otherwise the rounds ran out or every arm was exhausted).
     pub budget_reached: bool,
 }
 
 /// Runs Quad over a pool of `embeddings` (`dim` values per document, any norm). `tokens`
-/// (one per document), when given, make the budget count tokens. `score(docs)` returns the
-/// influence `q` of each listed pool document; it is called once per round with the probe
-/// documents of all arms pulled in that round.
+/// (one per document), when given, make the budget count tokens. `score(docs, accepted)`
+/// returns the influence `q` of each listed pool document; it is called once per round with
+/// the probe documents of all arms pulled in that round and the amount accepted so far.
 pub fn select<E>(
     embeddings: &[f32],
     dim: usize,
     tokens: Option<&[u64]>,
     settings: &QuadSettings,
-    mut score: impl FnMut(&[usize]) -> Result<Vec<f64>, E>,
+    mut score: impl FnMut(&[usize], u64) -> Result<Vec<f64>, E>,
 ) -> Result<QuadSelection, E> {
     let n = embeddings.len().checked_div(dim).unwrap_or(0);
     if n == 0 {
@@ -101,6 +103,7 @@ pub fn select<E>(
             clusters: Vec::new(),
             probes: Vec::new(),
             selected_amount: 0,
+            reward_offset: 0.0,
             budget_reached: settings.bandit.budget == 0,
         });
     }
@@ -142,7 +145,7 @@ pub fn select<E>(
     }
     let b = settings.bandit.probe_size;
     let mut probes: Vec<(usize, f64)> = Vec::new();
-    let pulls = bandit.run(|requests| {
+    let pulls = bandit.run(|requests, accepted| {
         let docs: Vec<Vec<usize>> = requests
             .iter()
             .map(|&(arm, pull)| {
@@ -151,7 +154,7 @@ pub fn select<E>(
             })
             .collect();
         let flat: Vec<usize> = docs.iter().flatten().copied().collect();
-        let scores = score(&flat)?;
+        let scores = score(&flat, accepted)?;
         assert_eq!(scores.len(), flat.len(), "one score per probe document");
         probes.extend(flat.iter().copied().zip(scores.iter().copied()));
         let mut at = 0;
@@ -170,15 +173,15 @@ pub fn select<E>(
     })?;
     let budget_reached = bandit.accepted_amount() >= settings.bandit.budget;
     let probe_of: BTreeMap<usize, f64> = probes.iter().copied().collect();
-    let block = settings.bandit.block_size;
+    let tau = bandit.reward_offset().unwrap_or(0.0);
     let last_accepted = pulls.iter().rposition(|p| p.accepted);
-    let mut blocks_taken = vec![0usize; k];
+    let mut taken = vec![0usize; k];
     let mut picks = Vec::new();
     let mut amount = 0u64;
     for (i, pull) in pulls.iter().enumerate().filter(|(_, p)| p.accepted) {
-        let c = blocks_taken[pull.arm];
-        blocks_taken[pull.arm] += 1;
-        let mut docs = &members[pull.arm][c * block..(c + 1) * block];
+        let start = taken[pull.arm];
+        taken[pull.arm] += pull.block;
+        let mut docs = &members[pull.arm][start..start + pull.block];
         if budget_reached && Some(i) == last_accepted {
             // Cut the final block to what the budget still needs.
             let needed = settings.bandit.budget - amount;
@@ -197,7 +200,7 @@ pub fn select<E>(
                 cluster: pull.arm as u32,
                 round: pull.round,
                 arm_score: pull.score,
-                pull_score: pull.reward + settings.bandit.reward_offset,
+                pull_score: pull.reward + tau,
                 probe_score: probe_of.get(&index).copied(),
             });
         }
@@ -221,6 +224,7 @@ pub fn select<E>(
         clusters,
         probes,
         selected_amount: amount,
+        reward_offset: tau,
         budget_reached,
     })
 }
@@ -228,6 +232,7 @@ pub fn select<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quad::bandit::{BlockRule, RewardOffset};
 
     /// Three well-separated groups of documents on the axes of a 3-D space.
     fn three_groups(per_group: usize) -> Vec<f32> {
@@ -250,7 +255,8 @@ mod tests {
             neighbor_radius: 0.2,
             bandit: BanditConfig {
                 alpha: 1e-4,
-                reward_offset: 0.0,
+                reward_offset: RewardOffset::Fixed(0.0),
+                block_rule: BlockRule::Fixed,
                 probe_size: 2,
                 arms_per_round: 1,
                 block_size: block,
@@ -273,7 +279,7 @@ mod tests {
         // budget of 25 with blocks of 10 takes 10 + 10 + 5 (the last block cut).
         let e = three_groups(40);
         let q = |i: usize| if group(i, 40) == 1 { 0.5 } else { -0.5 };
-        let sel = select(&e, 3, None, &settings(25, 10), |docs| {
+        let sel = select(&e, 3, None, &settings(25, 10), |docs, _| {
             Ok::<_, ()>(docs.iter().map(|&i| q(i)).collect())
         })
         .unwrap();
@@ -300,7 +306,7 @@ mod tests {
         // Block c and probe n of an arm are windows of the same seeded order: the first
         // accepted block contains the first pull's probe documents.
         let e = three_groups(30);
-        let sel = select(&e, 3, None, &settings(10, 10), |docs| {
+        let sel = select(&e, 3, None, &settings(10, 10), |docs, _| {
             Ok::<_, ()>(vec![0.1; docs.len()])
         })
         .unwrap();
@@ -309,14 +315,14 @@ mod tests {
         let picked: Vec<usize> = sel.picks.iter().map(|p| p.index).collect();
         assert!(first_probe.iter().all(|i| picked.contains(i)));
         // The same settings give the same selection; another seed another order.
-        let again = select(&e, 3, None, &settings(10, 10), |docs| {
+        let again = select(&e, 3, None, &settings(10, 10), |docs, _| {
             Ok::<_, ()>(vec![0.1; docs.len()])
         })
         .unwrap();
         assert_eq!(again, sel);
         let mut other = settings(10, 10);
         other.seed = 8;
-        let moved = select(&e, 3, None, &other, |docs| {
+        let moved = select(&e, 3, None, &other, |docs, _| {
             Ok::<_, ()>(vec![0.1; docs.len()])
         })
         .unwrap();
@@ -332,7 +338,7 @@ mod tests {
         // (12 tokens) accepts two blocks and keeps 7 documents (21 tokens).
         let e = three_groups(20);
         let tokens = vec![3u64; 60];
-        let sel = select(&e, 3, Some(&tokens), &settings(20, 4), |docs| {
+        let sel = select(&e, 3, Some(&tokens), &settings(20, 4), |docs, _| {
             Ok::<_, ()>(vec![0.2; docs.len()])
         })
         .unwrap();
@@ -345,12 +351,15 @@ mod tests {
     fn unreachable_budgets_and_empty_pools_are_reported() {
         let e = three_groups(5);
         // Blocks of 10 exceed every cluster: nothing can be accepted.
-        let sel = select(&e, 3, None, &settings(10, 10), |docs| {
+        let sel = select(&e, 3, None, &settings(10, 10), |docs, _| {
             Ok::<_, ()>(vec![1.0; docs.len()])
         })
         .unwrap();
         assert!(!sel.budget_reached && sel.picks.is_empty() && sel.pulls.is_empty());
-        let empty = select(&[], 3, None, &settings(10, 10), |_| Ok::<_, ()>(Vec::new())).unwrap();
+        let empty = select(&[], 3, None, &settings(10, 10), |_, _| {
+            Ok::<_, ()>(Vec::new())
+        })
+        .unwrap();
         assert!(empty.picks.is_empty() && !empty.budget_reached);
     }
 }
