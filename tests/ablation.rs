@@ -356,6 +356,77 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     assert!(std::fs::read_to_string(out.join("evaluation.md"))
         .unwrap()
         .contains(" ± "));
+    // A second neural model: its own comparison with the baseline, and the rank agreement of
+    // the three evaluation models, checked here with the no-ties formula
+    // rho = 1 - 6 sum(d^2) / (n (n^2 - 1)).
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--quick",
+        "evaluate.second_model.train_tokens=12000",
+        "evaluate.second_model.seq_len=64",
+        "evaluate.second_model.batch_size=8",
+    ]));
+    let with_second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    let ms = with_second["methods"].as_array().unwrap();
+    assert_eq!(with_second["settings"]["second_model"]["layers"], 1);
+    assert!(ms[0]["second_vs_baseline"].is_null());
+    assert!(ms[1]["second_vs_baseline"]["verdict"].is_string());
+    let values = |key: &str| -> Vec<f64> {
+        ms.iter()
+            .map(|m| match &m[key] {
+                serde_json::Value::Array(v) => v[0].as_f64().unwrap(),
+                v => v.as_f64().unwrap(),
+            })
+            .collect()
+    };
+    let rank = |v: &[f64]| -> Vec<f64> {
+        v.iter()
+            .map(|x| v.iter().filter(|y| *y < x).count() as f64 + 1.0)
+            .collect()
+    };
+    let rho = |a: &[f64], b: &[f64]| {
+        let d2: f64 = rank(a)
+            .iter()
+            .zip(rank(b))
+            .map(|(x, y)| (x - y).powi(2))
+            .sum();
+        1.0 - 6.0 * d2 / (3.0 * 8.0)
+    };
+    let (ngram, neural, second) = (
+        values("ngram_bpb"),
+        values("final_target_bpb"),
+        values("second_target_bpb"),
+    );
+    let agreement = with_second["rank_agreement"].as_array().unwrap();
+    let got: Vec<(String, String, f64)> = agreement
+        .iter()
+        .map(|a| {
+            (
+                a["first"].as_str().unwrap().to_string(),
+                a["second"].as_str().unwrap().to_string(),
+                a["spearman"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("n-gram", "neural", rho(&ngram, &neural)),
+        ("n-gram", "second neural", rho(&ngram, &second)),
+        ("neural", "second neural", rho(&neural, &second)),
+    ];
+    assert_eq!(got.len(), 3);
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str()), (w.0, w.1));
+        assert!((g.2 - w.2).abs() < 1e-12, "{g:?} vs {w:?}");
+    }
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(
+        md.contains("## Rank agreement") && md.contains("second vs baseline"),
+        "{md}"
+    );
     // A selection made with another config than the one given now is refused, naming it.
     let err = fails(&gleaner(&[
         "--quiet",

@@ -1319,7 +1319,8 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         "{kept_tokens}"
     );
 
-    // Tau from the data (the default: the median of every cluster's first probe mean),
+    // Tau from the data (the default: the best clusters by first probe mean holding twice the
+    // budget are accepted),
     // blocks proportional to the reward, one window per probe: the library's selection, the
     // tau it set in the report, and the selected count of the budget logged each round.
     let cfg_auto = config(
@@ -1347,7 +1348,7 @@ fn quad_selection_matches_the_library_oracle_and_is_cached_and_deterministic() {
         &refs,
         None,
         13,
-        (RewardOffset::Quantile(0.5), BlockRule::Proportional, 1),
+        (RewardOffset::Coverage(2.0), BlockRule::Proportional, 1),
     );
     let want: Vec<String> = oracle
         .picks
@@ -1435,6 +1436,15 @@ fn quad_config_errors_name_the_key() {
         &good,
         &[emb, "stages.0.reward_offset_quantile=1.5"],
         &["stages[0].reward_offset_quantile", "outside [0, 1]"],
+    );
+    expect_error(
+        &good,
+        &[
+            emb,
+            "stages.0.reward_offset=0.01",
+            "stages.0.reward_offset_coverage=3",
+        ],
+        &["stages[0]", "at most one of `reward_offset`"],
     );
     expect_error(
         &good,

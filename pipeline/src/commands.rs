@@ -4,6 +4,7 @@ use crate::config::{Config, StageConfig};
 use crate::layout;
 use crate::run::open_corpus;
 use anyhow::{Context, Result};
+use gleaner_selectors::quad::bandit::RewardOffset;
 use gleaner_storage::inspect::describe_file;
 use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
@@ -315,10 +316,11 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.reference_paths,
             c.block_size,
             c.block_rule,
-            c.reward_offset.map_or_else(
-                || format!("tau (the {} quantile of every cluster's first probe mean)", c.reward_offset_quantile),
-                |t| t.to_string()
-            ),
+            match c.reward_offset_rule() {
+                RewardOffset::Fixed(tau) => tau.to_string(),
+                RewardOffset::Quantile(q) => format!("tau (the {q} quantile of every cluster's first probe mean)"),
+                RewardOffset::Coverage(times) => format!("tau (set so the best clusters by first probe mean, holding {times} x the budget, are accepted)"),
+            },
             c.budget_docs
                 .map(|d| format!("{d} documents"))
                 .or(c.budget_tokens.map(|t| format!("{t} tokens")))

@@ -38,6 +38,11 @@ pub struct EvaluateConfig {
     /// The model trained on each selection and how (`[evaluate.proxy]`).
     #[serde(default)]
     pub proxy: ProxyTrainingConfig,
+    /// A second neural model (`[evaluate.second_model]`, e.g. another size), trained the same
+    /// way on each selection: its own comparison with the baseline, and the rank agreement of
+    /// the three evaluation models is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_model: Option<ProxyTrainingConfig>,
     /// Seed of the initialisation, the data order, the pool sample and the bootstrap
     /// (default: `run.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,10 +72,19 @@ fn default_bootstrap() -> usize {
 }
 
 impl EvaluateConfig {
-    /// The `--quick` variant: a 2-layer, 64-wide model on a sixth of the tokens, fewer
-    /// evaluation documents and points (for CI and smoke tests).
+    /// The `--quick` variant: a 2-layer, 64-wide model (and a 1-layer, 32-wide second model)
+    /// on a sixth of the tokens, fewer evaluation documents and points (for CI and smoke
+    /// tests).
     pub fn quick(&self) -> Self {
         Self {
+            second_model: self.second_model.as_ref().map(|m| ProxyTrainingConfig {
+                train_tokens: (m.train_tokens / 6).max(1),
+                layers: 1,
+                hidden: 32,
+                heads: 1,
+                intermediate: 64,
+                ..m.clone()
+            }),
             eval_points: self.eval_points.min(4),
             eval_documents: self.eval_documents.min(32),
             proxy: ProxyTrainingConfig {
@@ -104,6 +118,9 @@ impl EvaluateConfig {
                 self.ngram_order,
                 kneser_ney::MAX_ORDER
             );
+        }
+        if let Some(second) = &self.second_model {
+            second.validate("evaluate.second_model")?;
         }
         self.proxy.validate("evaluate.proxy")
     }

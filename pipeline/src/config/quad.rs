@@ -1,7 +1,7 @@
 //! Quad: proxy, influence, clustering and bandit settings.
 
 use super::*;
-use gleaner_selectors::quad::bandit::BlockRule;
+use gleaner_selectors::quad::bandit::{BlockRule, RewardOffset};
 
 /// Which linear layers of each chosen decoder layer Quad compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -103,14 +103,20 @@ pub struct QuadConfig {
     /// Exploration weight α.
     #[serde(default = "default_quad_alpha")]
     pub alpha: f64,
-    /// Reward offset τ (the paper: 0.002). Unset: set from the data, as the
-    /// `reward_offset_quantile` of the first probe means of every cluster.
+    /// Reward offset τ (the paper: 0.002). At most one of `reward_offset`,
+    /// `reward_offset_quantile` and `reward_offset_coverage`; with none, τ is set from the data
+    /// with `reward_offset_coverage = 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward_offset: Option<f64>,
-    /// The quantile τ is set at when `reward_offset` is unset (0.5: a pull is accepted when
-    /// its probes beat the median cluster's).
-    #[serde(default = "default_quad_offset_quantile")]
-    pub reward_offset_quantile: f64,
+    /// τ from the data: this quantile of every cluster's first probe mean (0.5: a pull is
+    /// accepted when its probes beat the median cluster's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_offset_quantile: Option<f64>,
+    /// τ from the data: clusters ranked by their first probe mean are taken, best first,
+    /// until they hold this many times the budget; τ lies between the last taken and the
+    /// first left out (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_offset_coverage: Option<f64>,
     /// `fixed` (the paper: `block_size` documents per positive pull) or `proportional`
     /// (`block_size x reward / mean positive reward`, between 1 and `4 x block_size`).
     #[serde(default, skip_serializing_if = "is_fixed_blocks")]
@@ -173,9 +179,6 @@ fn default_quad_radius() -> f64 {
 fn default_quad_alpha() -> f64 {
     1e-4
 }
-fn default_quad_offset_quantile() -> f64 {
-    0.5
-}
 fn default_quad_max_windows() -> usize {
     8
 }
@@ -187,6 +190,21 @@ fn default_quad_arms() -> usize {
 }
 fn default_quad_rounds() -> usize {
     200
+}
+
+impl QuadConfig {
+    /// How τ is set: given, a quantile, or the coverage rule (the default, 2 budgets).
+    pub fn reward_offset_rule(&self) -> RewardOffset {
+        match (
+            self.reward_offset,
+            self.reward_offset_quantile,
+            self.reward_offset_coverage,
+        ) {
+            (Some(tau), _, _) => RewardOffset::Fixed(tau),
+            (_, Some(q), _) => RewardOffset::Quantile(q),
+            (_, _, coverage) => RewardOffset::Coverage(coverage.unwrap_or(2.0)),
+        }
+    }
 }
 
 impl StageSettings for QuadConfig {
@@ -272,11 +290,23 @@ impl StageSettings for QuadConfig {
         {
             bail!("at key `{key}`: `alpha` must be at least 0, `reward_offset` and `empty_doc_score` finite");
         }
-        if !(0.0..=1.0).contains(&self.reward_offset_quantile) {
-            bail!(
-                "at key `{key}.reward_offset_quantile`: {} is outside [0, 1]",
-                self.reward_offset_quantile
-            );
+        let offsets = [
+            self.reward_offset.is_some(),
+            self.reward_offset_quantile.is_some(),
+            self.reward_offset_coverage.is_some(),
+        ];
+        if offsets.iter().filter(|set| **set).count() > 1 {
+            bail!("at key `{key}`: set at most one of `reward_offset`, `reward_offset_quantile` and `reward_offset_coverage`");
+        }
+        if let Some(q) = self.reward_offset_quantile {
+            if !(0.0..=1.0).contains(&q) {
+                bail!("at key `{key}.reward_offset_quantile`: {q} is outside [0, 1]");
+            }
+        }
+        if let Some(c) = self.reward_offset_coverage {
+            if !(c > 0.0 && c.is_finite()) {
+                bail!("at key `{key}.reward_offset_coverage`: {c} must be above 0");
+            }
         }
         match (self.budget_docs, self.budget_tokens) {
             (Some(0), None) | (None, Some(0)) => {

@@ -25,11 +25,13 @@
 //! interval excludes zero.
 
 pub mod intervals;
+pub mod ranks;
 
 use crate::config::ablation::{AblationConfig, Method};
 use crate::config::evaluate::EvaluateConfig;
 use crate::kneser_ney::KneserNey;
 use crate::layout;
+use crate::training::ProxyTrainingConfig;
 use crate::training::{checkpoint_steps, train};
 use anyhow::{bail, Context, Result};
 use gleaner_embed::train::{byte_tokens, TrainableLm};
@@ -39,6 +41,7 @@ use gleaner_storage::atomic::write_bytes;
 use gleaner_storage::manifest::Manifest;
 use gleaner_storage::reader::for_each_text;
 use intervals::{bits_per_byte, bootstrap_difference, mean_sd, t_interval, Interval, Verdict};
+use ranks::RankAgreement;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -111,6 +114,11 @@ pub struct MethodEvaluation {
     pub ngram_vs_baseline: Option<Comparison>,
     /// See `ngram_vs_baseline`.
     pub neural_vs_baseline: Option<Comparison>,
+    /// The second neural model's final evaluation bits per byte of each repeat (empty
+    /// without `evaluate.second_model`).
+    pub second_target_bpb: Vec<f64>,
+    /// The second neural model against the baseline.
+    pub second_vs_baseline: Option<Comparison>,
     /// Wall seconds (not part of the deterministic fields' meaning).
     pub seconds: f64,
 }
@@ -138,6 +146,10 @@ pub struct Evaluation {
     pub reference_overlap_allowed: bool,
     /// Per method, in config order.
     pub methods: Vec<MethodEvaluation>,
+    /// Trainable parameters of the second neural model, when there is one.
+    pub second_parameters: Option<usize>,
+    /// Whether the evaluation models rank the methods alike (every pair of models).
+    pub rank_agreement: Vec<RankAgreement>,
 }
 
 /// Texts of the selected shards of one method's output folder, after checking that they were
@@ -283,6 +295,55 @@ struct Raw {
     ngram: Option<Vec<(f64, u64)>>,
     /// Per repeat: per-document scores of the final model.
     neural: Vec<Vec<(f64, u64)>>,
+    /// The same for the second neural model.
+    second: Vec<Vec<(f64, u64)>>,
+}
+
+/// What the seeds of one neural model gave on one selection.
+struct Trained {
+    /// Per repeat, the learning curve.
+    curves: Vec<Vec<CurvePoint>>,
+    /// Per repeat, per-document scores of the final model.
+    finals: Vec<Vec<(f64, u64)>>,
+}
+
+/// Trains `repeats` models of `proxy` on `texts` (seeds `seed`, `seed + 1`, ...), scoring the
+/// evaluation documents and the pool sample at `checkpoints`.
+fn train_seeds(
+    texts: &[String],
+    proxy: &ProxyTrainingConfig,
+    (seed, repeats): (u64, usize),
+    checkpoints: &[usize],
+    (target, pool): (&Scored, &Scored),
+) -> Result<Trained> {
+    let mut trained = Trained {
+        curves: Vec::new(),
+        finals: Vec::new(),
+    };
+    for r in 0..repeats as u64 {
+        let mut curve = Vec::new();
+        let mut last = Vec::new();
+        train(
+            texts,
+            proxy,
+            seed + r,
+            checkpoints,
+            |step, lm, train_loss| {
+                let scores = target.per_document(lm);
+                curve.push(CurvePoint {
+                    step,
+                    tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
+                    train_loss,
+                    target_bpb: bits_per_byte(&scores),
+                    pool_bpb: bits_per_byte(&pool.per_document(lm)),
+                });
+                last = scores;
+            },
+        )?;
+        trained.curves.push(curve);
+        trained.finals.push(last);
+    }
+    Ok(trained)
 }
 
 /// Checks the reference sets of every method against the evaluation documents.
@@ -428,32 +489,32 @@ pub fn evaluate(
         let selection_tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
         let ngram =
             (settings.ngram_order > 0).then(|| ngram_scores(&texts, settings.ngram_order, &target));
-        let mut runs: Vec<Vec<CurvePoint>> = Vec::new();
-        let mut finals = Vec::new();
-        for r in 0..settings.repeats as u64 {
-            let mut curve = Vec::new();
-            let mut last = Vec::new();
-            train(
-                &texts,
-                proxy,
-                seed + r,
-                &checkpoints,
-                |step, lm, train_loss| {
-                    let scores = target_scored.per_document(lm);
-                    curve.push(CurvePoint {
-                        step,
-                        tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
-                        train_loss,
-                        target_bpb: bits_per_byte(&scores),
-                        pool_bpb: bits_per_byte(&pool_scored.per_document(lm)),
-                    });
-                    last = scores;
-                },
-            )
-            .context("at key `evaluate.proxy.device`")?;
-            runs.push(curve);
-            finals.push(last);
-        }
+        let Trained {
+            curves: runs,
+            finals,
+        } = train_seeds(
+            &texts,
+            proxy,
+            (seed, settings.repeats),
+            &checkpoints,
+            (&target_scored, &pool_scored),
+        )
+        .context("at key `evaluate.proxy.device`")?;
+        let second = match &settings.second_model {
+            Some(model) => {
+                let points = checkpoint_steps(model.steps(), 1);
+                train_seeds(
+                    &texts,
+                    model,
+                    (seed, settings.repeats),
+                    &points,
+                    (&target_scored, &pool_scored),
+                )
+                .context("at key `evaluate.second_model.device`")?
+                .finals
+            }
+            None => Vec::new(),
+        };
         let n = runs.len() as f64;
         let curve: Vec<CurvePoint> = (0..runs[0].len())
             .map(|k| CurvePoint {
@@ -484,17 +545,49 @@ pub fn evaluate(
             curve,
             ngram_vs_baseline: None,
             neural_vs_baseline: None,
+            second_target_bpb: second.iter().map(|s| bits_per_byte(s)).collect(),
+            second_vs_baseline: None,
             seconds: started.elapsed().as_secs_f64(),
         });
         raws.push(Raw {
             ngram,
             neural: finals,
+            second,
         });
     }
     if let Some(b) = baseline {
         compare_with_baseline(&mut methods, &raws, b, &settings, seed);
     }
+    let mut models: Vec<(&str, Vec<f64>)> = Vec::new();
+    if settings.ngram_order > 0 {
+        models.push((
+            "n-gram",
+            methods.iter().filter_map(|m| m.ngram_bpb).collect(),
+        ));
+    }
+    models.push((
+        "neural",
+        methods
+            .iter()
+            .map(|m| mean_sd(&m.final_target_bpb).0)
+            .collect(),
+    ));
+    if settings.second_model.is_some() {
+        models.push((
+            "second neural",
+            methods
+                .iter()
+                .map(|m| mean_sd(&m.second_target_bpb).0)
+                .collect(),
+        ));
+    }
+    let rank_agreement = ranks::agreements(&models);
     let evaluation = Evaluation {
+        second_parameters: settings
+            .second_model
+            .as_ref()
+            .map(|m| m.shape().parameters()),
+        rank_agreement,
         parameters: proxy.shape().parameters(),
         steps,
         seed,
@@ -531,7 +624,6 @@ fn compare_with_baseline(
     seed: u64,
 ) {
     let base = &raws[b];
-    let base_mean = mean_scores(&base.neural);
     for (k, (m, raw)) in methods.iter_mut().zip(raws).enumerate() {
         if k == b {
             continue;
@@ -553,22 +645,35 @@ fn compare_with_baseline(
                 verdict: Verdict::of(&[bootstrap]),
             });
         }
-        let per_seed: Vec<f64> = raw
-            .neural
-            .iter()
-            .zip(&base.neural)
-            .map(|(x, y)| bits_per_byte(x) - bits_per_byte(y))
-            .collect();
-        let bootstrap = boot(&mean_scores(&raw.neural), &base_mean);
-        let seeds = t_interval(&per_seed);
-        let mut all = vec![bootstrap];
-        all.extend(seeds);
-        m.neural_vs_baseline = Some(Comparison {
-            difference: mean_sd(&per_seed).0,
-            bootstrap,
-            seeds,
-            verdict: Verdict::of(&all),
-        });
+        m.neural_vs_baseline = Some(neural_comparison(&raw.neural, &base.neural, boot));
+        if !raw.second.is_empty() {
+            m.second_vs_baseline = Some(neural_comparison(&raw.second, &base.second, boot));
+        }
+    }
+}
+
+/// A neural model's comparison from per-seed, per-document scores of a method (`runs`) and
+/// of the baseline: the mean paired difference over seeds, the bootstrap over documents of
+/// the seed-mean scores (`boot`), and the t interval over seeds.
+fn neural_comparison(
+    runs: &[Vec<(f64, u64)>],
+    base: &[Vec<(f64, u64)>],
+    boot: impl Fn(&[(f64, u64)], &[(f64, u64)]) -> Interval,
+) -> Comparison {
+    let per_seed: Vec<f64> = runs
+        .iter()
+        .zip(base)
+        .map(|(x, y)| bits_per_byte(x) - bits_per_byte(y))
+        .collect();
+    let bootstrap = boot(&mean_scores(runs), &mean_scores(base));
+    let seeds = t_interval(&per_seed);
+    let mut all = vec![bootstrap];
+    all.extend(seeds);
+    Comparison {
+        difference: mean_sd(&per_seed).0,
+        bootstrap,
+        seeds,
+        verdict: Verdict::of(&all),
     }
 }
 
@@ -646,14 +751,29 @@ pub fn render_markdown(e: &Evaluation) -> String {
         e.settings.bootstrap_replicates,
         if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
     );
-    let _ = writeln!(s, "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline | pool bpb | seconds |\n|---|---:|---:|---:|---|---:|---|---:|---:|");
+    let second = e.settings.second_model.is_some();
+    let _ = writeln!(
+        s,
+        "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline |{} pool bpb | seconds |\n|---|---:|---:|---:|---|---:|---|{}---:|---:|",
+        if second { " second bpb | second vs baseline |" } else { "" },
+        if second { "---:|---|" } else { "" }
+    );
     let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
     let neural = |m: &MethodEvaluation| mean_sd(&m.final_target_bpb).0;
     order.sort_by(|a, b| neural(a).total_cmp(&neural(b)).then(a.name.cmp(&b.name)));
     for m in order {
+        let second_cells = if second {
+            format!(
+                " {} | {} |",
+                mean_spread(&m.second_target_bpb),
+                comparison_cell(&m.second_vs_baseline)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {:.2} | {} | {} | {} | {} |{second_cells} {} | {:.0} |",
             m.name,
             m.documents,
             m.epochs,
@@ -668,6 +788,33 @@ pub fn render_markdown(e: &Evaluation) -> String {
             mean_spread(&m.final_pool_bpb),
             m.seconds
         );
+    }
+    if let Some(model) = &e.settings.second_model {
+        let _ = writeln!(
+            s,
+            "\nSecond neural model: {} parameters ({} layers, width {}), {} tokens in sequences of {}, the same seeds.",
+            e.second_parameters.unwrap_or(0),
+            model.layers,
+            model.hidden,
+            model.train_tokens,
+            model.seq_len
+        );
+    }
+    if !e.rank_agreement.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Rank agreement\n\nSpearman's rho between the methods' bits per byte under two evaluation models (1: the same order; -1: reversed).\n\n| models | rho | methods |\n|---|---:|---:|"
+        );
+        for a in &e.rank_agreement {
+            let _ = writeln!(
+                s,
+                "| {} vs {} | {} | {} |",
+                a.first,
+                a.second,
+                a.spearman.map_or("-".into(), |r| format!("{r:+.2}")),
+                a.methods
+            );
+        }
     }
     s
 }

@@ -65,10 +65,7 @@ impl PoolStage for QuadStage {
             neighbor_radius: c.neighbor_radius,
             bandit: BanditConfig {
                 alpha: c.alpha,
-                reward_offset: match c.reward_offset {
-                    Some(tau) => RewardOffset::Fixed(tau),
-                    None => RewardOffset::Quantile(c.reward_offset_quantile),
-                },
+                reward_offset: c.reward_offset_rule(),
                 block_rule: c.block_rule,
                 probe_size: c.probe_size,
                 arms_per_round: c.arms_per_round,
@@ -168,11 +165,13 @@ impl PoolStage for QuadStage {
                 budget: settings.bandit.budget,
                 max_rounds: c.max_rounds,
                 probe_windows: &probe_windows,
-                reward_offset_rule: match c.reward_offset {
-                    Some(_) => "given".to_string(),
-                    None => format!(
-                        "the {} quantile of every probed cluster's first probe mean",
-                        c.reward_offset_quantile
+                reward_offset_rule: match c.reward_offset_rule() {
+                    RewardOffset::Fixed(_) => "given".to_string(),
+                    RewardOffset::Quantile(q) => {
+                        format!("the {q} quantile of every probed cluster's first probe mean")
+                    }
+                    RewardOffset::Coverage(times) => format!(
+                        "set so the clusters with the best first probe means, holding {times} x the budget, are accepted"
                     ),
                 },
                 block_rule: match c.block_rule {

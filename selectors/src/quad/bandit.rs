@@ -7,8 +7,9 @@
 //! since `d(i, i) = 0`; this also holds for `gamma = 0`).
 //!
 //! Beside the paper's rules (a fixed τ, a fixed block per positive pull), τ may be set from the
-//! data ([`RewardOffset::Quantile`]: every arm is probed once first, and τ is a quantile of
-//! those probe means) and blocks may grow with the reward ([`BlockRule::Proportional`]).
+//! data (every arm is probed once first, and τ is set from those probe means:
+//! [`RewardOffset::Coverage`] or [`RewardOffset::Quantile`]) and blocks may grow with the
+//! reward ([`BlockRule::Proportional`]).
 
 /// Which arms the bandit pulls before every arm has been pulled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -34,6 +35,12 @@ pub enum RewardOffset {
     /// the waiting pulls are rewarded with it in the order they were made. 0.5 accepts pulls
     /// that beat the median cluster.
     Quantile(f64),
+    /// From the data, after the same first probes: the arms ranked by first probe mean, best
+    /// first, are taken until they hold this many times the budget (documents, or tokens with
+    /// a token budget); τ is midway between the last arm taken and the first left out, so a
+    /// first pull is accepted exactly when its arm is among those taken. When every arm is
+    /// needed, τ lies below the lowest mean by the means' spread.
+    Coverage(f64),
 }
 
 /// How many documents a positive pull accepts.
@@ -144,7 +151,7 @@ impl QuadBandit {
         assert_eq!(neighbors.len(), k, "one neighbour list per arm");
         let tau = match config.reward_offset {
             RewardOffset::Fixed(tau) => Some(tau),
-            RewardOffset::Quantile(_) => None,
+            RewardOffset::Quantile(_) | RewardOffset::Coverage(_) => None,
         };
         Self {
             config,
@@ -321,22 +328,53 @@ impl QuadBandit {
         });
     }
 
-    /// Sets τ from the waiting first probes (the configured quantile of their means) and
-    /// rewards them in the order they were made.
+    /// Sets τ from the waiting first probes (see [`RewardOffset`]) and rewards them in the
+    /// order they were made.
     fn settle(&mut self, log: &mut Vec<Pull>) {
-        let RewardOffset::Quantile(quantile) = self.config.reward_offset else {
-            return;
-        };
         if self.tau.is_some() {
             return;
         }
-        let mut means: Vec<f64> = self.waiting.iter().map(|w| w.3).collect();
-        means.sort_by(f64::total_cmp);
-        self.tau = Some(quantile_of_sorted(&means, quantile));
+        let tau = match self.config.reward_offset {
+            RewardOffset::Fixed(tau) => tau,
+            RewardOffset::Quantile(quantile) => {
+                let mut means: Vec<f64> = self.waiting.iter().map(|w| w.3).collect();
+                means.sort_by(f64::total_cmp);
+                quantile_of_sorted(&means, quantile)
+            }
+            RewardOffset::Coverage(times) => {
+                let mut ranked: Vec<(f64, usize)> =
+                    self.waiting.iter().map(|w| (w.3, w.1)).collect();
+                ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                let needed = times * self.config.budget as f64;
+                let mut held = 0.0;
+                let mut taken = 0;
+                while taken < ranked.len() && held < needed {
+                    held += self.arm_amount(ranked[taken].1) as f64;
+                    taken += 1;
+                }
+                match (ranked.get(taken.wrapping_sub(1)), ranked.get(taken)) {
+                    (Some(last), Some(first_out)) => (last.0 + first_out.0) / 2.0,
+                    (Some(_), None) => {
+                        let (high, low) = (ranked[0].0, ranked[ranked.len() - 1].0);
+                        low - (high - low).max(1e-12)
+                    }
+                    _ => 0.0,
+                }
+            }
+        };
+        self.tau = Some(tau);
         for (round, arm, score, q) in std::mem::take(&mut self.waiting) {
             self.reward(log, round, arm, score, q);
         }
         self.rescore();
+    }
+
+    /// What an arm holds in budget units: documents, or tokens with a token budget.
+    fn arm_amount(&self, arm: usize) -> u64 {
+        match &self.document_tokens {
+            Some(tokens) => tokens[arm].iter().sum(),
+            None => self.sizes[arm] as u64,
+        }
     }
 
     /// Step 4: `CS_j = R_j / T_j + alpha * sqrt(2 ln(Tot) / (T_j + 1))` (mean 0 before any
@@ -726,5 +764,34 @@ mod tests {
             let blocks: Vec<usize> = log.iter().map(|p| p.block).collect();
             assert_eq!(blocks, [10, 10, 10, 10, 10, last]);
         }
+    }
+
+    #[test]
+    fn coverage_tau_takes_the_best_arms_until_they_hold_the_budget_times_coverage() {
+        // Means 0.1, 0.4, 0.2, 0.3 for arms of 100, 50, 80, 60 documents; budget 50,
+        // coverage 2 (100 documents): arm 1 (0.4, 50) then arm 3 (0.3, 60) hold 110, so tau is
+        // midway between 0.3 and the next best, 0.2: 0.25; arms 1 and 3 are accepted.
+        let q = [0.1, 0.4, 0.2, 0.3];
+        let sizes = vec![100, 50, 80, 60];
+        let mut c = config(1e-4, 4, 10, 50, 1);
+        c.reward_offset = RewardOffset::Coverage(2.0);
+        let mut b = QuadBandit::new(c.clone(), sizes.clone(), isolated(4), 0.2);
+        let log = run_fixed(&mut b, |arm| q[arm]);
+        assert!((b.reward_offset().unwrap() - 0.25).abs() < 1e-12);
+        let accepted: Vec<usize> = log.iter().filter(|p| p.accepted).map(|p| p.arm).collect();
+        assert_eq!(accepted, [1, 3]);
+        // Counted in tokens (every document 2 tokens; budget 50 tokens = 25 documents, needing
+        // 100 tokens): arm 1 alone holds 100 tokens, so tau = (0.4 + 0.3) / 2.
+        let mut b = QuadBandit::new(c.clone(), sizes.clone(), isolated(4), 0.2)
+            .with_document_tokens(sizes.iter().map(|&n| vec![2; n]).collect());
+        run_fixed(&mut b, |arm| q[arm]);
+        assert!((b.reward_offset().unwrap() - 0.35).abs() < 1e-12);
+        // Every arm needed (coverage 10 = 500 documents of 290): tau below the lowest mean by
+        // the spread, 0.1 - 0.3, and every first pull is accepted.
+        c.reward_offset = RewardOffset::Coverage(10.0);
+        let mut b = QuadBandit::new(c, sizes, isolated(4), 0.2);
+        let log = run_fixed(&mut b, |arm| q[arm]);
+        assert!((b.reward_offset().unwrap() + 0.2).abs() < 1e-12);
+        assert!(log.iter().all(|p| p.accepted));
     }
 }
