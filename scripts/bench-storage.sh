@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Storage benchmark: gleaner vs pyarrow (read) and vs pyarrow and datatrove (read, sample 50%,
-# write zstd parquet) on the same generated corpus of at least 400 MB on disk, in one run; and
+# write zstd parquet) on the same generated corpus of at least 400 MB on disk, in one run; the
+# same corpus rewritten by pyarrow with its defaults (snappy) read by both; and
 # the same documents as Dolma-style .jsonl.zst read by gleaner, pyarrow's JSON reader and
 # datatrove's JsonlReader (2 processes/workers each, like gleaner's 2 threads).
 # Reports wall time, throughput ratios and peak RSS (/usr/bin/time -v).
@@ -21,6 +22,7 @@ corpus=$work/corpus
 "$work/venv/bin/pip" install -q pyarrow==26.0.1 datatrove==0.10.1 numpy regex zstandard orjson
 py=$work/venv/bin/python
 [ -f "$corpus/.done-$mb" ] || { rm -rf "$corpus"; "$py" "$here/gen_bench_corpus.py" --src "$root/data/quickstart" --out "$corpus" --mb "$mb" && touch "$corpus/.done-$mb"; }
+[ -f "$work/snappy/.done-$mb" ] || { rm -rf "$work/snappy"; "$py" "$here/bench_storage_py.py" to-snappy "$corpus" "$work/snappy" && touch "$work/snappy/.done-$mb"; }
 [ -f "$work/jsonl/.done-$mb" ] || { rm -rf "$work/jsonl"; "$py" "$here/bench_storage_py.py" to-jsonl "$corpus" "$work/jsonl" && touch "$work/jsonl/.done-$mb"; }
 (cd "$root" && cargo build --release -q -p gleaner)
 gleaner=$root/target/release/gleaner
@@ -41,7 +43,7 @@ fraction = 0.5
 TOML
 
 # Warm the page cache so every tool reads from memory.
-cat "$corpus"/*.parquet "$work"/jsonl/*.jsonl.zst > /dev/null
+cat "$corpus"/*.parquet "$work"/snappy/*.parquet "$work"/jsonl/*.jsonl.zst > /dev/null
 
 # measure NAME CMD...: runs CMD $repeat times, records median wall seconds and max peak RSS (MB).
 results=$work/results.tsv
@@ -66,6 +68,8 @@ echo "corpus: $corpus, ${disk_mb} MB on disk, ${text_mb} MB of text; $(nproc) co
 printf 'task\twall_s\tpeak_rss_mb\n'
 measure read-gleaner "$gleaner" inspect "$corpus" --scan
 measure read-pyarrow "$py" "$here/bench_storage_py.py" read-pyarrow "$corpus"
+measure snappy-gleaner "$gleaner" inspect "$work/snappy" --scan
+measure snappy-pyarrow "$py" "$here/bench_storage_py.py" read-pyarrow "$work/snappy"
 measure e2e-gleaner "$gleaner" --quiet run --config "$work/gleaner-e2e.toml"
 measure e2e-gleaner-zstd3 "$gleaner" --quiet run --config "$work/gleaner-e2e.toml" output.zstd_level=3
 measure e2e-pyarrow "$py" "$here/bench_storage_py.py" e2e-pyarrow "$corpus" "$work/out-py"
@@ -78,6 +82,7 @@ awk -F'\t' -v text="$text_mb" '
   {w[$1]=$2; r[$1]=$3}
   END {
     printf "\nread:  gleaner %.2f s (%.0f MB/s of text, %d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["read-gleaner"], text/w["read-gleaner"], r["read-gleaner"], w["read-pyarrow"], r["read-pyarrow"], w["read-pyarrow"]/w["read-gleaner"]
+    printf "snappy read (pyarrow-written): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["snappy-gleaner"], r["snappy-gleaner"], w["snappy-pyarrow"], r["snappy-pyarrow"], w["snappy-pyarrow"]/w["snappy-gleaner"]
     printf "e2e (gleaner at zstd 3, its default): %.2f s (%d MB RSS)\n", w["e2e-gleaner-zstd3"], r["e2e-gleaner-zstd3"]
     printf "jsonl.zst read: gleaner %.2f s (%d MB RSS) vs pyarrow json %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["jsonl-gleaner"], r["jsonl-gleaner"], w["jsonl-pyarrow"], r["jsonl-pyarrow"], w["jsonl-pyarrow"]/w["jsonl-gleaner"], w["jsonl-datatrove"], r["jsonl-datatrove"], w["jsonl-datatrove"]/w["jsonl-gleaner"]
     printf "e2e (zstd 1 everywhere): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["e2e-gleaner"], r["e2e-gleaner"], w["e2e-pyarrow"], r["e2e-pyarrow"], w["e2e-pyarrow"]/w["e2e-gleaner"], w["e2e-datatrove"], r["e2e-datatrove"], w["e2e-datatrove"]/w["e2e-gleaner"]

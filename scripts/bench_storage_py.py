@@ -5,6 +5,7 @@
   e2e-pyarrow DIR OUT        pyarrow: read all columns, keep a seeded 50% sample, write zstd parquet
   e2e-datatrove DIR OUT      datatrove: ParquetReader -> SamplerFilter(0.5) -> ParquetWriter(zstd), 2 workers
   to-jsonl DIR OUT           write the parquet corpus as Dolma-style .jsonl.zst files (one per parquet file)
+  to-snappy DIR OUT          rewrite the parquet corpus with pyarrow's defaults (snappy, its row groups)
   read-jsonl-pyarrow DIR     pyarrow.json.read_json of each .jsonl.zst file, 2 processes, sum text bytes
   read-jsonl-datatrove DIR   datatrove JsonlReader over the .jsonl.zst files, 2 workers, sum text bytes
 """
@@ -78,6 +79,13 @@ def to_jsonl(d, out):
                     w.write((json.dumps(doc, ensure_ascii=False) + "\n").encode())
 
 
+def to_snappy(d, out):
+    import pyarrow.parquet as pq
+    os.makedirs(out, exist_ok=True)
+    for k, f in enumerate(files(d)):
+        pq.write_table(pq.read_table(f), os.path.join(out, f"bench-{k:02d}.parquet"))
+
+
 def jsonl_files(d):
     return sorted(glob.glob(os.path.join(d, "*.jsonl.zst")))
 
@@ -131,6 +139,7 @@ if __name__ == "__main__":
         "e2e-pyarrow": e2e_pyarrow,
         "e2e-datatrove": e2e_datatrove,
         "to-jsonl": to_jsonl,
+        "to-snappy": to_snappy,
         "read-jsonl-pyarrow": read_jsonl_pyarrow,
         "read-jsonl-datatrove": read_jsonl_datatrove,
     }[task](*args)
