@@ -220,7 +220,10 @@ fn asset_model(name: &str) -> Option<std::path::PathBuf> {
     if dir.join("model.safetensors").is_file() {
         Some(dir)
     } else {
-        eprintln!("skipping: {} not fetched (scripts/fetch-assets.sh)", dir.display());
+        eprintln!(
+            "skipping: {} not fetched (scripts/fetch-assets.sh)",
+            dir.display()
+        );
         None
     }
 }
@@ -230,7 +233,9 @@ fn asset_model(name: &str) -> Option<std::path::PathBuf> {
 fn ablate_with_models(config: &str, out: &std::path::Path) {
     let dir = format!("output.dir=\"{}\"", out.display());
     let cache = format!("run.cache_dir=\"{}\"", out.join("cache").display());
-    ok(&gleaner(&["--quiet", "ablate", "--config", config, &dir, &cache]));
+    ok(&gleaner(&[
+        "--quiet", "ablate", "--config", config, &dir, &cache,
+    ]));
 }
 
 #[test]
@@ -261,16 +266,16 @@ fn targeting_benchmark_quad_with_smollm2_and_embedding_similarity_enrich_the_tar
         &repo().join("data/benchmarks/targeting/pool.parquet"),
         "email_ham",
     );
-    let share = |method: &str| {
-        source_share(
-            &out.join(method).join("selection.parquet"),
-            "email_ham",
-        )
-    };
+    let share =
+        |method: &str| source_share(&out.join(method).join("selection.parquet"), "email_ham");
     // The paper's tau (0.002) lies below every cluster's mean influence under SmolLM2, so
     // every pull is accepted and the selection is no better than random; tau from the data
     // holds the target source at several times its pool share, proportional blocks more.
-    assert!(share("quad_paper") < 2.0 * pool_share, "{}", share("quad_paper"));
+    assert!(
+        share("quad_paper") < 2.0 * pool_share,
+        "{}",
+        share("quad_paper")
+    );
     assert!(share("quad") > 3.0 * pool_share, "{}", share("quad"));
     assert!(
         share("quad_proportional") > 4.0 * pool_share,

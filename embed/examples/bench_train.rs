@@ -25,7 +25,9 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: bench_train TEXTS.jsonl");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: bench_train TEXTS.jsonl");
     let stream: Vec<u32> = std::fs::read_to_string(&path)
         .expect("texts file")
         .lines()

@@ -17,6 +17,7 @@ use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
@@ -632,11 +633,17 @@ fn merged_jsonl_schema(
 ) -> (Option<SchemaRef>, HashMap<usize, StorageError>) {
     let mut merged: Option<(Schema, PathBuf)> = None;
     let mut failed = HashMap::new();
-    for (k, input) in inputs.iter().enumerate() {
-        let Some(codec) = jsonl::jsonl_codec(&input.path) else {
+    let inferred: Vec<Option<Result<Schema>>> = inputs
+        .par_iter()
+        .map(|input| {
+            jsonl::jsonl_codec(&input.path).map(|codec| jsonl::infer_schema(&input.path, codec))
+        })
+        .collect();
+    for (k, (input, inferred)) in inputs.iter().zip(inferred).enumerate() {
+        let Some(inferred) = inferred else {
             continue;
         };
-        let schema = match jsonl::infer_schema(&input.path, codec) {
+        let schema = match inferred {
             Ok(schema) => schema,
             Err(e) => {
                 failed.insert(k, e);
@@ -686,23 +693,39 @@ impl CorpusReader {
         batch_size: usize,
     ) -> Result<Self> {
         let inputs = resolve_inputs(patterns)?;
-        let (jsonl_schema, mut jsonl_failed) = merged_jsonl_schema(&inputs, &spec);
+        let (jsonl_schema, jsonl_failed) = merged_jsonl_schema(&inputs, &spec);
+        // Files are opened in parallel (parquet footers; JSONL files are decoded once to count
+        // their documents), then taken in input order; each file's units get its index below.
+        let mut failed: Vec<Option<StorageError>> = (0..inputs.len()).map(|_| None).collect();
+        for (k, e) in jsonl_failed {
+            failed[k] = Some(e);
+        }
+        let opened_files: Vec<Result<OpenedFile>> = inputs
+            .par_iter()
+            .zip(failed.into_par_iter())
+            .map(|(input, failed)| {
+                let layout = match (jsonl::jsonl_codec(&input.path), failed) {
+                    (Some(_), Some(e)) => Err(e),
+                    (Some(codec), None) => Ok(Layout::Jsonl {
+                        codec,
+                        schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
+                    }),
+                    (None, _) => open_builder(&input.path).map(Layout::Parquet),
+                };
+                layout.and_then(|layout| open_file(input, 0, &spec, layout))
+            })
+            .collect();
         let mut files = Vec::new();
         let mut units = Vec::new();
         let mut skipped = Vec::new();
         let mut carried_first: Option<(PathBuf, Vec<(String, DataType)>)> = None;
-        for (k, input) in inputs.iter().enumerate() {
-            let layout = match jsonl::jsonl_codec(&input.path) {
-                Some(_) if jsonl_failed.contains_key(&k) => {
-                    Err(jsonl_failed.remove(&k).expect("checked"))
+        for (input, opened) in inputs.iter().zip(opened_files) {
+            let opened = opened.map(|mut opened| {
+                for unit in &mut opened.units {
+                    unit.file = files.len();
                 }
-                Some(codec) => Ok(Layout::Jsonl {
-                    codec,
-                    schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
-                }),
-                None => open_builder(&input.path).map(Layout::Parquet),
-            };
-            let opened = layout.and_then(|layout| open_file(input, files.len(), &spec, layout));
+                opened
+            });
             let opened = opened.and_then(|opened| {
                 if let Some((first_path, first)) = &carried_first {
                     for ((name, t), (_, t0)) in opened.carried.iter().zip(first) {
