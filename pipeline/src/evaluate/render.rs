@@ -1,0 +1,221 @@
+//! `evaluation.md` and `evaluation.html`: the held-out checks, the bits-per-byte table with
+//! each method's comparison with the baseline, the rank agreement, and the learning curves.
+
+use super::intervals::mean_sd;
+use super::{Comparison, CurvePoint, Evaluation, MethodEvaluation};
+use gleaner_selectors::overlap;
+use std::fmt::Write;
+
+fn comparison_cell(c: &Option<Comparison>) -> String {
+    match c {
+        None => "(baseline)".into(),
+        Some(c) => {
+            let mut s = format!(
+                "{:+.4} [{:+.4}, {:+.4}]",
+                c.difference, c.bootstrap.low, c.bootstrap.high
+            );
+            if let Some(t) = c.seeds {
+                let _ = write!(s, " seeds [{:+.4}, {:+.4}]", t.low, t.high);
+            }
+            let _ = write!(s, " **{}**", c.verdict.label());
+            s
+        }
+    }
+}
+
+/// The results tables: held-out checks, then bits per byte and the comparison with the
+/// baseline (best first by neural bits per byte).
+pub fn render_markdown(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# gleaner evaluation\n\nScored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) from {:?}; losses in bits per byte (lower is better). The pool column scores the first {} bytes of {} pool documents sampled with the seed.\n",
+        e.target_documents, e.target_bytes, e.settings.proxy.seq_len, e.settings.target_paths, e.settings.proxy.seq_len, e.pool_documents
+    );
+    let _ = writeln!(
+        s,
+        "Models: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic){}; and a {}-parameter byte-level Llama ({} layers, width {}) trained from scratch for {} steps ({} tokens, sequences of {}), {} seed(s) per method starting at {}.\n",
+        e.settings.ngram_order,
+        if e.settings.ngram_order == 0 { " (off)" } else { "" },
+        e.parameters,
+        e.settings.proxy.layers,
+        e.settings.proxy.hidden,
+        e.steps,
+        e.train_tokens,
+        e.settings.proxy.seq_len,
+        e.settings.repeats,
+        e.seed
+    );
+    let _ = writeln!(s, "## Held out\n\nEach method's reference sets and selection against the evaluation documents (exact normalised text / sharing a {}-word run).{}\n", overlap::SHINGLE_WORDS, if e.reference_overlap_allowed { " Reference overlap was ALLOWED for this run (--allow-reference-overlap): targeted methods may have been aimed at what they are scored on." } else { " A reference set that overlaps is refused." });
+    let _ = writeln!(
+        s,
+        "| method | reference sets | selection overlap | pool sample in selection |\n|---|---|---:|---:|"
+    );
+    for m in &e.methods {
+        let refs: Vec<String> = m
+            .held_out
+            .references
+            .iter()
+            .map(|(label, c)| format!("{label}: {}/{} overlap", c.total(), c.documents))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} exact + {} near of {} | {:.1}% |",
+            m.name,
+            if refs.is_empty() {
+                "none (untargeted)".to_string()
+            } else {
+                refs.join("; ")
+            },
+            m.held_out.selection.exact,
+            m.held_out.selection.shingle,
+            m.held_out.selection.documents,
+            100.0 * m.pool_sample_overlap
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Bits per byte\n\nDifferences are `method - {}` with a 95% percentile bootstrap interval over the evaluation documents ({} replicates){}; a method is called better or worse only when every interval excludes zero.\n",
+        e.settings.baseline,
+        e.settings.bootstrap_replicates,
+        if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
+    );
+    let second = e.settings.second_model.is_some();
+    let _ = writeln!(
+        s,
+        "| method | documents | epochs | n-gram bpb | n-gram vs baseline | neural bpb | neural vs baseline |{} pool bpb | seconds |\n|---|---:|---:|---:|---|---:|---|{}---:|---:|",
+        if second { " second bpb | second vs baseline |" } else { "" },
+        if second { "---:|---|" } else { "" }
+    );
+    let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
+    let neural = |m: &MethodEvaluation| mean_sd(&m.final_target_bpb).0;
+    order.sort_by(|a, b| neural(a).total_cmp(&neural(b)).then(a.name.cmp(&b.name)));
+    for m in order {
+        let second_cells = if second {
+            format!(
+                " {} | {} |",
+                mean_spread(&m.second_target_bpb),
+                comparison_cell(&m.second_vs_baseline)
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {} | {} | {} | {} |{second_cells} {} | {:.0} |",
+            m.name,
+            m.documents,
+            m.epochs,
+            m.ngram_bpb.map_or("-".into(), |v| format!("{v:.4}")),
+            if m.ngram_bpb.is_some() {
+                comparison_cell(&m.ngram_vs_baseline)
+            } else {
+                "-".into()
+            },
+            mean_spread(&m.final_target_bpb),
+            comparison_cell(&m.neural_vs_baseline),
+            mean_spread(&m.final_pool_bpb),
+            m.seconds
+        );
+    }
+    if let Some(model) = &e.settings.second_model {
+        let _ = writeln!(
+            s,
+            "\nSecond neural model: {} parameters ({} layers, width {}), {} tokens in sequences of {}, the same seeds.",
+            e.second_parameters.unwrap_or(0),
+            model.layers,
+            model.hidden,
+            model.train_tokens,
+            model.seq_len
+        );
+    }
+    if !e.rank_agreement.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Rank agreement\n\nSpearman's rho between the methods' bits per byte under two evaluation models (1: the same order; -1: reversed).\n\n| models | rho | methods |\n|---|---:|---:|"
+        );
+        for a in &e.rank_agreement {
+            let _ = writeln!(
+                s,
+                "| {} vs {} | {} | {} |",
+                a.first,
+                a.second,
+                a.spearman.map_or("-".into(), |r| format!("{r:+.2}")),
+                a.methods
+            );
+        }
+    }
+    s
+}
+
+/// `mean` or `mean ± sd` (sample standard deviation) of `values`.
+fn mean_spread(values: &[f64]) -> String {
+    let (mean, sd) = mean_sd(values);
+    if values.len() < 2 {
+        return format!("{mean:.4}");
+    }
+    format!("{mean:.4} ± {sd:.4}")
+}
+
+/// Learning curves (target and pool loss against training tokens) as inline SVG.
+pub(super) fn render_html(e: &Evaluation) -> String {
+    let mut html = String::from("<!doctype html><meta charset=\"utf-8\"><title>gleaner evaluation</title><body style=\"font-family:sans-serif\"><h1>Evaluation</h1>");
+    for (title, pick) in [
+        (
+            "evaluation bits per byte",
+            (|p: &CurvePoint| p.target_bpb) as fn(&CurvePoint) -> f64,
+        ),
+        ("pool bits per byte", |p: &CurvePoint| p.pool_bpb),
+    ] {
+        html.push_str(&curve_svg(e, title, pick));
+        html.push_str("<br>");
+    }
+    html.push_str("<pre>");
+    html.push_str(&render_markdown(e).replace('<', "&lt;"));
+    html.push_str("</pre></body>");
+    html
+}
+
+fn curve_svg(e: &Evaluation, title: &str, value: fn(&CurvePoint) -> f64) -> String {
+    let (w, h, pad) = (640.0, 300.0, 50.0);
+    let points: Vec<(u64, f64)> = e
+        .methods
+        .iter()
+        .flat_map(|m| m.curve.iter().map(|p| (p.tokens, value(p))))
+        .collect();
+    let max_x = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let span = (hi - lo).max(1e-9);
+    let x = |t: u64| pad + (w - 2.0 * pad) * t as f64 / max_x;
+    let y = |v: f64| 10.0 + (h - 40.0) * (hi - v) / span;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
+        h + 20.0 * e.methods.len() as f64
+    );
+    for (i, m) in e.methods.iter().enumerate() {
+        let hue = (i as f64 * 137.508) % 360.0;
+        let line: Vec<String> = m
+            .curve
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.tokens), y(value(p))))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="hsl({hue:.0},65%,40%)" stroke-width="2"/><text x="{pad}" y="{}" fill="hsl({hue:.0},65%,40%)">{}: {:.4}</text>"#,
+            line.join(" "),
+            h + 15.0 * i as f64,
+            m.name,
+            m.curve.last().map(value).unwrap_or(f64::NAN)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{pad}" y="{}">{title} ({lo:.3} .. {hi:.3}) against training tokens (0 .. {max_x})</text></svg>"#,
+        h - 10.0
+    );
+    s
+}
