@@ -2,7 +2,7 @@
 //! method's selection must look like when the answer is known without training.
 
 mod common;
-use common::{gleaner, ok, read_parquet, repo, string_column};
+use common::{asset_model, gleaner, ok, read_parquet, repo, string_column};
 use std::collections::BTreeMap;
 
 /// Planted-junk label of each pool document (`None`: clean), read from the pool itself.
@@ -209,23 +209,6 @@ fn diversity_benchmark_minhash_dedup_covers_a_family_per_document() {
         "MinHash dedup then random covers {minhash} families of 300 documents"
     );
     assert!(minhash > random + 50.0, "{minhash} vs {random}");
-}
-
-/// The fetched model folder `name` (scripts/fetch-assets.sh), or `None` with a message.
-fn asset_model(name: &str) -> Option<std::path::PathBuf> {
-    let root = std::env::var_os("GLEANER_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo().join(".assets"));
-    let dir = root.join("models").join(name);
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: {} not fetched (scripts/fetch-assets.sh)",
-            dir.display()
-        );
-        None
-    }
 }
 
 /// Runs `gleaner ablate` on a shipped config that uses the fetched models, its output and

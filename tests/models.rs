@@ -19,27 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod common;
-use common::{gleaner, ok, read_parquet as read, repo, string_column as strings};
+use common::{asset_model, gleaner, ok, read_parquet as read, repo, string_column as strings};
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("embed/tests/fixtures").join(name)
-}
-
-/// A real model folder in the asset cache (`GLEANER_ASSETS` or `.assets`), if fetched.
-fn asset_model(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("GLEANER_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".assets"));
-    let dir = root.join("models").join(name);
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: {} not fetched (scripts/fetch-assets.sh)",
-            dir.display()
-        );
-        None
-    }
 }
 
 fn run(cfg: &Path) {

@@ -534,14 +534,18 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
     );
     let selected = |extra: &[&str]| selected_ids(&cfg, &d.join("out"), extra);
     // Balanced over the planted clusters, not proportional to them.
-    let picks = selected(&[]);
-    let per_group = |g: usize| {
-        picks
-            .iter()
-            .filter(|id| id.starts_with(&format!("g{g}-")))
-            .count()
+    // Documents of each planted group (ids `g<group>-<i>`) among `picks`.
+    let per_group = |picks: &[String]| -> Vec<usize> {
+        (0..3)
+            .map(|g| {
+                picks
+                    .iter()
+                    .filter(|id| id.starts_with(&format!("g{g}-")))
+                    .count()
+            })
+            .collect()
     };
-    assert_eq!((per_group(0), per_group(1), per_group(2)), (10, 10, 10));
+    assert_eq!(per_group(&selected(&[])), [10, 10, 10]);
     // Stratified by source (spec 3.4.4): sources of 3 / 50 / 357 with budget 30 give 3, 13, 14.
     let picks = selected(&["stages.0.per_source=true"]);
     let per_source = |s: &str| {
@@ -573,14 +577,10 @@ fn s2l_balances_loss_trajectory_clusters_and_stratifies_by_source() {
         &path,
         "type = \"s2l\"\ntrajectory_column = \"losses\"\nn_clusters = 3\nbudget_words = 60",
     );
-    let picks = selected_ids(&by_words, &d.join("out"), &[]);
-    let per_group = |g: usize| {
-        picks
-            .iter()
-            .filter(|id| id.starts_with(&format!("g{g}-")))
-            .count()
-    };
-    assert_eq!((per_group(0), per_group(1), per_group(2)), (10, 10, 10));
+    assert_eq!(
+        per_group(&selected_ids(&by_words, &d.join("out"), &[])),
+        [10, 10, 10]
+    );
 }
 #[test]
 fn loss_trajectory_feeds_s2l_like_the_library_and_is_cached() {

@@ -295,3 +295,21 @@ pub fn long_tiny_llama(dir: &Path) -> PathBuf {
     .unwrap();
     model
 }
+
+/// A real model folder in the asset cache (`GLEANER_ASSETS` or `.assets`), if fetched; a
+/// message says what is skipped otherwise.
+pub fn asset_model(name: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("GLEANER_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".assets"));
+    let dir = root.join("models").join(name);
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: {} not fetched (scripts/fetch-assets.sh)",
+            dir.display()
+        );
+        None
+    }
+}
