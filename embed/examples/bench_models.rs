@@ -14,10 +14,6 @@
 //! `MAX_TOKENS` (default 512) truncates LM inputs. The attention_influence kind times the base
 //! and the masked pass (the `HEADS` uniform) and prints both checksums.
 
-/// The allocator of the `gleaner` binary, so the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::Path;
 use std::time::Instant;
 

@@ -9,10 +9,6 @@
 //! Shape (`LAYERS`, `HIDDEN`, `HEADS`, `INTERMEDIATE`) defaults to `[evaluate.proxy]`'s:
 //! 4 layers, width 192, 4 heads, MLP 512.
 
-/// The allocator of the `gleaner` binary, so the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::time::Instant;
 
 use gleaner_embed::train::{byte_tokens, TinyLmShape, TrainableLm};
