@@ -4,7 +4,6 @@ use crate::config::{Config, StageConfig};
 use crate::layout;
 use crate::run::open_corpus;
 use anyhow::{Context, Result};
-use gleaner_selectors::quad::bandit::RewardOffset;
 use gleaner_storage::inspect::describe_file;
 use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
@@ -301,7 +300,7 @@ fn describe_stage(stage: &StageConfig) -> String {
             }
         ),
         StageConfig::Quad(c) => format!(
-            "reduce: spherical k-means ({} clusters) of the embeddings as bandit arms; up to {} rounds of {} UCB-chosen arms (alpha {}, neighbours within {}), each probing {} documents by their {:?}-preconditioned gradient cosine under `{}` (layers {}, {:?}) with {} reference documents from {:?}, accepting {} documents ({:?} blocks) when mean q > {}; budget {}",
+            "reduce: spherical k-means ({} clusters) of the embeddings as bandit arms; up to {} rounds of {} UCB-chosen arms (alpha {}, neighbours within {}), each probing {} documents by their {:?}-preconditioned gradient cosine under `{}` (layers {}, {:?}) with {} reference documents from {:?}, accepting {} documents ({:?} blocks) when mean q > tau ({}); budget {}",
             c.n_clusters,
             c.max_rounds,
             c.arms_per_round,
@@ -316,11 +315,7 @@ fn describe_stage(stage: &StageConfig) -> String {
             c.reference_paths,
             c.block_size,
             c.block_rule,
-            match c.reward_offset_rule() {
-                RewardOffset::Fixed(tau) => tau.to_string(),
-                RewardOffset::Quantile(q) => format!("tau (the {q} quantile of every cluster's first probe mean)"),
-                RewardOffset::Coverage(times) => format!("tau (set so the best clusters by first probe mean, holding {times} x the budget, are accepted)"),
-            },
+            c.reward_offset_rule().describe(),
             c.budget_docs
                 .map(|d| format!("{d} documents"))
                 .or(c.budget_tokens.map(|t| format!("{t} tokens")))

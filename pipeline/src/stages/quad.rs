@@ -9,7 +9,7 @@ use crate::config::QuadConfig;
 use crate::models::quad::QuadProxy;
 use crate::quad_report::{QuadReport, QuadReportContext};
 use anyhow::Result;
-use gleaner_selectors::quad::bandit::{BanditConfig, BlockRule, RewardOffset};
+use gleaner_selectors::quad::bandit::{BanditConfig, BlockRule};
 use gleaner_selectors::quad::select::{select, QuadSettings};
 use std::path::Path;
 use std::time::Instant;
@@ -165,15 +165,7 @@ impl PoolStage for QuadStage {
                 budget: settings.bandit.budget,
                 max_rounds: c.max_rounds,
                 probe_windows: &probe_windows,
-                reward_offset_rule: match c.reward_offset_rule() {
-                    RewardOffset::Fixed(_) => "given".to_string(),
-                    RewardOffset::Quantile(q) => {
-                        format!("the {q} quantile of every probed cluster's first probe mean")
-                    }
-                    RewardOffset::Coverage(times) => format!(
-                        "set so the clusters with the best first probe means, holding {times} x the budget, are accepted"
-                    ),
-                },
+                reward_offset_rule: c.reward_offset_rule().describe(),
                 block_rule: match c.block_rule {
                     BlockRule::Fixed => "fixed",
                     BlockRule::Proportional => "proportional",

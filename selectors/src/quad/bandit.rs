@@ -43,6 +43,21 @@ pub enum RewardOffset {
     Coverage(f64),
 }
 
+impl RewardOffset {
+    /// How τ is set, in words (for plans and reports).
+    pub fn describe(&self) -> String {
+        match self {
+            RewardOffset::Fixed(tau) => format!("given: {tau}"),
+            RewardOffset::Quantile(q) => {
+                format!("the {q} quantile of every probed cluster's first probe mean")
+            }
+            RewardOffset::Coverage(times) => format!(
+                "set so the clusters with the best first probe means, holding {times} x the budget, are accepted"
+            ),
+        }
+    }
+}
+
 /// How many documents a positive pull accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

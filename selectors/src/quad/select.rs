@@ -2,8 +2,9 @@
 //! arms; each cluster gets one seeded random order; the `n`-th pull of an arm probes
 //! positions `[n b, (n + 1) b)` of that order, and each accepted block is the arm's next
 //! unselected documents in that order (`[c B, (c + 1) B)` for the `c`-th block under the
-//! fixed rule: "accepted block = next B unselected documents"). The block accepted last is cut so the selection meets the budget exactly (in
-//! documents; in tokens, up to the document that reaches it).
+//! fixed rule: "accepted block = next B unselected documents"). The block accepted last is
+//! cut so the selection meets the budget exactly (in documents; in tokens, up to the
+//! document that reaches it).
 //!
 //! The probe scorer is the caller's: it maps pool indices to influence scores `q`, so this
 //! module needs no model and no files.
