@@ -405,3 +405,98 @@ fn output_compression_is_the_codec_asked_for_and_reads_back_the_same() {
         "{err}"
     );
 }
+
+#[test]
+fn jsonl_shards_hold_the_documents_with_their_json_types_and_read_back_the_same() {
+    // Integer ids and nested struct/list/map metadata, written by pyarrow.
+    let dir = tempfile::tempdir().unwrap();
+    for fixture in ["int64-ids.parquet", "nested-metadata.parquet"] {
+        let input = fixtures().join(fixture);
+        let metadata: Vec<String> = expected()[fixture]["metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        write_config(dir.path(), &input, None, &metadata, "");
+        ok(&run(dir.path(), &["--overwrite"]));
+        let parquet_rows = selected(&dir.path().join("out"));
+        for (compression, name) in [
+            ("zstd", "part-00000.jsonl.zst"),
+            ("gzip", "part-00000.jsonl.gz"),
+            ("none", "part-00000.jsonl"),
+        ] {
+            let out = dir.path().join(format!("out-{compression}"));
+            ok(&run(
+                dir.path(),
+                &[
+                    "output.format=jsonl",
+                    &format!("output.compression={compression}"),
+                    &format!("output.dir=\"{}\"", out.display()),
+                    "--overwrite",
+                ],
+            ));
+            let lines = json_lines(&out.join("selected").join(name));
+            assert_eq!(
+                lines.len(),
+                parquet_rows.num_rows(),
+                "{fixture} {compression}"
+            );
+            // The JSON values are what arrow's JSON writer makes of the parquet shard's rows.
+            let mut expected = Vec::new();
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut expected);
+            w.write(&parquet_rows).unwrap();
+            w.finish().unwrap();
+            let expected: Vec<serde_json::Value> = String::from_utf8(expected)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines, expected, "{fixture} {compression}");
+            // Nulls are left out of a line; every value present keeps its JSON type.
+            let typed = |key: &str, is: fn(&serde_json::Value) -> bool| {
+                lines.iter().all(|l| l.get(key).is_none_or(is))
+                    && lines.iter().any(|l| l.get(key).is_some())
+            };
+            if fixture == "int64-ids.parquet" {
+                assert!(typed("id", serde_json::Value::is_i64), "ids stay numbers");
+            } else {
+                assert!(
+                    typed("metadata", serde_json::Value::is_object)
+                        && typed("tags", serde_json::Value::is_array),
+                    "nested metadata stays nested: {}",
+                    lines[0]
+                );
+            }
+            // gleaner reads its own JSONL shards back to the same documents.
+            let again = dir.path().join(format!("again-{compression}"));
+            std::fs::write(
+                dir.path().join("again.toml"),
+                format!(
+                    "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n",
+                    out.join("selected").display(),
+                    again.display()
+                ),
+            )
+            .unwrap();
+            ok(&gleaner(&[
+                "--quiet",
+                "run",
+                "--config",
+                dir.path().join("again.toml").to_str().unwrap(),
+                "--overwrite",
+            ]));
+            let back = selected(&again);
+            assert_eq!(
+                back.column_by_name("text").unwrap().as_ref(),
+                parquet_rows.column_by_name("text").unwrap().as_ref(),
+                "{fixture} {compression}"
+            );
+        }
+    }
+    let err = fails(&run(
+        dir.path(),
+        &["output.format=jsonl", "output.compression=snappy"],
+    ));
+    assert!(err.contains("output.compression"), "{err}");
+}

@@ -44,7 +44,7 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
     let mut s = String::new();
     let mut total_rows = 0;
     for f in &files {
-        let d = describe_file(&f.path)?;
+        let d = describe_file(f)?;
         total_rows += d.rows;
         let _ = writeln!(s, "{}", d.path.display());
         let _ = writeln!(

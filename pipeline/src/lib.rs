@@ -10,6 +10,7 @@ pub mod kneser_ney;
 pub mod layout;
 pub mod models;
 pub mod quad_report;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod split;

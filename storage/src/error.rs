@@ -66,6 +66,9 @@ pub enum StorageError {
         line: u64,
         message: String,
     },
+    /// An object-storage request failed (after its retries), or its URL is not usable.
+    #[error("{url}: {message}")]
+    Object { url: String, message: String },
     /// Writing a parquet file failed.
     #[error("{path}: writing parquet failed: {message}")]
     Write { path: PathBuf, message: String },

@@ -1,7 +1,9 @@
-//! Resolving input patterns (files, directories, globs) to a sorted, de-duplicated file list.
+//! Resolving input patterns (files, directories, globs; local or object-storage URLs) to a
+//! sorted, de-duplicated file list.
 
 use crate::error::{Result, StorageError};
 use crate::jsonl::jsonl_codec;
+use crate::object::{is_remote, ObjectLocation};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,20 @@ pub struct InputFile {
     pub path: PathBuf,
     /// Size in bytes on disk.
     pub bytes: u64,
+    /// What changes when the file is replaced: the modification time in nanoseconds, or an
+    /// object's entity tag (else its modification time).
+    pub version: String,
+}
+
+fn local_version(path: &Path) -> Result<String> {
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| StorageError::io(path, e))?;
+    let nanos = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(nanos.to_string())
 }
 
 /// Whether a file name looks like a committed parquet or JSONL file (hidden and temporary
@@ -45,7 +61,12 @@ fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
 /// The result is sorted by path so the corpus order never depends on the filesystem.
 pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
     let mut paths = BTreeSet::new();
+    let mut remote = Vec::new();
     for pattern in patterns {
+        if is_remote(pattern) {
+            remote.extend(resolve_remote(pattern)?);
+            continue;
+        }
         let before = paths.len();
         let as_path = Path::new(pattern);
         if as_path.is_file() {
@@ -75,15 +96,76 @@ pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
             });
         }
     }
-    paths
+    let mut files: Vec<InputFile> = paths
         .into_iter()
         .map(|path| {
             let bytes = std::fs::metadata(&path)
                 .map_err(|e| StorageError::io(&path, e))?
                 .len();
-            Ok(InputFile { path, bytes })
+            let version = local_version(&path)?;
+            Ok(InputFile {
+                path,
+                bytes,
+                version,
+            })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    remote.sort_by(|a, b| a.path.cmp(&b.path));
+    remote.dedup_by(|a, b| a.path == b.path);
+    files.extend(remote);
+    Ok(files)
+}
+
+/// The objects a URL pattern names: the object itself, every input-looking object below a
+/// prefix, or those whose key matches a glob (`s3://bucket/dir/*.parquet`). Sorted by key.
+fn resolve_remote(pattern: &str) -> Result<Vec<InputFile>> {
+    let glob_at = pattern.find(['*', '?', '[']);
+    let listed_from = match glob_at {
+        // List from the last `/` before the first glob character.
+        Some(at) => &pattern[..pattern[..at].rfind('/').map_or(at, |s| s + 1)],
+        None => pattern,
+    };
+    let location = ObjectLocation::parse(listed_from)?;
+    let to_file = |meta: object_store::ObjectMeta| InputFile {
+        path: PathBuf::from(location.url_of(&meta.location)),
+        bytes: meta.size,
+        version: meta
+            .e_tag
+            .clone()
+            .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+    };
+    let files: Vec<InputFile> = match glob_at {
+        None => {
+            let is_prefix = location.key.as_ref().is_empty() || pattern.ends_with('/');
+            match if is_prefix { None } else { location.head()? } {
+                Some(meta) => vec![to_file(meta)],
+                None => location
+                    .list()?
+                    .into_iter()
+                    .map(to_file)
+                    .filter(|f| is_visible_input(&f.path))
+                    .collect(),
+            }
+        }
+        Some(_) => {
+            let matcher = glob::Pattern::new(pattern).map_err(|e| StorageError::BadPattern {
+                pattern: pattern.to_string(),
+                message: e.to_string(),
+            })?;
+            location
+                .list()?
+                .into_iter()
+                .map(to_file)
+                .filter(|f| is_visible_input(&f.path) && matcher.matches(&f.path.to_string_lossy()))
+                .collect()
+        }
+    };
+    if files.is_empty() {
+        return Err(StorageError::NoMatch {
+            pattern: pattern.to_string(),
+        });
+    }
+    Ok(files)
 }
 
 /// A pattern that only re-matches files already found by an earlier pattern still matched.
@@ -96,25 +178,13 @@ fn patterns_overlap(pattern: &str, found: &BTreeSet<PathBuf>) -> bool {
         .any(|f| p.matches_path(f) || f.starts_with(pattern))
 }
 
-/// `path:bytes:mtime` of every file the patterns resolve to (a cache key that changes when a
-/// file is replaced).
+/// `path:bytes:version` of every file the patterns resolve to (a cache key that changes
+/// when a file is replaced).
 pub fn file_identities(patterns: &[String]) -> Result<Vec<String>> {
-    resolve_inputs(patterns)?
+    Ok(resolve_inputs(patterns)?
         .into_iter()
-        .map(|f| {
-            let modified = std::fs::metadata(&f.path)
-                .and_then(|m| m.modified())
-                .map_err(|source| StorageError::Io {
-                    path: f.path.clone(),
-                    source,
-                })?;
-            let nanos = modified
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            Ok(format!("{}:{}:{nanos}", f.path.display(), f.bytes))
-        })
-        .collect()
+        .map(|f| format!("{}:{}:{}", f.path.display(), f.bytes, f.version))
+        .collect())
 }
 
 #[cfg(test)]

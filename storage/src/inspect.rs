@@ -2,11 +2,12 @@
 //! footer only; for a JSONL file, its line count and the schema of its first lines.
 
 use crate::error::{Result, StorageError};
+use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
+use crate::source::ParquetSource;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Sizes of one column over all row groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +43,11 @@ pub struct FileSummary {
     pub format: String,
 }
 
-/// Reads the footer of `path` (a JSONL file: counts its documents, infers its schema).
-pub fn describe_file(path: &Path) -> Result<FileSummary> {
+/// Reads the footer of an input file (a JSONL file: counts its documents, infers its
+/// schema); local or in object storage.
+pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
+    let (path, bytes) = (input.path.as_path(), input.bytes);
     if let Some(codec) = jsonl_codec(path) {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| StorageError::io(path, e))?
-            .len();
         let chunks = index_file(path, codec, CHUNK_BYTES)?;
         return Ok(FileSummary {
             path: path.to_path_buf(),
@@ -60,13 +60,9 @@ pub fn describe_file(path: &Path) -> Result<FileSummary> {
             format: format!("jsonl ({codec:?})").to_lowercase(),
         });
     }
-    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| StorageError::io(path, e))?
-        .len();
+    let source = ParquetSource::open(path, bytes)?;
     let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StorageError::Corrupt {
+        ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| StorageError::Corrupt {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -15,11 +15,11 @@
 //! counts it. Row numbering therefore never depends on which lines were bad.
 
 use crate::error::{Result, StorageError};
+use crate::source::open_bytes;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::json::reader::{infer_json_schema_from_iterator, Decoder, ReaderBuilder};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -82,7 +82,7 @@ pub struct JsonlChunk {
 }
 
 fn open_stream(path: &Path, codec: JsonlCodec) -> Result<Box<dyn BufRead + Send>> {
-    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let file = open_bytes(path, 0, None)?;
     Ok(match codec {
         JsonlCodec::Plain => Box::new(BufReader::with_capacity(1 << 20, file)),
         JsonlCodec::Gzip => Box::new(BufReader::with_capacity(
@@ -283,9 +283,8 @@ impl JsonlBatches {
         on_bad_record: OnBadRecord,
     ) -> Result<Self> {
         let stream: Box<dyn BufRead + Send> = if codec == JsonlCodec::Plain {
-            let mut file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-            file.seek(SeekFrom::Start(chunk.start_byte))
-                .map_err(|e| StorageError::io(path, e))?;
+            let end = (chunk.end_byte != u64::MAX).then_some(chunk.end_byte);
+            let file = open_bytes(path, chunk.start_byte, end)?;
             Box::new(BufReader::with_capacity(1 << 20, file))
         } else {
             open_stream(path, codec)?
@@ -525,6 +524,7 @@ impl Iterator for JsonlBatches {
 mod tests {
     use super::*;
     use arrow::array::AsArray;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]

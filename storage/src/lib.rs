@@ -1,5 +1,5 @@
 //! Storage layer of gleaner: streaming, projected parquet and JSONL reading in work units
-//! (parquet row groups, JSONL byte ranges),
+//! (parquet row groups, JSONL byte ranges), from local files or object storage (`s3://`),
 //! atomic zstd shard writing with size rotation, selection sidecars and run manifests.
 //!
 //! This crate knows nothing about selectors: it moves documents between parquet and Arrow.
@@ -9,9 +9,12 @@ pub mod error;
 pub mod input;
 pub mod inspect;
 pub mod jsonl;
+pub mod jsonl_shards;
 pub mod manifest;
+pub mod object;
 pub mod reader;
 pub mod sidecar;
+pub mod source;
 pub mod writer;
 
 pub use error::{Result, StorageError};
@@ -20,4 +23,4 @@ pub use jsonl::OnBadRecord;
 pub use reader::{
     ColumnSpec, CorpusReader, DocBatch, DocKey, InputFormat, OnBadFile, SkippedFile, WorkUnit,
 };
-pub use writer::{ShardCodec, ShardInfo, ShardWriter, ShardWriterOptions};
+pub use writer::{ShardCodec, ShardFormat, ShardInfo, ShardWriter, ShardWriterOptions};

@@ -12,6 +12,7 @@
 use crate::error::{Result, StorageError};
 use crate::input::{resolve_inputs, InputFile};
 use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
+use crate::source::ParquetSource;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -20,7 +21,6 @@ use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -96,6 +96,8 @@ pub struct FileInfo {
     pub path: PathBuf,
     /// Size on disk.
     pub bytes: u64,
+    /// What changes when the file is replaced (see [`InputFile::version`]).
+    pub version: String,
     /// Rows in the file.
     pub rows: u64,
     /// Number of row groups (JSONL: chunks).
@@ -442,9 +444,9 @@ fn spec_paths(spec: &ColumnSpec) -> Vec<&str> {
     names
 }
 
-fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StorageError::Corrupt {
+fn open_builder(path: &Path, size: u64) -> Result<ParquetRecordBatchReaderBuilder<ParquetSource>> {
+    let source = ParquetSource::open(path, size)?;
+    ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| StorageError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
@@ -461,9 +463,16 @@ fn projection_indices(schema: &Schema, spec: &ColumnSpec) -> Vec<usize> {
     idx
 }
 
+/// The parquet leaf columns under the given root columns (a struct root has several).
+fn leaf_columns(schema: &parquet::schema::types::SchemaDescriptor, roots: &[usize]) -> Vec<usize> {
+    (0..schema.num_columns())
+        .filter(|&leaf| roots.contains(&schema.get_column_root_idx(leaf)))
+        .collect()
+}
+
 /// What an input file holds, before its columns are checked.
 enum Layout {
-    Parquet(ParquetRecordBatchReaderBuilder<File>),
+    Parquet(ParquetRecordBatchReaderBuilder<ParquetSource>),
     Jsonl {
         codec: JsonlCodec,
         schema: SchemaRef,
@@ -550,7 +559,7 @@ fn open_file(
         }
     };
     let meta = builder.metadata().clone();
-    let projected = projection_indices(&schema, spec);
+    let projected = leaf_columns(builder.parquet_schema(), &projection_indices(&schema, spec));
     let mut units = Vec::with_capacity(meta.num_row_groups());
     let mut first_row = 0u64;
     for (rg_index, rg) in meta.row_groups().iter().enumerate() {
@@ -575,6 +584,7 @@ fn open_file(
         info: FileInfo {
             path: path.clone(),
             bytes: input.bytes,
+            version: input.version.clone(),
             rows: first_row,
             row_groups: meta.num_row_groups(),
             has_id,
@@ -614,6 +624,7 @@ fn jsonl_units(
         info: FileInfo {
             path: input.path.clone(),
             bytes: input.bytes,
+            version: input.version.clone(),
             rows: chunks.iter().map(|c| c.rows).sum(),
             row_groups: chunks.len(),
             has_id,
@@ -710,7 +721,7 @@ impl CorpusReader {
                         codec,
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
-                    (None, _) => open_builder(&input.path).map(Layout::Parquet),
+                    (None, _) => open_builder(&input.path, input.bytes).map(Layout::Parquet),
                 };
                 layout.and_then(|layout| open_file(input, 0, &spec, layout))
             })
@@ -838,12 +849,27 @@ impl CorpusReader {
                 id_prefix,
             });
         }
-        let builder = open_builder(&info.path)?;
+        let source = ParquetSource::open(&info.path, info.bytes)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(source.clone()).map_err(|e| {
+            StorageError::Corrupt {
+                path: info.path.clone(),
+                message: e.to_string(),
+            }
+        })?;
         let schema = builder.schema().clone();
-        let mask = ProjectionMask::roots(
-            builder.parquet_schema(),
-            projection_indices(&schema, &self.spec),
-        );
+        let projected = projection_indices(&schema, &self.spec);
+        // A remote unit fetches the projected column chunks of its row group, and no more.
+        let row_group = builder.metadata().row_group(work.row_group);
+        let ranges: Vec<std::ops::Range<u64>> = leaf_columns(builder.parquet_schema(), &projected)
+            .into_iter()
+            .filter(|&c| c < row_group.num_columns())
+            .map(|c| {
+                let (start, len) = row_group.column(c).byte_range();
+                start..start + len
+            })
+            .collect();
+        source.prefetch(&ranges)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), projected);
         let inner = builder
             .with_projection(mask)
             .with_row_groups(vec![work.row_group])

@@ -38,17 +38,11 @@ impl SidecarStore {
 
     /// The sidecar file of a work unit.
     pub fn path(&self, file: &FileInfo, unit: &WorkUnit) -> PathBuf {
-        let modified = std::fs::metadata(&file.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         let absolute = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
         let mut hasher = Sha256::new();
         hasher.update(absolute.to_string_lossy().as_bytes());
         hasher.update(file.bytes.to_le_bytes());
-        hasher.update(modified.to_le_bytes());
+        hasher.update(file.version.as_bytes());
         let stem = file
             .path
             .file_stem()

@@ -10,6 +10,8 @@
 
 use crate::atomic::{commit, sha256_file, temp_path_for};
 use crate::error::{Result, StorageError};
+use crate::jsonl::JsonlCodec;
+use crate::jsonl_shards::JsonlShardWriter;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -84,6 +86,87 @@ pub struct ShardWriterOptions {
     pub plain_columns: Vec<String>,
     /// Row groups encoded at once (0 = number of cores).
     pub encode_threads: usize,
+    /// Parquet (the default) or JSON Lines.
+    pub format: ShardFormat,
+}
+
+/// The file format of written shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShardFormat {
+    /// Parquet, compressed by [`ShardWriterOptions::codec`].
+    #[default]
+    Parquet,
+    /// JSON Lines, compressed by the codec when it is zstd or gzip (else plain).
+    Jsonl,
+}
+
+impl ShardCodec {
+    /// The JSONL compression of this codec (zstd, gzip or none), or `None` for codecs that
+    /// only exist inside parquet (snappy, brotli, lz4).
+    pub fn jsonl_codec(self) -> Option<(JsonlCodec, i32)> {
+        match self {
+            ShardCodec::Zstd(level) => Some((JsonlCodec::Zstd, level)),
+            ShardCodec::Gzip(_) => Some((JsonlCodec::Gzip, 0)),
+            ShardCodec::Uncompressed => Some((JsonlCodec::Plain, 0)),
+            ShardCodec::Snappy | ShardCodec::Brotli(_) | ShardCodec::Lz4Raw => None,
+        }
+    }
+}
+
+/// Writes record batches into size-rotated shards of one folder, parquet or JSONL.
+pub enum ShardWriter {
+    /// Parquet shards.
+    Parquet(Box<ParquetShardWriter>),
+    /// JSON Lines shards.
+    Jsonl(JsonlShardWriter),
+}
+
+impl ShardWriter {
+    /// A writer into `dir` (created if missing) for batches of `schema`, in the options'
+    /// format.
+    pub fn new(dir: &Path, schema: SchemaRef, options: ShardWriterOptions) -> Result<Self> {
+        match options.format {
+            ShardFormat::Parquet => Ok(ShardWriter::Parquet(Box::new(ParquetShardWriter::new(
+                dir, schema, options,
+            )?))),
+            ShardFormat::Jsonl => {
+                let (codec, level) =
+                    options
+                        .codec
+                        .jsonl_codec()
+                        .ok_or_else(|| StorageError::Write {
+                            path: dir.to_path_buf(),
+                            message: format!(
+                                "{:?} is not a JSONL compression (use zstd, gzip or none)",
+                                options.codec
+                            ),
+                        })?;
+                Ok(ShardWriter::Jsonl(JsonlShardWriter::new(
+                    dir,
+                    &options.prefix,
+                    codec,
+                    level,
+                    options.shard_bytes,
+                )?))
+            }
+        }
+    }
+
+    /// Appends a batch (see [`ParquetShardWriter::write`]).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            ShardWriter::Parquet(w) => w.write(batch),
+            ShardWriter::Jsonl(w) => w.write(batch),
+        }
+    }
+
+    /// Commits the last shard and returns every committed shard in order.
+    pub fn finish(self) -> Result<Vec<ShardInfo>> {
+        match self {
+            ShardWriter::Parquet(w) => w.finish(),
+            ShardWriter::Jsonl(w) => w.finish(),
+        }
+    }
 }
 
 impl Default for ShardWriterOptions {
@@ -96,6 +179,7 @@ impl Default for ShardWriterOptions {
             row_group_bytes: 16 * 1024 * 1024,
             plain_columns: Vec::new(),
             encode_threads: 0,
+            format: ShardFormat::Parquet,
         }
     }
 }
@@ -130,7 +214,7 @@ struct OpenShard {
 }
 
 /// Writes record batches into size-rotated parquet shards in one directory.
-pub struct ShardWriter {
+pub struct ParquetShardWriter {
     dir: PathBuf,
     schema: SchemaRef,
     options: ShardWriterOptions,
@@ -180,7 +264,7 @@ pub fn row_sizes(batch: &RecordBatch) -> Vec<u64> {
     sizes
 }
 
-impl ShardWriter {
+impl ParquetShardWriter {
     /// Creates a writer into `dir` (created if missing) for batches of `schema`.
     pub fn new(dir: &Path, schema: SchemaRef, options: ShardWriterOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
@@ -206,7 +290,7 @@ impl ShardWriter {
                 .unwrap_or(1),
             n => n,
         };
-        Ok(ShardWriter {
+        Ok(ParquetShardWriter {
             dir: dir.to_path_buf(),
             schema,
             options,
@@ -400,8 +484,8 @@ fn encode_row_group(
     writers.into_iter().map(ArrowColumnWriter::close).collect()
 }
 
-impl Drop for ShardWriter {
-    /// A writer dropped before [`ShardWriter::finish`] removes its temporary file.
+impl Drop for ParquetShardWriter {
+    /// A writer dropped before [`ParquetShardWriter::finish`] removes its temporary file.
     fn drop(&mut self) {
         if let Some(shard) = self.open.take() {
             let _ = std::fs::remove_file(&shard.tmp);
@@ -417,14 +501,14 @@ pub fn write_parquet_file(path: &Path, schema: SchemaRef, batches: &[RecordBatch
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut writer = ArrowWriter::try_new(file, schema, Some(props))
-        .map_err(|e| ShardWriter::write_error(&tmp, e))?;
+        .map_err(|e| ParquetShardWriter::write_error(&tmp, e))?;
     for b in batches {
         writer
             .write(b)
-            .map_err(|e| ShardWriter::write_error(&tmp, e))?;
+            .map_err(|e| ParquetShardWriter::write_error(&tmp, e))?;
     }
     let file = writer
         .into_inner()
-        .map_err(|e| ShardWriter::write_error(&tmp, e))?;
+        .map_err(|e| ParquetShardWriter::write_error(&tmp, e))?;
     commit(file, &tmp, path)
 }

@@ -170,7 +170,8 @@ use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{GopherQuality, GopherRepetition};
 use gleaner_selectors::quad::bandit::InitPolicy;
 use gleaner_selectors::random::SampleSize;
-use gleaner_storage::writer::ShardCodec;
+use gleaner_storage::object::is_remote;
+use gleaner_storage::writer::{ShardCodec, ShardFormat};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -343,7 +344,32 @@ pub enum CompressionConfig {
     None,
 }
 
+/// `output.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardFormatConfig {
+    /// Parquet shards.
+    #[default]
+    Parquet,
+    /// JSON Lines shards (`part-00000.jsonl.zst`, `.jsonl.gz` or `.jsonl`).
+    Jsonl,
+}
+
+impl ShardFormatConfig {
+    fn is_parquet(&self) -> bool {
+        *self == ShardFormatConfig::Parquet
+    }
+}
+
 impl OutputConfig {
+    /// The shard format these settings name.
+    pub fn shard_format(&self) -> ShardFormat {
+        match self.format {
+            ShardFormatConfig::Parquet => ShardFormat::Parquet,
+            ShardFormatConfig::Jsonl => ShardFormat::Jsonl,
+        }
+    }
+
     /// The shard codec these settings name.
     pub fn codec(&self) -> ShardCodec {
         match self.compression {
@@ -361,12 +387,16 @@ impl OutputConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Output directory.
+    /// Output directory: a local path, or an object-storage URL (`s3://bucket/prefix`), which
+    /// a run fills by publishing a completed local staging folder.
     pub dir: String,
     /// Shard rotation size in uncompressed bytes.
     #[serde(default = "default_shard_bytes")]
     pub shard_bytes: u64,
-    /// Codec of the written shards.
+    /// File format of the written shards: `parquet` (default) or `jsonl`.
+    #[serde(default, skip_serializing_if = "ShardFormatConfig::is_parquet")]
+    pub format: ShardFormatConfig,
+    /// Codec of the written shards (JSONL shards: zstd, gzip or none).
     #[serde(default)]
     pub compression: CompressionConfig,
     /// zstd level of the shards (1..=22), when `compression = "zstd"`.
@@ -378,6 +408,10 @@ pub struct OutputConfig {
     /// Replace a completed run already in `dir`.
     #[serde(default)]
     pub overwrite: bool,
+    /// The local folder a run writes into when `dir` is in object storage (set by the run,
+    /// never read from a config file).
+    #[serde(skip)]
+    pub staging: Option<std::path::PathBuf>,
 }
 
 /// Seed and parallelism.
@@ -403,6 +437,14 @@ pub struct RunConfig {
     /// Unset: sorted in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<ByteSize>,
+    /// Local folder for runs whose `output.dir` or `cache_dir` is in object storage: the
+    /// output is written there and published when complete; the remote cache is mirrored
+    /// there. Default: `gleaner-staging` in the system's temporary folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_dir: Option<String>,
+    /// The local mirror of a remote `cache_dir` (set by the run, never read from a config).
+    #[serde(skip)]
+    pub cache_staging: Option<std::path::PathBuf>,
 }
 
 /// A document set a stage was aimed at, with the key that names it.
@@ -637,6 +679,15 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
 }
 
 impl Config {
+    /// The local folder this run writes its outputs into: `output.dir`, or its staging
+    /// folder when `output.dir` is in object storage.
+    pub fn output_dir(&self) -> std::path::PathBuf {
+        self.output
+            .staging
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(&self.output.dir))
+    }
+
     /// Reads `path`, applies the overrides, deserialises and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -681,6 +732,20 @@ impl Config {
         }
         if self.output.shard_bytes == 0 {
             bail!("at key `output.shard_bytes`: must be at least 1");
+        }
+        if self.output.format == ShardFormatConfig::Jsonl
+            && self.output.codec().jsonl_codec().is_none()
+        {
+            bail!(
+                "at key `output.compression`: JSONL shards are compressed with zstd, gzip or none, not {:?}",
+                self.output.compression
+            );
+        }
+        if self.run.executor == Executor::Slurm && is_remote(&self.output.dir) {
+            bail!(
+                "at key `output.dir`: the Slurm executor needs a folder every node shares; {} is in object storage (run with the local executor, or write to a shared filesystem)",
+                self.output.dir
+            );
         }
         if let Some(sl) = &self.slurm {
             positive("slurm", "workers", sl.workers)?;

@@ -142,17 +142,35 @@ pub struct FeatureReport {
     pub docs_per_second: f64,
 }
 
-/// The cache root of a config: `run.cache_dir`, else `.gleaner-cache` beside `output.dir`.
-pub fn cache_root(config: &Config) -> PathBuf {
-    match &config.run.cache_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let out = Path::new(&config.output.dir);
-            out.parent()
-                .unwrap_or(Path::new("."))
-                .join(".gleaner-cache")
-        }
+/// The cache root of a config as configured: `run.cache_dir`, else `.gleaner-cache` beside
+/// `output.dir` (either may be an object-storage URL).
+pub fn configured_cache_root(config: &Config) -> String {
+    if let Some(dir) = &config.run.cache_dir {
+        return dir.clone();
     }
+    let out = config.output.dir.trim_end_matches('/');
+    if gleaner_storage::object::is_remote(out) {
+        let (scheme, rest) = out.split_once("://").expect("a URL");
+        return match rest.rsplit_once('/') {
+            Some((parent, _)) => format!("{scheme}://{parent}/.gleaner-cache"),
+            None => format!("{scheme}://{rest}/.gleaner-cache"),
+        };
+    }
+    Path::new(out)
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".gleaner-cache")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The local cache folder of a run: the mirror of a remote cache, else the configured one.
+pub fn cache_root(config: &Config) -> PathBuf {
+    config
+        .run
+        .cache_staging
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(configured_cache_root(config)))
 }
 
 /// The sentence encoder an embed stage configures (model, lengths, device).

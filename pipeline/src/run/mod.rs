@@ -204,10 +204,23 @@ pub fn compute_features(
         .install(|| features::compute(&p.reader, &p.features, config, units, &pb))
 }
 
-/// Runs the configured pipeline locally.
+/// Runs the configured pipeline locally; an output or cache folder in object storage is
+/// staged locally and published once the run is complete (see [`crate::remote`]).
 pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
+    if !crate::remote::is_staged(config) || config.output.staging.is_some() {
+        return run_here(config, options);
+    }
+    let mut staged = config.clone();
+    let staging = crate::remote::stage(&mut staged)?;
+    let mut summary = run_here(&staged, options)?;
+    staging.publish()?;
+    summary.out_dir = PathBuf::from(&config.output.dir);
+    Ok(summary)
+}
+
+fn run_here(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
-    let out = PathBuf::from(&config.output.dir);
+    let out = config.output_dir();
     let p = Prepared::new(config)?;
     for s in p.reader.skipped() {
         tracing::warn!("skipping bad input {}: {}", s.path.display(), s.reason);
@@ -293,7 +306,7 @@ pub fn reduce(
     started: Instant,
     map_s: f64,
 ) -> Result<RunSummary> {
-    let out = PathBuf::from(&config.output.dir);
+    let out = config.output_dir();
     let (scans, skipped) = gather_scans(&p.reader, config, results)?;
 
     layout::write_progress(&out, "decide", serde_json::Value::Null);

@@ -204,7 +204,7 @@ pub fn write_shards(
     quiet: bool,
 ) -> Result<Written> {
     let reader = &p.reader;
-    let out = Path::new(&config.output.dir);
+    let out = &config.output_dir();
     let write_removed = config.output.write_removed;
     let needs_read: Vec<bool> = decisions
         .row_fates
@@ -216,6 +216,7 @@ pub fn write_shards(
     let shard_options = ShardWriterOptions {
         shard_bytes: config.output.shard_bytes,
         codec: config.output.codec(),
+        format: config.output.shard_format(),
         plain_columns: vec![
             config.input.text_column.clone(),
             config.input.id_column.clone(),
@@ -399,7 +400,7 @@ pub fn write_records(
     timings: Timings,
     started: std::time::Instant,
 ) -> Result<RunSummary> {
-    let out = Path::new(&config.output.dir);
+    let out = &config.output_dir();
     let seen = decisions.stats[INPUT_SLOT].seen;
     let kept = decisions.selected.len() as u64;
     let stats_json = serde_json::to_vec_pretty(&decisions.stats)?;

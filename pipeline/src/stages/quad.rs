@@ -11,7 +11,6 @@ use crate::quad_report::{QuadReport, QuadReportContext};
 use anyhow::Result;
 use gleaner_selectors::quad::bandit::{BanditConfig, BlockRule};
 use gleaner_selectors::quad::select::{select, QuadSettings};
-use std::path::Path;
 use std::time::Instant;
 
 /// The quad stage of a config, with its resolved seed.
@@ -79,7 +78,7 @@ impl PoolStage for QuadStage {
             },
             seed,
         };
-        let out = Path::new(&env.config.output.dir);
+        let out = &env.config.output_dir();
         let budget = settings.bandit.budget;
         let unit = if c.budget_tokens.is_some() {
             "tokens"

@@ -1,0 +1,260 @@
+//! Object storage end to end, against a local S3-compatible server (moto, started by
+//! `scripts/s3-local.sh up`, which `scripts/test.sh` runs; skipped when none answers): the
+//! quickstart read from and written to a bucket gives the local run's bytes, a remote cache
+//! is reused, and bad URLs are errors that name them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gleaner_storage::object::{local_files, mirror_down, ObjectLocation};
+
+mod common;
+use common::*;
+
+/// The test bucket when a server answers at `AWS_ENDPOINT_URL`.
+fn bucket() -> Option<String> {
+    let bucket = std::env::var("GLEANER_S3_TEST_BUCKET").ok()?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok()?;
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let addr: std::net::SocketAddr = host.parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
+    Some(bucket)
+}
+
+macro_rules! require_s3 {
+    () => {
+        match bucket() {
+            Some(b) => b,
+            None => {
+                eprintln!("skipping: no S3 server (eval \"$(scripts/s3-local.sh env)\"; scripts/s3-local.sh up)");
+                return;
+            }
+        }
+    };
+}
+
+/// A prefix no other test run uses.
+fn fresh_prefix(bucket: &str, name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("s3://{bucket}/{name}-{}-{nanos}", std::process::id())
+}
+
+/// Uploads every file of a local folder below `prefix`.
+fn upload_dir(local: &Path, prefix: &str) {
+    let root = ObjectLocation::parse(prefix).unwrap();
+    for (rel, path) in local_files(local).unwrap() {
+        root.join(&rel).upload_file(&path).unwrap();
+    }
+}
+
+/// The files of a run that must not depend on where it read and wrote: the shards and the
+/// per-stage counts (`selection.parquet` and the report name the input paths).
+fn location_free_outputs(out: &Path) -> BTreeMap<String, String> {
+    deterministic_files(out)
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("selected/") || name.starts_with("removed/") || name == "stats.json"
+        })
+        .collect()
+}
+
+/// Downloads a published run into a fresh local folder.
+fn download(prefix: &str, into: &Path) {
+    mirror_down(&ObjectLocation::parse(prefix).unwrap(), into).unwrap();
+}
+
+#[test]
+fn the_quickstart_from_and_to_a_bucket_gives_the_local_bytes() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "quickstart");
+    upload_dir(&repo().join("data/quickstart"), &format!("{prefix}/corpus"));
+
+    let local_out = tmp.path().join("local");
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/quickstart.toml",
+        &format!("output.dir=\"{}\"", local_out.display()),
+    ]));
+    let remote_out = format!("{prefix}/out");
+    let run_remote = |extra: &[&str]| {
+        let input = format!("input.paths=[\"{prefix}/corpus/\"]");
+        let output = format!("output.dir=\"{remote_out}\"");
+        let mut args = vec![
+            "--quiet",
+            "run",
+            "--config",
+            "configs/quickstart.toml",
+            &input,
+            &output,
+            "output.overwrite=false",
+        ];
+        args.extend_from_slice(extra);
+        gleaner(&args)
+    };
+    ok(&run_remote(&["--threads", "1"]));
+    let fetched = tmp.path().join("fetched");
+    download(&remote_out, &fetched);
+    assert!(
+        fetched.join("manifest.json").is_file(),
+        "manifest published"
+    );
+    let local = location_free_outputs(&local_out);
+    assert!(local.keys().any(|k| k.starts_with("selected/")));
+    assert_eq!(location_free_outputs(&fetched), local);
+    // The selection names the objects it came from.
+    let selection = read_parquet(&fetched.join("selection.parquet"));
+    let files = string_column(&selection, "file");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with(&format!("{prefix}/corpus/"))),
+        "{:?}",
+        &files[..3]
+    );
+
+    // A completed run is not replaced without --overwrite, and nothing is touched.
+    let err = fails(&run_remote(&[]));
+    assert!(err.contains("already holds a completed run"), "{err}");
+    ok(&run_remote(&["--overwrite", "--threads", "2"]));
+    let again = tmp.path().join("again");
+    download(&remote_out, &again);
+    assert_eq!(location_free_outputs(&again), local);
+
+    // `inspect` reads the objects' footers.
+    let shown = ok(&gleaner(&["inspect", &format!("{prefix}/corpus/")]));
+    assert!(shown.contains("corpus-00.parquet"), "{shown}");
+    assert!(shown.contains("row groups"), "{shown}");
+}
+
+#[test]
+fn files_other_tools_wrote_are_read_from_a_bucket_as_from_disk() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "compat");
+    let compat = repo().join("tests/fixtures/compat");
+    // pyarrow's default (snappy) parquet with many row groups, datatrove's JSONL.gz and a
+    // Dolma-style JSONL.zst with nested metadata.
+    for name in [
+        "many-row-groups.parquet",
+        "datatrove-writer.jsonl.gz",
+        "dolma.jsonl.zst",
+    ] {
+        ObjectLocation::parse(&format!("{prefix}/{name}"))
+            .unwrap()
+            .upload_file(&compat.join(name))
+            .unwrap();
+    }
+    for name in [
+        "many-row-groups.parquet",
+        "datatrove-writer.jsonl.gz",
+        "dolma.jsonl.zst",
+    ] {
+        let cfg_for = |input: &str, out: &Path| {
+            let cfg = tmp.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "[input]\npaths = [\"{input}\"]\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"exact_dedup\"\n",
+                    out.display()
+                ),
+            )
+            .unwrap();
+            cfg
+        };
+        let local_out = tmp.path().join(format!("{name}-local"));
+        let cfg = cfg_for(&compat.join(name).to_string_lossy(), &local_out);
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        let remote_out = tmp.path().join(format!("{name}-remote"));
+        let cfg = cfg_for(&format!("{prefix}/{name}"), &remote_out);
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        assert_eq!(
+            location_free_outputs(&remote_out),
+            location_free_outputs(&local_out),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_remote_cache_is_filled_once_and_reused() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "cache");
+    let run = |out: &Path, staging: &Path| {
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            "configs/embed.toml",
+            "stages.0.model=\"embed/tests/fixtures/tiny-bert\"",
+            "stages.2.eps=0.0001",
+            &format!("output.dir=\"{}\"", out.display()),
+            &format!("run.cache_dir=\"{prefix}/cache\""),
+            &format!("run.staging_dir=\"{}\"", staging.display()),
+        ]));
+        let timings: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("timings.json")).unwrap()).unwrap();
+        timings.to_string()
+    };
+    let first = run(&tmp.path().join("a"), &tmp.path().join("staging-a"));
+    let cached = ObjectLocation::parse(&format!("{prefix}/cache"))
+        .unwrap()
+        .list()
+        .unwrap();
+    assert!(
+        cached
+            .iter()
+            .any(|o| o.location.as_ref().ends_with(".parquet")),
+        "the embeddings' sidecars are uploaded: {cached:?}"
+    );
+    // A second machine (a fresh staging folder) takes them from the bucket.
+    let second = run(&tmp.path().join("b"), &tmp.path().join("staging-b"));
+    assert!(first.contains("\"computed\":"), "{first}");
+    assert!(!first.contains("\"computed\":0"), "{first}");
+    assert!(second.contains("\"computed\":0"), "{second}");
+    assert_eq!(
+        location_free_outputs(&tmp.path().join("a")),
+        location_free_outputs(&tmp.path().join("b"))
+    );
+}
+
+#[test]
+fn a_missing_bucket_or_object_is_an_error_naming_it() {
+    let _bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/quickstart.toml",
+        "input.paths=[\"s3://no-such-bucket-gleaner/corpus/\"]",
+        &format!("output.dir=\"{}\"", out.display()),
+    ]));
+    assert!(err.contains("s3://no-such-bucket-gleaner/corpus"), "{err}");
+    assert!(!out.join("manifest.json").exists());
+    let err = fails(&gleaner(&[
+        "inspect",
+        "s3://no-such-bucket-gleaner/a.parquet",
+    ]));
+    assert!(
+        err.contains("s3://no-such-bucket-gleaner/a.parquet"),
+        "{err}"
+    );
+}
