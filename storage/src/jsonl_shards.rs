@@ -3,7 +3,7 @@
 //! rotated at the same uncompressed size as parquet shards and committed the same way
 //! (`.part-NNNNN.jsonl.zst.tmp`, synced, renamed).
 
-use crate::atomic::{commit, sha256_file, temp_path_for};
+use crate::atomic::{commit, temp_path_for};
 use crate::error::{Result, StorageError};
 use crate::jsonl::JsonlCodec;
 use crate::writer::{row_sizes, ShardInfo};
@@ -163,20 +163,11 @@ impl JsonlShardWriter {
             .finish()
             .map_err(|e| StorageError::io(&shard.tmp, e))?;
         commit(file, &shard.tmp, &shard.path)?;
-        let bytes = std::fs::metadata(&shard.path)
-            .map_err(|e| StorageError::io(&shard.path, e))?
-            .len();
-        self.shards.push(ShardInfo {
-            file: shard
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            rows: shard.rows,
-            uncompressed_bytes: shard.bytes,
-            bytes,
-            sha256: sha256_file(&shard.path)?,
-        });
+        self.shards.push(ShardInfo::of_committed(
+            &shard.path,
+            shard.rows,
+            shard.bytes,
+        )?);
         Ok(())
     }
 

@@ -152,12 +152,14 @@ fn store_for(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath, String)> {
                 .build()
                 .map_err(|e| error(url, e))?,
         ),
-        other => return Err(error(
-            url,
-            format!(
+        other => {
+            return Err(error(
+                url,
+                format!(
                 "the scheme {other:?} is not supported (use s3://, gs://, az:// or a local path)"
             ),
-        )),
+            ))
+        }
     };
     stores.insert(base.clone(), store.clone());
     Ok((store, key, base))

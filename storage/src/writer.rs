@@ -199,6 +199,26 @@ pub struct ShardInfo {
     pub sha256: String,
 }
 
+impl ShardInfo {
+    /// The record of a shard just committed at `path` (its size and hash read from disk).
+    pub fn of_committed(path: &Path, rows: u64, uncompressed_bytes: u64) -> Result<Self> {
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| StorageError::io(path, e))?
+            .len();
+        Ok(ShardInfo {
+            file: path
+                .file_name()
+                .expect("shard paths have a file name")
+                .to_string_lossy()
+                .into_owned(),
+            rows,
+            uncompressed_bytes,
+            bytes,
+            sha256: sha256_file(path)?,
+        })
+    }
+}
+
 type EncodedRowGroup = JoinHandle<parquet::errors::Result<Vec<ArrowColumnChunk>>>;
 
 struct OpenShard {
@@ -438,21 +458,11 @@ impl ParquetShardWriter {
             .into_inner()
             .map_err(|e| Self::write_error(&shard.tmp, e))?;
         commit(file, &shard.tmp, &shard.path)?;
-        let bytes = std::fs::metadata(&shard.path)
-            .map_err(|e| StorageError::io(&shard.path, e))?
-            .len();
-        self.shards.push(ShardInfo {
-            file: shard
-                .path
-                .file_name()
-                .expect("shard paths have a file name")
-                .to_string_lossy()
-                .into_owned(),
-            rows: shard.rows,
-            uncompressed_bytes: shard.bytes,
-            bytes,
-            sha256: sha256_file(&shard.path)?,
-        });
+        self.shards.push(ShardInfo::of_committed(
+            &shard.path,
+            shard.rows,
+            shard.bytes,
+        )?);
         Ok(())
     }
 
