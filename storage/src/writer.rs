@@ -118,7 +118,7 @@ pub enum ShardWriter {
     /// Parquet shards.
     Parquet(Box<ParquetShardWriter>),
     /// JSON Lines shards.
-    Jsonl(JsonlShardWriter),
+    Jsonl(Box<JsonlShardWriter>),
 }
 
 impl ShardWriter {
@@ -141,13 +141,13 @@ impl ShardWriter {
                                 options.codec
                             ),
                         })?;
-                Ok(ShardWriter::Jsonl(JsonlShardWriter::new(
+                Ok(ShardWriter::Jsonl(Box::new(JsonlShardWriter::new(
                     dir,
                     &options.prefix,
                     codec,
                     level,
                     options.shard_bytes,
-                )?))
+                )?)))
             }
         }
     }
