@@ -218,6 +218,16 @@ impl ObjectLocation {
         Ok(objects)
     }
 
+    /// The key of a listed object relative to this prefix (`a/b` below `a` is `b`).
+    pub fn relative_key(&self, key: &ObjectPath) -> String {
+        let key = key.to_string();
+        let root = self.key.to_string();
+        match key.strip_prefix(&root) {
+            Some(rel) => rel.trim_start_matches('/').to_string(),
+            None => key,
+        }
+    }
+
     /// The URL of an object the store listed.
     pub fn url_of(&self, key: &ObjectPath) -> String {
         format!("{}/{}", self.base, key)
@@ -391,15 +401,10 @@ pub fn publish_dir(local: &Path, prefix: &ObjectLocation, last: &str) -> Result<
     for (rel, path) in files.iter().filter(|(rel, _)| rel != last) {
         prefix.join(rel).upload_file(path)?;
     }
-    let root = prefix.key.to_string();
     for old in prefix.list()? {
-        let key = old.location.to_string();
-        let rel = key
-            .strip_prefix(&root)
-            .map(|r| r.trim_start_matches('/'))
-            .unwrap_or(&key);
-        if !written.contains(rel) {
-            prefix.join(rel).delete()?;
+        let rel = prefix.relative_key(&old.location);
+        if !written.contains(&rel) {
+            prefix.join(&rel).delete()?;
         }
     }
     if let Some((_, path)) = files.iter().find(|(rel, _)| rel == last) {
@@ -411,22 +416,17 @@ pub fn publish_dir(local: &Path, prefix: &ObjectLocation, last: &str) -> Result<
 /// Copies the objects below `prefix` into `local` that are missing there or differ in size
 /// (a cache mirror); returns how many were downloaded.
 pub fn mirror_down(prefix: &ObjectLocation, local: &Path) -> Result<usize> {
-    let root = prefix.key.to_string();
     let mut fetched = 0;
     for object in prefix.list()? {
-        let key = object.location.to_string();
-        let rel = key
-            .strip_prefix(&root)
-            .map(|r| r.trim_start_matches('/'))
-            .unwrap_or(&key);
-        let target = local.join(rel);
+        let rel = prefix.relative_key(&object.location);
+        let target = local.join(&rel);
         if std::fs::metadata(&target).is_ok_and(|m| m.len() == object.size) {
             continue;
         }
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         }
-        let bytes = prefix.join(rel).get()?;
+        let bytes = prefix.join(&rel).get()?;
         crate::atomic::write_bytes(&target, &bytes)?;
         fetched += 1;
     }
@@ -436,18 +436,10 @@ pub fn mirror_down(prefix: &ObjectLocation, local: &Path) -> Result<usize> {
 /// Uploads the files of `local` that are not below `prefix` yet (cache entries never change
 /// once written, so one already there is kept); returns how many were uploaded.
 pub fn mirror_up(local: &Path, prefix: &ObjectLocation, skip_dirs: &[&str]) -> Result<usize> {
-    let root = prefix.key.to_string();
     let present: std::collections::HashMap<String, u64> = prefix
         .list()?
         .into_iter()
-        .map(|o| {
-            let key = o.location.to_string();
-            let rel = key
-                .strip_prefix(&root)
-                .map(|r| r.trim_start_matches('/').to_string())
-                .unwrap_or(key.clone());
-            (rel, o.size)
-        })
+        .map(|o| (prefix.relative_key(&o.location), o.size))
         .collect();
     let mut uploaded = 0;
     for (rel, path) in local_files(local)? {
