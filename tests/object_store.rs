@@ -258,3 +258,107 @@ fn a_missing_bucket_or_object_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+/// A loopback proxy in front of the S3 server that answers the first request of every
+/// `fail_every`-th connection with `503 Slow Down` and forwards the others; returns its
+/// address and the count of refusals so far.
+fn flaky_proxy(
+    upstream: std::net::SocketAddr,
+    fail_every: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut client) = conn else { continue };
+            if n % fail_every == 0 {
+                // Read the request head, refuse it, close the connection.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = client.write_all(
+                    b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                counter.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut client, mut server) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, refused)
+}
+
+#[test]
+fn refused_requests_are_retried_with_backoff_and_the_retry_limit_is_honoured() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "retry");
+    upload_dir(&repo().join("data/quickstart"), &format!("{prefix}/corpus"));
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let upstream: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let (flaky, refused) = flaky_proxy(upstream, 2);
+    let (refusing, _) = flaky_proxy(upstream, 1);
+    let run = |proxy: std::net::SocketAddr, retries: &str, out: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gleaner"))
+            .current_dir(repo())
+            .env("AWS_ENDPOINT_URL", format!("http://{proxy}"))
+            .env("GLEANER_OBJECT_STORE_RETRIES", retries)
+            .args([
+                "--quiet",
+                "run",
+                "--config",
+                "configs/quickstart.toml",
+                &format!("input.paths=[\"{prefix}/corpus/\"]"),
+                &format!("output.dir=\"{}\"", out.display()),
+            ])
+            .output()
+            .unwrap()
+    };
+    // Every other connection is refused: with retries the run completes, with the same bytes.
+    let out = tmp.path().join("retried");
+    ok(&run(flaky, "10", &out));
+    let after_retried = refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after_retried > 0, "the proxy refused some requests");
+    let local = tmp.path().join("local");
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/quickstart.toml",
+        &format!("output.dir=\"{}\"", local.display()),
+    ]));
+    assert_eq!(location_free_outputs(&out), location_free_outputs(&local));
+    // Without retries a refusal ends the run with an error naming the object's URL.
+    let out = tmp.path().join("no-retries");
+    let err = fails(&run(refusing, "0", &out));
+    assert!(err.contains(&prefix) && err.contains("503"), "{err}");
+    assert!(!out.join("manifest.json").exists());
+}
