@@ -236,7 +236,7 @@ fn a_remote_cache_is_filled_once_and_reused() {
 
 #[test]
 fn a_missing_bucket_or_object_is_an_error_naming_it() {
-    let _bucket = require_s3!();
+    let bucket = require_s3!();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let err = fails(&gleaner(&[
@@ -257,14 +257,43 @@ fn a_missing_bucket_or_object_is_an_error_naming_it() {
         err.contains("s3://no-such-bucket-gleaner/a.parquet"),
         "{err}"
     );
+
+    // A run with a remote output that fails (here: a missing input) publishes nothing and
+    // leaves no staging folder behind.
+    let prefix = fresh_prefix(&bucket, "failed");
+    let staging = tmp.path().join("staging");
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        "configs/quickstart.toml",
+        "input.paths=[\"/nonexistent/corpus\"]",
+        &format!("output.dir=\"{prefix}/out\""),
+        &format!("run.staging_dir=\"{}\"", staging.display()),
+    ]));
+    assert!(err.contains("/nonexistent/corpus"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging left: {left:?}");
+    let published = ObjectLocation::parse(&prefix).unwrap().list().unwrap();
+    assert!(published.is_empty(), "{published:?}");
 }
 
+/// `503 Slow Down`, as S3 answers when throttling.
+const SLOW_DOWN: &[u8] =
+    b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// `403 Access Denied` with S3's error body.
+const ACCESS_DENIED: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: 78\r\nConnection: close\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code></Error>";
+
 /// A loopback proxy in front of the S3 server that answers the first request of every
-/// `fail_every`-th connection with `503 Slow Down` and forwards the others; returns its
+/// `fail_every`-th connection with `response` and forwards the others; returns its
 /// address and the count of refusals so far.
 fn flaky_proxy(
     upstream: std::net::SocketAddr,
     fail_every: usize,
+    response: &'static [u8],
 ) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -288,9 +317,7 @@ fn flaky_proxy(
                         Ok(k) => head.extend_from_slice(&buf[..k]),
                     }
                 }
-                let _ = client.write_all(
-                    b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let _ = client.write_all(response);
                 counter.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
@@ -324,8 +351,8 @@ fn refused_requests_are_retried_with_backoff_and_the_retry_limit_is_honoured() {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    let (flaky, refused) = flaky_proxy(upstream, 2);
-    let (refusing, _) = flaky_proxy(upstream, 1);
+    let (flaky, refused) = flaky_proxy(upstream, 2, SLOW_DOWN);
+    let (refusing, _) = flaky_proxy(upstream, 1, SLOW_DOWN);
     let run = |proxy: std::net::SocketAddr, retries: &str, out: &Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_gleaner"))
             .current_dir(repo())
@@ -361,4 +388,47 @@ fn refused_requests_are_retried_with_backoff_and_the_retry_limit_is_honoured() {
     let err = fails(&run(refusing, "0", &out));
     assert!(err.contains(&prefix) && err.contains("503"), "{err}");
     assert!(!out.join("manifest.json").exists());
+}
+
+#[test]
+fn a_store_that_denies_access_is_an_error_naming_the_url_and_nothing_is_written() {
+    let _bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let upstream: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let (denying, _) = flaky_proxy(upstream, 1, ACCESS_DENIED);
+    let run = |overrides: &[String]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gleaner"));
+        cmd.current_dir(repo())
+            .env("AWS_ENDPOINT_URL", format!("http://{denying}"))
+            .args(["--quiet", "run", "--config", "configs/quickstart.toml"])
+            .args(overrides);
+        cmd.output().unwrap()
+    };
+    // Reading: the listing is denied.
+    let out = tmp.path().join("out");
+    let err = fails(&run(&[
+        "input.paths=[\"s3://private-bucket/corpus/\"]".to_string(),
+        format!("output.dir=\"{}\"", out.display()),
+    ]));
+    assert!(
+        err.contains("s3://private-bucket/corpus") && err.contains("403"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    // Writing: refused before any work, and no staging folder is left behind.
+    let staging = tmp.path().join("staging");
+    let err = fails(&run(&[
+        "output.dir=\"s3://private-bucket/runs/q\"".to_string(),
+        format!("run.staging_dir=\"{}\"", staging.display()),
+    ]));
+    assert!(
+        err.contains("s3://private-bucket/runs/q") && err.contains("403"),
+        "{err}"
+    );
+    assert!(!staging.exists(), "no staging folder");
 }

@@ -97,6 +97,14 @@ pub fn stage(config: &mut Config) -> Result<Staging> {
 }
 
 impl Staging {
+    /// Removes the output staging folder of a run that failed (nothing was published; the
+    /// cache mirror stays for the next run).
+    pub fn discard(self) {
+        if let Some((local, _)) = &self.output {
+            let _ = std::fs::remove_dir_all(local);
+        }
+    }
+
     /// Uploads the cache entries the run added, then publishes the completed output folder
     /// (manifest last) and removes its staging folder.
     pub fn publish(self) -> Result<()> {

@@ -212,7 +212,13 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     }
     let mut staged = config.clone();
     let staging = crate::remote::stage(&mut staged)?;
-    let mut summary = run_here(&staged, options)?;
+    let mut summary = match run_here(&staged, options) {
+        Ok(summary) => summary,
+        Err(e) => {
+            staging.discard();
+            return Err(e);
+        }
+    };
     staging.publish()?;
     summary.out_dir = PathBuf::from(&config.output.dir);
     Ok(summary)
