@@ -23,6 +23,8 @@ use gleaner_embed::{
 };
 
 fn main() {
+    // As the gleaner binary does.
+    gleaner_embed::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!(

@@ -21,6 +21,8 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // As the gleaner binary does.
+    gleaner_embed::memory::keep_freed_memory();
     let path = std::env::args()
         .nth(1)
         .expect("usage: bench_train TEXTS.jsonl");

@@ -16,6 +16,7 @@ pub mod error;
 pub mod llama;
 pub mod llama_packed;
 pub mod lm;
+pub mod memory;
 mod packed;
 pub mod tokenize;
 pub mod train;

@@ -196,6 +196,7 @@ fn print_summary(summary: &gleaner::run::RunSummary) {
 }
 
 fn main() {
+    gleaner_embed::memory::keep_freed_memory();
     let cli = Cli::parse();
     let level = if cli.quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
