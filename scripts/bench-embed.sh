@@ -5,21 +5,34 @@
 #   encoder: all-MiniLM-L6-v2 on N_ENC documents of the quickstart corpus (truncated at 256)
 #   lm:      SmolLM2-135M mean next-token loss on N_LM documents (truncated at 512)
 # Usage: scripts/bench-embed.sh [N_ENC] [N_LM]    (needs scripts/fetch-assets.sh first)
-# The matmul ceiling printed for reference is the linear layers' FLOPs per token divided into
-# the GFLOP/s numpy's BLAS reaches on this machine.
+# Env:   REPEAT (runs of each system, alternating; default 5), ENC_BATCHES (encoder batch
+#        sizes as PYTORCH_DOCS:GLEANER_TOKENS pairs; default "32:8192 128:32768"),
+#        SYSTEMS (default "gleaner pytorch candle"; "gleaner" alone needs no PyTorch).
+# Prints the machine, every run as a JSON line, then per model, batch size and system the
+# median with its min-max spread and the ratio of the medians. The matmul ceiling printed for
+# reference is the linear layers' FLOPs per token divided into the GFLOP/s numpy's BLAS
+# reaches on this machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/..
 n_enc=${1:-2000}
 n_lm=${2:-100}
+repeat=${REPEAT:-5}
+enc_batches=${ENC_BATCHES:-32:8192 128:32768}
+systems=" ${SYSTEMS:-gleaner pytorch candle} "
+has() { [[ "$systems" == *" $1 "* ]]; }
 assets=${GLEANER_ASSETS:-$root/.assets}
 venv=${BENCH_VENV:-$root/.bench-venv}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q torch transformers numpy safetensors tokenizers pyarrow
+if has pytorch; then
+  "$venv/bin/pip" install -q torch transformers numpy safetensors tokenizers pyarrow
+else
+  "$venv/bin/pip" install -q numpy pyarrow
+fi
 (cd "$root" && cargo build --release -q -p gleaner-embed --example bench_models)
-(cd "$root" && cargo build --release -q --manifest-path bench/candle-bert/Cargo.toml)
+if has candle; then (cd "$root" && cargo build --release -q --manifest-path bench/candle-bert/Cargo.toml); fi
 bench="$root/target/release/examples/bench_models"
 
 "$venv/bin/python" - "$root/data/quickstart" "$work" "$n_enc" "$n_lm" <<'PY'
@@ -41,19 +54,40 @@ a@b; t=time.perf_counter(); n=20
 for _ in range(n): a@b
 print(2*2048*384*1536*n/(time.perf_counter()-t)/1e9)"
 }
-measure() { # label, command...: prints the command's JSON with peak RSS added
-  local label=$1; shift
+measure() { # label, batch, command...: prints the command's JSON with system, batch and peak RSS
+  local label=$1 batch=$2; shift 2
   /usr/bin/time -f "%M" -o "$work/rss" "$@" > "$work/out.json"
-  "$venv/bin/python" -c "import json,sys; d=json.load(open('$work/out.json')); d['system']='$label'; d['peak_rss_mb']=int(open('$work/rss').read().split()[-1])/1024; print(json.dumps(d))"
+  "$venv/bin/python" -c "import json,sys; d=json.load(open('$work/out.json')); d['system']='$label'; d['batch']='$batch'; d['peak_rss_mb']=int(open('$work/rss').read().split()[-1])/1024; print(json.dumps(d))" | tee -a "$work/runs.jsonl"
 }
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
 gflops=$(ceiling)
 echo "{\"numpy_matmul_gflops\": $gflops}"
-for kind in encoder lm; do
-  model=$assets/models/all-MiniLM-L6-v2; texts=$work/enc.jsonl
-  if [ $kind = lm ]; then model=$assets/models/smollm2-135m; texts=$work/lm.jsonl; fi
-  measure gleaner "$bench" $kind "$model" "$texts"
-  measure pytorch env OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_models_torch.py" $kind "$model" "$texts"
-  if [ $kind = encoder ]; then
-    measure candle env RAYON_NUM_THREADS=2 "$root/bench/candle-bert/target/release/candle-bert-bench" "$model" "$texts"
-  fi
+: > "$work/runs.jsonl"
+enc=$assets/models/all-MiniLM-L6-v2
+lm=$assets/models/smollm2-135m
+for pair in $enc_batches; do
+  docs=${pair%%:*} tokens=${pair##*:}
+  for _ in $(seq "$repeat"); do
+    if has gleaner; then measure gleaner "$pair" env BATCH_TOKENS="$tokens" "$bench" encoder "$enc" "$work/enc.jsonl"; fi
+    if has pytorch; then measure pytorch "$pair" env OMP_NUM_THREADS=2 BATCH="$docs" "$venv/bin/python" "$here/bench_models_torch.py" encoder "$enc" "$work/enc.jsonl"; fi
+    if has candle; then measure candle "$pair" env RAYON_NUM_THREADS=2 "$root/bench/candle-bert/target/release/candle-bert-bench" "$enc" "$work/enc.jsonl"; fi
+  done
 done
+for _ in $(seq "$repeat"); do
+  if has gleaner; then measure gleaner default "$bench" lm "$lm" "$work/lm.jsonl"; fi
+  if has pytorch; then measure pytorch default env OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_models_torch.py" lm "$lm" "$work/lm.jsonl"; fi
+done
+"$venv/bin/python" - "$work/runs.jsonl" <<'PY'
+import collections, json, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    runs[(d["model"], d["batch"], d["system"])].append(d["docs_per_second"])
+print(f"\n{'model':8} {'batch':12} {'system':8} {'runs':>4} {'median docs/s':>14} {'min':>8} {'max':>8}")
+for (model, batch, system), v in sorted(runs.items()):
+    print(f"{model:8} {batch:12} {system:8} {len(v):>4} {statistics.median(v):>14.1f} {min(v):>8.1f} {max(v):>8.1f}")
+for (model, batch, system), v in sorted(runs.items()):
+    other = runs.get((model, batch, "pytorch"))
+    if system != "pytorch" and other:
+        print(f"{model} {batch}: {system} / pytorch = {statistics.median(v) / statistics.median(other):.2f}x (medians)")
+PY

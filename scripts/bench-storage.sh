@@ -58,12 +58,14 @@ measure() {
     r=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
     [ "$r" -gt "$rss" ] && rss=$r
   done
+  echo "  $name runs (s): ${walls[*]}" >&2
   med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   printf '%s\t%s\t%s\n' "$name" "$med" "$rss" | tee -a "$results"
 }
 
 disk_mb=$(du -sm "$corpus" | cut -f1)
 text_mb=$("$gleaner" inspect "$corpus" --scan | sed -E 's/.*documents, ([0-9]+) text bytes.*/\1/' | awk '{print int($1/1e6)}')
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni' /proc/cpuinfo | sort -u | xargs)"
 echo "corpus: $corpus, ${disk_mb} MB on disk, ${text_mb} MB of text; $(nproc) cores; median of $repeat runs"
 printf 'task\twall_s\tpeak_rss_mb\n'
 measure read-gleaner "$gleaner" inspect "$corpus" --scan

@@ -33,7 +33,7 @@ tok.no_truncation()
 if kind == "encoder":
     model = BertModel(BertConfig.from_json_file(f"{model_dir}/config.json"), add_pooling_layer=False)
     model.load_state_dict(load_file(f"{model_dir}/model.safetensors"), strict=False)
-    max_len, batch = 256, 32
+    max_len, batch = 256, int(os.environ.get("BATCH", "32"))
 else:
     model = LlamaForCausalLM(LlamaConfig.from_json_file(f"{model_dir}/config.json"))
     model.load_state_dict(load_file(f"{model_dir}/model.safetensors"), strict=False)

@@ -11,7 +11,8 @@
 //! The gradients kind is Quad's probe cost: one forward+backward pass per document for the
 //! weight gradients of the q/k/v/o projections of `LAYERS`; the checksum is the sum of the
 //! gradients' squared norms.
-//! `MAX_TOKENS` (default 512) truncates LM inputs. The attention_influence kind times the base
+//! `MAX_TOKENS` (default 512) truncates LM inputs; `BATCH_TOKENS` (default 8192) sets the
+//! encoder's padded tokens per batch. The attention_influence kind times the base
 //! and the masked pass (the `HEADS` uniform) and prints both checksums.
 
 use std::path::Path;
@@ -46,8 +47,13 @@ fn main() {
     let mut extra = serde_json::json!({});
     let (tokens, seconds, checksum) = match args[1].as_str() {
         "encoder" => {
-            let encoder =
-                SentenceEncoder::load(dir, EncoderOptions::default(), &device).expect("model");
+            let options = EncoderOptions {
+                batch_tokens: std::env::var("BATCH_TOKENS")
+                    .map(|v| v.parse().expect("BATCH_TOKENS is a number"))
+                    .unwrap_or(EncoderOptions::default().batch_tokens),
+                ..Default::default()
+            };
+            let encoder = SentenceEncoder::load(dir, options, &device).expect("model");
             let tokens: usize = encoder
                 .token_counts(&refs)
                 .unwrap()
