@@ -126,6 +126,23 @@ fn the_quickstart_from_and_to_a_bucket_gives_the_local_bytes() {
     download(&remote_out, &again);
     assert_eq!(location_free_outputs(&again), local);
 
+    // `status` reads the published manifest; a prefix without one holds no completed run.
+    let status = ok(&gleaner(&["status", &remote_out]));
+    assert!(
+        status.contains(&format!("{remote_out}: complete")),
+        "{status}"
+    );
+    let local_status = ok(&gleaner(&["status", local_out.to_str().unwrap()]));
+    let counts = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("selected:") || l.starts_with("  "))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&status), counts(&local_status));
+    let empty = ok(&gleaner(&["status", &format!("{prefix}/corpus")]));
+    assert!(empty.contains("no completed run"), "{empty}");
+
     // `inspect` reads the objects' footers.
     let shown = ok(&gleaner(&["inspect", &format!("{prefix}/corpus/")]));
     assert!(shown.contains("corpus-00.parquet"), "{shown}");

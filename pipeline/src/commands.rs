@@ -432,15 +432,36 @@ pub fn plan(config: &Config, max_units: usize) -> Result<String> {
     Ok(s)
 }
 
-/// `gleaner status OUT_DIR`: whether a run completed, and its counts; or its current phase.
-pub fn status(out: &Path) -> Result<String> {
+/// `gleaner status OUT_DIR`: a completed run's counts, or where an incomplete one stopped.
+/// An object-storage prefix holds a run only once it is complete (see `remote`), so its
+/// status is read from the published manifest and stats.
+pub fn status(out: &str) -> Result<String> {
+    if !gleaner_storage::object::is_remote(out) {
+        return local_status(Path::new(out), out);
+    }
+    let prefix = gleaner_storage::object::ObjectLocation::parse(out.trim_end_matches('/'))?;
+    if prefix.join(MANIFEST_FILE).head()?.is_none() {
+        return Ok(format!(
+            "{out}: no completed run (a run publishes its folder only once it is complete)\n"
+        ));
+    }
+    let local = tempfile::tempdir()?;
+    for name in [MANIFEST_FILE, layout::STATS_FILE] {
+        let bytes = prefix.join(name).get()?;
+        std::fs::write(local.path().join(name), &bytes)?;
+    }
+    local_status(local.path(), out)
+}
+
+/// The status of the run folder `out`, named `shown` in the text.
+fn local_status(out: &Path, shown: &str) -> Result<String> {
     let mut s = String::new();
     if !out.exists() {
-        anyhow::bail!("{}: no such output directory", out.display());
+        anyhow::bail!("{shown}: no such output directory");
     }
     if out.join(MANIFEST_FILE).exists() {
         let m = Manifest::read(out)?;
-        let _ = writeln!(s, "{}: complete ({})", out.display(), m.code_version);
+        let _ = writeln!(s, "{shown}: complete ({})", m.code_version);
         let _ = writeln!(s, "config hash: {}", m.config_hash);
         let rows_in: u64 = m.inputs.iter().map(|i| i.rows).sum();
         let rows_out: u64 = m.outputs.iter().map(|o| o.rows).sum();
@@ -489,7 +510,7 @@ pub fn status(out: &Path) -> Result<String> {
             );
         }
     } else if let Some(sharded) = crate::distributed::status(out) {
-        let _ = writeln!(s, "{}: incomplete sharded run", out.display());
+        let _ = writeln!(s, "{}: incomplete sharded run", shown);
         s.push_str(&sharded);
     } else {
         let p = out.join(layout::PROGRESS_FILE);
@@ -500,7 +521,7 @@ pub fn status(out: &Path) -> Result<String> {
                 let _ = writeln!(
                     s,
                     "{}: incomplete, last phase `{}` {}",
-                    out.display(),
+                    shown,
                     v["phase"].as_str().unwrap_or("?"),
                     v["detail"]
                 );
@@ -509,7 +530,7 @@ pub fn status(out: &Path) -> Result<String> {
                 let _ = writeln!(
                     s,
                     "{}: no gleaner run found (no manifest.json or progress.json)",
-                    out.display()
+                    shown
                 );
             }
         }

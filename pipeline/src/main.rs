@@ -143,8 +143,8 @@ enum Command {
     },
     /// State of an output directory: complete with counts, or the phase it stopped in.
     Status {
-        /// Output directory.
-        out_dir: PathBuf,
+        /// Output directory (or an object-storage prefix).
+        out_dir: String,
     },
 }
 
