@@ -272,3 +272,24 @@ fn new_settings_parse_and_bad_values_name_the_key() {
     let e = format!("{:#}", quad("random").unwrap_err());
     assert!(e.contains("stages[2]") && e.contains("all_once"), "{e}");
 }
+
+#[test]
+fn object_storage_keys_are_checked_where_they_cannot_work() {
+    let e = err(&["run.executor=\"slurm\"", "output.dir=\"s3://bucket/run\""]);
+    assert!(
+        e.contains("output.dir") && e.contains("s3://bucket/run"),
+        "{e}"
+    );
+    let e = err(&[
+        "run.executor=\"slurm\"",
+        "run.cache_dir=\"s3://bucket/cache\"",
+    ]);
+    assert!(
+        e.contains("run.cache_dir") && e.contains("s3://bucket/cache"),
+        "{e}"
+    );
+    let e = err(&["output.format=\"jsonl\"", "output.compression=\"brotli\""]);
+    assert!(e.contains("output.compression"), "{e}");
+    let c = load(&["output.format=\"jsonl\"", "output.dir=\"s3://bucket/run\""]).unwrap();
+    assert_eq!(c.output.dir, "s3://bucket/run");
+}

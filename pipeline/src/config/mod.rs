@@ -741,6 +741,14 @@ impl Config {
                 self.output.compression
             );
         }
+        if self.run.executor == Executor::Slurm
+            && self.run.cache_dir.as_deref().is_some_and(is_remote)
+        {
+            bail!(
+                "at key `run.cache_dir`: the Slurm executor needs a folder every node shares; {} is in object storage",
+                self.run.cache_dir.as_deref().unwrap_or_default()
+            );
+        }
         if self.run.executor == Executor::Slurm && is_remote(&self.output.dir) {
             bail!(
                 "at key `output.dir`: the Slurm executor needs a folder every node shares; {} is in object storage (run with the local executor, or write to a shared filesystem)",
