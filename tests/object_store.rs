@@ -11,12 +11,20 @@ use gleaner_storage::object::{local_files, mirror_down, ObjectLocation};
 mod common;
 use common::*;
 
+/// The S3 server's address (`AWS_ENDPOINT_URL`, `http://HOST:PORT`).
+fn endpoint() -> Option<std::net::SocketAddr> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok()?;
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .ok()
+}
+
 /// The test bucket when a server answers at `AWS_ENDPOINT_URL`.
 fn bucket() -> Option<String> {
     let bucket = std::env::var("GLEANER_S3_TEST_BUCKET").ok()?;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok()?;
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let addr: std::net::SocketAddr = host.parse().ok()?;
+    let addr = endpoint()?;
     std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
     Some(bucket)
 }
@@ -362,12 +370,7 @@ fn refused_requests_are_retried_with_backoff_and_the_retry_limit_is_honoured() {
     let tmp = tempfile::tempdir().unwrap();
     let prefix = fresh_prefix(&bucket, "retry");
     upload_dir(&repo().join("data/quickstart"), &format!("{prefix}/corpus"));
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let upstream: std::net::SocketAddr = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let upstream = endpoint().unwrap();
     let (flaky, refused) = flaky_proxy(upstream, 2, SLOW_DOWN);
     let (refusing, _) = flaky_proxy(upstream, 1, SLOW_DOWN);
     let run = |proxy: std::net::SocketAddr, retries: &str, out: &Path| {
@@ -411,12 +414,7 @@ fn refused_requests_are_retried_with_backoff_and_the_retry_limit_is_honoured() {
 fn a_store_that_denies_access_is_an_error_naming_the_url_and_nothing_is_written() {
     let _bucket = require_s3!();
     let tmp = tempfile::tempdir().unwrap();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let upstream: std::net::SocketAddr = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let upstream = endpoint().unwrap();
     let (denying, _) = flaky_proxy(upstream, 1, ACCESS_DENIED);
     let run = |overrides: &[String]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gleaner"));
