@@ -11,6 +11,7 @@
 use crate::config::Config;
 use crate::models::features::configured_cache_root;
 use anyhow::{bail, Context, Result};
+use gleaner_storage::atomic::hex;
 use gleaner_storage::manifest::MANIFEST_FILE;
 use gleaner_storage::object::{is_remote, mirror_down, mirror_up, publish_dir, ObjectLocation};
 use sha2::{Digest, Sha256};
@@ -37,8 +38,7 @@ fn staging_root(config: &Config) -> PathBuf {
 /// A local folder name for a URL: readable and unique.
 fn folder_for(kind: &str, url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
-    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{kind}-{tag}")
+    format!("{kind}-{}", hex(&digest[..8]))
 }
 
 /// Points `config`'s output and cache at local folders where they are remote: refuses to

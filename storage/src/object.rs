@@ -174,7 +174,7 @@ impl ObjectLocation {
 
     /// The URL of this location.
     pub fn url(&self) -> String {
-        format!("{}/{}", self.base, self.key)
+        self.url_of(&self.key)
     }
 
     /// The location `name` below this one (`a/b` joined with `c/d` is `a/b/c/d`).
