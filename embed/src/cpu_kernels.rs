@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 /// `exp(x)` for `x <= 0`, branch-free: 2^n * p(r) with `x = n ln2 + r`, |r| <= ln2/2.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
     // Round to nearest by the 1.5 * 2^23 trick: no libm call, so the loop vectorises.
     const ROUND: f32 = 12_582_912.0;
@@ -87,6 +87,7 @@ macro_rules! vectorised {
         }
     };
 }
+pub(crate) use vectorised;
 
 #[inline(always)]
 fn gelu_loop(values: &mut [f32]) {
@@ -298,26 +299,48 @@ vectorised! {
 
 /// Row-major `dst[m x n] (+)= scale * lhs[m x k] * rhs[k x n]` through `gemm`, with explicit
 /// row strides (`*_rs`) so slices of packed rows need no copy; `accumulate` adds to `dst`.
-/// Large products use every rayon thread; small ones run on the caller's thread.
+/// Large products called from outside the rayon pool use every rayon thread; small ones, and
+/// any called from a rayon task (whose caller already spreads its work over the threads), run
+/// on the caller's thread. The result is the same either way.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
-    [m, k, n]: [usize; 3],
+    dims: [usize; 3],
     lhs: (&[f32], usize),
     rhs: (&[f32], usize, usize),
     dst: (&mut [f32], usize),
     scale: f32,
     accumulate: bool,
 ) {
-    let (lhs, lhs_rs) = lhs;
+    matmul_strided(dims, (lhs.0, lhs.1, 1), rhs, dst, scale, accumulate);
+}
+
+/// [`matmul`] with both strides of `lhs` given too (`(values, row stride, column stride)`), so
+/// a transposed operand is read in place: `x^T` of a row-major `[r x c]` matrix is `(x, 1, c)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_strided(
+    [m, k, n]: [usize; 3],
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    dst: (&mut [f32], usize),
+    scale: f32,
+    accumulate: bool,
+) {
+    let (lhs, lhs_rs, lhs_cs) = lhs;
     let (rhs, rhs_rs, rhs_cs) = rhs;
     let (dst, dst_rs) = dst;
-    assert!(m == 0 || lhs.len() >= (m - 1) * lhs_rs + k, "lhs too short");
+    assert!(
+        m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs,
+        "lhs too short"
+    );
     assert!(
         k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs,
         "rhs too short"
     );
     assert!(m == 0 || dst.len() >= (m - 1) * dst_rs + n, "dst too short");
-    let parallelism = if m * n * k >= 1 << 21 && rayon::current_num_threads() > 1 {
+    let parallelism = if m * n * k >= 1 << 21
+        && rayon::current_num_threads() > 1
+        && rayon::current_thread_index().is_none()
+    {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
@@ -333,7 +356,7 @@ pub(crate) fn matmul(
             dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
-            1,
+            lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
             rhs_cs as isize,

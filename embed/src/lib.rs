@@ -15,11 +15,13 @@ pub mod encoder;
 pub mod error;
 pub mod llama;
 pub mod llama_packed;
+pub mod llama_train;
 pub mod lm;
 pub mod memory;
 mod packed;
 pub mod tokenize;
 pub mod train;
+mod train_kernels;
 pub mod weights;
 
 pub use burn::prelude::Device;

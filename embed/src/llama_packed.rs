@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu_kernels::{matmul, rms_norm_rows, row_nll, softmax_in_place, swiglu_row};
 use crate::llama::{HeadMask, LlamaConfig, LlamaForCausalLm, UniformScope};
-use crate::packed::{grow, param_values, Dense, ROWS_PER_TASK};
+use crate::packed::{batch_ranges, grow, param_values, Dense, ROWS_PER_TASK};
 
 /// Queries of one sequence whose attention scores are computed at once.
 const QUERY_BLOCK: usize = 128;
@@ -32,6 +32,21 @@ struct PackedDecoderLayer {
     /// Gate and up projections side by side.
     gate_up: Dense,
     down: Dense,
+}
+
+/// One decoder layer's weights in this module's layout: row-major `[d_in x d_out]`, query, key
+/// and value side by side, gate and up side by side.
+pub(crate) struct PackedLayerWeights {
+    pub input_norm: Vec<f32>,
+    /// `[hidden x (heads + 2 kv_heads) head_dim]`.
+    pub qkv: Vec<f32>,
+    /// `[heads head_dim x hidden]`.
+    pub output: Vec<f32>,
+    pub post_attention_norm: Vec<f32>,
+    /// `[hidden x 2 intermediate]`.
+    pub gate_up: Vec<f32>,
+    /// `[intermediate x hidden]`.
+    pub down: Vec<f32>,
 }
 
 /// Working memory of one batch, reused across batches.
@@ -102,6 +117,49 @@ impl PackedLlama {
         }
     }
 
+    /// A model with tied embeddings (`embed_tokens`, `[vocab x hidden]`) and one key/value
+    /// head per query head from its weights in this module's layout (the CPU trainer's);
+    /// `(heads, head_dim, intermediate, vocab)` and `(rms epsilon, rope theta)`.
+    pub(crate) fn from_weights(
+        embed_tokens: Vec<f32>,
+        layers: Vec<PackedLayerWeights>,
+        final_norm: Vec<f32>,
+        (heads, head_dim, intermediate, vocab): (usize, usize, usize, usize),
+        (epsilon, rope_theta): (f32, f64),
+    ) -> Self {
+        let hidden = final_norm.len();
+        let dense = |weight: Vec<f32>, d_in: usize, d_out: usize| Dense {
+            bias: vec![0.0; d_out],
+            weight,
+            d_in,
+            d_out,
+        };
+        let layers = layers
+            .into_iter()
+            .map(|w| PackedDecoderLayer {
+                input_norm: w.input_norm,
+                qkv: dense(w.qkv, hidden, 3 * heads * head_dim),
+                output: dense(w.output, heads * head_dim, hidden),
+                post_attention_norm: w.post_attention_norm,
+                gate_up: dense(w.gate_up, hidden, 2 * intermediate),
+                down: dense(w.down, intermediate, hidden),
+            })
+            .collect();
+        Self {
+            embed_tokens,
+            layers,
+            final_norm,
+            lm_head: None,
+            hidden,
+            heads,
+            kv_heads: heads,
+            head_dim,
+            vocab,
+            epsilon,
+            rope_theta,
+        }
+    }
+
     /// Next-token losses of each sequence (`len - 1` values each), with `mask`'s heads made
     /// uniform. Every sequence must have at least two tokens, all inside the vocabulary.
     pub fn token_losses(
@@ -118,6 +176,33 @@ impl PackedLlama {
         let rows = *offsets.last().unwrap();
         self.norm(&ws.residual, &self.final_norm, &mut ws.normed, rows);
         self.losses(sequences, &offsets, ws)
+    }
+
+    /// [`Self::token_losses`] of any number of sequences (none for those under two tokens):
+    /// sorted by length and packed without padding into batches of at most `batch_tokens`
+    /// tokens (at least one sequence each).
+    pub fn losses_in_batches(
+        &self,
+        sequences: &[&[u32]],
+        batch_tokens: usize,
+        mask: Option<&HeadMask>,
+    ) -> Vec<Vec<f32>> {
+        let mut order: Vec<usize> = (0..sequences.len())
+            .filter(|&i| sequences[i].len() >= 2)
+            .collect();
+        order.sort_by_key(|&i| (sequences[i].len(), i));
+        let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
+        let mut out = vec![Vec::new(); sequences.len()];
+        let mut workspace = LlamaWorkspace::default();
+        for range in batch_ranges(&lengths, batch_tokens, false) {
+            let batch = &order[range];
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
+            let losses = self.token_losses(&rows, mask, &mut workspace);
+            for (&index, losses) in batch.iter().zip(losses) {
+                out[index] = losses;
+            }
+        }
+        out
     }
 
     /// The residual stream entering decoder layer `layers` (the output of the layers before

@@ -233,23 +233,8 @@ impl CausalLm {
     /// packed without padding into batches of at most `batch_tokens` tokens (at least one
     /// sequence each).
     fn packed_token_losses(&self, sequences: &[&[u32]], mask: Option<&HeadMask>) -> Vec<Vec<f32>> {
-        let model = self.packed_model();
-        let mut order: Vec<usize> = (0..sequences.len())
-            .filter(|&i| sequences[i].len() >= 2)
-            .collect();
-        order.sort_by_key(|&i| (sequences[i].len(), i));
-        let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
-        let mut out = vec![Vec::new(); sequences.len()];
-        let mut workspace = LlamaWorkspace::default();
-        for range in batch_ranges(&lengths, self.options.batch_tokens, false) {
-            let batch = &order[range];
-            let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
-            let losses = model.token_losses(&rows, mask, &mut workspace);
-            for (&index, losses) in batch.iter().zip(losses) {
-                out[index] = losses;
-            }
-        }
-        out
+        self.packed_model()
+            .losses_in_batches(sequences, self.options.batch_tokens, mask)
     }
 
     /// [`Self::token_losses`] through the Burn graph, on batches of equal length.
