@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
 use crate::bert_packed::{PackedBert, Workspace};
-use crate::packed::batch_ranges;
+use crate::packed::{batch_ranges, map_batches};
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -128,22 +128,27 @@ impl SentenceEncoder {
         // packed forward takes any mix, and similar lengths balance its attention tasks).
         segments.sort_by_key(|s| (s.ids.len(), s.document));
         let mut sums = vec![0f32; texts.len() * dim];
-        let mut workspace = Workspace::default();
         let lengths: Vec<usize> = segments.iter().map(|s| s.ids.len()).collect();
-        let packed = matches!(self.forward, Forward::Packed(_));
-        for range in batch_ranges(&lengths, self.options.batch_tokens, !packed) {
-            let batch = &segments[range];
-            let vectors = match &self.forward {
-                Forward::Packed(model) => {
-                    let ids: Vec<&[u32]> = batch.iter().map(|s| s.ids.as_slice()).collect();
-                    model.embed(&ids, &mut workspace)?
-                }
-                Forward::Graph(model) => self.embed_batch(model, batch),
-            };
-            for (segment, vector) in batch.iter().zip(vectors.chunks_exact(dim)) {
-                let sum = &mut sums[segment.document * dim..(segment.document + 1) * dim];
-                sum.iter_mut().zip(vector).for_each(|(s, v)| *s += v);
-            }
+        let vectors: Vec<Vec<f32>> = match &self.forward {
+            Forward::Packed(model) => map_batches(
+                batch_ranges(&lengths, self.options.batch_tokens, false),
+                |workspace: &mut Workspace, range| {
+                    let ids: Vec<&[u32]> =
+                        segments[range].iter().map(|s| s.ids.as_slice()).collect();
+                    model.embed(&ids, workspace)
+                },
+            )
+            .into_iter()
+            .collect::<Result<_, _>>()?,
+            Forward::Graph(model) => batch_ranges(&lengths, self.options.batch_tokens, true)
+                .into_iter()
+                .map(|range| self.embed_batch(model, &segments[range]))
+                .collect(),
+        };
+        let rows = vectors.iter().flat_map(|v| v.chunks_exact(dim));
+        for (segment, vector) in segments.iter().zip(rows) {
+            let sum = &mut sums[segment.document * dim..(segment.document + 1) * dim];
+            sum.iter_mut().zip(vector).for_each(|(s, v)| *s += v);
         }
         for row in sums.chunks_exact_mut(dim) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);

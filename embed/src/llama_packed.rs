@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu_kernels::{matmul, rms_norm_rows, row_nll, softmax_in_place, swiglu_row};
 use crate::llama::{HeadMask, LlamaConfig, LlamaForCausalLm, UniformScope};
-use crate::packed::{batch_ranges, grow, param_values, Dense, ROWS_PER_TASK};
+use crate::packed::{batch_ranges, grow, map_batches, param_values, Dense, ROWS_PER_TASK};
 
 /// Queries of one sequence whose attention scores are computed at once.
 const QUERY_BLOCK: usize = 128;
@@ -192,15 +192,16 @@ impl PackedLlama {
             .collect();
         order.sort_by_key(|&i| (sequences[i].len(), i));
         let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
+        let batches = map_batches(
+            batch_ranges(&lengths, batch_tokens, false),
+            |workspace: &mut LlamaWorkspace, range| {
+                let rows: Vec<&[u32]> = order[range].iter().map(|&i| sequences[i]).collect();
+                self.token_losses(&rows, mask, workspace)
+            },
+        );
         let mut out = vec![Vec::new(); sequences.len()];
-        let mut workspace = LlamaWorkspace::default();
-        for range in batch_ranges(&lengths, batch_tokens, false) {
-            let batch = &order[range];
-            let rows: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
-            let losses = self.token_losses(&rows, mask, &mut workspace);
-            for (&index, losses) in batch.iter().zip(losses) {
-                out[index] = losses;
-            }
+        for (&index, losses) in order.iter().zip(batches.into_iter().flatten()) {
+            out[index] = losses;
         }
         out
     }

@@ -129,6 +129,29 @@ pub(crate) fn batch_ranges(
     ranges
 }
 
+/// `forward(workspace, range)` over every batch of `ranges`, results in batch order. With at
+/// least as many batches as rayon threads, whole batches run on the threads, each on one (its
+/// products then run on that thread), so no thread waits for another inside a batch; with
+/// fewer, batches run one after another and each spreads its work over the threads. Either
+/// way a batch gives the same values.
+pub(crate) fn map_batches<W: Default + Send, T: Send>(
+    ranges: Vec<std::ops::Range<usize>>,
+    forward: impl Fn(&mut W, std::ops::Range<usize>) -> T + Sync + Send,
+) -> Vec<T> {
+    if ranges.len() >= rayon::current_num_threads() {
+        ranges
+            .into_par_iter()
+            .map_init(W::default, |workspace, range| forward(workspace, range))
+            .collect()
+    } else {
+        let mut workspace = W::default();
+        ranges
+            .into_iter()
+            .map(|range| forward(&mut workspace, range))
+            .collect()
+    }
+}
+
 /// A parameter's values, row-major.
 pub(crate) fn param_values<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
     crate::values(param.val())

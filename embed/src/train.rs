@@ -274,7 +274,10 @@ mod tests {
             let seq: Vec<u32> = byte_tokens("abcabcabcabcabcabcabc");
             // Random init with std 0.02: logits near 0, loss near ln(257).
             let before = lm.evaluate(std::slice::from_ref(&seq));
-            assert!((before - (BYTE_VOCAB as f64).ln()).abs() < 0.05, "{name}: {before}");
+            assert!(
+                (before - (BYTE_VOCAB as f64).ln()).abs() < 0.05,
+                "{name}: {before}"
+            );
             for _ in 0..200 {
                 lm.step(&[seq.clone(), seq.clone()], 3e-3);
             }
