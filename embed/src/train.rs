@@ -264,7 +264,8 @@ mod tests {
 
     #[test]
     fn an_untrained_model_predicts_uniformly_and_training_learns_a_repeated_sequence() {
-        let engines: [(&str, fn() -> TrainableLm); 2] = [
+        type Fresh = fn() -> TrainableLm;
+        let engines: [(&str, Fresh); 2] = [
             ("cpu", || TrainableLm::new(shape(), 3, 0.0, &Device::flex())),
             ("graph", || graph_lm(3)),
         ];
