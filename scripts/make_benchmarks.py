@@ -27,9 +27,12 @@ source's pool share; with training: bits per byte on the held-out e-mails.
 diversity/: 400 real documents of 50+ words (families), each with 0 to 14 planted near-copies
 (2% of its words replaced, lines re-wrapped; family sizes skewed, so a few families hold most
 of the pool), shuffled: pool.parquet (id `<family>#<copy>`, text, source: the family's
-source). Known answer without training: the number of families a fixed budget of documents
-covers (uniform sampling covers a computable expected number; dedup first should cover one
-family per document).
+source), and evaluation.parquet: the next 200 documents of 50+ words of the same shuffled
+list (the same mix of sources, none of them a family), less any that shares a 13-word run
+with a pool document. Known answer without training: the number of families a fixed budget of
+documents covers (uniform sampling covers a computable expected number; dedup first should
+cover one family per document). With training: held-out bits per byte, where a selection
+spent on near-copies has seen less distinct text.
 
 Usage: python3 scripts/make_benchmarks.py   (needs pyarrow; deterministic, seeds 7, 11, 13)
 """
@@ -204,10 +207,18 @@ def diversity():
             text = "\n".join(" ".join(w[i : i + 10]) for i in range(0, len(w), 10))
             pool.append((f"{r['id']}#{c}", text, r["source"]))
     rng.shuffle(pool)
+    seen = set().union(*(shingles(p[1]) for p in pool))
+    evaluation = [
+        (r["id"], r["text"], r["source"]) for r in docs[400:600] if not shingles(r["text"]) & seen
+    ]
     out = os.path.join(ROOT, "data", "benchmarks", "diversity")
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "pool.parquet"), pool)
-    print(f"diversity: pool {len(pool)} documents in 400 families in {os.path.normpath(out)}")
+    write(os.path.join(out, "evaluation.parquet"), evaluation)
+    print(
+        f"diversity: pool {len(pool)} documents in 400 families, evaluation {len(evaluation)} "
+        f"in {os.path.normpath(out)}"
+    )
 
 
 if __name__ == "__main__":
