@@ -129,16 +129,20 @@ pub(crate) fn batch_ranges(
     ranges
 }
 
+/// Batches per thread from which [`map_batches`] runs whole batches on the threads: enough
+/// that batches of unequal sizes still keep every thread busy to the end.
+const BATCHES_PER_THREAD: usize = 4;
+
 /// `forward(workspace, range)` over every batch of `ranges`, results in batch order. With at
-/// least as many batches as rayon threads, whole batches run on the threads, each on one (its
-/// products then run on that thread), so no thread waits for another inside a batch; with
-/// fewer, batches run one after another and each spreads its work over the threads. Either
-/// way a batch gives the same values.
+/// least [`BATCHES_PER_THREAD`] batches per rayon thread, whole batches run on the threads,
+/// each on one (its products then run on that thread), so no thread waits for another inside
+/// a batch; with fewer, batches run one after another and each spreads its work over the
+/// threads. Either way a batch gives the same values.
 pub(crate) fn map_batches<W: Default + Send, T: Send>(
     ranges: Vec<std::ops::Range<usize>>,
     forward: impl Fn(&mut W, std::ops::Range<usize>) -> T + Sync + Send,
 ) -> Vec<T> {
-    if ranges.len() >= rayon::current_num_threads() {
+    if ranges.len() >= BATCHES_PER_THREAD * rayon::current_num_threads() {
         ranges
             .into_par_iter()
             .map_init(W::default, |workspace, range| forward(workspace, range))
