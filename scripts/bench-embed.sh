@@ -8,8 +8,10 @@
 # Env:   REPEAT (runs of each system, alternating; default 5), ENC_BATCHES (encoder batch
 #        sizes as PYTORCH_DOCS:GLEANER_TOKENS pairs; default "32:8192 128:32768"),
 #        SYSTEMS (default "gleaner pytorch candle"; "gleaner" alone needs no PyTorch).
-# Prints the machine, every run as a JSON line, then per model, batch size and system the
-# median with its min-max spread and the ratio of the medians. The matmul ceiling printed for
+# Prints the machine, every run as a JSON line (with `steal`: the share of CPU time the
+# hypervisor gave to other machines during the run, which moves throughput between runs more
+# than anything in the programs), then per model, batch size and system the median with its
+# min-max spread and the ratio of the medians. The matmul ceiling printed for
 # reference is the linear layers' FLOPs per token divided into the GFLOP/s numpy's BLAS
 # reaches on this machine.
 set -euo pipefail
@@ -54,10 +56,16 @@ a@b; t=time.perf_counter(); n=20
 for _ in range(n): a@b
 print(2*2048*384*1536*n/(time.perf_counter()-t)/1e9)"
 }
-measure() { # label, batch, command...: prints the command's JSON with system, batch and peak RSS
+# CPU ticks: "steal total" from /proc/stat (steal: time the hypervisor gave this machine's
+# CPUs to someone else).
+ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $9, t}' /proc/stat; }
+measure() { # label, batch, command...: prints the command's JSON with system, batch, peak RSS
+  # and the share of CPU time stolen by the hypervisor during the run
   local label=$1 batch=$2; shift 2
+  local before; before=$(ticks)
   /usr/bin/time -f "%M" -o "$work/rss" "$@" > "$work/out.json"
-  "$venv/bin/python" -c "import json,sys; d=json.load(open('$work/out.json')); d['system']='$label'; d['batch']='$batch'; d['peak_rss_mb']=int(open('$work/rss').read().split()[-1])/1024; print(json.dumps(d))" | tee -a "$work/runs.jsonl"
+  local steal; steal=$(echo "$before $(ticks)" | awk '{d=$4-$2; printf "%.3f", (d>0)?($3-$1)/d:0}')
+  "$venv/bin/python" -c "import json,sys; d=json.load(open('$work/out.json')); d['system']='$label'; d['batch']='$batch'; d['peak_rss_mb']=int(open('$work/rss').read().split()[-1])/1024; d['steal']=$steal; print(json.dumps(d))" | tee -a "$work/runs.jsonl"
 }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
 gflops=$(ceiling)

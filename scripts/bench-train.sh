@@ -32,9 +32,18 @@ PY
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
 echo "torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
 : > "$work/runs.jsonl"
+# CPU ticks: "steal total" from /proc/stat (steal: time the hypervisor gave this machine's
+# CPUs to someone else); each run's JSON gets the stolen share of its CPU time.
+ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $9, t}' /proc/stat; }
+run() {
+  local before; before=$(ticks)
+  "$@" > "$work/out.json"
+  local steal; steal=$(echo "$before $(ticks)" | awk '{d=$4-$2; printf "%.3f", (d>0)?($3-$1)/d:0}')
+  "$venv/bin/python" -c "import json; d=json.load(open('$work/out.json')); d['steal']=$steal; print(json.dumps(d))" | tee -a "$work/runs.jsonl"
+}
 for i in $(seq "$repeat"); do
-  RAYON_NUM_THREADS=2 "$bench" "$work/texts.jsonl" | tee -a "$work/runs.jsonl"
-  OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_train_torch.py" "$work/texts.jsonl" | tee -a "$work/runs.jsonl"
+  run env RAYON_NUM_THREADS=2 "$bench" "$work/texts.jsonl"
+  run env OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_train_torch.py" "$work/texts.jsonl"
 done
 "$venv/bin/python" - "$work/runs.jsonl" <<'PY'
 import json, statistics, sys

@@ -332,13 +332,20 @@ fn train_seeds(
             checkpoints,
             |step, lm, train_loss| {
                 let scores = target.per_document(lm);
-                curve.push(CurvePoint {
+                let point = CurvePoint {
                     step,
                     tokens: (step * proxy.batch_size * proxy.seq_len) as u64,
                     train_loss,
                     target_bpb: bits_per_byte(&scores),
                     pool_bpb: bits_per_byte(&pool.per_document(lm)),
-                });
+                };
+                tracing::info!(
+                    "  seed {}: step {step} of {}, training loss {train_loss:.4} nats/token, evaluation {:.4} bits/byte",
+                    seed + r,
+                    proxy.steps(),
+                    point.target_bpb
+                );
+                curve.push(point);
                 last = scores;
             },
         )?;
