@@ -302,7 +302,73 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
     ok(&gleaner(&["--quiet", "evaluate", "--config", cfg]));
     let again: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
-    assert_eq!(strip(again), strip(e));
+    assert_eq!(strip(again), strip(e.clone()));
+    // --methods: only the named methods, in config order, with the same numbers as in the
+    // full evaluation (each method's models depend only on its selection and the seed).
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--methods",
+        "prose,random",
+    ]));
+    let some: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    let some_methods = some["methods"].as_array().unwrap();
+    assert_eq!(some_methods.len(), 2);
+    assert_eq!(
+        strip(some.clone())["methods"][0],
+        strip(e.clone())["methods"][0]
+    );
+    assert_eq!(strip(some)["methods"][1], strip(e.clone())["methods"][2]);
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--methods",
+        "code",
+    ]));
+    assert!(
+        err.contains("evaluate.baseline") && err.contains("random"),
+        "{err}"
+    );
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--methods",
+        "random,cod",
+    ]));
+    assert!(err.contains("`cod`") && err.contains("prose"), "{err}");
+    // ablate --methods reruns only those: the other method's folder is left as it was.
+    let prose_manifest = std::fs::read(out.join("prose/manifest.json")).unwrap();
+    let code_before = std::fs::metadata(out.join("code/manifest.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    ok(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        cfg,
+        "--methods",
+        "code",
+        "--overwrite",
+    ]));
+    assert_eq!(
+        std::fs::read(out.join("prose/manifest.json")).unwrap(),
+        prose_manifest
+    );
+    assert!(
+        std::fs::metadata(out.join("code/manifest.json"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            > code_before
+    );
     // --quick swaps in the 2-layer, 64-wide model and a sixth of the budget.
     ok(&gleaner(&[
         "--quiet", "evaluate", "--config", cfg, "--quick",

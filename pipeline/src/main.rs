@@ -68,7 +68,14 @@ enum Command {
     Run(RunArgs),
     /// Run several selection methods on the same pool and compare their selections
     /// (config: shared [input], [output], [run] and a list of [[methods]]).
-    Ablate(RunArgs),
+    Ablate {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Run and compare only these methods (names, comma-separated); the others' folders
+        /// are left as they are.
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+    },
     /// The tasks a sharded run submits (what the Slurm job scripts call).
     #[command(subcommand)]
     Worker(WorkerCommand),
@@ -86,6 +93,9 @@ enum Command {
         /// Report, instead of refusing, a reference set that overlaps the evaluation documents.
         #[arg(long)]
         allow_reference_overlap: bool,
+        /// Evaluate only these methods (names, comma-separated; the baseline among them).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
     },
     /// Split a target set into a reference part (for targeted methods) and an evaluation
     /// part (for `gleaner evaluate`) that never overlap: OUT/reference.parquet and
@@ -246,8 +256,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                 print_summary(&summary);
             }
         }
-        Command::Ablate(args) => {
-            let config = AblationConfig::load(&args.config, &args.overrides())?;
+        Command::Ablate { run: args, methods } => {
+            let mut config = AblationConfig::load(&args.config, &args.overrides())?;
+            if !methods.is_empty() {
+                config.keep_methods(&methods)?;
+            }
             let comparison = ablate(
                 &config,
                 &RunOptions {
@@ -273,8 +286,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             overrides,
             quick,
             allow_reference_overlap,
+            methods,
         } => {
-            let ablation = AblationConfig::load(&config, &overrides)?;
+            let mut ablation = AblationConfig::load(&config, &overrides)?;
+            if !methods.is_empty() {
+                ablation.keep_methods(&methods)?;
+            }
             let evaluation =
                 gleaner::evaluate::evaluate(&ablation, quick, allow_reference_overlap)?;
             if !cli.quiet {

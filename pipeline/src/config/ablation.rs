@@ -107,6 +107,17 @@ impl AblationConfig {
         Ok(config)
     }
 
+    /// Keeps only the methods named in `names` (in config order), for `--methods`; a name the
+    /// config does not have is an error that lists the ones it has.
+    pub fn keep_methods(&mut self, names: &[String]) -> Result<()> {
+        let have: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
+        if let Some(unknown) = names.iter().find(|n| !have.contains(&n.as_str())) {
+            bail!("--methods: the config has no method `{unknown}` (methods: {have:?})");
+        }
+        self.methods.retain(|m| names.contains(&m.name));
+        Ok(())
+    }
+
     /// The run config of one method.
     pub fn method_config(&self, m: &Method) -> Config {
         let mut output = self.output.clone();

@@ -49,6 +49,7 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
+use xxhash_rust::xxh3::xxh3_64;
 
 /// One point of a learning curve.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -637,13 +638,11 @@ fn compare_with_baseline(
         if k == b {
             continue;
         }
+        // Seeded by the method's name, so its intervals do not depend on which other methods
+        // are evaluated with it.
+        let draws = seed ^ 0xB007 ^ xxh3_64(m.name.as_bytes());
         let boot = |x: &[(f64, u64)], y: &[(f64, u64)]| {
-            bootstrap_difference(
-                x,
-                y,
-                settings.bootstrap_replicates,
-                seed ^ 0xB007 ^ k as u64,
-            )
+            bootstrap_difference(x, y, settings.bootstrap_replicates, draws)
         };
         if let (Some(x), Some(y)) = (&raw.ngram, &base.ngram) {
             let bootstrap = boot(x, y);
