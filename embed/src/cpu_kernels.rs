@@ -138,6 +138,25 @@ fn lane_sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// `a . b` in 8 independent lanes (the remainder past the last full lane group added last).
+#[inline(always)]
+pub(crate) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((l, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Maximum of `values` in 8 independent lanes.
 #[inline(always)]
 fn lane_max(values: &[f32]) -> f32 {
@@ -239,15 +258,7 @@ vectorised! {
 fn rms_norm_loop(rows: &[f32], out: &mut [f32], gamma: &[f32], epsilon: f32) {
     let width = gamma.len();
     for (row, normed) in rows.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        let mut lanes = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-        for chunk in chunks {
-            for (l, v) in lanes.iter_mut().zip(chunk) {
-                *l += v * v;
-            }
-        }
-        let mean_square = (lanes.iter().sum::<f32>() + tail) / width as f32;
+        let mean_square = lane_dot(row, row) / width as f32;
         let inverse = 1.0 / (mean_square + epsilon).sqrt();
         for ((o, v), g) in normed.iter_mut().zip(row).zip(gamma) {
             *o = v * inverse * g;

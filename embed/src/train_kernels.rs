@@ -4,31 +4,12 @@
 //! a branch-free loop compiled for AVX-512 or AVX2 when the CPU has them, summing in fixed
 //! lanes so results do not depend on where a row is computed.
 
-use crate::cpu_kernels::{exp_nonpositive, vectorised};
+use crate::cpu_kernels::{exp_nonpositive, lane_dot, vectorised};
 
 /// AdamW's constants, as Burn's `AdamWConfig` defaults them.
 const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
 const EPSILON: f32 = 1e-5;
-
-/// `a . b` in 8 independent lanes.
-#[inline(always)]
-fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((l, x), y) in lanes.iter_mut().zip(x).zip(y) {
-            *l += x * y;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
 
 #[inline(always)]
 fn rms_rows_loop(rows: &[f32], gamma: &[f32], epsilon: f32, out: &mut [f32], scales: &mut [f32]) {
