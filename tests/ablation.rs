@@ -282,6 +282,35 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         methods[1]["neural_vs_baseline"]["seeds"].is_null(),
         "one seed: no t interval"
     );
+    // The baseline as three draws (the default): its own selection and two reruns of its
+    // stages with the next seeds, each a completed run of ablate's; its n-gram bits per byte
+    // is their mean, and each method's n-gram difference is the mean of its differences
+    // with the draws, with a t interval over them.
+    let draws = e["baseline_draws"].as_array().unwrap();
+    let names: Vec<&str> = draws.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["random", "random-draw-1", "random-draw-2"]);
+    let seeds: Vec<u64> = draws.iter().map(|d| d["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [5, 6, 7]);
+    for name in &names[1..] {
+        assert!(out.join(name).join("manifest.json").is_file(), "{name}");
+    }
+    let draw_bpb: Vec<f64> = draws
+        .iter()
+        .map(|d| d["ngram_bpb"].as_f64().unwrap())
+        .collect();
+    assert!(draw_bpb[0] != draw_bpb[1], "the draws differ: {draw_bpb:?}");
+    let mean_draw = draw_bpb.iter().sum::<f64>() / 3.0;
+    assert!((methods[0]["ngram_bpb"].as_f64().unwrap() - mean_draw).abs() < 1e-9);
+    for k in [1, 2] {
+        let bpb = methods[k]["ngram_bpb"].as_f64().unwrap();
+        let c = &methods[k]["ngram_vs_baseline"];
+        assert!((c["difference"].as_f64().unwrap() - (bpb - mean_draw)).abs() < 1e-9);
+        let (low, high) = (
+            c["draws"]["low"].as_f64().unwrap(),
+            c["draws"]["high"].as_f64().unwrap(),
+        );
+        assert!(low < bpb - mean_draw && bpb - mean_draw < high);
+    }
     let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(md.contains("| code |") && md.contains("| prose |"), "{md}");
     assert!(
@@ -682,6 +711,18 @@ fn ablation_config_errors_name_the_method() {
     ]));
     assert!(
         err.contains("method `random` (methods[0])") && err.contains("exactly one of"),
+        "{err}"
+    );
+    // A method may not take the folder of one of the baseline's draws.
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "ablate",
+        "--config",
+        "configs/ablation.toml",
+        "methods.1.name=\"random-draw-2\"",
+    ]));
+    assert!(
+        err.contains("methods[1].name") && err.contains("baseline_draws"),
         "{err}"
     );
 }

@@ -5,6 +5,8 @@
 //! into `<output.dir>/<name>/`; then `comparison.json` and `comparison.html` compare the
 //! selections: kept counts and tokens, pairwise Jaccard overlap of kept ids, per-source
 //! composition against the pool, score histograms, and the documents the methods disagree on.
+//! With `evaluate.baseline_draws` above one, the baseline also runs with other seeds into
+//! `<output.dir>/<baseline>-draw-<k>/`, for `gleaner evaluate` (not part of the comparison).
 
 pub use crate::config::ablation::{AblationConfig, Method};
 use crate::layout;
@@ -358,6 +360,10 @@ pub fn ablate(config: &AblationConfig, options: &RunOptions) -> Result<Compariso
     for m in &config.methods {
         tracing::info!("method {}", m.name);
         run(&config.method_config(m), options).with_context(|| format!("method `{}`", m.name))?;
+    }
+    for (name, draw) in config.baseline_draws() {
+        tracing::info!("baseline draw {name}");
+        run(&draw, options).with_context(|| format!("baseline draw `{name}`"))?;
     }
     let comparison = compare(config)?;
     let out = Path::new(&config.output.dir);

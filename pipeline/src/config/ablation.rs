@@ -96,6 +96,13 @@ impl AblationConfig {
                     m.name
                 );
             }
+            if let Some((draw, _)) = config.baseline_draws().iter().find(|d| d.0 == m.name) {
+                bail!(
+                    "config {}: at key `methods[{i}].name`: `{}` is the folder of the baseline's draw `{draw}` (evaluate.baseline_draws); rename the method",
+                    path.display(),
+                    m.name
+                );
+            }
             config.method_config(m).validate().with_context(|| {
                 format!(
                     "config {}: method `{}` (methods[{i}])",
@@ -116,6 +123,31 @@ impl AblationConfig {
         }
         self.methods.retain(|m| names.contains(&m.name));
         Ok(())
+    }
+
+    /// The extra draws of the evaluation's baseline (`evaluate.baseline_draws - 1` of them,
+    /// none without `[evaluate]` or when the baseline is not among the methods): per draw
+    /// `k` (from 1), its folder name `<baseline>-draw-<k>` and its run config, the
+    /// baseline's with `run.seed + k`.
+    pub fn baseline_draws(&self) -> Vec<(String, Config)> {
+        let Some(settings) = &self.evaluate else {
+            return Vec::new();
+        };
+        let Some(baseline) = self.methods.iter().find(|m| m.name == settings.baseline) else {
+            return Vec::new();
+        };
+        (1..settings.baseline_draws)
+            .map(|k| {
+                let name = format!("{}-draw-{k}", baseline.name);
+                let mut config = self.method_config(baseline);
+                config.output.dir = Path::new(&self.output.dir)
+                    .join(&name)
+                    .to_string_lossy()
+                    .into_owned();
+                config.run.seed = self.run.seed.wrapping_add(k as u64);
+                (name, config)
+            })
+            .collect()
     }
 
     /// The run config of one method.

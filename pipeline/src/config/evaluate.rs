@@ -18,6 +18,13 @@ pub struct EvaluateConfig {
     /// The method every other one is compared with.
     #[serde(default = "default_baseline")]
     pub baseline: String,
+    /// Selections of the baseline compared against, each a run of its stages with `run.seed`
+    /// plus the draw's number (`ablate` makes them: `<baseline>-draw-<k>/`). A random
+    /// baseline's selection is itself a draw: with one, a method that is another random draw
+    /// can look better or worse by the luck of the draw. Seed `r` of the neural model trains
+    /// on draw `r` mod the draws; the n-gram model is fitted on each.
+    #[serde(default = "default_baseline_draws")]
+    pub baseline_draws: usize,
     /// Points of the learning curve (evaluations, the last at the end of training).
     #[serde(default = "default_eval_points")]
     pub eval_points: usize,
@@ -57,6 +64,9 @@ fn default_baseline() -> String {
 }
 fn default_repeats() -> usize {
     1
+}
+fn default_baseline_draws() -> usize {
+    3
 }
 fn default_eval_points() -> usize {
     8
@@ -108,6 +118,7 @@ impl EvaluateConfig {
             ("eval_points", self.eval_points),
             ("eval_documents", self.eval_documents),
             ("repeats", self.repeats),
+            ("baseline_draws", self.baseline_draws),
             ("bootstrap_replicates", self.bootstrap_replicates),
         ] {
             crate::config::positive("evaluate", name, v)?;

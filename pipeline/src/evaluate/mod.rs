@@ -28,8 +28,9 @@ pub mod intervals;
 pub mod ranks;
 mod render;
 
-use crate::config::ablation::{AblationConfig, Method};
+use crate::config::ablation::AblationConfig;
 use crate::config::evaluate::EvaluateConfig;
+use crate::config::Config;
 use crate::kneser_ney::KneserNey;
 use crate::layout;
 use crate::training::ProxyTrainingConfig;
@@ -74,8 +75,13 @@ pub struct Comparison {
     pub difference: f64,
     /// Percentile bootstrap over evaluation documents.
     pub bootstrap: Interval,
-    /// t interval over seeds (neural model, two or more repeats).
+    /// t interval over seeds (neural model, two or more repeats). With several baseline
+    /// draws, seed `r` was paired with the baseline trained on draw `r` mod the draws, so
+    /// this interval also holds the luck of the baseline's draw.
     pub seeds: Option<Interval>,
+    /// t interval over the baseline's draws (n-gram model, two or more draws): the method
+    /// against each draw of the baseline.
+    pub draws: Option<Interval>,
     /// What the intervals allow us to say.
     pub verdict: Verdict,
 }
@@ -153,27 +159,42 @@ pub struct Evaluation {
     pub second_parameters: Option<usize>,
     /// Whether the evaluation models rank the methods alike (every pair of models).
     pub rank_agreement: Vec<RankAgreement>,
+    /// The baseline's selections compared against: its own, then its extra draws.
+    pub baseline_draws: Vec<BaselineDraw>,
 }
 
-/// Texts of the selected shards of one method's output folder, after checking that they were
-/// made with the config the ablation config resolves to now.
-fn selection_texts(config: &AblationConfig, m: &Method) -> Result<Vec<String>> {
-    let dir = Path::new(&config.output.dir).join(&m.name);
+/// One selection of the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineDraw {
+    /// Its folder (the baseline's name, or `<baseline>-draw-<k>`).
+    pub name: String,
+    /// `run.seed` of its run.
+    pub seed: u64,
+    /// Documents in it.
+    pub documents: u64,
+    /// Kneser-Ney bits per byte on the evaluation documents.
+    pub ngram_bpb: Option<f64>,
+}
+
+/// Texts of the selected shards of a run (`expected`: the run config the ablation config
+/// resolves to now for that folder), after checking that they were made with that config.
+fn selection_texts(expected: &Config) -> Result<Vec<String>> {
+    let dir = Path::new(&expected.output.dir);
     if !dir.join("manifest.json").is_file() {
         bail!(
             "{} has no completed run: run `gleaner ablate` with this config first",
             dir.display()
         );
     }
-    let manifest = Manifest::read(&dir)?;
-    let now = config.method_config(m).to_json();
+    let manifest = Manifest::read(dir)?;
+    let now = expected.to_json();
     if let Some(key) = first_difference(&manifest.config, &now, "") {
         bail!(
             "the selection in {} was made with another config (it differs at `{key}`): run `gleaner ablate` again with this config",
             dir.display()
         );
     }
-    let column = &config.input.text_column;
+    let column = &expected.input.text_column;
     let shards = dir.join(layout::SELECTED_DIR);
     let mut texts = Vec::new();
     if shards.is_dir() && std::fs::read_dir(&shards)?.next().is_some() {
@@ -295,7 +316,9 @@ fn mean_scores(runs: &[Vec<(f64, u64)>]) -> Vec<(f64, u64)> {
 
 /// What one method's training and scoring produced, before the comparison.
 struct Raw {
-    ngram: Option<Vec<(f64, u64)>>,
+    /// Per selection (the baseline's draws; one for other methods), the n-gram model's
+    /// per-document scores (empty with the n-gram model off).
+    ngram: Vec<Vec<(f64, u64)>>,
     /// Per repeat: per-document scores of the final model.
     neural: Vec<Vec<(f64, u64)>>,
     /// The same for the second neural model.
@@ -310,10 +333,11 @@ struct Trained {
     finals: Vec<Vec<(f64, u64)>>,
 }
 
-/// Trains `repeats` models of `proxy` on `texts` (seeds `seed`, `seed + 1`, ...), scoring the
-/// evaluation documents and the pool sample at `checkpoints`.
+/// Trains `repeats` models of `proxy` (seeds `seed`, `seed + 1`, ...; seed `seed + r` on
+/// selection `r` mod the selections), scoring the evaluation documents and the pool sample at
+/// `checkpoints`.
 fn train_seeds(
-    texts: &[String],
+    selections: &[Vec<String>],
     proxy: &ProxyTrainingConfig,
     (seed, repeats): (u64, usize),
     checkpoints: &[usize],
@@ -327,7 +351,7 @@ fn train_seeds(
         let mut curve = Vec::new();
         let mut last = Vec::new();
         train(
-            texts,
+            &selections[r as usize % selections.len()],
             proxy,
             seed + r,
             checkpoints,
@@ -478,32 +502,64 @@ pub fn evaluate(
     let checkpoints = checkpoint_steps(steps, settings.eval_points);
     let mut methods = Vec::new();
     let mut raws = Vec::new();
+    let mut baseline_draws = Vec::new();
     for (m, references) in config.methods.iter().zip(references) {
         let started = Instant::now();
-        let texts = selection_texts(config, m).with_context(|| format!("method `{}`", m.name))?;
-        if texts.is_empty() {
-            bail!(
-                "method `{}`: its selection is empty; nothing to train on",
-                m.name
-            );
+        // The method's selection; for the baseline, each of its draws (its own first).
+        let mut runs = vec![(m.name.clone(), config.method_config(m))];
+        if m.name == settings.baseline {
+            runs.extend(config.baseline_draws());
         }
+        let mut selections = Vec::new();
+        for (name, run) in &runs {
+            let texts = selection_texts(run).with_context(|| format!("method `{name}`"))?;
+            if texts.is_empty() {
+                bail!("method `{name}`: its selection is empty; nothing to train on");
+            }
+            selections.push(texts);
+        }
+        let texts = &selections[0];
         tracing::info!(
-            "evaluate {}: {} documents, {steps} steps",
+            "evaluate {}: {} documents, {steps} steps{}",
             m.name,
-            texts.len()
+            texts.len(),
+            if selections.len() > 1 {
+                format!(", {} draws", selections.len())
+            } else {
+                String::new()
+            }
         );
         let overlap = texts
             .iter()
             .filter(|t| pool_set.contains(t.as_str()))
             .count();
         let selection_tokens: u64 = texts.iter().map(|t| t.len() as u64 + 1).sum();
-        let ngram =
-            (settings.ngram_order > 0).then(|| ngram_scores(&texts, settings.ngram_order, &target));
+        let ngram: Vec<Vec<(f64, u64)>> = if settings.ngram_order > 0 {
+            selections
+                .iter()
+                .map(|texts| ngram_scores(texts, settings.ngram_order, &target))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if m.name == settings.baseline {
+            baseline_draws = runs
+                .iter()
+                .zip(&selections)
+                .enumerate()
+                .map(|(k, ((name, run), texts))| BaselineDraw {
+                    name: name.clone(),
+                    seed: run.run.seed,
+                    documents: texts.len() as u64,
+                    ngram_bpb: ngram.get(k).map(|scores| bits_per_byte(scores)),
+                })
+                .collect();
+        }
         let Trained {
             curves: runs,
             finals,
         } = train_seeds(
-            &texts,
+            &selections,
             proxy,
             (seed, settings.repeats),
             &checkpoints,
@@ -514,7 +570,7 @@ pub fn evaluate(
             Some(model) => {
                 let points = checkpoint_steps(model.steps(), 1);
                 train_seeds(
-                    &texts,
+                    &selections,
                     model,
                     (seed, settings.repeats),
                     &points,
@@ -549,7 +605,8 @@ pub fn evaluate(
                 selection: OverlapCount::of(&index, texts.iter().map(String::as_str)),
             },
             pool_sample_overlap: overlap as f64 / pool_texts.len().max(1) as f64,
-            ngram_bpb: ngram.as_deref().map(bits_per_byte),
+            // The baseline's: the mean over its draws.
+            ngram_bpb: (!ngram.is_empty()).then(|| bits_per_byte(&mean_scores(&ngram))),
             final_target_bpb: last(|p| p.target_bpb),
             final_pool_bpb: last(|p| p.pool_bpb),
             curve,
@@ -598,6 +655,7 @@ pub fn evaluate(
             .as_ref()
             .map(|m| m.shape().parameters()),
         rank_agreement,
+        baseline_draws,
         parameters: proxy.shape().parameters(),
         steps,
         seed,
@@ -644,13 +702,24 @@ fn compare_with_baseline(
         let boot = |x: &[(f64, u64)], y: &[(f64, u64)]| {
             bootstrap_difference(x, y, settings.bootstrap_replicates, draws)
         };
-        if let (Some(x), Some(y)) = (&raw.ngram, &base.ngram) {
-            let bootstrap = boot(x, y);
+        if let (Some(x), false) = (raw.ngram.first(), base.ngram.is_empty()) {
+            // Against the mean of the baseline's draws over the documents, and against each
+            // draw (a t interval over the draws, with two or more).
+            let bootstrap = boot(x, &mean_scores(&base.ngram));
+            let per_draw: Vec<f64> = base
+                .ngram
+                .iter()
+                .map(|y| bits_per_byte(x) - bits_per_byte(y))
+                .collect();
+            let draws = t_interval(&per_draw);
+            let mut all = vec![bootstrap];
+            all.extend(draws);
             m.ngram_vs_baseline = Some(Comparison {
-                difference: bits_per_byte(x) - bits_per_byte(y),
+                difference: mean_sd(&per_draw).0,
                 bootstrap,
                 seeds: None,
-                verdict: Verdict::of(&[bootstrap]),
+                draws,
+                verdict: Verdict::of(&all),
             });
         }
         m.neural_vs_baseline = Some(neural_comparison(&raw.neural, &base.neural, boot));
@@ -681,6 +750,7 @@ fn neural_comparison(
         difference: mean_sd(&per_seed).0,
         bootstrap,
         seeds,
+        draws: None,
         verdict: Verdict::of(&all),
     }
 }

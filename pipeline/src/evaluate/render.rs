@@ -17,6 +17,9 @@ fn comparison_cell(c: &Option<Comparison>) -> String {
             if let Some(t) = c.seeds {
                 let _ = write!(s, " seeds [{:+.4}, {:+.4}]", t.low, t.high);
             }
+            if let Some(t) = c.draws {
+                let _ = write!(s, " draws [{:+.4}, {:+.4}]", t.low, t.high);
+            }
             let _ = write!(s, " **{}**", c.verdict.label());
             s
         }
@@ -80,6 +83,34 @@ pub fn render_markdown(e: &Evaluation) -> String {
         e.settings.bootstrap_replicates,
         if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
     );
+    if e.baseline_draws.len() > 1 {
+        let draws: Vec<String> = e
+            .baseline_draws
+            .iter()
+            .map(|d| {
+                format!(
+                    "`{}` (seed {}, {} documents{})",
+                    d.name,
+                    d.seed,
+                    d.documents,
+                    d.ngram_bpb
+                        .map_or(String::new(), |b| format!(", n-gram {b:.4}"))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "The baseline is compared as {} draws of its selection: {}. Its n-gram bits per byte is their mean, and the n-gram comparison adds a 95% t interval over the draws; neural seed `r` trains the baseline on draw `r` mod {}, so the seed interval holds the luck of the draw too.\n",
+            e.baseline_draws.len(),
+            draws.join(", "),
+            e.baseline_draws.len()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "The baseline is one selection (evaluate.baseline_draws = 1): a method that differs from it only by the luck of a random draw can be called better or worse.\n"
+        );
+    }
     let second = e.settings.second_model.is_some();
     let _ = writeln!(
         s,
