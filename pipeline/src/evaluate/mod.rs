@@ -22,7 +22,10 @@
 //! Against the baseline, each method gets the paired difference in bits per byte with a
 //! percentile bootstrap interval over the evaluation documents and, with two or more repeats,
 //! a t interval over the seeds ([`intervals`]); it is called better or worse only when every
-//! interval excludes zero.
+//! interval excludes zero. The baseline counts as `baseline_draws` selections (its own and
+//! reruns with the next seeds, which `ablate` makes), so the luck of a random draw is measured
+//! too: the n-gram comparison adds a t interval over the draws, and neural seed `r` trains the
+//! baseline on draw `r` mod the draws.
 
 pub mod intervals;
 pub mod ranks;
