@@ -7,13 +7,15 @@
 # Reports wall time, throughput ratios and peak RSS (/usr/bin/time -v).
 #
 # Usage: scripts/bench-storage.sh [WORK_DIR]   (default .assets/bench)
-# Env:   BENCH_MB (text MB to generate, default 1000), BENCH_REPEAT (runs per tool, default 3; the median is kept)
+# Env:   BENCH_MB (text MB to generate, default 1000), BENCH_REPEAT (runs per tool, default 5,
+#        alternating between the tools of a task; medians with min-max and each run's stolen
+#        CPU share are printed)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 work=${1:-$root/.assets/bench}
 mb=${BENCH_MB:-1000}
-repeat=${BENCH_REPEAT:-3}
+repeat=${BENCH_REPEAT:-5}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 corpus=$work/corpus
@@ -45,47 +47,66 @@ TOML
 # Warm the page cache so every tool reads from memory.
 cat "$corpus"/*.parquet "$work"/snappy/*.parquet "$work"/jsonl/*.jsonl.zst > /dev/null
 
-# measure NAME CMD...: runs CMD $repeat times, records median wall seconds and max peak RSS (MB).
+# CPU ticks: "steal total" from /proc/stat (steal: time the hypervisor gave this machine's
+# CPUs to someone else).
+ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $9, t}' /proc/stat; }
+# alternate NAME...: runs the commands in the arrays cmd_NAME one after another, $repeat rounds;
+# prints every run (wall seconds, peak RSS, stolen CPU share) and per NAME the median wall time
+# with its min-max spread, and records median and peak RSS in $results.
 results=$work/results.tsv
 : > "$results"
-measure() {
-  local name=$1; shift
-  local walls=() rss=0
-  for _ in $(seq "$repeat"); do
-    rm -rf "$work/out-py" "$work/out-dt"
-    /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }
-    walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")")
-    r=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
-    [ "$r" -gt "$rss" ] && rss=$r
+alternate() {
+  declare -A walls rss
+  local name round
+  for round in $(seq "$repeat"); do
+    for name in "$@"; do
+      local -n cmd="cmd_$name"
+      rm -rf "$work/out-py" "$work/out-dt"
+      local before; before=$(ticks)
+      /usr/bin/time -v -o "$work/time.txt" "${cmd[@]}" > "$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }
+      local steal; steal=$(echo "$before $(ticks)" | awk '{d=$4-$2; printf "%.3f", (d>0)?($3-$1)/d:0}')
+      local wall; wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
+      local r; r=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
+      echo "  run $round $name: ${wall} s, ${r} MB, steal $steal" >&2
+      walls[$name]+="$wall "
+      [ "$r" -gt "${rss[$name]:-0}" ] && rss[$name]=$r
+    done
   done
-  echo "  $name runs (s): ${walls[*]}" >&2
-  med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%s\t%s\t%s\n' "$name" "$med" "$rss" | tee -a "$results"
+  for name in "$@"; do
+    local sorted; sorted=$(printf '%s\n' ${walls[$name]} | sort -g)
+    local med; med=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "  $name: median $med s (min $(echo "$sorted" | head -1), max $(echo "$sorted" | tail -1))" >&2
+    printf '%s\t%s\t%s\n' "$name" "$med" "${rss[$name]}" | tee -a "$results"
+  done
 }
 
 disk_mb=$(du -sm "$corpus" | cut -f1)
 text_mb=$("$gleaner" inspect "$corpus" --scan | sed -E 's/.*documents, ([0-9]+) text bytes.*/\1/' | awk '{print int($1/1e6)}')
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni' /proc/cpuinfo | sort -u | xargs)"
-echo "corpus: $corpus, ${disk_mb} MB on disk, ${text_mb} MB of text; $(nproc) cores; median of $repeat runs"
+echo "corpus: $corpus, ${disk_mb} MB on disk, ${text_mb} MB of text; $(nproc) cores; $repeat alternating runs per tool, medians"
 printf 'task\twall_s\tpeak_rss_mb\n'
-measure read-gleaner "$gleaner" inspect "$corpus" --scan
-measure read-pyarrow "$py" "$here/bench_storage_py.py" read-pyarrow "$corpus"
-measure snappy-gleaner "$gleaner" inspect "$work/snappy" --scan
-measure snappy-pyarrow "$py" "$here/bench_storage_py.py" read-pyarrow "$work/snappy"
-measure e2e-gleaner "$gleaner" --quiet run --config "$work/gleaner-e2e.toml"
-measure e2e-gleaner-zstd3 "$gleaner" --quiet run --config "$work/gleaner-e2e.toml" output.zstd_level=3
-measure e2e-pyarrow "$py" "$here/bench_storage_py.py" e2e-pyarrow "$corpus" "$work/out-py"
-measure e2e-datatrove "$py" "$here/bench_storage_py.py" e2e-datatrove "$corpus" "$work/out-dt"
-measure jsonl-gleaner "$gleaner" inspect "$work/jsonl" --scan
-measure jsonl-pyarrow "$py" "$here/bench_storage_py.py" read-jsonl-pyarrow "$work/jsonl"
-measure jsonl-datatrove "$py" "$here/bench_storage_py.py" read-jsonl-datatrove "$work/jsonl"
+cmd_read_gleaner=("$gleaner" inspect "$corpus" --scan)
+cmd_read_pyarrow=("$py" "$here/bench_storage_py.py" read-pyarrow "$corpus")
+cmd_snappy_gleaner=("$gleaner" inspect "$work/snappy" --scan)
+cmd_snappy_pyarrow=("$py" "$here/bench_storage_py.py" read-pyarrow "$work/snappy")
+cmd_e2e_gleaner=("$gleaner" --quiet run --config "$work/gleaner-e2e.toml")
+cmd_e2e_gleaner_zstd3=("$gleaner" --quiet run --config "$work/gleaner-e2e.toml" output.zstd_level=3)
+cmd_e2e_pyarrow=("$py" "$here/bench_storage_py.py" e2e-pyarrow "$corpus" "$work/out-py")
+cmd_e2e_datatrove=("$py" "$here/bench_storage_py.py" e2e-datatrove "$corpus" "$work/out-dt")
+cmd_jsonl_gleaner=("$gleaner" inspect "$work/jsonl" --scan)
+cmd_jsonl_pyarrow=("$py" "$here/bench_storage_py.py" read-jsonl-pyarrow "$work/jsonl")
+cmd_jsonl_datatrove=("$py" "$here/bench_storage_py.py" read-jsonl-datatrove "$work/jsonl")
+alternate read_gleaner read_pyarrow
+alternate snappy_gleaner snappy_pyarrow
+alternate e2e_gleaner e2e_pyarrow e2e_datatrove e2e_gleaner_zstd3
+alternate jsonl_gleaner jsonl_pyarrow jsonl_datatrove
 
 awk -F'\t' -v text="$text_mb" '
   {w[$1]=$2; r[$1]=$3}
   END {
-    printf "\nread:  gleaner %.2f s (%.0f MB/s of text, %d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["read-gleaner"], text/w["read-gleaner"], r["read-gleaner"], w["read-pyarrow"], r["read-pyarrow"], w["read-pyarrow"]/w["read-gleaner"]
-    printf "snappy read (pyarrow-written): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["snappy-gleaner"], r["snappy-gleaner"], w["snappy-pyarrow"], r["snappy-pyarrow"], w["snappy-pyarrow"]/w["snappy-gleaner"]
-    printf "e2e (gleaner at zstd 3, its default): %.2f s (%d MB RSS)\n", w["e2e-gleaner-zstd3"], r["e2e-gleaner-zstd3"]
-    printf "jsonl.zst read: gleaner %.2f s (%d MB RSS) vs pyarrow json %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["jsonl-gleaner"], r["jsonl-gleaner"], w["jsonl-pyarrow"], r["jsonl-pyarrow"], w["jsonl-pyarrow"]/w["jsonl-gleaner"], w["jsonl-datatrove"], r["jsonl-datatrove"], w["jsonl-datatrove"]/w["jsonl-gleaner"]
-    printf "e2e (zstd 1 everywhere): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["e2e-gleaner"], r["e2e-gleaner"], w["e2e-pyarrow"], r["e2e-pyarrow"], w["e2e-pyarrow"]/w["e2e-gleaner"], w["e2e-datatrove"], r["e2e-datatrove"], w["e2e-datatrove"]/w["e2e-gleaner"]
+    printf "\nread:  gleaner %.2f s (%.0f MB/s of text, %d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["read_gleaner"], text/w["read_gleaner"], r["read_gleaner"], w["read_pyarrow"], r["read_pyarrow"], w["read_pyarrow"]/w["read_gleaner"]
+    printf "snappy read (pyarrow-written): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["snappy_gleaner"], r["snappy_gleaner"], w["snappy_pyarrow"], r["snappy_pyarrow"], w["snappy_pyarrow"]/w["snappy_gleaner"]
+    printf "e2e (gleaner at zstd 3, its default): %.2f s (%d MB RSS)\n", w["e2e_gleaner_zstd3"], r["e2e_gleaner_zstd3"]
+    printf "jsonl.zst read: gleaner %.2f s (%d MB RSS) vs pyarrow json %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["jsonl_gleaner"], r["jsonl_gleaner"], w["jsonl_pyarrow"], r["jsonl_pyarrow"], w["jsonl_pyarrow"]/w["jsonl_gleaner"], w["jsonl_datatrove"], r["jsonl_datatrove"], w["jsonl_datatrove"]/w["jsonl_gleaner"]
+    printf "e2e (zstd 1 everywhere): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["e2e_gleaner"], r["e2e_gleaner"], w["e2e_pyarrow"], r["e2e_pyarrow"], w["e2e_pyarrow"]/w["e2e_gleaner"], w["e2e_datatrove"], r["e2e_datatrove"], w["e2e_datatrove"]/w["e2e_gleaner"]
   }' "$results"
