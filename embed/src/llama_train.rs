@@ -27,7 +27,7 @@ use crate::llama_packed::{PackedLayerWeights, PackedLlama};
 use crate::packed::{grow, param_values, Dense};
 use crate::train_kernels::{
     adamw, add_assign, rms_norm_backward, rms_norm_saving, softmax_backward_row,
-    softmax_gradient_row, swiglu_backward, swiglu_forward, AdamStep, RmsSaved,
+    softmax_gradient_row, swiglu_backward, swiglu_forward, AdamStep, FlushDenormals, RmsSaved,
 };
 
 /// Rows (predicted tokens) per micro-batch: whole sequences, at least one.
@@ -314,6 +314,7 @@ impl CpuTrainer {
             .par_chunks_mut(VALUES_PER_TASK)
             .enumerate()
             .for_each(|(task, sum)| {
+                let _flush = FlushDenormals::new();
                 let at = task * VALUES_PER_TASK;
                 for other in rest.iter() {
                     add_assign(sum, &other.gradient[at..at + sum.len()]);
@@ -333,7 +334,10 @@ impl CpuTrainer {
             .zip(moments.first.par_chunks_mut(VALUES_PER_TASK))
             .zip(moments.second.par_chunks_mut(VALUES_PER_TASK))
             .zip(gradient.par_chunks(VALUES_PER_TASK))
-            .for_each(|(((p, m), v), g)| adamw(p, m, v, g, step));
+            .for_each(|(((p, m), v), g)| {
+                let _flush = FlushDenormals::new();
+                adamw(p, m, v, g, step)
+            });
     }
 }
 
@@ -362,6 +366,7 @@ impl Model<'_> {
     /// `weight` (one over the rows of the whole batch, so the micro-batches' gradients add up
     /// to the gradient of the batch's mean loss).
     fn loss_and_gradient(&self, rows: &[Vec<u32>], weight: f32, micro: &mut MicroBatch) -> f64 {
+        let _flush = FlushDenormals::new();
         let tokens = rows[0].len();
         let inputs: Vec<u32> = rows
             .iter()
