@@ -318,6 +318,17 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         "{md}"
     );
     assert!(md.contains("16 whole evaluation documents"), "{md}");
+    // The report warns exactly when a model passes over its selection more than 4 times.
+    let warning = "**Warning:** the neural model passes over these selections";
+    let many = |e: &serde_json::Value| {
+        e["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["epochs"].as_f64().unwrap() > 4.0)
+            .count()
+    };
+    assert_eq!(md.contains(warning), many(&e) > 0, "{md}");
     assert!(std::fs::read_to_string(out.join("evaluation.html"))
         .unwrap()
         .contains("<polyline"));
@@ -398,6 +409,20 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
             .unwrap()
             > code_before
     );
+    // Ten times the budget: every selection is passed over many times, and the report says so.
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "evaluate.proxy.train_tokens=240000",
+        "evaluate.eval_points=1",
+    ]));
+    let long: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(many(&long), 3);
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(md.contains(warning) && md.contains("prose ("), "{md}");
     // --quick swaps in the 2-layer, 64-wide model and a sixth of the budget.
     ok(&gleaner(&[
         "--quiet", "evaluate", "--config", cfg, "--quick",

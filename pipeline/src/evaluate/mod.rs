@@ -598,11 +598,18 @@ pub fn evaluate(
             runs.iter().filter_map(|c| c.last().map(f)).collect()
         };
         let trained = (steps * proxy.batch_size * (proxy.seq_len + 1)) as f64;
+        let epochs = trained / selection_tokens.max(1) as f64;
+        if epochs > render::MANY_EPOCHS {
+            tracing::warn!(
+                "method `{}`: the neural model passes over its selection {epochs:.1} times; its held-out losses measure memorisation as much as the selection",
+                m.name
+            );
+        }
         methods.push(MethodEvaluation {
             name: m.name.clone(),
             documents: texts.len() as u64,
             selection_tokens,
-            epochs: trained / selection_tokens.max(1) as f64,
+            epochs,
             held_out: HeldOut {
                 references,
                 selection: OverlapCount::of(&index, texts.iter().map(String::as_str)),

@@ -6,6 +6,10 @@ use super::{Comparison, CurvePoint, Evaluation, MethodEvaluation};
 use gleaner_selectors::overlap;
 use std::fmt::Write;
 
+/// Passes over a selection above which the report warns that the neural model is learning
+/// its selection by heart.
+pub const MANY_EPOCHS: f64 = 4.0;
+
 fn comparison_cell(c: &Option<Comparison>) -> String {
     match c {
         None => "(baseline)".into(),
@@ -147,6 +151,19 @@ pub fn render_markdown(e: &Evaluation) -> String {
             comparison_cell(&m.neural_vs_baseline),
             mean_spread(&m.final_pool_bpb),
             m.seconds
+        );
+    }
+    let repeated: Vec<String> = e
+        .methods
+        .iter()
+        .filter(|m| m.epochs > MANY_EPOCHS)
+        .map(|m| format!("{} ({:.1})", m.name, m.epochs))
+        .collect();
+    if !repeated.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Warning:** the neural model passes over these selections more than {MANY_EPOCHS} times: {}. Its held-out losses then measure how each model learns its selection by heart as much as what the selection holds; select more text per method, or train on fewer tokens.",
+            repeated.join(", ")
         );
     }
     if let Some(model) = &e.settings.second_model {
