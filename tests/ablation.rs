@@ -383,6 +383,34 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         "random,cod",
     ]));
     assert!(err.contains("`cod`") && err.contains("prose"), "{err}");
+    // --ngram-only: the full evaluation's n-gram columns, and no neural model trained.
+    ok(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--ngram-only",
+    ]));
+    let ngram: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(ngram["ngram_only"], true);
+    let ngram_methods = ngram["methods"].as_array().unwrap();
+    assert_eq!(ngram_methods.len(), 3);
+    for (m, full) in ngram_methods.iter().zip(methods) {
+        assert_eq!(m["ngram_bpb"], full["ngram_bpb"]);
+        assert_eq!(m["ngram_vs_baseline"], full["ngram_vs_baseline"]);
+        assert!(m["curve"].as_array().unwrap().is_empty());
+        assert!(m["final_target_bpb"].as_array().unwrap().is_empty());
+        assert!(m["neural_vs_baseline"].is_null());
+    }
+    assert_eq!(ngram["baseline_draws"], e["baseline_draws"]);
+    let ngram_md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(
+        ngram_md.contains("--ngram-only")
+            && ngram_md.contains("| code |")
+            && !ngram_md.contains("neural bpb"),
+        "{ngram_md}"
+    );
     // ablate --methods reruns only those: the other method's folder is left as it was.
     let prose_manifest = std::fs::read(out.join("prose/manifest.json")).unwrap();
     let code_before = std::fs::metadata(out.join("code/manifest.json"))

@@ -96,6 +96,10 @@ enum Command {
         /// Evaluate only these methods (names, comma-separated; the baseline among them).
         #[arg(long, value_delimiter = ',')]
         methods: Vec<String>,
+        /// Fit and compare only the Kneser-Ney n-gram model (seconds per method, no seed
+        /// noise); no neural model is trained.
+        #[arg(long)]
+        ngram_only: bool,
     },
     /// Split a target set into a reference part (for targeted methods) and an evaluation
     /// part (for `gleaner evaluate`) that never overlap: OUT/reference.parquet and
@@ -287,19 +291,28 @@ fn dispatch(cli: Cli) -> Result<()> {
             quick,
             allow_reference_overlap,
             methods,
+            ngram_only,
         } => {
             let mut ablation = AblationConfig::load(&config, &overrides)?;
             if !methods.is_empty() {
                 ablation.keep_methods(&methods)?;
             }
-            let evaluation =
-                gleaner::evaluate::evaluate(&ablation, quick, allow_reference_overlap)?;
+            let evaluation = gleaner::evaluate::evaluate(
+                &ablation,
+                gleaner::evaluate::Options {
+                    quick,
+                    allow_reference_overlap,
+                    ngram_only,
+                },
+            )?;
             if !cli.quiet {
                 print!("{}", gleaner::evaluate::render_markdown(&evaluation));
-                println!(
-                    "curves: {}/evaluation.html",
-                    ablation.output.dir.trim_end_matches('/')
-                );
+                if !ngram_only {
+                    println!(
+                        "curves: {}/evaluation.html",
+                        ablation.output.dir.trim_end_matches('/')
+                    );
+                }
             }
         }
         Command::Worker(WorkerCommand::Map {

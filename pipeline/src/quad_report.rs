@@ -290,11 +290,12 @@ impl QuadReport {
         let probed_clusters = self.clusters.iter().filter(|c| c.pulls > 0).count();
         let _ = writeln!(
             s,
-            "Reward offset tau = {:.6} ({}); {} blocks of {} documents accepted from {} of {} clusters probed.\n",
+            "Reward offset tau = {:.6} ({}); {} blocks: {} documents accepted from {} clusters; {} of {} clusters probed.\n",
             self.reward_offset,
             self.reward_offset_rule,
             self.block_rule,
             self.pulls.iter().map(|p| p.block).sum::<usize>(),
+            self.clusters.iter().filter(|c| c.accepted_blocks > 0).count(),
             probed_clusters,
             self.clusters.len()
         );

@@ -17,7 +17,8 @@
 //! anything is trained, every method's reference sets ([`crate::config::StageConfig::aimed_at`])
 //! are checked against them ([`overlap`]; an overlap is an error unless allowed), each
 //! selection's overlap with them is reported, and a selection made with a config other than
-//! the one the ablation config resolves to now is refused.
+//! the one the ablation config resolves to now is refused. With `--ngram-only` only the n-gram
+//! model is fitted: every verdict of the n-gram columns in seconds, no neural training.
 //!
 //! Against the baseline, each method gets the paired difference in bits per byte with a
 //! percentile bootstrap interval over the evaluation documents and, with two or more repeats,
@@ -156,6 +157,8 @@ pub struct Evaluation {
     pub pool_documents: usize,
     /// Whether reference-set overlap was allowed (`--allow-reference-overlap`).
     pub reference_overlap_allowed: bool,
+    /// Whether only the n-gram model was fitted (`--ngram-only`): the neural fields are empty.
+    pub ngram_only: bool,
     /// Per method, in config order.
     pub methods: Vec<MethodEvaluation>,
     /// Trainable parameters of the second neural model, when there is one.
@@ -420,11 +423,25 @@ fn check_references(
 
 /// Trains and evaluates every method of `config`; writes `evaluation.json`, `evaluation.md`
 /// and `evaluation.html` into its output folder.
-pub fn evaluate(
-    config: &AblationConfig,
-    quick: bool,
-    allow_reference_overlap: bool,
-) -> Result<Evaluation> {
+/// How `evaluate` runs: the command line's flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The `--quick` settings ([`EvaluateConfig::quick`]).
+    pub quick: bool,
+    /// Report, instead of refusing, a reference set that overlaps the evaluation documents.
+    pub allow_reference_overlap: bool,
+    /// Fit only the n-gram model; train no neural model.
+    pub ngram_only: bool,
+}
+
+/// Evaluates every method of `config` against its baseline and writes `evaluation.json`,
+/// `evaluation.md` and `evaluation.html` to the ablation's output folder.
+pub fn evaluate(config: &AblationConfig, options: Options) -> Result<Evaluation> {
+    let Options {
+        quick,
+        allow_reference_overlap,
+        ngram_only,
+    } = options;
     let Some(settings) = &config.evaluate else {
         bail!("at key `evaluate`: the config has no [evaluate] table (target_paths, train_tokens, ...)");
     };
@@ -434,6 +451,9 @@ pub fn evaluate(
         settings.clone()
     };
     settings.validate()?;
+    if ngram_only && settings.ngram_order == 0 {
+        bail!("at key `evaluate.ngram_order`: 0 turns the n-gram model off, and --ngram-only trains no other model");
+    }
     let baseline = config
         .methods
         .iter()
@@ -561,16 +581,23 @@ pub fn evaluate(
         let Trained {
             curves: runs,
             finals,
-        } = train_seeds(
-            &selections,
-            proxy,
-            (seed, settings.repeats),
-            &checkpoints,
-            (&target_scored, &pool_scored),
-        )
-        .context("at key `evaluate.proxy.device`")?;
+        } = if ngram_only {
+            Trained {
+                curves: Vec::new(),
+                finals: Vec::new(),
+            }
+        } else {
+            train_seeds(
+                &selections,
+                proxy,
+                (seed, settings.repeats),
+                &checkpoints,
+                (&target_scored, &pool_scored),
+            )
+            .context("at key `evaluate.proxy.device`")?
+        };
         let second = match &settings.second_model {
-            Some(model) => {
+            Some(model) if !ngram_only => {
                 let points = checkpoint_steps(model.steps(), 1);
                 train_seeds(
                     &selections,
@@ -582,10 +609,10 @@ pub fn evaluate(
                 .context("at key `evaluate.second_model.device`")?
                 .finals
             }
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         let n = runs.len() as f64;
-        let curve: Vec<CurvePoint> = (0..runs[0].len())
+        let curve: Vec<CurvePoint> = (0..runs.first().map_or(0, Vec::len))
             .map(|k| CurvePoint {
                 step: runs[0][k].step,
                 tokens: runs[0][k].tokens,
@@ -599,7 +626,7 @@ pub fn evaluate(
         };
         let trained = (steps * proxy.batch_size * (proxy.seq_len + 1)) as f64;
         let epochs = trained / selection_tokens.max(1) as f64;
-        if epochs > render::MANY_EPOCHS {
+        if !ngram_only && epochs > render::MANY_EPOCHS {
             tracing::warn!(
                 "method `{}`: the neural model passes over its selection {epochs:.1} times; its held-out losses measure memorisation as much as the selection",
                 m.name
@@ -642,14 +669,16 @@ pub fn evaluate(
             methods.iter().filter_map(|m| m.ngram_bpb).collect(),
         ));
     }
-    models.push((
-        "neural",
-        methods
-            .iter()
-            .map(|m| mean_sd(&m.final_target_bpb).0)
-            .collect(),
-    ));
-    if settings.second_model.is_some() {
+    if !ngram_only {
+        models.push((
+            "neural",
+            methods
+                .iter()
+                .map(|m| mean_sd(&m.final_target_bpb).0)
+                .collect(),
+        ));
+    }
+    if settings.second_model.is_some() && !ngram_only {
         models.push((
             "second neural",
             methods
@@ -674,6 +703,7 @@ pub fn evaluate(
         target_bytes: target.iter().map(|t| t.len() as u64).sum(),
         pool_documents: pool_texts.len(),
         reference_overlap_allowed: allow_reference_overlap,
+        ngram_only,
         settings,
         methods,
     };
@@ -732,7 +762,9 @@ fn compare_with_baseline(
                 verdict: Verdict::of(&all),
             });
         }
-        m.neural_vs_baseline = Some(neural_comparison(&raw.neural, &base.neural, boot));
+        if !raw.neural.is_empty() {
+            m.neural_vs_baseline = Some(neural_comparison(&raw.neural, &base.neural, boot));
+        }
         if !raw.second.is_empty() {
             m.second_vs_baseline = Some(neural_comparison(&raw.second, &base.second, boot));
         }

@@ -36,10 +36,32 @@ pub fn render_markdown(e: &Evaluation) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# gleaner evaluation\n\nScored: {} whole evaluation documents ({} bytes, windows of {} predicted bytes) from {:?}; losses in bits per byte (lower is better). The pool column scores the first {} bytes of {} pool documents sampled with the seed.\n",
-        e.target_documents, e.target_bytes, e.settings.proxy.seq_len, e.settings.target_paths, e.settings.proxy.seq_len, e.pool_documents
+        "# gleaner evaluation\n\nScored: {} whole evaluation documents ({} bytes{}) from {:?}; losses in bits per byte (lower is better).{}\n",
+        e.target_documents,
+        e.target_bytes,
+        if e.ngram_only {
+            String::new()
+        } else {
+            format!(", windows of {} predicted bytes", e.settings.proxy.seq_len)
+        },
+        e.settings.target_paths,
+        if e.ngram_only {
+            String::new()
+        } else {
+            format!(
+                " The pool column scores the first {} bytes of {} pool documents sampled with the seed.",
+                e.settings.proxy.seq_len, e.pool_documents
+            )
+        }
     );
-    let _ = writeln!(
+    if e.ngram_only {
+        let _ = writeln!(
+            s,
+            "Model: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic). No neural model was trained (--ngram-only).\n",
+            e.settings.ngram_order
+        );
+    } else {
+        let _ = writeln!(
         s,
         "Models: a byte-level Kneser-Ney {}-gram model fitted on every byte of each selection (deterministic){}; and a {}-parameter byte-level Llama ({} layers, width {}) trained from scratch for {} steps ({} tokens, sequences of {}), {} seed(s) per method starting at {}.\n",
         e.settings.ngram_order,
@@ -53,6 +75,7 @@ pub fn render_markdown(e: &Evaluation) -> String {
         e.settings.repeats,
         e.seed
     );
+    }
     let _ = writeln!(s, "## Held out\n\nEach method's reference sets and selection against the evaluation documents (exact normalised text / sharing a {}-word run).{}\n", overlap::SHINGLE_WORDS, if e.reference_overlap_allowed { " Reference overlap was ALLOWED for this run (--allow-reference-overlap): targeted methods may have been aimed at what they are scored on." } else { " A reference set that overlaps is refused." });
     let _ = writeln!(
         s,
@@ -85,7 +108,7 @@ pub fn render_markdown(e: &Evaluation) -> String {
         "\n## Bits per byte\n\nDifferences are `method - {}` with a 95% percentile bootstrap interval over the evaluation documents ({} replicates){}; a method is called better or worse only when every interval excludes zero.\n",
         e.settings.baseline,
         e.settings.bootstrap_replicates,
-        if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
+        if e.ngram_only { "" } else if e.settings.repeats > 1 { " and a 95% t interval over the seeds" } else { " (one seed: seed-to-seed noise is not measured; set evaluate.repeats >= 2)" }
     );
     if e.baseline_draws.len() > 1 {
         let draws: Vec<String> = e
@@ -104,16 +127,27 @@ pub fn render_markdown(e: &Evaluation) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "The baseline is compared as {} draws of its selection: {}. Its n-gram bits per byte is their mean, and the n-gram comparison adds a 95% t interval over the draws; neural seed `r` trains the baseline on draw `r` mod {}, so the seed interval holds the luck of the draw too.\n",
+            "The baseline is compared as {} draws of its selection: {}. Its n-gram bits per byte is their mean, and the n-gram comparison adds a 95% t interval over the draws{}.\n",
             e.baseline_draws.len(),
             draws.join(", "),
-            e.baseline_draws.len()
+            if e.ngram_only {
+                String::new()
+            } else {
+                format!(
+                    "; neural seed `r` trains the baseline on draw `r` mod {}, so the seed interval holds the luck of the draw too",
+                    e.baseline_draws.len()
+                )
+            }
         );
     } else {
         let _ = writeln!(
             s,
             "The baseline is one selection (evaluate.baseline_draws = 1): a method that differs from it only by the luck of a random draw can be called better or worse.\n"
         );
+    }
+    if e.ngram_only {
+        ngram_table(&mut s, e);
+        return s;
     }
     let second = e.settings.second_model.is_some();
     let _ = writeln!(
@@ -196,6 +230,28 @@ pub fn render_markdown(e: &Evaluation) -> String {
     s
 }
 
+/// The `--ngram-only` table: the n-gram columns, best first.
+fn ngram_table(s: &mut String, e: &Evaluation) {
+    let _ = writeln!(
+        s,
+        "| method | documents | n-gram bpb | n-gram vs baseline | seconds |\n|---|---:|---:|---|---:|"
+    );
+    let mut order: Vec<&MethodEvaluation> = e.methods.iter().collect();
+    let ngram = |m: &MethodEvaluation| m.ngram_bpb.unwrap_or(f64::NAN);
+    order.sort_by(|a, b| ngram(a).total_cmp(&ngram(b)).then(a.name.cmp(&b.name)));
+    for m in order {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.4} | {} | {:.0} |",
+            m.name,
+            m.documents,
+            ngram(m),
+            comparison_cell(&m.ngram_vs_baseline),
+            m.seconds
+        );
+    }
+}
+
 /// `mean` or `mean ± sd` (sample standard deviation) of `values`.
 fn mean_spread(values: &[f64]) -> String {
     let (mean, sd) = mean_sd(values);
@@ -208,13 +264,8 @@ fn mean_spread(values: &[f64]) -> String {
 /// Learning curves (target and pool loss against training tokens) as inline SVG.
 pub(super) fn render_html(e: &Evaluation) -> String {
     let mut html = String::from("<!doctype html><meta charset=\"utf-8\"><title>gleaner evaluation</title><body style=\"font-family:sans-serif\"><h1>Evaluation</h1>");
-    for (title, pick) in [
-        (
-            "evaluation bits per byte",
-            (|p: &CurvePoint| p.target_bpb) as fn(&CurvePoint) -> f64,
-        ),
-        ("pool bits per byte", |p: &CurvePoint| p.pool_bpb),
-    ] {
+    let curves = if e.ngram_only { &[][..] } else { &CURVES[..] };
+    for &(title, pick) in curves {
         html.push_str(&curve_svg(e, title, pick));
         html.push_str("<br>");
     }
@@ -223,6 +274,13 @@ pub(super) fn render_html(e: &Evaluation) -> String {
     html.push_str("</pre></body>");
     html
 }
+
+/// The learning curves the HTML report draws: title and value.
+type Curve = (&'static str, fn(&CurvePoint) -> f64);
+const CURVES: [Curve; 2] = [
+    ("evaluation bits per byte", |p| p.target_bpb),
+    ("pool bits per byte", |p| p.pool_bpb),
+];
 
 fn curve_svg(e: &Evaluation, title: &str, value: fn(&CurvePoint) -> f64) -> String {
     let (w, h, pad) = (640.0, 300.0, 50.0);
