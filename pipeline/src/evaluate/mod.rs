@@ -421,8 +421,6 @@ fn check_references(
     Ok(all)
 }
 
-/// Trains and evaluates every method of `config`; writes `evaluation.json`, `evaluation.md`
-/// and `evaluation.html` into its output folder.
 /// How `evaluate` runs: the command line's flags.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -434,8 +432,9 @@ pub struct Options {
     pub ngram_only: bool,
 }
 
-/// Evaluates every method of `config` against its baseline and writes `evaluation.json`,
-/// `evaluation.md` and `evaluation.html` to the ablation's output folder.
+/// Trains and evaluates every method of `config` (with `ngram_only`, fits its n-gram model
+/// only); writes `evaluation.json`, `evaluation.md` and `evaluation.html` into its output
+/// folder.
 pub fn evaluate(config: &AblationConfig, options: Options) -> Result<Evaluation> {
     let Options {
         quick,
