@@ -404,6 +404,18 @@ fn evaluate_trains_on_each_selection_and_code_selection_wins_on_a_code_target() 
         assert!(m["neural_vs_baseline"].is_null());
     }
     assert_eq!(ngram["baseline_draws"], e["baseline_draws"]);
+    let err = fails(&gleaner(&[
+        "--quiet",
+        "evaluate",
+        "--config",
+        cfg,
+        "--ngram-only",
+        "evaluate.ngram_order=0",
+    ]));
+    assert!(
+        err.contains("evaluate.ngram_order") && err.contains("--ngram-only"),
+        "{err}"
+    );
     let ngram_md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(
         ngram_md.contains("--ngram-only")
