@@ -577,38 +577,33 @@ pub fn evaluate(config: &AblationConfig, options: Options) -> Result<Evaluation>
                 })
                 .collect();
         }
+        // With --ngram-only no neural seed is trained: the curves and scores stay empty.
+        let neural_seeds = if ngram_only { 0 } else { settings.repeats };
         let Trained {
             curves: runs,
             finals,
-        } = if ngram_only {
-            Trained {
-                curves: Vec::new(),
-                finals: Vec::new(),
-            }
-        } else {
-            train_seeds(
-                &selections,
-                proxy,
-                (seed, settings.repeats),
-                &checkpoints,
-                (&target_scored, &pool_scored),
-            )
-            .context("at key `evaluate.proxy.device`")?
-        };
+        } = train_seeds(
+            &selections,
+            proxy,
+            (seed, neural_seeds),
+            &checkpoints,
+            (&target_scored, &pool_scored),
+        )
+        .context("at key `evaluate.proxy.device`")?;
         let second = match &settings.second_model {
-            Some(model) if !ngram_only => {
+            Some(model) => {
                 let points = checkpoint_steps(model.steps(), 1);
                 train_seeds(
                     &selections,
                     model,
-                    (seed, settings.repeats),
+                    (seed, neural_seeds),
                     &points,
                     (&target_scored, &pool_scored),
                 )
                 .context("at key `evaluate.second_model.device`")?
                 .finals
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         let n = runs.len() as f64;
         let curve: Vec<CurvePoint> = (0..runs.first().map_or(0, Vec::len))
