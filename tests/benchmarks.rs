@@ -294,17 +294,22 @@ fn targeting_benchmark_quad_with_smollm2_and_embedding_similarity_enrich_the_tar
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("targeting_models");
-    // Quad at a quarter of its budget (100,000 SmolLM2 tokens, about 170 to 280 documents):
-    // its probing is the cost of this test.
-    ablate_with_models(
-        "configs/benchmarks/targeting_models.toml",
-        &out,
-        &[
-            "methods.3.stages.2.budget_tokens=100000",
-            "methods.4.stages.2.budget_tokens=100000",
-            "methods.5.stages.2.budget_tokens=100000",
-        ],
-    );
+    // Quad at a quarter of its budget (100,000 SmolLM2 tokens, 110 to 170 documents) and with
+    // one window of 256 tokens per probed document (the config: up to two of 512): its
+    // probing is the cost of this test, and this keeps it near 6 minutes on 2 cores.
+    let mut overrides = Vec::new();
+    for method in 3..=5 {
+        for setting in [
+            "budget_tokens=100000",
+            "window_len=256",
+            "window_stride=255",
+            "max_windows=1",
+        ] {
+            overrides.push(format!("methods.{method}.stages.2.{setting}"));
+        }
+    }
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    ablate_with_models("configs/benchmarks/targeting_models.toml", &out, &overrides);
     let pool = string_column(
         &read_parquet(&repo().join("data/benchmarks/targeting/pool.parquet")),
         "source",
@@ -324,16 +329,17 @@ fn targeting_benchmark_quad_with_smollm2_and_embedding_similarity_enrich_the_tar
     // third of the 120 ham e-mails. The paper's tau (0.002) lies below every cluster's mean
     // influence under SmolLM2, so every pull is accepted and the selection is no better than
     // random (here worse: the first clusters pulled hold fortunes). Tau from the data holds
-    // e-mail at more than 4x its pool share, proportional blocks at 7x.
+    // e-mail at 2.6x its pool share, proportional blocks at 4.9x (measured with these
+    // settings; docs/RESULTS.md has the full-size runs).
     let (random, random_recall) = taken("random");
     assert!(random_recall < 0.5, "random: {random} {random_recall}");
     let (paper, _) = taken("quad_paper");
     assert!(paper < 1.5 * pool_share, "quad_paper: {paper}");
     let (quad, _) = taken("quad");
-    assert!(quad > 3.5 * pool_share, "quad: {quad}");
+    assert!(quad > 2.0 * pool_share, "quad: {quad}");
     let (proportional, _) = taken("quad_proportional");
     assert!(
-        proportional > 5.0 * pool_share && proportional > quad,
+        proportional > 4.0 * pool_share && proportional > quad,
         "quad_proportional: {proportional}"
     );
     let (similarity, similarity_recall) = taken("embedding_similarity");
