@@ -11,9 +11,11 @@
 # Prints the machine, every run as a JSON line (with `steal`: the share of CPU time the
 # hypervisor gave to other machines during the run, which moves throughput between runs more
 # than anything in the programs), then per model, batch size and system the median with its
-# min-max spread and the ratio of the medians. The matmul ceiling printed for
-# reference is the linear layers' FLOPs per token divided into the GFLOP/s numpy's BLAS
-# reaches on this machine.
+# min-max spread, its share of the matmul ceiling and the ratio of the medians. The ceiling
+# is the best float32 GFLOP/s that numpy's BLAS, PyTorch's (MKL) or the gemm crate reaches on
+# the model's own linear-layer shapes in this run; a system's share is its linear-layer
+# FLOPs per second (FLOPs per token times tokens/s) over that ceiling. Which library is best
+# depends on the CPU: MKL is slow on AMD, OpenBLAS's two threads are slow on some shapes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/..
@@ -48,13 +50,41 @@ for name, n in (("enc", n_enc), ("lm", n_lm)):
         f.write("\n".join(json.dumps(t) for t in texts[:n]))
 PY
 
-ceiling() { # GFLOP/s of a float32 matmul through numpy, 2 threads
-  OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$venv/bin/python" -c "
-import numpy as np, time
-a=np.random.rand(2048,384).astype(np.float32); b=np.random.rand(384,1536).astype(np.float32)
-a@b; t=time.perf_counter(); n=20
-for _ in range(n): a@b
-print(2*2048*384*1536*n/(time.perf_counter()-t)/1e9)"
+ceiling() { # model: GFLOP/s of float32 matmul on the model's linear-layer shapes (2,048
+  # rows; the same list as `bench_models gemm`) through numpy's BLAS and PyTorch's (2 threads
+  # each), and through the gemm crate as gleaner runs it; one JSON line, `best` the ceiling
+  local numpy_torch gemm_crate
+  numpy_torch=$(OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$venv/bin/python" - "$1" <<'PY'
+import json, sys, time
+import numpy as np
+shapes = {"encoder": [(384, 1152), (384, 384), (384, 1536), (1536, 384)],
+          "lm": [(576, 960), (576, 576), (576, 3072), (1536, 576), (576, 49152)]}[sys.argv[1]]
+def gflops(matmul, make):
+    pairs = [(make(2048, k), make(k, n)) for k, n in shapes]
+    flops = sum(2 * 2048 * k * n for k, n in shapes)
+    best = 0.0
+    for round in range(4):
+        t = time.perf_counter()
+        for a, b in pairs:
+            matmul(a, b)
+        if round:
+            best = max(best, flops / (time.perf_counter() - t) / 1e9)
+    return best
+out = {"numpy": gflops(np.matmul, lambda r, c: np.random.rand(r, c).astype(np.float32))}
+try:
+    import torch
+    torch.set_num_threads(2)
+    out["pytorch"] = gflops(torch.matmul, lambda r, c: torch.rand(r, c))
+except ImportError:
+    pass
+print(json.dumps(out))
+PY
+)
+  gemm_crate=$(RAYON_NUM_THREADS=2 "$bench" gemm "$1")
+  "$venv/bin/python" -c "
+import json
+d = json.loads('$numpy_torch'); d['gemm_crate'] = json.loads('$gemm_crate')['gemm_gflops']
+print(json.dumps({'matmul_gflops': '$1', **{k: round(v, 1) for k, v in d.items()}, 'best': round(max(d.values()), 1)}))"
 }
 # CPU ticks: "steal total" from /proc/stat (steal: time the hypervisor gave this machine's
 # CPUs to someone else).
@@ -68,8 +98,7 @@ measure() { # label, batch, command...: prints the command's JSON with system, b
   "$venv/bin/python" -c "import json,sys; d=json.load(open('$work/out.json')); d['system']='$label'; d['batch']='$batch'; d['peak_rss_mb']=int(open('$work/rss').read().split()[-1])/1024; d['steal']=$steal; print(json.dumps(d))" | tee -a "$work/runs.jsonl"
 }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
-gflops=$(ceiling)
-echo "{\"numpy_matmul_gflops\": $gflops}"
+for model in encoder lm; do ceiling "$model" | tee -a "$work/ceilings.jsonl"; done
 : > "$work/runs.jsonl"
 enc=$assets/models/all-MiniLM-L6-v2
 lm=$assets/models/smollm2-135m
@@ -85,15 +114,24 @@ for _ in $(seq "$repeat"); do
   if has gleaner; then measure gleaner default "$bench" lm "$lm" "$work/lm.jsonl"; fi
   if has pytorch; then measure pytorch default env OMP_NUM_THREADS=2 "$venv/bin/python" "$here/bench_models_torch.py" lm "$lm" "$work/lm.jsonl"; fi
 done
-"$venv/bin/python" - "$work/runs.jsonl" <<'PY'
+"$venv/bin/python" - "$work/runs.jsonl" "$work/ceilings.jsonl" <<'PY'
 import collections, json, statistics, sys
+# Linear-layer FLOPs per token: all-MiniLM-L6-v2 6 x 2 x 384 x (1152 + 384 + 2 x 1536);
+# SmolLM2-135M 30 x 2 x (576 x (960 + 576 + 3072) + 1536 x 576) + 2 x 576 x 49152.
+flops = {"encoder": 21.23e6, "lm": 269.0e6}
+ceilings = {d["matmul_gflops"]: d for d in map(json.loads, open(sys.argv[2]))}
 runs = collections.defaultdict(list)
+tokens = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     d = json.loads(line)
     runs[(d["model"], d["batch"], d["system"])].append(d["docs_per_second"])
-print(f"\n{'model':8} {'batch':12} {'system':8} {'runs':>4} {'median docs/s':>14} {'min':>8} {'max':>8}")
+    tokens[(d["model"], d["batch"], d["system"])].append(d["tokens_per_second"])
+print("\nmatmul ceiling (GFLOP/s, the best of the libraries): " + ", ".join(
+    f"{m} {c['best']}" for m, c in ceilings.items()))
+print(f"\n{'model':8} {'batch':12} {'system':8} {'runs':>4} {'median docs/s':>14} {'min':>8} {'max':>8} {'% of ceiling':>13}")
 for (model, batch, system), v in sorted(runs.items()):
-    print(f"{model:8} {batch:12} {system:8} {len(v):>4} {statistics.median(v):>14.1f} {min(v):>8.1f} {max(v):>8.1f}")
+    share = statistics.median(tokens[(model, batch, system)]) * flops[model] / 1e9 / ceilings[model]["best"]
+    print(f"{model:8} {batch:12} {system:8} {len(v):>4} {statistics.median(v):>14.1f} {min(v):>8.1f} {max(v):>8.1f} {100 * share:>12.0f}%")
 for (model, batch, system), v in sorted(runs.items()):
     other = runs.get((model, batch, "pytorch"))
     if system != "pytorch" and other:

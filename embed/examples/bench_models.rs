@@ -8,6 +8,12 @@
 //!   LAYERS=28,29 cargo run --release -p gleaner-embed --example bench_models -- \
 //!       gradients MODEL_DIR TEXTS.jsonl
 //!
+//!   bench_models gemm encoder|lm
+//!
+//! The gemm kind measures the matmul ceiling as gleaner reaches it: the `gemm` crate on the
+//! model's linear-layer shapes (one layer's products at 2,048 rows; for the LM also the
+//! output projection), each rayon thread running whole products on its own as the packed
+//! forwards do with whole batches; it prints the GFLOP/s over all threads.
 //! The gradients kind is Quad's probe cost: one forward+backward pass per document for the
 //! weight gradients of the q/k/v/o projections of `LAYERS`; the checksum is the sum of the
 //! gradients' squared norms.
@@ -27,9 +33,16 @@ fn main() {
     // As the gleaner binary does.
     gleaner_embed::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 3 && args[1] == "gemm" {
+        println!(
+            "{}",
+            serde_json::json!({ "gemm_gflops": gemm_gflops(&args[2]) })
+        );
+        return;
+    }
     if args.len() != 4 {
         eprintln!(
-            "usage: bench_models encoder|lm|attention_influence|gradients MODEL_DIR TEXTS.jsonl"
+            "usage: bench_models encoder|lm|attention_influence|gradients MODEL_DIR TEXTS.jsonl\n       bench_models gemm encoder|lm"
         );
         std::process::exit(2);
     }
@@ -165,4 +178,94 @@ fn main() {
         out.extend(extra.clone());
     }
     println!("{out}");
+}
+
+/// Linear-layer shapes `(k, n)` of one layer of `model` (Q/K/V and the LM's gate/up fused, as
+/// the packed forwards run them), for the matmul ceiling; the numpy/PyTorch side of
+/// `scripts/bench-embed.sh` times the same list.
+fn layer_shapes(model: &str) -> Vec<(usize, usize)> {
+    match model {
+        // all-MiniLM-L6-v2: hidden 384, intermediate 1536.
+        "encoder" => vec![(384, 1152), (384, 384), (384, 1536), (1536, 384)],
+        // SmolLM2-135M: hidden 576, 9 query and 3 key/value heads of 64, intermediate 1536,
+        // vocabulary 49,152 (the output projection, once per token like a layer).
+        "lm" => vec![
+            (576, 960),
+            (576, 576),
+            (576, 3072),
+            (1536, 576),
+            (576, 49152),
+        ],
+        other => panic!("unknown model kind {other} (encoder or lm)"),
+    }
+}
+
+/// GFLOP/s of the `gemm` crate over [`layer_shapes`] at 2,048 rows, every rayon thread running
+/// its own products single-threaded; the best of three rounds.
+fn gemm_gflops(model: &str) -> f64 {
+    use rayon::prelude::*;
+    const ROWS: usize = 2048;
+    let shapes = layer_shapes(model);
+    let threads = rayon::current_num_threads();
+    let flops_per_round: f64 = shapes
+        .iter()
+        .map(|&(k, n)| 2.0 * (ROWS * k * n) as f64)
+        .sum::<f64>()
+        * threads as f64;
+    let buffers: Vec<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> = (0..threads)
+        .map(|t| {
+            shapes
+                .iter()
+                .map(|&(k, n)| {
+                    let fill = |len: usize, seed: usize| -> Vec<f32> {
+                        (0..len)
+                            .map(|i| ((i * 7919 + seed * 104_729 + t) % 1000) as f32 / 1000.0 - 0.5)
+                            .collect()
+                    };
+                    (fill(ROWS * k, 1), fill(k * n, 2), vec![0f32; ROWS * n])
+                })
+                .collect()
+        })
+        .collect();
+    let mut buffers = buffers;
+    let mut best = 0f64;
+    for round in 0..4 {
+        let start = Instant::now();
+        buffers.par_iter_mut().for_each(|products| {
+            for (a, b, c) in products.iter_mut() {
+                let k = a.len() / ROWS;
+                let n = b.len() / k;
+                // SAFETY: row-major a [ROWS x k], b [k x n], c [ROWS x n], sizes as allocated.
+                unsafe {
+                    gemm::gemm(
+                        ROWS,
+                        n,
+                        k,
+                        c.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        // Round 0 warms the caches and pages.
+        if round > 0 {
+            best = best.max(flops_per_round / seconds / 1e9);
+        }
+    }
+    best
 }

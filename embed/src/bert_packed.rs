@@ -16,7 +16,7 @@ use crate::bert::{BertConfig, BertModel};
 use crate::cpu_kernels::{
     bias_gelu_rows, matmul, norm_rows, residual_norm_rows, softmax_in_place, NormParams,
 };
-use crate::packed::{grow, param_values, Dense, ROWS_PER_TASK};
+use crate::packed::{grow, param_values, Dense, Workspaces, ROWS_PER_TASK};
 use crate::ModelError;
 
 /// A LayerNorm's parameters as plain vectors.
@@ -82,6 +82,8 @@ pub struct PackedBert {
     heads: usize,
     vocab_size: usize,
     max_positions: usize,
+    /// Work buffers of the batches, one set per thread, kept across calls.
+    pub(crate) workspaces: Workspaces<Workspace>,
 }
 
 impl PackedBert {
@@ -116,6 +118,7 @@ impl PackedBert {
             heads: config.num_attention_heads,
             vocab_size: config.vocab_size,
             max_positions: config.max_position_embeddings,
+            workspaces: Workspaces::new(),
         }
     }
 

@@ -131,6 +131,7 @@ impl SentenceEncoder {
         let lengths: Vec<usize> = segments.iter().map(|s| s.ids.len()).collect();
         let vectors: Vec<Vec<f32>> = match &self.forward {
             Forward::Packed(model) => map_batches(
+                &model.workspaces,
                 batch_ranges(&lengths, self.options.batch_tokens, false),
                 |workspace: &mut Workspace, range| {
                     let ids: Vec<&[u32]> =

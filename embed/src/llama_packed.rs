@@ -15,7 +15,9 @@ use rayon::prelude::*;
 
 use crate::cpu_kernels::{matmul, rms_norm_rows, row_nll, softmax_in_place, swiglu_row};
 use crate::llama::{HeadMask, LlamaConfig, LlamaForCausalLm, UniformScope};
-use crate::packed::{batch_ranges, grow, map_batches, param_values, Dense, ROWS_PER_TASK};
+use crate::packed::{
+    batch_ranges, grow, map_batches, param_values, Dense, Workspaces, ROWS_PER_TASK,
+};
 
 /// Queries of one sequence whose attention scores are computed at once.
 const QUERY_BLOCK: usize = 128;
@@ -77,6 +79,8 @@ pub struct PackedLlama {
     vocab: usize,
     epsilon: f32,
     rope_theta: f64,
+    /// Work buffers of the batches, one set per thread, kept across calls.
+    workspaces: Workspaces<LlamaWorkspace>,
 }
 
 impl PackedLlama {
@@ -114,6 +118,7 @@ impl PackedLlama {
             vocab: config.vocab_size,
             epsilon: config.rms_norm_eps as f32,
             rope_theta: config.rope_theta,
+            workspaces: Workspaces::new(),
         }
     }
 
@@ -157,6 +162,7 @@ impl PackedLlama {
             vocab,
             epsilon,
             rope_theta,
+            workspaces: Workspaces::new(),
         }
     }
 
@@ -193,6 +199,7 @@ impl PackedLlama {
         order.sort_by_key(|&i| (sequences[i].len(), i));
         let lengths: Vec<usize> = order.iter().map(|&i| sequences[i].len()).collect();
         let batches = map_batches(
+            &self.workspaces,
             batch_ranges(&lengths, batch_tokens, false),
             |workspace: &mut LlamaWorkspace, range| {
                 let rows: Vec<&[u32]> = order[range].iter().map(|&i| sequences[i]).collect();

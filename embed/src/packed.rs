@@ -2,6 +2,8 @@
 //! [`crate::llama_packed`]): linear layers as plain row-major matrices and work buffers that
 //! are reused across batches.
 
+use std::sync::Mutex;
+
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::Tensor;
@@ -133,26 +135,56 @@ pub(crate) fn batch_ranges(
 /// that batches of unequal sizes still keep every thread busy to the end.
 const BATCHES_PER_THREAD: usize = 4;
 
+/// One work buffer set per rayon thread, kept across calls: buffers only grow, so after the
+/// first batches a forward neither allocates nor touches fresh pages. (Rayon's `map_init`
+/// would build a new one for every split of the work, zero-filling some 100 MB each time.)
+pub(crate) struct Workspaces<W> {
+    slots: Vec<Mutex<W>>,
+}
+
+impl<W: Default> Workspaces<W> {
+    /// One empty workspace per thread of the current rayon pool.
+    pub fn new() -> Self {
+        Self {
+            slots: (0..rayon::current_num_threads().max(1))
+                .map(|_| Mutex::new(W::default()))
+                .collect(),
+        }
+    }
+
+    /// `work` on the calling thread's workspace; on a fresh one when that is busy (a call
+    /// from another pool whose thread indices collide), so no call ever waits for another.
+    pub fn with<T>(&self, work: impl FnOnce(&mut W) -> T) -> T {
+        let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        match self.slots[index].try_lock() {
+            Ok(mut workspace) => work(&mut workspace),
+            Err(_) => work(&mut W::default()),
+        }
+    }
+}
+
 /// `forward(workspace, range)` over every batch of `ranges`, results in batch order. With at
 /// least [`BATCHES_PER_THREAD`] batches per rayon thread, whole batches run on the threads,
 /// each on one (its products then run on that thread), so no thread waits for another inside
 /// a batch; with fewer, batches run one after another and each spreads its work over the
 /// threads. Either way a batch gives the same values.
 pub(crate) fn map_batches<W: Default + Send, T: Send>(
+    workspaces: &Workspaces<W>,
     ranges: Vec<std::ops::Range<usize>>,
     forward: impl Fn(&mut W, std::ops::Range<usize>) -> T + Sync + Send,
 ) -> Vec<T> {
     if ranges.len() >= BATCHES_PER_THREAD * rayon::current_num_threads() {
         ranges
             .into_par_iter()
-            .map_init(W::default, |workspace, range| forward(workspace, range))
+            .map(|range| workspaces.with(|workspace| forward(workspace, range)))
             .collect()
     } else {
-        let mut workspace = W::default();
-        ranges
-            .into_iter()
-            .map(|range| forward(&mut workspace, range))
-            .collect()
+        workspaces.with(|workspace| {
+            ranges
+                .into_iter()
+                .map(|range| forward(workspace, range))
+                .collect()
+        })
     }
 }
 
@@ -169,4 +201,38 @@ pub(crate) fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Sen
         .build()
         .expect("a rayon pool")
         .install(work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every batch runs on one of the pool's kept workspaces (none on a fresh one), in both
+    /// branches of `map_batches`, and the next call finds them again.
+    #[test]
+    fn batches_reuse_one_workspace_per_thread_across_calls() {
+        on_threads(2, || {
+            let workspaces = Workspaces::<Vec<usize>>::new();
+            let run = |batches: usize| {
+                let ranges: Vec<_> = (0..batches).map(|b| b * 3..b * 3 + 3).collect();
+                map_batches(&workspaces, ranges, |seen: &mut Vec<usize>, range| {
+                    seen.push(range.start);
+                    range.len()
+                })
+            };
+            // 40 batches: whole batches on the threads; 3: one after another.
+            assert_eq!(run(40), vec![3; 40]);
+            assert_eq!(run(3), vec![3; 3]);
+            let mut seen: Vec<usize> = workspaces
+                .slots
+                .iter()
+                .flat_map(|slot| slot.lock().unwrap().clone())
+                .collect();
+            seen.sort_unstable();
+            let mut expected: Vec<usize> = (0..40).chain(0..3).map(|b| b * 3).collect();
+            expected.sort_unstable();
+            assert_eq!(seen, expected);
+            assert_eq!(workspaces.slots.len(), 2);
+        });
+    }
 }
