@@ -53,6 +53,44 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// A file being written that hashes (sha256) and counts its bytes as they pass, so the record
+/// of a shard needs no second read of the file (which, for shards no longer in the page
+/// cache, would read the whole output from disk again).
+pub struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashingFile {
+    /// Starts hashing what is written to `file` from here on.
+    pub fn new(file: File) -> Self {
+        Self {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The file, the hex sha256 of the bytes written and their count.
+    pub fn finish(self) -> (File, String, u64) {
+        (self.file, hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Lower-case hexadecimal encoding of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -74,5 +112,20 @@ mod tests {
             sha256_file(&path).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_hashing_file_hashes_and_counts_what_passes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = HashingFile::new(File::create(dir.path().join("a.txt")).unwrap());
+        file.write_all(b"a").unwrap();
+        file.write_all(b"bc").unwrap();
+        let (_, sha256, bytes) = file.finish();
+        assert_eq!(
+            sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(bytes, 3);
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"abc");
     }
 }

@@ -3,7 +3,7 @@
 //! rotated at the same uncompressed size as parquet shards and committed the same way
 //! (`.part-NNNNN.jsonl.zst.tmp`, synced, renamed).
 
-use crate::atomic::{commit, temp_path_for};
+use crate::atomic::{commit, temp_path_for, HashingFile};
 use crate::error::{Result, StorageError};
 use crate::jsonl::JsonlCodec;
 use crate::writer::{row_sizes, ShardInfo};
@@ -23,14 +23,14 @@ pub fn extension(codec: JsonlCodec) -> &'static str {
 }
 
 enum Encoder {
-    Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Plain(BufWriter<HashingFile>),
+    Gzip(flate2::write::GzEncoder<BufWriter<HashingFile>>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<HashingFile>>),
 }
 
 impl Encoder {
     fn new(file: File, codec: JsonlCodec, zstd_level: i32) -> std::io::Result<Self> {
-        let out = BufWriter::with_capacity(1 << 20, file);
+        let out = BufWriter::with_capacity(1 << 20, HashingFile::new(file));
         Ok(match codec {
             JsonlCodec::Plain => Encoder::Plain(out),
             JsonlCodec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
@@ -49,13 +49,14 @@ impl Encoder {
         }
     }
 
-    fn finish(self) -> std::io::Result<File> {
+    /// The finished file, the hex sha256 of its bytes and their count.
+    fn finish(self) -> std::io::Result<(File, String, u64)> {
         let out = match self {
             Encoder::Plain(w) => w,
             Encoder::Gzip(w) => w.finish()?,
             Encoder::Zstd(w) => w.finish()?,
         };
-        out.into_inner().map_err(|e| e.into_error())
+        Ok(out.into_inner().map_err(|e| e.into_error())?.finish())
     }
 }
 
@@ -158,16 +159,18 @@ impl JsonlShardWriter {
         let Some(shard) = self.open.take() else {
             return Ok(());
         };
-        let file = shard
+        let (file, sha256, bytes) = shard
             .encoder
             .finish()
             .map_err(|e| StorageError::io(&shard.tmp, e))?;
         commit(file, &shard.tmp, &shard.path)?;
-        self.shards.push(ShardInfo::of_committed(
+        self.shards.push(ShardInfo::committed(
             &shard.path,
             shard.rows,
             shard.bytes,
-        )?);
+            bytes,
+            sha256,
+        ));
         Ok(())
     }
 

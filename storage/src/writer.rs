@@ -8,7 +8,7 @@
 //! `encode_threads` at once) and appended to the file strictly in order, so the bytes
 //! written depend only on the rows and the options, never on timing.
 
-use crate::atomic::{commit, sha256_file, temp_path_for};
+use crate::atomic::{commit, temp_path_for, HashingFile};
 use crate::error::{Result, StorageError};
 use crate::jsonl::JsonlCodec;
 use crate::jsonl_shards::JsonlShardWriter;
@@ -200,12 +200,16 @@ pub struct ShardInfo {
 }
 
 impl ShardInfo {
-    /// The record of a shard just committed at `path` (its size and hash read from disk).
-    pub fn of_committed(path: &Path, rows: u64, uncompressed_bytes: u64) -> Result<Self> {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| StorageError::io(path, e))?
-            .len();
-        Ok(ShardInfo {
+    /// The record of a shard just committed at `path`, from the [`HashingFile`] it was
+    /// written through (its size and hash as written).
+    pub fn committed(
+        path: &Path,
+        rows: u64,
+        uncompressed_bytes: u64,
+        bytes: u64,
+        sha256: String,
+    ) -> Self {
+        ShardInfo {
             file: path
                 .file_name()
                 .expect("shard paths have a file name")
@@ -214,15 +218,15 @@ impl ShardInfo {
             rows,
             uncompressed_bytes,
             bytes,
-            sha256: sha256_file(path)?,
-        })
+            sha256,
+        }
     }
 }
 
 type EncodedRowGroup = JoinHandle<parquet::errors::Result<Vec<ArrowColumnChunk>>>;
 
 struct OpenShard {
-    file: SerializedFileWriter<File>,
+    file: SerializedFileWriter<HashingFile>,
     factory: ArrowRowGroupWriterFactory,
     tmp: PathBuf,
     path: PathBuf,
@@ -341,10 +345,13 @@ impl ParquetShardWriter {
             let path = self.shard_path(self.shards.len());
             let tmp = temp_path_for(&path);
             let file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-            let (file, factory) =
-                ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                    .and_then(|w| w.into_serialized_writer())
-                    .map_err(|e| Self::write_error(&tmp, e))?;
+            let (file, factory) = ArrowWriter::try_new(
+                HashingFile::new(file),
+                self.schema.clone(),
+                Some(self.props.clone()),
+            )
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(|e| Self::write_error(&tmp, e))?;
             self.open = Some(OpenShard {
                 file,
                 factory,
@@ -453,16 +460,19 @@ impl ParquetShardWriter {
         while !shard.pending.is_empty() {
             Self::append_oldest(&mut shard)?;
         }
-        let file = shard
+        let (file, sha256, bytes) = shard
             .file
             .into_inner()
-            .map_err(|e| Self::write_error(&shard.tmp, e))?;
+            .map_err(|e| Self::write_error(&shard.tmp, e))?
+            .finish();
         commit(file, &shard.tmp, &shard.path)?;
-        self.shards.push(ShardInfo::of_committed(
+        self.shards.push(ShardInfo::committed(
             &shard.path,
             shard.rows,
             shard.bytes,
-        )?);
+            bytes,
+            sha256,
+        ));
         Ok(())
     }
 
