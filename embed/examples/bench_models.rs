@@ -212,43 +212,60 @@ fn gemm_gflops(model: &str) -> f64 {
         .map(|&(k, n)| 2.0 * (ROWS * k * n) as f64)
         .sum::<f64>()
         * threads as f64;
-    let buffers: Vec<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> = (0..threads)
+    // Row-major `[ROWS x k]` input, `[k x n]` weight and `[ROWS x n]` output of one product.
+    struct Product {
+        k: usize,
+        n: usize,
+        input: Vec<f32>,
+        weight: Vec<f32>,
+        output: Vec<f32>,
+    }
+    let mut per_thread: Vec<Vec<Product>> = (0..threads)
         .map(|t| {
+            let fill = |len: usize, seed: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * 7919 + seed * 104_729 + t) % 1000) as f32 / 1000.0 - 0.5)
+                    .collect()
+            };
             shapes
                 .iter()
-                .map(|&(k, n)| {
-                    let fill = |len: usize, seed: usize| -> Vec<f32> {
-                        (0..len)
-                            .map(|i| ((i * 7919 + seed * 104_729 + t) % 1000) as f32 / 1000.0 - 0.5)
-                            .collect()
-                    };
-                    (fill(ROWS * k, 1), fill(k * n, 2), vec![0f32; ROWS * n])
+                .map(|&(k, n)| Product {
+                    k,
+                    n,
+                    input: fill(ROWS * k, 1),
+                    weight: fill(k * n, 2),
+                    output: vec![0f32; ROWS * n],
                 })
                 .collect()
         })
         .collect();
-    let mut buffers = buffers;
     let mut best = 0f64;
     for round in 0..4 {
         let start = Instant::now();
-        buffers.par_iter_mut().for_each(|products| {
-            for (a, b, c) in products.iter_mut() {
-                let k = a.len() / ROWS;
-                let n = b.len() / k;
-                // SAFETY: row-major a [ROWS x k], b [k x n], c [ROWS x n], sizes as allocated.
+        per_thread.par_iter_mut().for_each(|products| {
+            for Product {
+                k,
+                n,
+                input,
+                weight,
+                output,
+            } in products.iter_mut()
+            {
+                let (k, n) = (*k, *n);
+                // SAFETY: the three buffers were allocated at exactly these shapes.
                 unsafe {
                     gemm::gemm(
                         ROWS,
                         n,
                         k,
-                        c.as_mut_ptr(),
+                        output.as_mut_ptr(),
                         1,
                         n as isize,
                         false,
-                        a.as_ptr(),
+                        input.as_ptr(),
                         1,
                         k as isize,
-                        b.as_ptr(),
+                        weight.as_ptr(),
                         1,
                         n as isize,
                         0.0,
