@@ -10,8 +10,8 @@
 //!
 //!   bench_models gemm encoder|lm
 //!
-//! The gemm kind measures the matmul ceiling as gleaner reaches it: the `gemm` crate on the
-//! model's linear-layer shapes (one layer's products at 2,048 rows; for the LM also the
+//! The gemm kind measures the matmul ceiling as gleaner reaches it: its `matmul` (the `gemm`
+//! crate) on the model's linear-layer shapes (one layer's products at 2,048 rows; for the LM also the
 //! output projection), each rayon thread running whole products on its own as the packed
 //! forwards do with whole batches; it prints the GFLOP/s over all threads.
 //! The gradients kind is Quad's probe cost: one forward+backward pass per document for the
@@ -251,31 +251,15 @@ fn gemm_gflops(model: &str) -> f64 {
                 output,
             } in products.iter_mut()
             {
-                let (k, n) = (*k, *n);
-                // SAFETY: the three buffers were allocated at exactly these shapes.
-                unsafe {
-                    gemm::gemm(
-                        ROWS,
-                        n,
-                        k,
-                        output.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        input.as_ptr(),
-                        1,
-                        k as isize,
-                        weight.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // Inside a rayon task, so the product runs on this thread alone.
+                gleaner_embed::cpu_kernels::matmul(
+                    [ROWS, *k, *n],
+                    (input, *k),
+                    (weight, *n, 1),
+                    (output, *n),
+                    1.0,
+                    false,
+                );
             }
         });
         let seconds = start.elapsed().as_secs_f64();

@@ -323,7 +323,7 @@ vectorised! {
 /// any called from a rayon task (whose caller already spreads its work over the threads), run
 /// on the caller's thread. The result is the same either way.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
+pub fn matmul(
     dims: [usize; 3],
     lhs: (&[f32], usize),
     rhs: (&[f32], usize, usize),
