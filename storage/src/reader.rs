@@ -314,6 +314,24 @@ impl DocBatch {
         }
     }
 
+    /// Bytes the batch holds: its output columns and the vector and score columns the stages
+    /// read (a buffer shared by both counts twice).
+    pub fn memory_size(&self) -> usize {
+        self.record.get_array_memory_size()
+            + self
+                .vectors
+                .iter()
+                .map(|v| {
+                    v.values.get_array_memory_size() + std::mem::size_of_val(v.offsets.as_slice())
+                })
+                .sum::<usize>()
+            + self
+                .scores
+                .iter()
+                .map(|s| s.get_array_memory_size())
+                .sum::<usize>()
+    }
+
     /// The documents as an output record batch (id, text, source, metadata).
     pub fn record(&self) -> &RecordBatch {
         &self.record

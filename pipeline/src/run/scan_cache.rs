@@ -37,10 +37,7 @@ impl ScanCache {
 
     /// Keeps `batches` as unit `unit`'s documents if they fit in what is left of the budget.
     pub fn offer(&self, unit: usize, batches: Vec<DocBatch>) {
-        let bytes: u64 = batches
-            .iter()
-            .map(|b| b.record().get_array_memory_size() as u64)
-            .sum();
+        let bytes: u64 = batches.iter().map(|b| b.memory_size() as u64).sum();
         let reserved = self
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
