@@ -70,7 +70,8 @@ impl Selector for RandomSelector {
             .enumerate()
             .map(|(i, d)| (uniform_key(self.seed, d.id), i))
             .collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Keys tie-broken by pool index are all distinct: an unstable sort gives the one order.
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let take = self
             .size
             .take(pool.len(), order.iter().map(|&(_, i)| pool[i].tokens));
@@ -82,7 +83,7 @@ impl Selector for RandomSelector {
                 reason: "random_sample",
             })
             .collect();
-        picks.sort_by_key(|p| p.index);
+        picks.sort_unstable_by_key(|p| p.index);
         picks
     }
 }
