@@ -228,6 +228,10 @@ fn units_kept_from_the_scan_write_the_same_bytes_as_units_read_again() {
         t["units_read_again"].as_u64().unwrap() as usize
     };
     // Several batches per unit, so a kept unit's batches must come back in order.
+    // Unset, local files are read again.
+    let default = tmp.path().join("default");
+    ok(&quickstart(&default, &["input.batch_size=50"]));
+    assert_eq!(read_again(&default), units);
     let all = tmp.path().join("all");
     ok(&quickstart(
         &all,
@@ -259,6 +263,7 @@ fn units_kept_from_the_scan_write_the_same_bytes_as_units_read_again() {
     let expected = deterministic_files(&none);
     assert_eq!(deterministic_files(&all), expected);
     assert_eq!(deterministic_files(&some), expected);
+    assert_eq!(deterministic_files(&default), expected);
 }
 
 #[test]

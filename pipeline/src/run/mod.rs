@@ -19,6 +19,7 @@ use crate::models::features::{self, FeatureReport, FeatureStage};
 use crate::stages::scanned::UnitScan;
 use crate::stages::{Plan, ProbeRunner};
 use anyhow::Result;
+use gleaner_storage::object::is_remote_path;
 use gleaner_storage::reader::{CorpusReader, SkippedFile};
 use gleaner_storage::writer::ShardInfo;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -100,7 +101,7 @@ impl Prepared {
             }
         }
         Ok(Self {
-            scan_cache: ScanCache::new(reader.units().len(), 0),
+            scan_cache: ScanCache::new(vec![false; reader.units().len()], 0),
             columns: ScanColumns::new(&stages, &columns, config),
             plan: stages,
             features: features::plan(config)?,
@@ -117,14 +118,21 @@ impl Prepared {
         &self.reader
     }
 
-    /// Keeps scanned units' batches for the write phase in this process, up to
-    /// `run.scan_cache` bytes (default: a quarter of the available memory).
+    /// Keeps scanned units' batches for the write phase in this process: any unit up to
+    /// `run.scan_cache` bytes when it is set, otherwise the units of files in object storage
+    /// up to a quarter of the available memory.
     fn keeping_scans(mut self, config: &Config) -> Self {
-        let budget = config
-            .run
-            .scan_cache
-            .map_or_else(scan_cache::default_budget, |b| b.bytes());
-        self.scan_cache = ScanCache::new(self.reader.units().len(), budget);
+        let (budget, any_file) = match config.run.scan_cache {
+            Some(bytes) => (bytes.bytes(), true),
+            None => (scan_cache::default_budget(), false),
+        };
+        let eligible = self
+            .reader
+            .units()
+            .iter()
+            .map(|u| any_file || is_remote_path(&self.reader.files()[u.file].path))
+            .collect();
+        self.scan_cache = ScanCache::new(eligible, budget);
         self
     }
 }
@@ -205,7 +213,7 @@ fn map_units(
 /// Scans one unit (model sidecars must exist): the map work of one completion marker. Its
 /// batches are offered to the scan cache when the write phase will read the unit.
 pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> {
-    let mut batches = p.scan_cache.has_room().then(Vec::new);
+    let mut batches = p.scan_cache.has_room(unit).then(Vec::new);
     let scan = scan::scan_unit(
         &p.reader,
         unit,

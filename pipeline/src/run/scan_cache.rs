@@ -1,11 +1,13 @@
 //! Decoded work units kept from the scan for the write phase, within a memory budget.
 //!
-//! The write phase needs each unit's documents again after the pool is decided. Reading them
-//! again decompresses and validates every page a second time (a fifth of a read-sample-write
-//! run's CPU) and, for object storage, fetches the column chunks again. Units whose decoded
-//! batches fit in the budget are kept instead; the others are read again. Which units are
-//! kept depends on the scan's timing, never the output: a kept batch is the batch a second
-//! read returns.
+//! The write phase needs each unit's documents again after the pool is decided. Reading a
+//! unit again decompresses and validates every page a second time and, for object storage,
+//! fetches its column chunks again. A kept unit skips both; the others are read again.
+//! Unless `run.scan_cache` is set, only units of files in object storage are kept: for local
+//! files the saved decoding (about a seventh of a read-sample-write run's CPU) was paid back
+//! in page faults on the kept memory, and the wall time did not move (docs/BENCHMARKS.md).
+//! Which units are kept depends on the scan's timing, never the output: a kept batch is the
+//! batch a second read returns.
 
 use gleaner_storage::reader::DocBatch;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +15,7 @@ use std::sync::Mutex;
 
 /// Units' decoded batches held between the scan and the write phase.
 pub struct ScanCache {
+    eligible: Vec<bool>,
     budget: u64,
     used: AtomicU64,
     units: Mutex<Vec<Option<Vec<DocBatch>>>>,
@@ -20,19 +23,22 @@ pub struct ScanCache {
 }
 
 impl ScanCache {
-    /// A cache for `units` work units holding at most `budget` bytes (0: keeps nothing).
-    pub fn new(units: usize, budget: u64) -> Self {
+    /// A cache holding at most `budget` bytes of the units whose `eligible` entry is true
+    /// (one entry per work unit).
+    pub fn new(eligible: Vec<bool>, budget: u64) -> Self {
         Self {
-            budget,
             used: AtomicU64::new(0),
-            units: Mutex::new(vec![None; units]),
+            units: Mutex::new(vec![None; eligible.len()]),
+            eligible,
+            budget,
             read_again: AtomicUsize::new(0),
         }
     }
 
-    /// Whether a unit scanned now may still be kept (the budget is not spent).
-    pub fn has_room(&self) -> bool {
-        self.used.load(Ordering::Relaxed) < self.budget
+    /// Whether unit `unit`, scanned now, may still be kept (it is eligible and the budget is
+    /// not spent).
+    pub fn has_room(&self, unit: usize) -> bool {
+        self.eligible[unit] && self.used.load(Ordering::Relaxed) < self.budget
     }
 
     /// Keeps `batches` as unit `unit`'s documents if they fit in what is left of the budget.
