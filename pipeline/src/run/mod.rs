@@ -5,6 +5,7 @@
 //! - [`plan`]: which columns the stages read and where they come from.
 //! - [`scan`]: the map phase of one unit.
 //! - [`decide`]: the pool stages over the survivors.
+//! - [`scan_cache`]: units kept from the scan for the write phase.
 //! - [`write`]: selection file, shards, stats, report and manifest.
 
 pub mod decide;
