@@ -61,12 +61,11 @@ pub fn write_selection(path: &Path, reader: &CorpusReader, d: &Decisions) -> Res
             Arc::new(StringArray::from_iter_values(
                 chunk.iter().map(|r| r.id.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| {
-                reader.files()[unit(r).file]
-                    .path
-                    .to_string_lossy()
-                    .into_owned()
-            }))),
+            Arc::new(StringArray::from_iter_values(
+                chunk
+                    .iter()
+                    .map(|r| reader.files()[unit(r).file].path.to_string_lossy()),
+            )),
             Arc::new(UInt32Array::from_iter_values(
                 chunk.iter().map(|r| unit(r).row_group as u32),
             )),
