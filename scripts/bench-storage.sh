@@ -94,6 +94,8 @@ cmd_e2e_gleaner_zstd3=("$gleaner" --quiet run --config "$work/gleaner-e2e.toml" 
 # With the scan cache on for these local files (by default only object-storage inputs use it):
 # the write phase takes the units the scan kept instead of reading them again.
 cmd_e2e_gleaner_cached=("$gleaner" --quiet run --config "$work/gleaner-e2e.toml" run.scan_cache=2GiB)
+# With nothing kept in memory: no unit is read ahead while the pool is decided either.
+cmd_e2e_gleaner_uncached=("$gleaner" --quiet run --config "$work/gleaner-e2e.toml" run.scan_cache=0)
 cmd_e2e_pyarrow=("$py" "$here/bench_storage_py.py" e2e-pyarrow "$corpus" "$work/out-py")
 cmd_e2e_datatrove=("$py" "$here/bench_storage_py.py" e2e-datatrove "$corpus" "$work/out-dt")
 cmd_jsonl_gleaner=("$gleaner" inspect "$work/jsonl" --scan)
@@ -101,7 +103,7 @@ cmd_jsonl_pyarrow=("$py" "$here/bench_storage_py.py" read-jsonl-pyarrow "$work/j
 cmd_jsonl_datatrove=("$py" "$here/bench_storage_py.py" read-jsonl-datatrove "$work/jsonl")
 alternate read_gleaner read_pyarrow
 alternate snappy_gleaner snappy_pyarrow
-alternate e2e_gleaner e2e_pyarrow e2e_datatrove e2e_gleaner_zstd3 e2e_gleaner_cached
+alternate e2e_gleaner e2e_pyarrow e2e_datatrove e2e_gleaner_zstd3 e2e_gleaner_cached e2e_gleaner_uncached
 alternate jsonl_gleaner jsonl_pyarrow jsonl_datatrove
 
 awk -F'\t' -v text="$text_mb" '
@@ -111,6 +113,7 @@ awk -F'\t' -v text="$text_mb" '
     printf "snappy read (pyarrow-written): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx pyarrow\n", w["snappy_gleaner"], r["snappy_gleaner"], w["snappy_pyarrow"], r["snappy_pyarrow"], w["snappy_pyarrow"]/w["snappy_gleaner"]
     printf "e2e (gleaner at zstd 3, its default): %.2f s (%d MB RSS)\n", w["e2e_gleaner_zstd3"], r["e2e_gleaner_zstd3"]
     printf "e2e (gleaner at zstd 1, run.scan_cache = 2GiB: every unit kept from the scan): %.2f s (%d MB RSS): %.2fx pyarrow\n", w["e2e_gleaner_cached"], r["e2e_gleaner_cached"], w["e2e_pyarrow"]/w["e2e_gleaner_cached"]
+    printf "e2e (gleaner at zstd 1, run.scan_cache = 0: no unit kept or read ahead): %.2f s (%d MB RSS): %.2fx pyarrow\n", w["e2e_gleaner_uncached"], r["e2e_gleaner_uncached"], w["e2e_pyarrow"]/w["e2e_gleaner_uncached"]
     printf "jsonl.zst read: gleaner %.2f s (%d MB RSS) vs pyarrow json %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["jsonl_gleaner"], r["jsonl_gleaner"], w["jsonl_pyarrow"], r["jsonl_pyarrow"], w["jsonl_pyarrow"]/w["jsonl_gleaner"], w["jsonl_datatrove"], r["jsonl_datatrove"], w["jsonl_datatrove"]/w["jsonl_gleaner"]
     printf "e2e (zstd 1 everywhere): gleaner %.2f s (%d MB RSS) vs pyarrow %.2f s (%d MB RSS): %.2fx; vs datatrove %.2f s (%d MB RSS): %.2fx\n", w["e2e_gleaner"], r["e2e_gleaner"], w["e2e_pyarrow"], r["e2e_pyarrow"], w["e2e_pyarrow"]/w["e2e_gleaner"], w["e2e_datatrove"], r["e2e_datatrove"], w["e2e_datatrove"]/w["e2e_gleaner"]
   }' "$results"

@@ -222,16 +222,22 @@ fn units_kept_from_the_scan_write_the_same_bytes_as_units_read_again() {
         .sum();
     assert_eq!(units, 18);
     let tmp = tempfile::tempdir().unwrap();
-    let read_again = |dir: &Path| -> usize {
+    let timing = |dir: &Path, key: &str| -> usize {
         let t: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("timings.json")).unwrap()).unwrap();
-        t["units_read_again"].as_u64().unwrap() as usize
+        t[key].as_u64().unwrap() as usize
     };
+    let read_again = |dir: &Path| timing(dir, "units_read_again");
     // Several batches per unit, so a kept unit's batches must come back in order.
-    // Unset, local files are read again.
+    // Unset, local files are read again (some of them, at most one per thread, while the
+    // pool is decided: how many depends on timing, never the output).
     let default = tmp.path().join("default");
-    ok(&quickstart(&default, &["input.batch_size=50"]));
+    ok(&quickstart(
+        &default,
+        &["input.batch_size=50", "--threads", "2"],
+    ));
     assert_eq!(read_again(&default), units);
+    assert!(timing(&default, "units_read_ahead") <= 2);
     let all = tmp.path().join("all");
     ok(&quickstart(
         &all,
@@ -244,6 +250,11 @@ fn units_kept_from_the_scan_write_the_same_bytes_as_units_read_again() {
         &["run.scan_cache=0", "input.batch_size=50"],
     ));
     assert_eq!(read_again(&none), units);
+    assert_eq!(
+        timing(&none, "units_read_ahead"),
+        0,
+        "0 turns reading ahead off"
+    );
     // About 300 kB of decoded text per unit: a 1 MB budget keeps a few units, not all.
     let some = tmp.path().join("some");
     ok(&quickstart(

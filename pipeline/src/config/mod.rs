@@ -440,7 +440,8 @@ pub struct RunConfig {
     /// Memory for decoded work units kept from the scan for the write phase (bytes or a
     /// size); units beyond it are read from their files again. Unset: only units of files
     /// in object storage are kept, up to a quarter of the memory available when the run
-    /// starts. Outputs never depend on it.
+    /// starts. Within the same budget, the first unit per thread that the write phase needs
+    /// is read while the pool is decided; `0` turns both off. Outputs never depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_cache: Option<ByteSize>,
     /// Local folder for runs whose `output.dir` or `cache_dir` is in object storage: the

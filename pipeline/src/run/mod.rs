@@ -30,6 +30,7 @@ use scan::ScanColumns;
 use scan_cache::ScanCache;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -357,11 +358,44 @@ pub fn reduce(
 
     layout::write_progress(&out, "decide", serde_json::Value::Null);
     let t_decide = Instant::now();
-    let decisions = p
-        .pool
-        .install(|| decide::decide(Some(&p.reader), &scans, &p.plan, config, options))?;
-    drop(scans);
-    write::write_selection(&out.join(layout::SELECTION_FILE), &p.reader, &decisions)?;
+    // The units the write phase may read, in its order: those with rows that passed the scan
+    // (or any rows, when removed rows are written). The first of them, one per write worker,
+    // are read while the pool is decided.
+    let ahead: Vec<usize> = scans
+        .iter()
+        .enumerate()
+        .filter_map(|(u, s)| {
+            let s = s.as_ref()?;
+            let wanted = if config.output.write_removed {
+                !s.fates.is_empty()
+            } else {
+                !s.survivors.is_empty()
+            };
+            wanted.then_some(u)
+        })
+        .collect();
+    let decide_step = |scans: Vec<Option<UnitScan>>| -> Result<decide::Decisions> {
+        let decisions = p
+            .pool
+            .install(|| decide::decide(Some(&p.reader), &scans, &p.plan, config, options))?;
+        drop(scans);
+        write::write_selection(&out.join(layout::SELECTION_FILE), &p.reader, &decisions)?;
+        Ok(decisions)
+    };
+    let decisions = if p.scan_cache.enabled() && !ahead.is_empty() {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reading = s.spawn(|| p.scan_cache.read_ahead(&p.reader, &ahead, p.threads, &stop));
+            let decisions = decide_step(scans);
+            stop.store(true, Ordering::Relaxed);
+            reading
+                .join()
+                .expect("the read-ahead thread does not panic");
+            decisions
+        })?
+    } else {
+        decide_step(scans)?
+    };
     let decide_s = t_decide.elapsed().as_secs_f64();
 
     let t_write = Instant::now();
@@ -381,6 +415,7 @@ pub fn reduce(
             decide_s,
             write_s,
             units_read_again: p.scan_cache.units_read_again(),
+            units_read_ahead: p.scan_cache.units_read_ahead(),
         },
         started,
     )

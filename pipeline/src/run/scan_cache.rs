@@ -8,9 +8,15 @@
 //! in page faults on the kept memory, and the wall time did not move (docs/BENCHMARKS.md).
 //! Which units are kept depends on the scan's timing, never the output: a kept batch is the
 //! batch a second read returns.
+//!
+//! The same cache is filled ahead of the write phase while the pool is decided: that step
+//! runs mostly on one thread, so another thread reads the first units the write phase will
+//! need ([`ScanCache::read_ahead`]), one per write worker, with a core that would otherwise
+//! wait. More than that gained nothing: the extra memory's page faults and the competition
+//! with the decide step's parallel parts ate the saving (docs/BENCHMARKS.md).
 
-use gleaner_storage::reader::DocBatch;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use gleaner_storage::reader::{CorpusReader, DocBatch};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Units' decoded batches held between the scan and the write phase.
@@ -20,6 +26,7 @@ pub struct ScanCache {
     used: AtomicU64,
     units: Mutex<Vec<Option<Vec<DocBatch>>>>,
     read_again: AtomicUsize,
+    read_ahead: AtomicUsize,
 }
 
 impl ScanCache {
@@ -32,6 +39,7 @@ impl ScanCache {
             eligible,
             budget,
             read_again: AtomicUsize::new(0),
+            read_ahead: AtomicUsize::new(0),
         }
     }
 
@@ -41,8 +49,9 @@ impl ScanCache {
         self.eligible[unit] && self.used.load(Ordering::Relaxed) < self.budget
     }
 
-    /// Keeps `batches` as unit `unit`'s documents if they fit in what is left of the budget.
-    pub fn offer(&self, unit: usize, batches: Vec<DocBatch>) {
+    /// Keeps `batches` as unit `unit`'s documents if they fit in what is left of the budget;
+    /// returns whether they were kept.
+    pub fn offer(&self, unit: usize, batches: Vec<DocBatch>) -> bool {
         let bytes: u64 = batches.iter().map(|b| b.memory_size() as u64).sum();
         let reserved = self
             .used
@@ -52,6 +61,45 @@ impl ScanCache {
         if reserved.is_ok() {
             self.units.lock().expect("scan cache lock")[unit] = Some(batches);
         }
+        reserved.is_ok()
+    }
+
+    /// Reads `units` in this order (those not kept already) and keeps each one read in full,
+    /// until `stop` is set, `most` units are kept or a unit does not fit in the budget. A unit
+    /// being read when `stop` is set is left for the write phase, as is one that fails to
+    /// read (the write phase reports the error). Returns the units kept.
+    pub fn read_ahead(
+        &self,
+        reader: &CorpusReader,
+        units: &[usize],
+        most: usize,
+        stop: &AtomicBool,
+    ) -> usize {
+        let mut kept = 0;
+        for &unit in units {
+            if kept == most || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if self.units.lock().expect("scan cache lock")[unit].is_some() {
+                continue;
+            }
+            let Ok(batches) = reader.read_unit(unit) else {
+                break;
+            };
+            let mut read = Vec::new();
+            for batch in batches {
+                match batch {
+                    Ok(b) if !stop.load(Ordering::Relaxed) => read.push(b),
+                    _ => return kept,
+                }
+            }
+            if !self.offer(unit, read) {
+                break;
+            }
+            kept += 1;
+            self.read_ahead.fetch_add(1, Ordering::Relaxed);
+        }
+        kept
     }
 
     /// Unit `unit`'s kept batches, handed over once; `None` when it must be read again
@@ -64,9 +112,20 @@ impl ScanCache {
         kept
     }
 
-    /// Units the write phase read from their files again.
+    /// Units read from their files a second time: by the write phase, or ahead of it while
+    /// the pool was decided.
     pub fn units_read_again(&self) -> usize {
-        self.read_again.load(Ordering::Relaxed)
+        self.read_again.load(Ordering::Relaxed) + self.units_read_ahead()
+    }
+
+    /// Units read ahead of the write phase while the pool was decided.
+    pub fn units_read_ahead(&self) -> usize {
+        self.read_ahead.load(Ordering::Relaxed)
+    }
+
+    /// Whether units can be kept at all (the budget is not zero).
+    pub fn enabled(&self) -> bool {
+        self.budget > 0
     }
 }
 
@@ -81,4 +140,84 @@ pub fn default_budget() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(1 << 30, |kib| kib * 1024 / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gleaner_storage::reader::{ColumnSpec, OnBadFile};
+
+    /// The shipped quickstart corpus (18 row-group units) in batches of 100 rows, so each
+    /// unit is several batches.
+    fn quickstart() -> CorpusReader {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/quickstart");
+        CorpusReader::open(
+            &[dir.to_string()],
+            ColumnSpec::default(),
+            OnBadFile::Error,
+            100,
+        )
+        .unwrap()
+    }
+
+    fn records(batches: &[DocBatch]) -> Vec<arrow::array::RecordBatch> {
+        batches.iter().map(|b| b.record().clone()).collect()
+    }
+
+    fn read(reader: &CorpusReader, unit: usize) -> Vec<DocBatch> {
+        reader
+            .read_unit(unit)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn read_ahead_keeps_the_first_units_not_kept_yet_as_a_second_read_returns_them() {
+        let reader = quickstart();
+        assert_eq!(reader.units().len(), 18);
+        let cache = ScanCache::new(vec![false; 18], u64::MAX);
+        // Unit 5 was kept by the scan: it is skipped, not counted, and left as it was.
+        assert!(cache.offer(5, read(&reader, 5)));
+        let wanted = [5, 2, 7, 9, 11];
+        let kept = cache.read_ahead(&reader, &wanted, 3, &AtomicBool::new(false));
+        assert_eq!(kept, 3);
+        assert_eq!(cache.units_read_ahead(), 3);
+        for unit in [2, 7, 9] {
+            let taken = cache.take(unit).expect("read ahead");
+            assert!(taken.len() > 1, "several batches per unit");
+            assert_eq!(
+                records(&taken),
+                records(&read(&reader, unit)),
+                "unit {unit}"
+            );
+        }
+        assert!(cache.take(5).is_some());
+        assert!(cache.take(11).is_none(), "beyond the three asked for");
+        // Read ahead counts as read again; unit 11 was read again by the write phase.
+        assert_eq!(cache.units_read_again(), 4);
+    }
+
+    #[test]
+    fn read_ahead_stops_when_told_or_out_of_budget() {
+        let reader = quickstart();
+        let stopped = ScanCache::new(vec![false; 18], u64::MAX);
+        assert_eq!(
+            stopped.read_ahead(&reader, &[0, 1], 2, &AtomicBool::new(true)),
+            0
+        );
+        assert!(stopped.take(0).is_none());
+        // A budget that holds unit 0 but not units 0 and 1.
+        let first: u64 = read(&reader, 0)
+            .iter()
+            .map(|b| b.memory_size() as u64)
+            .sum();
+        let small = ScanCache::new(vec![false; 18], first + 1);
+        assert_eq!(
+            small.read_ahead(&reader, &[0, 1, 2], 3, &AtomicBool::new(false)),
+            1
+        );
+        assert!(small.take(0).is_some());
+        assert!(small.take(1).is_none());
+    }
 }

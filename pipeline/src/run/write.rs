@@ -388,8 +388,10 @@ pub struct Timings {
     pub decide_s: f64,
     /// Shard writing.
     pub write_s: f64,
-    /// Units the write phase read from their files again (not kept from the scan).
+    /// Units read from their files a second time (not kept from the scan).
     pub units_read_again: usize,
+    /// Of those, the units read ahead while the pool was decided.
+    pub units_read_ahead: usize,
 }
 
 /// Writes stats, report, cluster and Quad pages, the resolved config, timings and (last)
@@ -478,6 +480,7 @@ pub fn write_records(
         "quad": decisions.quad_cost,
         "write_s": timings.write_s,
         "units_read_again": timings.units_read_again,
+        "units_read_ahead": timings.units_read_ahead,
         "total_s": total_s,
         "docs_per_s": seen as f64 / total_s.max(1e-9),
     });
