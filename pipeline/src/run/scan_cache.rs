@@ -67,14 +67,15 @@ impl ScanCache {
     /// Reads `units` in this order (those not kept already) and keeps each one read in full,
     /// until `stop` is set, `most` units are kept or a unit does not fit in the budget. A unit
     /// being read when `stop` is set is left for the write phase, as is one that fails to
-    /// read (the write phase reports the error). Returns the units kept.
+    /// read (the write phase reports the error). [`ScanCache::units_read_ahead`] counts the
+    /// units kept.
     pub fn read_ahead(
         &self,
         reader: &CorpusReader,
         units: &[usize],
         most: usize,
         stop: &AtomicBool,
-    ) -> usize {
+    ) {
         let mut kept = 0;
         for &unit in units {
             if kept == most || stop.load(Ordering::Relaxed) {
@@ -90,7 +91,7 @@ impl ScanCache {
             for batch in batches {
                 match batch {
                     Ok(b) if !stop.load(Ordering::Relaxed) => read.push(b),
-                    _ => return kept,
+                    _ => return,
                 }
             }
             if !self.offer(unit, read) {
@@ -99,7 +100,6 @@ impl ScanCache {
             kept += 1;
             self.read_ahead.fetch_add(1, Ordering::Relaxed);
         }
-        kept
     }
 
     /// Unit `unit`'s kept batches, handed over once; `None` when it must be read again
@@ -180,8 +180,7 @@ mod tests {
         // Unit 5 was kept by the scan: it is skipped, not counted, and left as it was.
         assert!(cache.offer(5, read(&reader, 5)));
         let wanted = [5, 2, 7, 9, 11];
-        let kept = cache.read_ahead(&reader, &wanted, 3, &AtomicBool::new(false));
-        assert_eq!(kept, 3);
+        cache.read_ahead(&reader, &wanted, 3, &AtomicBool::new(false));
         assert_eq!(cache.units_read_ahead(), 3);
         for unit in [2, 7, 9] {
             let taken = cache.take(unit).expect("read ahead");
@@ -202,10 +201,8 @@ mod tests {
     fn read_ahead_stops_when_told_or_out_of_budget() {
         let reader = quickstart();
         let stopped = ScanCache::new(vec![false; 18], u64::MAX);
-        assert_eq!(
-            stopped.read_ahead(&reader, &[0, 1], 2, &AtomicBool::new(true)),
-            0
-        );
+        stopped.read_ahead(&reader, &[0, 1], 2, &AtomicBool::new(true));
+        assert_eq!(stopped.units_read_ahead(), 0);
         assert!(stopped.take(0).is_none());
         // A budget that holds unit 0 but not units 0 and 1.
         let first: u64 = read(&reader, 0)
@@ -213,10 +210,8 @@ mod tests {
             .map(|b| b.memory_size() as u64)
             .sum();
         let small = ScanCache::new(vec![false; 18], first + 1);
-        assert_eq!(
-            small.read_ahead(&reader, &[0, 1, 2], 3, &AtomicBool::new(false)),
-            1
-        );
+        small.read_ahead(&reader, &[0, 1, 2], 3, &AtomicBool::new(false));
+        assert_eq!(small.units_read_ahead(), 1);
         assert!(small.take(0).is_some());
         assert!(small.take(1).is_none());
     }
