@@ -358,7 +358,7 @@ impl JsonlBatches {
 
     /// Decodes the whole buffer at once; `None` when any line fails.
     fn decode_all(&mut self) -> Option<RecordBatch> {
-        if std::str::from_utf8(&self.buffer).is_err() {
+        if simdutf8::basic::from_utf8(&self.buffer).is_err() {
             return None;
         }
         let mut offset = 0;

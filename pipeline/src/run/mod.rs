@@ -375,12 +375,8 @@ pub fn reduce(
         })
         .collect();
     let decide_step = |scans: Vec<Option<UnitScan>>| -> Result<decide::Decisions> {
-        let decisions = p
-            .pool
-            .install(|| decide::decide(Some(&p.reader), &scans, &p.plan, config, options))?;
-        drop(scans);
-        write::write_selection(&out.join(layout::SELECTION_FILE), &p.reader, &decisions)?;
-        Ok(decisions)
+        p.pool
+            .install(|| decide::decide(Some(&p.reader), &scans, &p.plan, config, options))
     };
     let decisions = if p.scan_cache.enabled() && !ahead.is_empty() {
         let stop = AtomicBool::new(false);
@@ -398,8 +394,20 @@ pub fn reduce(
     };
     let decide_s = t_decide.elapsed().as_secs_f64();
 
+    // selection.parquet is written on its own thread beside the shards: it needs only the
+    // decisions, and the serial decide step would otherwise hold the write phase back.
     let t_write = Instant::now();
-    let written = write::write_shards(p, config, &decisions, options.quiet)?;
+    let written = std::thread::scope(|s| {
+        let selection = s.spawn(|| {
+            write::write_selection(&out.join(layout::SELECTION_FILE), &p.reader, &decisions)
+        });
+        let written = write::write_shards(p, config, &decisions, options.quiet);
+        let selection = selection
+            .join()
+            .expect("the selection writer does not panic");
+        let written = written?;
+        selection.map(|()| written)
+    })?;
     let write_s = t_write.elapsed().as_secs_f64();
 
     write::write_records(

@@ -386,7 +386,7 @@ pub struct Timings {
     pub map_s: f64,
     /// Decide step.
     pub decide_s: f64,
-    /// Shard writing.
+    /// Shard writing (selection.parquet is written at the same time).
     pub write_s: f64,
     /// Units read from their files a second time (not kept from the scan).
     pub units_read_again: usize,
