@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
 use crate::bert_packed::{PackedBert, Workspace};
-use crate::packed::{batch_ranges, map_batches};
+use crate::packed::{batch_ranges, map_batches, spread_batch_tokens};
 use crate::tokenize::TextTokenizer;
 use crate::weights::ModelFiles;
 use crate::ModelError;
@@ -29,7 +29,8 @@ pub struct EncoderOptions {
     /// Longest input in tokens, special tokens included (all-MiniLM-L6-v2 was trained with 256);
     /// capped at the model's `max_position_embeddings`.
     pub max_tokens: usize,
-    /// Tokens per forward batch (rows x length).
+    /// Tokens per forward batch at most (rows x length); the packed CPU forward cuts them
+    /// smaller when that lets every thread run whole batches (same values).
     pub batch_tokens: usize,
     /// Long-document handling.
     pub long_documents: LongDocuments,
@@ -132,7 +133,15 @@ impl SentenceEncoder {
         let vectors: Vec<Vec<f32>> = match &self.forward {
             Forward::Packed(model) => map_batches(
                 &model.workspaces,
-                batch_ranges(&lengths, self.options.batch_tokens, false),
+                batch_ranges(
+                    &lengths,
+                    spread_batch_tokens(
+                        lengths.iter().sum(),
+                        self.options.batch_tokens,
+                        rayon::current_num_threads(),
+                    ),
+                    false,
+                ),
                 |workspace: &mut Workspace, range| {
                     let ids: Vec<&[u32]> =
                         segments[range].iter().map(|s| s.ids.as_slice()).collect();

@@ -135,6 +135,21 @@ pub(crate) fn batch_ranges(
 /// that batches of unequal sizes still keep every thread busy to the end.
 const BATCHES_PER_THREAD: usize = 4;
 
+/// The fewest tokens [`spread_batch_tokens`] cuts a batch down to: below about this many rows
+/// the products' own efficiency falls faster than whole batches per thread gain.
+const MIN_SPREAD_TOKENS: usize = 4096;
+
+/// Tokens per batch for `total` tokens on `threads` threads: at most `batch_tokens`, and
+/// small enough for [`BATCHES_PER_THREAD`] batches per thread (so [`map_batches`] runs whole
+/// batches on the threads) while batches keep [`MIN_SPREAD_TOKENS`]. A packed forward's
+/// values do not depend on the batches' company, so this changes only the speed and the
+/// memory: 97,594 tokens asked in batches of 32,768 make 3 batches that each spread over 2
+/// threads, or 8 of at most 12,200 that run whole, 6% more documents per second.
+pub(crate) fn spread_batch_tokens(total: usize, batch_tokens: usize, threads: usize) -> usize {
+    let spread = total.div_ceil(BATCHES_PER_THREAD * threads.max(1));
+    batch_tokens.min(spread.max(MIN_SPREAD_TOKENS))
+}
+
 /// One work buffer set per rayon thread, kept across calls: buffers only grow, so after the
 /// first batches a forward neither allocates nor touches fresh pages. (Rayon's `map_init`
 /// would build a new one for every split of the work, zero-filling some 100 MB each time.)
@@ -206,6 +221,19 @@ pub(crate) fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Sen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_cut_for_four_per_thread_down_to_the_floor() {
+        // 97,594 tokens, 2 threads: 8 batches of ceil(97,594 / 8) = 12,200 at most.
+        assert_eq!(spread_batch_tokens(97_594, 32_768, 2), 12_200);
+        // Already small enough: the asked size stays.
+        assert_eq!(spread_batch_tokens(97_594, 8_192, 2), 8_192);
+        // Few tokens: never below the floor (nor above the asked size).
+        assert_eq!(spread_batch_tokens(5_000, 32_768, 2), 4_096);
+        assert_eq!(spread_batch_tokens(5_000, 2_048, 2), 2_048);
+        // One thread: 4 batches.
+        assert_eq!(spread_batch_tokens(40_000, 32_768, 1), 10_000);
+    }
 
     /// Every batch runs on one of the pool's kept workspaces (none on a fresh one), in both
     /// branches of `map_batches`, and the next call finds them again.

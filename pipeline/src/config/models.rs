@@ -29,8 +29,9 @@ pub struct EmbedConfig {
     /// `truncate` or `chunk_mean`.
     #[serde(default)]
     pub long_documents: LongDocumentsConfig,
-    /// Tokens per forward batch (packed without padding on the CPU; on other devices inputs
-    /// of equal length are batched together).
+    /// Tokens per forward batch at most (packed without padding on the CPU, which cuts them
+    /// smaller when that gives each thread whole batches; on other devices inputs of equal
+    /// length are batched together).
     #[serde(default = "default_embed_batch_tokens")]
     pub batch_tokens: usize,
     /// `cpu`, `gpu` (Vulkan) or `cuda`.
