@@ -570,13 +570,14 @@ fn mismatched_column_types_across_files_are_reported() {
     );
 }
 
-#[test]
-fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
+/// Writes `values` as one page of a required UTF8-annotated binary column `text`, without
+/// the checks an Arrow writer would make, and returns the error reading it gives.
+fn read_error_of_text_page(file_name: &str, values: &[&[u8]]) -> String {
     use parquet::data_type::{ByteArray, ByteArrayType};
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("latin1.parquet");
+    let path = dir.path().join(file_name);
     let schema =
         Arc::new(parse_message_type("message m { required binary text (UTF8); }").unwrap());
     let mut fw = SerializedFileWriter::new(
@@ -587,10 +588,7 @@ fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
     .unwrap();
     let mut rg = fw.next_row_group().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
-    let values = vec![
-        ByteArray::from(&b"fine"[..]),
-        ByteArray::from(&b"caf\xe9"[..]),
-    ];
+    let values: Vec<ByteArray> = values.iter().map(|v| ByteArray::from(*v)).collect();
     col.typed::<ByteArrayType>()
         .write_batch(&values, None, None)
         .unwrap();
@@ -599,16 +597,43 @@ fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
     fw.close().unwrap();
     let reader =
         CorpusReader::open(&pat(&path), ColumnSpec::default(), OnBadFile::Error, 10).unwrap();
-    let err = reader
+    reader
         .read_unit(0)
         .and_then(|mut it| it.next().unwrap())
-        .unwrap_err();
-    let msg = err.to_string();
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
+    let msg = read_error_of_text_page("latin1.parquet", &[b"fine", b"caf\xe9"]);
     assert!(
         msg.contains("latin1.parquet") && msg.contains("row group 0"),
         "{msg}"
     );
     assert!(msg.to_lowercase().contains("utf"), "{msg}");
+}
+
+/// A byte that cannot start or continue UTF-8 deep inside a long text: the check runs over
+/// vector-sized blocks there (AVX2 where the CPU has it), not the short-input path.
+#[test]
+fn invalid_utf8_deep_in_a_long_text_is_found() {
+    let mut long = vec![b'a'; 10_000];
+    long[6_543] = 0xff;
+    let mut multibyte = "d\u{e9}j\u{e0} vu, \u{4e2d}\u{6587} "
+        .repeat(400)
+        .into_bytes();
+    // A continuation byte with no lead byte before it (byte 3,006 is the `d` of a `déjà`).
+    assert_eq!(multibyte[3_006], b'd');
+    multibyte[3_006] = 0x80;
+    for (name, text) in [("ascii.parquet", long), ("multibyte.parquet", multibyte)] {
+        let valid = "fine ".repeat(100);
+        let msg = read_error_of_text_page(name, &[valid.as_bytes(), &text]);
+        assert!(
+            msg.contains(name) && msg.to_lowercase().contains("utf"),
+            "{msg}"
+        );
+    }
 }
 
 #[test]
