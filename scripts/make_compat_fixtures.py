@@ -4,9 +4,10 @@
 Every file is written by pyarrow, datatrove or Hugging Face `datasets` (never by gleaner), so
 the compatibility tests (tests/compat.rs) read what those tools really write: each parquet
 codec, data page v1 and v2, dictionary and plain encodings, utf8 / large_utf8 / utf8_view
-text, null and empty texts, null and integer ids, nested struct / list / map metadata, a
+text, text as dictionary-typed and as unannotated binary columns, null and empty texts, null and integer ids, nested struct / list / map metadata, a
 zero-row row group, a row group larger than the tests' batch size, many small row groups,
-and JSONL (plain, gzip, zstd; Dolma layout with nested metadata).
+and JSONL (plain, gzip, zstd; Dolma layout with nested metadata; a byte order mark with CRLF
+line ends; a field no Arrow type fits beside the ones a run reads).
 
 `expected.json` records, per file, what pyarrow (or Python's json module) reads back: rows,
 null and empty texts, the id column's Arrow type, the codecs in the footer. The tests compare
@@ -105,6 +106,15 @@ def write_parquet():
         name = f"text-{kind}.parquet"
         pq.write_table(t.set_column(1, "text", t.column("text").cast(typ)), os.path.join(OUT, name))
         record(name, t)
+    # Text as plain binary (writers that leave out parquet's UTF8 annotation, as Impala and
+    # old Hive did) and as a dictionary-typed column: read as strings.
+    for kind, column in [
+        ("binary", t.column("text").cast(pa.binary())),
+        ("dictionary", t.column("text").dictionary_encode()),
+    ]:
+        name = f"text-{kind}.parquet"
+        pq.write_table(t.set_column(1, "text", column), os.path.join(OUT, name))
+        record(name, t, text_written_as="string")
     # Nulls and empties in text, nulls in string ids.
     texts = [d["text"] for d in DOCS]
     ids = [d["id"] for d in DOCS]
@@ -229,6 +239,16 @@ def write_jsonl():
     with open(os.path.join(OUT, "dolma.jsonl.gz"), "wb") as f:
         f.write(gzip.compress(lines, mtime=0))
     record("dolma.jsonl.gz", rows, metadata=["metadata"], source_path="metadata.source")
+    # As Windows tools write text: a byte order mark first and CRLF line ends.
+    with open(os.path.join(OUT, "dolma-bom-crlf.jsonl"), "wb") as f:
+        f.write(b"\xef\xbb\xbf" + lines.replace(b"\n", b"\r\n"))
+    record("dolma-bom-crlf.jsonl", rows, metadata=["metadata"], source_path="metadata.source")
+    # A field no Arrow type fits (a list mixing numbers and objects) beside the ones a run
+    # reads: the run reads the others.
+    mixed = [dict(r, spans=[i, {"score": i / 10}]) for i, r in enumerate(rows)]
+    with open(os.path.join(OUT, "dolma-mixed-types.jsonl"), "wb") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in mixed).encode())
+    record("dolma-mixed-types.jsonl", mixed, metadata=["metadata"], source_path="metadata.source")
     try:
         import zstandard
     except ImportError:

@@ -86,6 +86,13 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
                 }
             );
         }
+        for (field, reason) in &d.untyped {
+            let _ = writeln!(
+                s,
+                "    {field}: (left out: no Arrow type fits its values, {reason}; a run reads \
+                 the other fields)"
+            );
+        }
         if !d.columns.is_empty() {
             let _ = writeln!(s, "  columns (compressed / uncompressed, codec):");
         }

@@ -34,6 +34,18 @@ pub enum StorageError {
         column: String,
         available: String,
     },
+    /// A JSONL field named in the config whose values in the first lines no Arrow type fits
+    /// (a list mixing numbers and objects, say).
+    #[error(
+        "{path}: field `{field}` cannot be read: no Arrow type fits its values in the first \
+         {lines} lines ({message})"
+    )]
+    UntypedField {
+        path: PathBuf,
+        field: String,
+        lines: usize,
+        message: String,
+    },
     /// A column has a type the reader cannot use for its role.
     #[error("{path}: column `{column}` has type {found}, expected {expected}")]
     WrongColumnType {

@@ -37,6 +37,8 @@ pub struct FileSummary {
     pub schema: SchemaRef,
     /// Per leaf column sizes.
     pub columns: Vec<ColumnSummary>,
+    /// JSONL fields no Arrow type fits (mixed JSON types in the first lines), with the reason.
+    pub untyped: Vec<(String, String)>,
     /// Writer that produced the file.
     pub created_by: Option<String>,
     /// `parquet`, or `jsonl` with its compression.
@@ -49,12 +51,14 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
     let (path, bytes) = (input.path.as_path(), input.bytes);
     if let Some(codec) = jsonl_codec(path) {
         let chunks = index_file(path, codec, CHUNK_BYTES)?;
+        let inferred = infer_schema(path, codec, &|_| true)?;
         return Ok(FileSummary {
             path: path.to_path_buf(),
             bytes,
             rows: chunks.iter().map(|c| c.rows).sum(),
             row_groups: chunks.len(),
-            schema: std::sync::Arc::new(infer_schema(path, codec)?),
+            schema: std::sync::Arc::new(inferred.schema),
+            untyped: inferred.untyped,
             columns: Vec::new(),
             created_by: None,
             format: format!("jsonl ({codec:?})").to_lowercase(),
@@ -92,6 +96,7 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
         row_groups: meta.num_row_groups(),
         schema: builder.schema().clone(),
         columns,
+        untyped: Vec::new(),
         created_by: meta.file_metadata().created_by().map(String::from),
         format: "parquet".into(),
     })

@@ -133,6 +133,9 @@ pub fn index_file(path: &Path, codec: JsonlCodec, chunk_bytes: u64) -> Result<Ve
         };
         let len = buf.len();
         let mut start = 0;
+        if byte == 0 && buf.starts_with(BYTE_ORDER_MARK) {
+            start = BYTE_ORDER_MARK.len();
+        }
         while start < len {
             let end = memchr::memchr(b'\n', &buf[start..]).map(|p| start + p);
             let piece = &buf[start..end.unwrap_or(len)];
@@ -172,52 +175,119 @@ pub fn index_file(path: &Path, codec: JsonlCodec, chunk_bytes: u64) -> Result<Ve
     Ok(chunks)
 }
 
-/// Infers the schema of the first [`SCHEMA_SAMPLE_LINES`] JSON objects of a JSONL file.
-/// Fields seen only as JSON `null` are typed as strings.
-pub fn infer_schema(path: &Path, codec: JsonlCodec) -> Result<Schema> {
+/// A JSONL file's schema, inferred from its first lines.
+#[derive(Debug, Clone)]
+pub struct InferredSchema {
+    /// The typed fields, in the order they first appear (an object's keys by name).
+    pub schema: Schema,
+    /// Fields left out because no Arrow type fits their values (a list mixing numbers and
+    /// objects, say), with arrow's reason.
+    pub untyped: Vec<(String, String)>,
+}
+
+/// The UTF-8 byte order mark that some Windows tools write at the start of a text file.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// `line` without a leading byte order mark when it is the file's first line.
+fn without_bom(line: &[u8], number: u64) -> &[u8] {
+    match line.strip_prefix(BYTE_ORDER_MARK) {
+        Some(rest) if number == 1 => rest,
+        _ => line,
+    }
+}
+
+/// Infers the schema of the top-level fields that `wanted` keeps from the first
+/// [`SCHEMA_SAMPLE_LINES`] JSON objects of a JSONL file. Fields seen only as JSON `null` are
+/// typed as strings.
+///
+/// Each field is typed on its own, so a field the run does not read never stops the file
+/// from being read, whatever its values. Within a field, a value that cannot be typed, or
+/// whose type conflicts with the values before it, is left out of the inference (the
+/// decoding pass names or skips its line); a field none of whose values can be typed is
+/// listed in [`InferredSchema::untyped`].
+pub fn infer_schema(
+    path: &Path,
+    codec: JsonlCodec,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<InferredSchema> {
     let stream = open_stream(path, codec)?;
-    let mut values = Vec::new();
+    // Each wanted field's values, as one-field objects, in the order the fields appear.
+    let mut fields: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    let mut objects = 0;
     for (n, line) in stream.split(b'\n').enumerate() {
         let line = line.map_err(|e| stream_error(path, n as u64 + 1, e))?;
-        if is_blank(&line) {
+        let line = without_bom(&line, n as u64 + 1);
+        if is_blank(line) {
             continue;
         }
         // A line that is not an object is left to the decoding pass, which names it (or
         // skips it under `on_bad_record = "skip"`).
-        if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice(&line) {
-            values.push(v);
+        if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) {
+            for (key, value) in object {
+                if !wanted(&key) {
+                    continue;
+                }
+                let single =
+                    serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
+                match fields.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, values)) => values.push(single),
+                    None => fields.push((key, vec![single])),
+                }
+            }
+            objects += 1;
         }
-        if values.len() >= SCHEMA_SAMPLE_LINES {
+        if objects >= SCHEMA_SAMPLE_LINES {
             break;
         }
     }
-    let infer =
-        |values: &[serde_json::Value]| infer_json_schema_from_iterator(values.iter().map(Ok));
-    let schema = match infer(&values) {
-        Ok(schema) => schema,
-        // Lines whose types conflict with the lines before them are left out of the schema
-        // (the decoding pass names or skips them).
-        Err(_) => {
-            let mut accepted: Vec<serde_json::Value> = Vec::with_capacity(values.len());
-            for v in values {
-                accepted.push(v);
-                if infer(&accepted).is_err() {
-                    accepted.pop();
-                }
-            }
-            infer(&accepted).map_err(|e| StorageError::Corrupt {
-                path: path.to_path_buf(),
-                message: format!("cannot infer a schema from its first lines: {e}"),
-            })?
+    let mut typed = Vec::with_capacity(fields.len());
+    let mut untyped = Vec::new();
+    for (key, values) in fields {
+        match infer_field(values) {
+            Ok(field) => typed.push(null_as_string(&field)),
+            Err(reason) => untyped.push((key, reason)),
+        }
+    }
+    Ok(InferredSchema {
+        schema: Schema::new(typed),
+        untyped,
+    })
+}
+
+/// The Arrow field of one JSON field's values (each a one-field object), or why none fits.
+fn infer_field(values: Vec<serde_json::Value>) -> std::result::Result<Field, String> {
+    let infer = |values: &[serde_json::Value]| {
+        let schema =
+            infer_json_schema_from_iterator(values.iter().map(Ok)).map_err(|e| e.to_string())?;
+        match schema.fields().first() {
+            Some(field) => Ok(field.as_ref().clone()),
+            None => Err("no values".to_string()),
         }
     };
-    Ok(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| null_as_string(f))
-            .collect::<Vec<_>>(),
-    ))
+    let first_error = match infer(&values) {
+        Ok(field) => return Ok(field),
+        Err(e) => e,
+    };
+    // Values no type fits even alone go first (one pass); then values whose types conflict
+    // with those accepted before them (rarer, and slower to find).
+    let typable: Vec<serde_json::Value> = values
+        .into_iter()
+        .filter(|v| infer(std::slice::from_ref(v)).is_ok())
+        .collect();
+    if typable.is_empty() {
+        return Err(first_error);
+    }
+    if let Ok(field) = infer(&typable) {
+        return Ok(field);
+    }
+    let mut accepted: Vec<serde_json::Value> = Vec::with_capacity(typable.len());
+    for v in typable {
+        accepted.push(v);
+        if infer(&accepted).is_err() {
+            accepted.pop();
+        }
+    }
+    infer(&accepted)
 }
 
 fn null_as_string(f: &Field) -> Field {
@@ -336,12 +406,13 @@ impl JsonlBatches {
             self.remaining -= read as u64;
             let number = self.next_line;
             self.next_line += 1;
-            if is_blank(&line) {
+            let line = without_bom(&line, number);
+            if is_blank(line) {
                 continue;
             }
             self.rows_left -= 1;
             let start = self.buffer.len();
-            self.buffer.extend_from_slice(&line);
+            self.buffer.extend_from_slice(line);
             if line.last() != Some(&b'\n') {
                 self.buffer.push(b'\n');
             }
@@ -523,7 +594,7 @@ impl Iterator for JsonlBatches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
     use std::fs::File;
     use std::io::Write;
 
@@ -577,7 +648,11 @@ mod tests {
         drop(f);
         let chunks = index_file(&path, JsonlCodec::Plain, 700).unwrap();
         assert!(chunks.len() > 10, "{}", chunks.len());
-        let schema = Arc::new(infer_schema(&path, JsonlCodec::Plain).unwrap());
+        let schema = Arc::new(
+            infer_schema(&path, JsonlCodec::Plain, &|_| true)
+                .unwrap()
+                .schema,
+        );
         let mut got = Vec::new();
         let mut next_row = 0;
         for chunk in &chunks {
@@ -606,5 +681,76 @@ mod tests {
             }
         }
         assert_eq!(got, expected);
+    }
+
+    /// Each field is typed on its own: a field that no Arrow type fits (a list mixing numbers
+    /// and objects) is listed as untyped and does not hide the others; a field the run does
+    /// not want is not looked at; a value conflicting with the ones before it is left out.
+    #[test]
+    fn fields_are_typed_one_by_one_and_unwanted_ones_are_not_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut f = File::create(&path).unwrap();
+        for i in 0..5 {
+            let n = if i == 3 { r#"{"odd": 1}"# } else { "7" };
+            writeln!(
+                f,
+                r#"{{"id": {i}, "text": "t{i}", "mixed": [1, {{"c": null}}], "n": {n}}}"#
+            )
+            .unwrap();
+        }
+        drop(f);
+        let all = infer_schema(&path, JsonlCodec::Plain, &|_| true).unwrap();
+        let names: Vec<&str> = all
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["id", "n", "text"]);
+        assert_eq!(all.schema.field(1).data_type(), &DataType::Int64);
+        assert_eq!(all.untyped.len(), 1);
+        assert_eq!(all.untyped[0].0, "mixed");
+        let wanted = infer_schema(&path, JsonlCodec::Plain, &|k| k == "text").unwrap();
+        assert_eq!(wanted.schema.fields().len(), 1);
+        assert!(wanted.untyped.is_empty());
+    }
+
+    /// A UTF-8 byte order mark before the first line (as Windows tools write) is not part of
+    /// the first document; CRLF line ends are JSON whitespace.
+    #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_read_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(
+            &path,
+            b"\xEF\xBB\xBF{\"text\": \"first\"}\r\n{\"text\": \"second\"}\r\n\r\n",
+        )
+        .unwrap();
+        let chunks = index_file(&path, JsonlCodec::Plain, CHUNK_BYTES).unwrap();
+        assert_eq!(chunks[0].rows, 2);
+        let inferred = infer_schema(&path, JsonlCodec::Plain, &|_| true).unwrap();
+        assert_eq!(inferred.schema.fields().len(), 1);
+        let batches = JsonlBatches::open(
+            &path,
+            JsonlCodec::Plain,
+            &chunks[0],
+            Arc::new(inferred.schema),
+            "text",
+            16,
+            OnBadRecord::Error,
+        )
+        .unwrap();
+        let texts: Vec<String> = batches
+            .flat_map(|b| {
+                let (batch, bad) = b.unwrap();
+                assert!(bad.is_empty());
+                let texts = batch.column(0).as_string::<i32>().clone();
+                (0..texts.len())
+                    .map(|i| texts.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(texts, ["first", "second"]);
     }
 }

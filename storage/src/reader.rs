@@ -372,6 +372,53 @@ fn is_string_like(t: &DataType) -> bool {
     is_string(t) || matches!(t, DataType::Dictionary(_, v) if is_string(v))
 }
 
+/// The string type a text column is read as: string layouts as they are; binary ones (as
+/// writers that leave out parquet's UTF8 annotation store text) as the matching string
+/// layout, once every value is checked to be UTF-8; dictionary-typed text as its values.
+fn text_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(t.clone()),
+        DataType::Binary => Some(DataType::Utf8),
+        DataType::LargeBinary => Some(DataType::LargeUtf8),
+        DataType::BinaryView => Some(DataType::Utf8View),
+        DataType::Dictionary(_, values) => text_type(values),
+        _ => None,
+    }
+}
+
+/// `text` (a column [`text_type`] accepts) as its string type; a value that is not UTF-8 is
+/// an error naming its row (`first_row` is the batch's first).
+fn text_as_string(text: ArrayRef, first_row: u64) -> std::result::Result<ArrayRef, String> {
+    let to = text_type(text.data_type()).expect("the text type was checked when opened");
+    if text.data_type() == &to {
+        return Ok(text);
+    }
+    let text = match text.data_type() {
+        DataType::Dictionary(_, values) => cast(&text, values).map_err(|e| e.to_string())?,
+        _ => text,
+    };
+    let values: Box<dyn Iterator<Item = Option<&[u8]>>> = match text.data_type() {
+        DataType::Binary => Box::new(text.as_binary::<i32>().iter()),
+        DataType::LargeBinary => Box::new(text.as_binary::<i64>().iter()),
+        DataType::BinaryView => Box::new(text.as_binary_view().iter()),
+        _ => Box::new(std::iter::empty()),
+    };
+    for (i, value) in values.enumerate() {
+        if let Some(Err(e)) = value.map(std::str::from_utf8) {
+            return Err(format!(
+                "row {}: the text is not valid UTF-8 (byte {} of a binary value)",
+                first_row + i as u64,
+                e.valid_up_to()
+            ));
+        }
+    }
+    let strict = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(&text, &to, &strict).map_err(|e| e.to_string())
+}
+
 fn is_float_list(t: &DataType) -> bool {
     match t {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
@@ -538,8 +585,9 @@ fn open_file(
     let text = field(&spec.text)?;
     check(
         &text,
-        is_string,
-        "a string column (utf8, large_utf8 or utf8_view)",
+        |t| text_type(t).is_some(),
+        "a string column (utf8, large_utf8 or utf8_view; binary or dictionary-typed text is \
+         read as strings)",
     )?;
     let id_type = match field_at_path(&schema, &spec.id) {
         Some(f) => {
@@ -551,7 +599,10 @@ fn open_file(
     let has_id = id_type.is_some();
     // The id column leads: integer ids keep their type, string ids are written as utf8.
     let mut carried = vec![(spec.id.clone(), id_type.clone().unwrap_or(DataType::Utf8))];
-    carried.push((spec.text.clone(), text.data_type().clone()));
+    carried.push((
+        spec.text.clone(),
+        text_type(text.data_type()).expect("checked above"),
+    ));
     if let Some(src) = &spec.source {
         let f = field(src)?;
         check(&f, is_string_like, "a string column")?;
@@ -662,10 +713,30 @@ fn merged_jsonl_schema(
 ) -> (Option<SchemaRef>, HashMap<usize, StorageError>) {
     let mut merged: Option<(Schema, PathBuf)> = None;
     let mut failed = HashMap::new();
+    // Only the fields the spec's paths start at are typed: a field the run does not read
+    // never stops a file from being read.
+    let paths = spec_paths(spec);
+    let wanted = |key: &str| {
+        paths.iter().any(|p| {
+            p.strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    };
     let inferred: Vec<Option<Result<Schema>>> = inputs
         .par_iter()
         .map(|input| {
-            jsonl::jsonl_codec(&input.path).map(|codec| jsonl::infer_schema(&input.path, codec))
+            jsonl::jsonl_codec(&input.path).map(|codec| {
+                let inferred = jsonl::infer_schema(&input.path, codec, &wanted)?;
+                match inferred.untyped.into_iter().next() {
+                    Some((field, message)) => Err(StorageError::UntypedField {
+                        path: input.path.clone(),
+                        field,
+                        lines: jsonl::SCHEMA_SAMPLE_LINES,
+                        message,
+                    }),
+                    None => Ok(inferred.schema),
+                }
+            })
         })
         .collect();
     for (k, (input, inferred)) in inputs.iter().zip(inferred).enumerate() {
@@ -935,7 +1006,7 @@ impl CorpusReader {
             };
             Ok(a.as_string::<i32>().clone())
         };
-        let text = column(&spec.text)?;
+        let text = text_as_string(column(&spec.text)?, first_row).map_err(fail)?;
         let ids = match column_at_path(&raw, &spec.id) {
             Some(a) => Some(to_utf8(a)?),
             None => None,

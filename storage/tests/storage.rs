@@ -572,14 +572,17 @@ fn mismatched_column_types_across_files_are_reported() {
 
 /// Writes `values` as one page of a required UTF8-annotated binary column `text`, without
 /// the checks an Arrow writer would make, and returns the error reading it gives.
-fn read_error_of_text_page(file_name: &str, values: &[&[u8]]) -> String {
+/// The read error of a one-column file of `values`, its text column declared as `column` in
+/// parquet's schema language (`binary text (UTF8)` as most writers declare text; `binary
+/// text` without the annotation).
+fn read_error_of_text_page(file_name: &str, column: &str, values: &[&[u8]]) -> String {
     use parquet::data_type::{ByteArray, ByteArrayType};
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(file_name);
     let schema =
-        Arc::new(parse_message_type("message m { required binary text (UTF8); }").unwrap());
+        Arc::new(parse_message_type(&format!("message m {{ required {column}; }}")).unwrap());
     let mut fw = SerializedFileWriter::new(
         std::fs::File::create(&path).unwrap(),
         schema,
@@ -606,12 +609,31 @@ fn read_error_of_text_page(file_name: &str, values: &[&[u8]]) -> String {
 
 #[test]
 fn invalid_utf8_text_is_an_error_naming_file_and_rows() {
-    let msg = read_error_of_text_page("latin1.parquet", &[b"fine", b"caf\xe9"]);
+    let msg = read_error_of_text_page(
+        "latin1.parquet",
+        "binary text (UTF8)",
+        &[b"fine", b"caf\xe9"],
+    );
     assert!(
         msg.contains("latin1.parquet") && msg.contains("row group 0"),
         "{msg}"
     );
     assert!(msg.to_lowercase().contains("utf"), "{msg}");
+}
+
+/// Text stored as plain binary (no UTF8 annotation, as Impala and old Hive wrote it) is read
+/// as strings, and a value that is not UTF-8 is an error naming its row.
+#[test]
+fn unannotated_binary_text_is_checked_as_utf8_row_by_row() {
+    let msg = read_error_of_text_page(
+        "binary.parquet",
+        "binary text",
+        &[b"fine", b"also fine", b"caf\xe9 au lait"],
+    );
+    assert!(
+        msg.contains("binary.parquet") && msg.contains("row 2: the text is not valid UTF-8"),
+        "{msg}"
+    );
 }
 
 /// A byte that cannot start or continue UTF-8 deep inside a long text: the check runs over
@@ -628,7 +650,7 @@ fn invalid_utf8_deep_in_a_long_text_is_found() {
     multibyte[3_006] = 0x80;
     for (name, text) in [("ascii.parquet", long), ("multibyte.parquet", multibyte)] {
         let valid = "fine ".repeat(100);
-        let msg = read_error_of_text_page(name, &[valid.as_bytes(), &text]);
+        let msg = read_error_of_text_page(name, "binary text (UTF8)", &[valid.as_bytes(), &text]);
         assert!(
             msg.contains(name) && msg.to_lowercase().contains("utf"),
             "{msg}"
