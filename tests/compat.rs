@@ -304,13 +304,18 @@ fn write_lines(path: &Path, lines: &[&[u8]]) {
 #[test]
 fn bad_jsonl_lines_name_file_and_line_or_are_skipped_and_counted() {
     let good: &[u8] = br#"{"id": "a", "text": "a good document with several words in it"}"#;
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 6] = [
         (
             "broken-json",
             br#"{"id": "b", "text": "unterminated"#,
             "not valid JSON",
         ),
         ("not-an-object", b"[1, 2, 3]", "not a JSON object"),
+        (
+            "lone-surrogate",
+            br#"{"id": "s", "text": "half a pair \ud800 here"}"#,
+            "half a UTF-16 surrogate pair",
+        ),
         (
             "invalid-utf8",
             b"{\"id\": \"c\", \"text\": \"caf\xe9 au lait\"}",

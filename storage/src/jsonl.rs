@@ -454,7 +454,18 @@ impl JsonlBatches {
         }
         let value: serde_json::Value = match serde_json::from_slice(line) {
             Ok(v) => v,
-            Err(e) => return Some(format!("not valid JSON: {e}")),
+            Err(e) => {
+                // serde_json's words for `\ud800` without its pair do not say what is wrong.
+                let hint = if e.to_string().contains("surrogate")
+                    || e.to_string().contains("end of hex escape")
+                {
+                    " (a \\u escape of half a UTF-16 surrogate pair, which is no character; \
+                     Python's json.dumps writes them for strings holding lone surrogates)"
+                } else {
+                    ""
+                };
+                return Some(format!("not valid JSON: {e}{hint}"));
+            }
         };
         if !value.is_object() {
             return Some("not a JSON object".into());
