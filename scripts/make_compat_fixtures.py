@@ -6,8 +6,8 @@ the compatibility tests (tests/compat.rs) read what those tools really write: ea
 codec, data page v1 and v2, dictionary and plain encodings, utf8 / large_utf8 / utf8_view
 text, text as dictionary-typed and as unannotated binary columns, null and empty texts, null and integer ids, nested struct / list / map metadata, a
 zero-row row group, a row group larger than the tests' batch size, many small row groups,
-and JSONL (plain, gzip, zstd; Dolma layout with nested metadata; a byte order mark with CRLF
-line ends; a field no Arrow type fits beside the ones a run reads).
+and JSONL (plain, gzip, zstd; Dolma layout with nested metadata; `datasets`' `.json`; a byte
+order mark with CRLF line ends; a field no Arrow type fits beside the ones a run reads).
 
 `expected.json` records, per file, what pyarrow (or Python's json module) reads back: rows,
 null and empty texts, the id column's Arrow type, the codecs in the footer. The tests compare
@@ -218,6 +218,13 @@ def write_hf_datasets():
     )
     ds.to_parquet(os.path.join(OUT, "hf-datasets.parquet"))
     record("hf-datasets.parquet", ds.data.table, metadata=["meta"])
+    # `Dataset.to_json` writes JSON Lines to a `.json` file (here in the Dolma layout).
+    rows = [
+        {"id": d["id"], "text": d["text"], "metadata": {"source": d["source"], "position": i}}
+        for i, d in enumerate(DOCS)
+    ]
+    datasets.Dataset.from_list(rows).to_json(os.path.join(OUT, "hf-datasets.json"))
+    record("hf-datasets.json", rows, metadata=["metadata"], source_path="metadata.source")
 
 
 def write_jsonl():

@@ -292,6 +292,28 @@ fn a_jsonl_field_no_arrow_type_fits_is_named_and_only_stops_runs_that_read_it() 
     assert!(!dir.path().join("out/selected").exists());
 }
 
+/// A `.json` file holding one JSON array (not JSON Lines) is an error naming the file and
+/// its first line and saying how to convert it, with no output left.
+#[test]
+fn a_json_array_file_is_an_error_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("array.json");
+    std::fs::write(
+        &path,
+        "[\n  {\"id\": \"a\", \"text\": \"one two three\"}\n]\n",
+    )
+    .unwrap();
+    write_config(dir.path(), &path, None, &[], "");
+    let err = fails(&run(dir.path(), &[]));
+    assert!(
+        err.contains(path.to_str().unwrap())
+            && err.contains("line 1")
+            && err.contains("JSON array"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out/selected").exists());
+}
+
 fn write_lines(path: &Path, lines: &[&[u8]]) {
     let mut bytes = Vec::new();
     for l in lines {

@@ -9,8 +9,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An input pattern matched no parquet or JSONL file.
-    #[error("input `{pattern}` matched no parquet or JSONL file")]
-    NoMatch { pattern: String },
+    #[error("input `{pattern}` matched no parquet or JSONL file{hint}")]
+    NoMatch { pattern: String, hint: String },
     /// A glob pattern could not be parsed.
     #[error("input pattern `{pattern}` is not a valid glob: {message}")]
     BadPattern { pattern: String, message: String },

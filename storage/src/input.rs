@@ -2,7 +2,7 @@
 //! sorted, de-duplicated file list.
 
 use crate::error::{Result, StorageError};
-use crate::jsonl::jsonl_codec;
+use crate::jsonl::{is_plain_json, jsonl_codec};
 use crate::object::{is_remote, ObjectLocation};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -31,12 +31,24 @@ fn local_version(path: &Path) -> Result<String> {
 }
 
 /// Whether a file name looks like a committed parquet or JSONL file (hidden and temporary
-/// files are not).
-fn is_visible_input(path: &Path) -> bool {
+/// files are not). A plain `.json` file counts only when a pattern names it (`named`), not
+/// in a directory walk.
+fn is_visible_input(path: &Path, named: bool) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    !name.starts_with('.') && (name.ends_with(".parquet") || jsonl_codec(path).is_some())
+    !name.starts_with('.')
+        && (name.ends_with(".parquet")
+            || (jsonl_codec(path).is_some() && (named || !is_plain_json(path))))
+}
+
+/// Whether `dir` (not its subdirectories) holds a plain `.json` file.
+fn holds_plain_json(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| is_plain_json(&e.path()) && e.path().is_file())
+    })
 }
 
 fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
@@ -48,7 +60,7 @@ fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if file_type.is_dir() && !hidden {
             collect_dir(&path, out)?;
-        } else if is_visible_input(&path) {
+        } else if is_visible_input(&path, false) {
             out.insert(path);
         }
     }
@@ -56,8 +68,9 @@ fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
 }
 
 /// Resolves each pattern to input files: a file is taken as is, a directory is walked
-/// recursively for `*.parquet` and JSONL files (`*.jsonl`, `*.ndjson`, `*.json.gz`, each
-/// optionally `.gz`/`.zst`; hidden entries skipped), anything else is a glob.
+/// recursively for `*.parquet` and JSONL files (`*.jsonl`, `*.ndjson`, `*.json`, each
+/// optionally `.gz`/`.zst`, but a plain `*.json` only when named by a file or glob pattern;
+/// hidden entries skipped), anything else is a glob.
 /// The result is sorted by path so the corpus order never depends on the filesystem.
 pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
     let mut paths = BTreeSet::new();
@@ -85,14 +98,24 @@ pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<InputFile>> {
                 })?;
                 if path.is_dir() {
                     collect_dir(&path, &mut paths)?;
-                } else if is_visible_input(&path) {
+                } else if is_visible_input(&path, true) {
                     paths.insert(path);
                 }
             }
         }
         if paths.len() == before && !patterns_overlap(pattern, &paths) {
+            let hint = if as_path.is_dir() && holds_plain_json(as_path) {
+                format!(
+                    " (a directory walk leaves plain .json files out; name them to read them as \
+                     JSON Lines: `{}/*.json`)",
+                    pattern.trim_end_matches('/')
+                )
+            } else {
+                String::new()
+            };
             return Err(StorageError::NoMatch {
                 pattern: pattern.clone(),
+                hint,
             });
         }
     }
@@ -143,7 +166,7 @@ fn resolve_remote(pattern: &str) -> Result<Vec<InputFile>> {
                     .list()?
                     .into_iter()
                     .map(to_file)
-                    .filter(|f| is_visible_input(&f.path))
+                    .filter(|f| is_visible_input(&f.path, false))
                     .collect(),
             }
         }
@@ -156,13 +179,16 @@ fn resolve_remote(pattern: &str) -> Result<Vec<InputFile>> {
                 .list()?
                 .into_iter()
                 .map(to_file)
-                .filter(|f| is_visible_input(&f.path) && matcher.matches(&f.path.to_string_lossy()))
+                .filter(|f| {
+                    is_visible_input(&f.path, true) && matcher.matches(&f.path.to_string_lossy())
+                })
                 .collect()
         }
     };
     if files.is_empty() {
         return Err(StorageError::NoMatch {
             pattern: pattern.to_string(),
+            hint: String::new(),
         });
     }
     Ok(files)
@@ -234,6 +260,34 @@ mod tests {
             "a.parquet appears once even when matched twice"
         );
         assert_eq!(files[0].bytes, 1);
+    }
+
+    /// Plain `.json` files (JSON Lines as `datasets` writes them, or configs) are read when a
+    /// file or glob pattern names them, and left out of directory walks, with a hint when a
+    /// walked directory finds nothing else.
+    #[test]
+    fn plain_json_files_are_read_only_when_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["data.json", "more.json", "stats.json.gz"] {
+            std::fs::write(d.join(name), b"x").unwrap();
+        }
+        let names = |pattern: String| -> Vec<String> {
+            resolve_inputs(&[pattern])
+                .unwrap()
+                .iter()
+                .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(d.to_string_lossy().into_owned()), ["stats.json.gz"]);
+        assert_eq!(
+            names(format!("{}/*.json", d.display())),
+            ["data.json", "more.json"]
+        );
+        assert_eq!(names(format!("{}/data.json", d.display())), ["data.json"]);
+        std::fs::remove_file(d.join("stats.json.gz")).unwrap();
+        let err = resolve_inputs(&[d.to_string_lossy().into_owned()]).unwrap_err();
+        assert!(err.to_string().contains("/*.json`"), "{err}");
     }
 
     #[test]

@@ -50,10 +50,19 @@ pub fn jsonl_codec(path: &Path) -> Option<JsonlCodec> {
     } else {
         (name, JsonlCodec::Plain)
     };
-    let jsonl = stem.ends_with(".jsonl") || stem.ends_with(".ndjson");
-    // Dolma names its files `*.json.gz`; a plain `.json` file is usually not line-delimited.
-    let dolma = stem.ends_with(".json") && codec != JsonlCodec::Plain;
-    (jsonl || dolma).then_some(codec)
+    // Dolma names its files `*.json.gz`, and Hugging Face `datasets` writes JSON Lines to
+    // `*.json` (`Dataset.to_json`); [`is_plain_json`] keeps plain `.json` files out of
+    // directory walks, where they are more often configs than corpora.
+    let jsonl = stem.ends_with(".jsonl") || stem.ends_with(".ndjson") || stem.ends_with(".json");
+    jsonl.then_some(codec)
+}
+
+/// Whether `path` is an uncompressed `.json` file: JSON Lines when a pattern names it (a
+/// file or a glob), left out when a directory is walked.
+pub fn is_plain_json(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".json"))
 }
 
 /// What to do with a line that cannot be read as a document.
@@ -175,6 +184,10 @@ pub fn index_file(path: &Path, codec: JsonlCodec, chunk_bytes: u64) -> Result<Ve
     Ok(chunks)
 }
 
+/// What to say of a file that starts with `[`.
+const JSON_ARRAY_HINT: &str = " (the file looks like one JSON array, not JSON Lines with one \
+                               object per line: `jq -c '.[]' FILE` converts it)";
+
 /// A JSONL file's schema, inferred from its first lines.
 #[derive(Debug, Clone)]
 pub struct InferredSchema {
@@ -214,6 +227,8 @@ pub fn infer_schema(
     // Each wanted field's values, as one-field objects, in the order the fields appear.
     let mut fields: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
     let mut objects = 0;
+    // The first non-blank line that is not an object: its number and whether it opens an array.
+    let mut first_non_object: Option<(u64, bool)> = None;
     for (n, line) in stream.split(b'\n').enumerate() {
         let line = line.map_err(|e| stream_error(path, n as u64 + 1, e))?;
         let line = without_bom(&line, n as u64 + 1);
@@ -221,8 +236,13 @@ pub fn infer_schema(
             continue;
         }
         // A line that is not an object is left to the decoding pass, which names it (or
-        // skips it under `on_bad_record = "skip"`).
-        if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) {
+        // skips it under `on_bad_record = "skip"`), unless no line is an object at all.
+        let parsed = serde_json::from_slice(line);
+        if !matches!(parsed, Ok(serde_json::Value::Object(_))) && first_non_object.is_none() {
+            let array = line.trim_ascii_start().starts_with(b"[");
+            first_non_object = Some((n as u64 + 1, array));
+        }
+        if let Ok(serde_json::Value::Object(object)) = parsed {
             for (key, value) in object {
                 if !wanted(&key) {
                     continue;
@@ -239,6 +259,14 @@ pub fn infer_schema(
         if objects >= SCHEMA_SAMPLE_LINES {
             break;
         }
+    }
+    if let (0, Some((line, array))) = (objects, first_non_object) {
+        let hint = if array { JSON_ARRAY_HINT } else { "" };
+        return Err(bad_line(
+            path,
+            line,
+            format!("not a JSON object, and no line of the file's start is one{hint}"),
+        ));
     }
     let mut typed = Vec::with_capacity(fields.len());
     let mut untyped = Vec::new();
@@ -464,6 +492,11 @@ impl JsonlBatches {
                 } else {
                     ""
                 };
+                let hint = if self.lines[k].1 == 1 && line.trim_ascii_start().starts_with(b"[") {
+                    JSON_ARRAY_HINT
+                } else {
+                    hint
+                };
                 return Some(format!("not valid JSON: {e}{hint}"));
             }
         };
@@ -617,7 +650,8 @@ mod tests {
         assert_eq!(c("a.jsonl.gz"), Some(JsonlCodec::Gzip));
         assert_eq!(c("a.json.gz"), Some(JsonlCodec::Gzip));
         assert_eq!(c("a.jsonl.zst"), Some(JsonlCodec::Zstd));
-        assert_eq!(c("stats.json"), None);
+        assert_eq!(c("data.json"), Some(JsonlCodec::Plain));
+        assert!(is_plain_json(Path::new("data.json")) && !is_plain_json(Path::new("a.json.gz")));
         assert_eq!(c("a.parquet"), None);
         assert_eq!(c("a.txt.gz"), None);
     }
