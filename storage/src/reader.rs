@@ -360,6 +360,9 @@ pub struct CorpusReader {
     on_bad_record: OnBadRecord,
 }
 
+/// The text column's place among the carried (output) columns: after the id.
+const TEXT_SLOT: usize = 1;
+
 fn type_name(t: &DataType) -> String {
     t.to_string()
 }
@@ -819,6 +822,9 @@ impl CorpusReader {
         let mut units = Vec::new();
         let mut skipped = Vec::new();
         let mut carried_first: Option<(PathBuf, Vec<(String, DataType)>)> = None;
+        // Whether the files store their text in different string layouts (pyarrow writes
+        // utf8, polars large_utf8 or utf8_view): then every file's text is read as large_utf8.
+        let mut text_layouts_differ = false;
         for (input, opened) in inputs.iter().zip(opened_files) {
             let opened = opened.map(|mut opened| {
                 for unit in &mut opened.units {
@@ -828,8 +834,12 @@ impl CorpusReader {
             });
             let opened = opened.and_then(|opened| {
                 if let Some((first_path, first)) = &carried_first {
-                    for ((name, t), (_, t0)) in opened.carried.iter().zip(first) {
-                        if t != t0 {
+                    for (column, ((name, t), (_, t0))) in
+                        opened.carried.iter().zip(first).enumerate()
+                    {
+                        if t != t0 && column == TEXT_SLOT && is_string(t) && is_string(t0) {
+                            text_layouts_differ = true;
+                        } else if t != t0 {
                             return Err(StorageError::SchemaMismatch {
                                 path: opened.info.path.clone(),
                                 column: name.clone(),
@@ -863,7 +873,10 @@ impl CorpusReader {
                 files: files.len(),
             });
         }
-        let (_, carried) = carried_first.expect("a unit implies an opened file");
+        let (_, mut carried) = carried_first.expect("a unit implies an opened file");
+        if text_layouts_differ {
+            carried[TEXT_SLOT].1 = DataType::LargeUtf8;
+        }
         // String ids are never null (derived ids fill the gaps); integer ids are kept as
         // they are, nulls included.
         let fields: Vec<Field> = carried
@@ -1006,7 +1019,11 @@ impl CorpusReader {
             };
             Ok(a.as_string::<i32>().clone())
         };
-        let text = text_as_string(column(&spec.text)?, first_row).map_err(fail)?;
+        let mut text = text_as_string(column(&spec.text)?, first_row).map_err(fail)?;
+        let text_type = self.output_schema.field(TEXT_SLOT).data_type();
+        if text.data_type() != text_type {
+            text = cast(&text, text_type).map_err(|e| fail(e.to_string()))?;
+        }
         let ids = match column_at_path(&raw, &spec.id) {
             Some(a) => Some(to_utf8(a)?),
             None => None,

@@ -823,3 +823,47 @@ fn embedding_columns_are_read_as_float_slices_and_type_checked() {
         "{e}"
     );
 }
+
+/// Files whose text is stored in different string layouts (pyarrow writes utf8, polars
+/// large_utf8 or utf8_view) are read together, the text as large_utf8 everywhere; a corpus
+/// of one layout keeps it.
+#[test]
+fn text_in_different_string_layouts_across_files_is_read_as_large_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let layouts = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
+    let mut expected = Vec::new();
+    for (k, layout) in layouts.iter().enumerate() {
+        let texts: Vec<String> = (0..5).map(|i| format!("file {k} text {i}")).collect();
+        expected.extend(texts.iter().cloned());
+        let column = arrow::compute::cast(&StringArray::from(texts), layout).unwrap();
+        let batch = RecordBatch::try_from_iter(vec![("text", column)]).unwrap();
+        let path = dir.path().join(format!("{k}.parquet"));
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let open = |pattern: String| {
+        CorpusReader::open(&[pattern], ColumnSpec::default(), OnBadFile::Error, 64).unwrap()
+    };
+    let reader = open(dir.path().to_string_lossy().into_owned());
+    assert_eq!(
+        reader.output_schema().field(1).data_type(),
+        &DataType::LargeUtf8
+    );
+    let mut texts = Vec::new();
+    for u in 0..reader.units().len() {
+        for b in reader.read_unit(u).unwrap() {
+            let b = b.unwrap();
+            assert_eq!(b.record().column(1).data_type(), &DataType::LargeUtf8);
+            texts.extend((0..b.len()).map(|i| b.text(i).unwrap().to_string()));
+        }
+    }
+    assert_eq!(texts, expected);
+    let alone = open(dir.path().join("2.parquet").to_string_lossy().into_owned());
+    assert_eq!(
+        alone.output_schema().field(1).data_type(),
+        &DataType::Utf8View
+    );
+}
