@@ -4,10 +4,12 @@
 Every file is written by pyarrow, datatrove or Hugging Face `datasets` (never by gleaner), so
 the compatibility tests (tests/compat.rs) read what those tools really write: each parquet
 codec, data page v1 and v2, dictionary and plain encodings, utf8 / large_utf8 / utf8_view
-text, text as dictionary-typed and as unannotated binary columns, null and empty texts, null and integer ids, nested struct / list / map metadata, a
-zero-row row group, a row group larger than the tests' batch size, many small row groups,
-and JSONL (plain, gzip, zstd; Dolma layout with nested metadata; `datasets`' `.json`; a byte
-order mark with CRLF line ends; a field no Arrow type fits beside the ones a run reads).
+text, text as dictionary-typed and as unannotated binary columns, null and empty texts,
+null and integer ids, nested struct / list / map metadata, a zero-row row group, a row group
+larger than the tests' batch size, many small row groups, Arrow IPC (`datasets`'
+`save_to_disk` stream files, Feather v2 with lz4) and JSONL (plain, gzip, zstd; Dolma layout
+with nested metadata; `datasets`' `.json`; a byte order mark with CRLF line ends; a field no
+Arrow type fits beside the ones a run reads).
 
 `expected.json` records, per file, what pyarrow (or Python's json module) reads back: rows,
 null and empty texts, the id column's Arrow type, the codecs in the footer. The tests compare
@@ -22,6 +24,7 @@ import os
 import sys
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,11 +58,15 @@ def codecs_of(path):
 def record(name, table_or_rows, id_column="id", text_column="text", metadata=(), **extra):
     """Stores the facts about fixture `name` that the tests check against."""
     path = os.path.join(OUT, name)
-    if name.endswith(".parquet"):
-        t = pq.read_table(path)
+    if name.endswith((".parquet", ".arrow", ".feather")):
+        t = pq.read_table(path) if name.endswith(".parquet") else table_or_rows
         texts = t.column(text_column).to_pylist()
         id_type = str(t.schema.field(id_column).type) if id_column in t.column_names else None
-        entry = {"codecs": codecs_of(path), "row_groups": pq.ParquetFile(path).num_row_groups}
+        entry = (
+            {"codecs": codecs_of(path), "row_groups": pq.ParquetFile(path).num_row_groups}
+            if name.endswith(".parquet")
+            else {}
+        )
     else:
         texts = [r.get(text_column) for r in table_or_rows]
         id_type = None
@@ -115,6 +122,9 @@ def write_parquet():
         name = f"text-{kind}.parquet"
         pq.write_table(t.set_column(1, "text", column), os.path.join(OUT, name))
         record(name, t, text_written_as="string")
+    # Feather v2 as pandas and pyarrow write it: the Arrow IPC file format, lz4-compressed.
+    feather.write_feather(t, os.path.join(OUT, "feather-lz4.feather"))
+    record("feather-lz4.feather", t, same_rows_as="codec-none.parquet")
     # Nulls and empties in text, nulls in string ids.
     texts = [d["text"] for d in DOCS]
     ids = [d["id"] for d in DOCS]
@@ -218,6 +228,15 @@ def write_hf_datasets():
     )
     ds.to_parquet(os.path.join(OUT, "hf-datasets.parquet"))
     record("hf-datasets.parquet", ds.data.table, metadata=["meta"])
+    # `save_to_disk` writes Arrow IPC stream files (`data-00000-of-00001.arrow`); this one
+    # holds the rows of hf-datasets.parquet.
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as saved:
+        ds.save_to_disk(saved)
+        shutil.copy(os.path.join(saved, "data-00000-of-00001.arrow"), os.path.join(OUT, "hf-save-to-disk.arrow"))
+    record("hf-save-to-disk.arrow", ds.data.table, metadata=["meta"], same_rows_as="hf-datasets.parquet")
     # `Dataset.to_json` writes JSON Lines to a `.json` file (here in the Dolma layout).
     rows = [
         {"id": d["id"], "text": d["text"], "metadata": {"source": d["source"], "position": i}}

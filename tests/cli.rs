@@ -389,7 +389,8 @@ fn bad_inputs_fail_with_errors_naming_the_file_and_leave_no_output() {
     let cfg = config_for(d, &d.join("missing/*.parquet").display().to_string(), "");
     let err = run_fails(&cfg);
     assert!(
-        err.contains("missing/*.parquet") && err.contains("matched no parquet or JSONL file"),
+        err.contains("missing/*.parquet")
+            && err.contains("matched no parquet, JSONL or Arrow IPC file"),
         "{err}"
     );
 

@@ -213,7 +213,12 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn jsonl_plain_gzip_and_zstd_read_with_nested_field_paths() {
-    for (name, facts) in expected().iter().filter(|(n, _)| !n.ends_with(".parquet")) {
+    let jsonl = |n: &str| {
+        [".jsonl", ".json", ".gz", ".zst"]
+            .iter()
+            .any(|e| n.ends_with(e))
+    };
+    for (name, facts) in expected().iter().filter(|(n, _)| jsonl(n)) {
         let path = fixtures().join(name);
         let docs = json_lines(&path);
         assert_eq!(docs.len() as u64, facts["rows"].as_u64().unwrap(), "{name}");
@@ -270,6 +275,79 @@ fn jsonl_plain_gzip_and_zstd_read_with_nested_field_paths() {
         let report = std::fs::read_to_string(out.join("report.md")).unwrap();
         let first_source = kept[0]["metadata"]["source"].as_str().unwrap();
         assert!(report.contains(first_source), "{name}: {report}");
+    }
+}
+
+/// Arrow IPC files (the stream files `datasets`' `save_to_disk` writes, a Feather v2 file
+/// with lz4-compressed buffers) give the same selected rows, values and types as the
+/// parquet file pyarrow wrote from the same table.
+#[test]
+fn arrow_ipc_files_read_as_their_parquet_twins() {
+    let ipc: Vec<_> = expected()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".arrow") || n.ends_with(".feather"))
+        .collect();
+    assert_eq!(ipc.len(), 2, "both IPC formats have a fixture");
+    for (name, facts) in ipc {
+        let path = fixtures().join(&name);
+        let rows = facts["rows"].as_u64().unwrap();
+        let inspected = ok(&gleaner(&["inspect", path.to_str().unwrap()]));
+        assert!(
+            inspected.contains(&format!("1 file(s), {rows} rows")),
+            "{name}: {inspected}"
+        );
+        let metadata: Vec<String> = facts["metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        let twin = fixtures().join(facts["same_rows_as"].as_str().unwrap());
+        let outputs: Vec<RecordBatch> = [&path, &twin]
+            .iter()
+            .map(|input| {
+                let dir = tempfile::tempdir().unwrap();
+                write_config(dir.path(), input, None, &metadata, "");
+                ok(&run(dir.path(), &[]));
+                assert_eq!(
+                    count(&input_stats(&dir.path().join("out")), "seen"),
+                    rows,
+                    "{name}"
+                );
+                selected(&dir.path().join("out"))
+            })
+            .collect();
+        let (got, want) = (&outputs[0], &outputs[1]);
+        assert_eq!(got.schema(), want.schema(), "{name}");
+        for column in ["text"]
+            .iter()
+            .copied()
+            .chain(metadata.iter().map(String::as_str))
+        {
+            assert_eq!(
+                got.column_by_name(column).unwrap().to_data(),
+                want.column_by_name(column).unwrap().to_data(),
+                "{name}: {column}"
+            );
+        }
+        // Ids: the file's own values (derived ids would name the file, not its twin).
+        assert_eq!(
+            got.column_by_name("id").unwrap().to_data(),
+            want.column_by_name("id").unwrap().to_data(),
+            "{name}: ids"
+        );
+        // Cut in half, the file is an error naming it, and no output is left.
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join(&name);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        write_config(dir.path(), &cut, None, &[], "");
+        let err = fails(&run(dir.path(), &[]));
+        assert!(
+            err.contains(cut.to_str().unwrap()) && err.contains("Arrow IPC"),
+            "{name}: {err}"
+        );
+        assert!(!dir.path().join("out/selected").exists(), "{name}");
     }
 }
 

@@ -54,10 +54,10 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
             human(d.bytes),
             d.bytes,
             d.rows,
-            if d.format == "parquet" {
-                "row groups"
-            } else {
-                "chunks"
+            match d.format.as_str() {
+                "parquet" => "row groups",
+                "arrow ipc" => "units",
+                _ => "chunks",
             },
             d.row_groups
         );
@@ -67,10 +67,10 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
         let _ = writeln!(
             s,
             "  schema{}:",
-            if d.format == "parquet" {
-                ""
-            } else {
+            if d.format.starts_with("jsonl") {
                 " (inferred from the first lines)"
+            } else {
+                ""
             }
         );
         for field in d.schema.fields() {

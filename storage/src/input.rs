@@ -1,6 +1,7 @@
 //! Resolving input patterns (files, directories, globs; local or object-storage URLs) to a
 //! sorted, de-duplicated file list.
 
+use crate::arrow_ipc::is_arrow_ipc;
 use crate::error::{Result, StorageError};
 use crate::jsonl::{is_plain_json, jsonl_codec};
 use crate::object::{is_remote, ObjectLocation};
@@ -30,7 +31,7 @@ fn local_version(path: &Path) -> Result<String> {
     Ok(nanos.to_string())
 }
 
-/// Whether a file name looks like a committed parquet or JSONL file (hidden and temporary
+/// Whether a file name looks like a committed parquet, JSONL or Arrow IPC file (hidden and temporary
 /// files are not). A plain `.json` file counts only when a pattern names it (`named`), not
 /// in a directory walk.
 fn is_visible_input(path: &Path, named: bool) -> bool {
@@ -39,6 +40,7 @@ fn is_visible_input(path: &Path, named: bool) -> bool {
     };
     !name.starts_with('.')
         && (name.ends_with(".parquet")
+            || is_arrow_ipc(path)
             || (jsonl_codec(path).is_some() && (named || !is_plain_json(path))))
 }
 
@@ -68,7 +70,8 @@ fn collect_dir(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
 }
 
 /// Resolves each pattern to input files: a file is taken as is, a directory is walked
-/// recursively for `*.parquet` and JSONL files (`*.jsonl`, `*.ndjson`, `*.json`, each
+/// recursively for `*.parquet`, Arrow IPC (`*.arrow`, `*.feather`) and JSONL files
+/// (`*.jsonl`, `*.ndjson`, `*.json`, each
 /// optionally `.gz`/`.zst`, but a plain `*.json` only when named by a file or glob pattern;
 /// hidden entries skipped), anything else is a glob.
 /// The result is sorted by path so the corpus order never depends on the filesystem.

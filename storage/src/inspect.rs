@@ -1,6 +1,7 @@
 //! File summaries for `gleaner inspect`: schema, rows, row groups and sizes, from the parquet
 //! footer only; for a JSONL file, its line count and the schema of its first lines.
 
+use crate::arrow_ipc::{is_arrow_ipc, schema_and_rows};
 use crate::error::{Result, StorageError};
 use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
@@ -62,6 +63,20 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
             columns: Vec::new(),
             created_by: None,
             format: format!("jsonl ({codec:?})").to_lowercase(),
+        });
+    }
+    if is_arrow_ipc(path) {
+        let (schema, rows) = schema_and_rows(path)?;
+        return Ok(FileSummary {
+            path: path.to_path_buf(),
+            bytes,
+            rows,
+            row_groups: 1,
+            schema,
+            untyped: Vec::new(),
+            columns: Vec::new(),
+            created_by: None,
+            format: "arrow ipc".into(),
         });
     }
     let source = ParquetSource::open(path, bytes)?;

@@ -4,6 +4,7 @@
 //!
 //! This crate knows nothing about selectors: it moves documents between parquet and Arrow.
 
+pub mod arrow_ipc;
 pub mod atomic;
 pub mod error;
 pub mod input;

@@ -9,6 +9,7 @@
 //! Columns are named by path: `source` is a top-level column, `metadata.source` a field of
 //! the struct column `metadata` (nested JSON objects, datatrove's and Dolma's metadata).
 
+use crate::arrow_ipc;
 use crate::error::{Result, StorageError};
 use crate::input::{resolve_inputs, InputFile};
 use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
@@ -87,6 +88,8 @@ pub enum InputFormat {
         /// The file's work units.
         chunks: Vec<JsonlChunk>,
     },
+    /// Arrow IPC (stream or file format): the file is one unit.
+    ArrowIpc,
 }
 
 /// Facts about one readable input file.
@@ -545,6 +548,10 @@ enum Layout {
         codec: JsonlCodec,
         schema: SchemaRef,
     },
+    ArrowIpc {
+        schema: SchemaRef,
+        rows: u64,
+    },
 }
 
 fn open_file(
@@ -556,7 +563,7 @@ fn open_file(
     let path = &input.path;
     let schema = match &layout {
         Layout::Parquet(builder) => builder.schema().clone(),
-        Layout::Jsonl { schema, .. } => schema.clone(),
+        Layout::Jsonl { schema, .. } | Layout::ArrowIpc { schema, .. } => schema.clone(),
     };
     let available = || {
         schema
@@ -628,6 +635,32 @@ fn open_file(
         Layout::Parquet(builder) => builder,
         Layout::Jsonl { codec, .. } => {
             return jsonl_units(input, file_index, codec, has_id, carried);
+        }
+        Layout::ArrowIpc { rows, .. } => {
+            // One unit: a stream is read from its start.
+            let units = (rows > 0)
+                .then_some(WorkUnit {
+                    file: file_index,
+                    row_group: 0,
+                    first_row: 0,
+                    rows,
+                    compressed_bytes: input.bytes,
+                })
+                .into_iter()
+                .collect();
+            return Ok(OpenedFile {
+                info: FileInfo {
+                    path: path.clone(),
+                    bytes: input.bytes,
+                    version: input.version.clone(),
+                    rows,
+                    row_groups: 1,
+                    has_id,
+                    format: InputFormat::ArrowIpc,
+                },
+                carried,
+                units,
+            });
         }
     };
     let meta = builder.metadata().clone();
@@ -813,6 +846,10 @@ impl CorpusReader {
                         codec,
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
+                    (None, _) if arrow_ipc::is_arrow_ipc(&input.path) => {
+                        arrow_ipc::schema_and_rows(&input.path)
+                            .map(|(schema, rows)| Layout::ArrowIpc { schema, rows })
+                    }
                     (None, _) => open_builder(&input.path, input.bytes).map(Layout::Parquet),
                 };
                 layout.and_then(|layout| open_file(input, 0, &spec, layout))
@@ -947,6 +984,18 @@ impl CorpusReader {
                 reader: self,
                 unit,
                 inner: RawBatches::Jsonl(Box::new(inner)),
+                next_row: work.first_row,
+                id_prefix,
+            });
+        }
+        if let InputFormat::ArrowIpc = &info.format {
+            let schema = arrow_ipc::IpcBatches::open(&info.path, None, self.batch_size)?.schema();
+            let projected = projection_indices(&schema, &self.spec);
+            let inner = arrow_ipc::IpcBatches::open(&info.path, Some(projected), self.batch_size)?;
+            return Ok(UnitBatches {
+                reader: self,
+                unit,
+                inner: RawBatches::ArrowIpc(Box::new(inner)),
                 next_row: work.first_row,
                 id_prefix,
             });
@@ -1095,6 +1144,7 @@ impl CorpusReader {
 enum RawBatches {
     Parquet(ParquetRecordBatchReader),
     Jsonl(Box<JsonlBatches>),
+    ArrowIpc(Box<arrow_ipc::IpcBatches>),
 }
 
 /// Iterator over the batches of one work unit.
@@ -1121,6 +1171,10 @@ impl Iterator for UnitBatches<'_> {
             },
             RawBatches::Jsonl(inner) => match inner.next()? {
                 Ok(decoded) => decoded,
+                Err(e) => return Some(Err(e)),
+            },
+            RawBatches::ArrowIpc(inner) => match inner.next()? {
+                Ok(raw) => (raw, Vec::new()),
                 Err(e) => return Some(Err(e)),
             },
         };
