@@ -79,6 +79,16 @@ fn expected() -> serde_json::Map<String, serde_json::Value> {
     all
 }
 
+/// The metadata columns a fixture's facts list.
+fn metadata_columns(facts: &serde_json::Value) -> Vec<String> {
+    facts["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Rows whose text is a document: not null and not blank.
 fn document_mask(text: &ArrayRef) -> arrow::array::BooleanArray {
     let utf8 = cast(text, &DataType::Utf8).unwrap();
@@ -123,12 +133,7 @@ fn every_parquet_file_other_tools_wrote_is_inspected_and_run_with_values_and_typ
         } else {
             None
         };
-        let metadata: Vec<String> = facts["metadata"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_str().unwrap().to_string())
-            .collect();
+        let metadata = metadata_columns(facts);
         let dir = tempfile::tempdir().unwrap();
         write_config(dir.path(), &path, source, &metadata, "");
         ok(&run(dir.path(), &[]));
@@ -296,12 +301,7 @@ fn arrow_ipc_files_read_as_their_parquet_twins() {
             inspected.contains(&format!("1 file(s), {rows} rows")),
             "{name}: {inspected}"
         );
-        let metadata: Vec<String> = facts["metadata"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_str().unwrap().to_string())
-            .collect();
+        let metadata = metadata_columns(&facts);
         let twin = fixtures().join(facts["same_rows_as"].as_str().unwrap());
         let outputs: Vec<RecordBatch> = [&path, &twin]
             .iter()
