@@ -39,10 +39,12 @@ pub struct IpcBatches {
 impl IpcBatches {
     /// Opens `path` (stream or file format) for reading from its first batch.
     pub fn open(path: &Path, projection: Option<Vec<usize>>, max_rows: usize) -> Result<Self> {
-        let mut head = [0u8; 8];
-        let mut probe = open_bytes(path, 0, None)?;
-        let read = read_up_to(&mut probe, &mut head).map_err(|e| StorageError::io(path, e))?;
-        let start = if read == head.len() && &head == FILE_MAGIC {
+        let mut head = Vec::with_capacity(FILE_MAGIC.len());
+        open_bytes(path, 0, None)?
+            .take(FILE_MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| StorageError::io(path, e))?;
+        let start = if head == FILE_MAGIC {
             FILE_MAGIC.len() as u64
         } else {
             0
@@ -96,17 +98,6 @@ pub fn schema_and_rows(path: &Path) -> Result<(SchemaRef, u64)> {
         rows += batch?.num_rows() as u64;
     }
     Ok((schema, rows))
-}
-
-fn read_up_to(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 fn corrupt(path: &Path, e: arrow::error::ArrowError) -> StorageError {

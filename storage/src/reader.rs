@@ -89,7 +89,10 @@ pub enum InputFormat {
         chunks: Vec<JsonlChunk>,
     },
     /// Arrow IPC (stream or file format): the file is one unit.
-    ArrowIpc,
+    ArrowIpc {
+        /// Indices of the top-level columns the spec reads.
+        projection: Vec<usize>,
+    },
 }
 
 /// Facts about one readable input file.
@@ -392,11 +395,14 @@ fn text_type(t: &DataType) -> Option<DataType> {
     }
 }
 
-/// `text` (a column [`text_type`] accepts) as its string type; a value that is not UTF-8 is
-/// an error naming its row (`first_row` is the batch's first).
-fn text_as_string(text: ArrayRef, first_row: u64) -> std::result::Result<ArrayRef, String> {
-    let to = text_type(text.data_type()).expect("the text type was checked when opened");
-    if text.data_type() == &to {
+/// `text` (a column [`text_type`] accepts) as the string type `to`; a value that is not
+/// UTF-8 is an error naming its row (`first_row` is the batch's first).
+fn text_as_string(
+    text: ArrayRef,
+    to: &DataType,
+    first_row: u64,
+) -> std::result::Result<ArrayRef, String> {
+    if text.data_type() == to {
         return Ok(text);
     }
     let text = match text.data_type() {
@@ -422,7 +428,7 @@ fn text_as_string(text: ArrayRef, first_row: u64) -> std::result::Result<ArrayRe
         safe: false,
         ..Default::default()
     };
-    arrow::compute::cast_with_options(&text, &to, &strict).map_err(|e| e.to_string())
+    arrow::compute::cast_with_options(&text, to, &strict).map_err(|e| e.to_string())
 }
 
 fn is_float_list(t: &DataType) -> bool {
@@ -656,7 +662,9 @@ fn open_file(
                     rows,
                     row_groups: 1,
                     has_id,
-                    format: InputFormat::ArrowIpc,
+                    format: InputFormat::ArrowIpc {
+                        projection: projection_indices(&schema, spec),
+                    },
                 },
                 carried,
                 units,
@@ -968,38 +976,37 @@ impl CorpusReader {
         let work = &self.units[unit];
         let info = &self.files[work.file];
         let id_prefix: Arc<str> = Arc::from(info.path.to_string_lossy().as_ref());
-        if let InputFormat::Jsonl { codec, chunks } = &info.format {
-            let inner = JsonlBatches::open(
-                &info.path,
-                *codec,
-                &chunks[work.row_group],
-                self.jsonl_schema
-                    .clone()
-                    .expect("a JSONL file implies its schema"),
-                &self.spec.text,
-                self.batch_size,
-                self.on_bad_record,
-            )?;
-            return Ok(UnitBatches {
-                reader: self,
-                unit,
-                inner: RawBatches::Jsonl(Box::new(inner)),
-                next_row: work.first_row,
-                id_prefix,
-            });
-        }
-        if let InputFormat::ArrowIpc = &info.format {
-            let schema = arrow_ipc::IpcBatches::open(&info.path, None, self.batch_size)?.schema();
-            let projected = projection_indices(&schema, &self.spec);
-            let inner = arrow_ipc::IpcBatches::open(&info.path, Some(projected), self.batch_size)?;
-            return Ok(UnitBatches {
-                reader: self,
-                unit,
-                inner: RawBatches::ArrowIpc(Box::new(inner)),
-                next_row: work.first_row,
-                id_prefix,
-            });
-        }
+        let inner = match &info.format {
+            InputFormat::Jsonl { codec, chunks } => {
+                RawBatches::Jsonl(Box::new(JsonlBatches::open(
+                    &info.path,
+                    *codec,
+                    &chunks[work.row_group],
+                    self.jsonl_schema
+                        .clone()
+                        .expect("a JSONL file implies its schema"),
+                    &self.spec.text,
+                    self.batch_size,
+                    self.on_bad_record,
+                )?))
+            }
+            InputFormat::ArrowIpc { projection } => RawBatches::ArrowIpc(Box::new(
+                arrow_ipc::IpcBatches::open(&info.path, Some(projection.clone()), self.batch_size)?,
+            )),
+            InputFormat::Parquet => RawBatches::Parquet(self.parquet_batches(work)?),
+        };
+        Ok(UnitBatches {
+            reader: self,
+            unit,
+            inner,
+            next_row: work.first_row,
+            id_prefix,
+        })
+    }
+
+    /// The projected columns of a parquet unit's row group, in batches of `batch_size` rows.
+    fn parquet_batches(&self, work: &WorkUnit) -> Result<ParquetRecordBatchReader> {
+        let info = &self.files[work.file];
         let source = ParquetSource::open(&info.path, info.bytes)?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(source.clone()).map_err(|e| {
             StorageError::Corrupt {
@@ -1021,19 +1028,12 @@ impl CorpusReader {
             .collect();
         source.prefetch(&ranges)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), projected);
-        let inner = builder
+        builder
             .with_projection(mask)
             .with_row_groups(vec![work.row_group])
             .with_batch_size(self.batch_size)
             .build()
-            .map_err(|e| self.bad_rows(work, work.first_row, e.to_string()))?;
-        Ok(UnitBatches {
-            reader: self,
-            unit,
-            inner: RawBatches::Parquet(inner),
-            next_row: work.first_row,
-            id_prefix,
-        })
+            .map_err(|e| self.bad_rows(work, work.first_row, e.to_string()))
     }
 
     fn bad_rows(&self, work: &WorkUnit, first_row: u64, message: String) -> StorageError {
@@ -1068,11 +1068,12 @@ impl CorpusReader {
             };
             Ok(a.as_string::<i32>().clone())
         };
-        let mut text = text_as_string(column(&spec.text)?, first_row).map_err(fail)?;
-        let text_type = self.output_schema.field(TEXT_SLOT).data_type();
-        if text.data_type() != text_type {
-            text = cast(&text, text_type).map_err(|e| fail(e.to_string()))?;
-        }
+        let text = text_as_string(
+            column(&spec.text)?,
+            self.output_schema.field(TEXT_SLOT).data_type(),
+            first_row,
+        )
+        .map_err(fail)?;
         let ids = match column_at_path(&raw, &spec.id) {
             Some(a) => Some(to_utf8(a)?),
             None => None,
