@@ -9,7 +9,8 @@ null and integer ids, nested struct / list / map metadata, a zero-row row group,
 larger than the tests' batch size, many small row groups, Arrow IPC (`datasets`'
 `save_to_disk` stream files, Feather v2 with lz4) and JSONL (plain, gzip, zstd; Dolma layout
 with nested metadata; `datasets`' `.json`; a byte order mark with CRLF line ends; a field no
-Arrow type fits beside the ones a run reads).
+Arrow type fits beside the ones a run reads), and a Hive-partitioned dataset
+(`write_to_dataset`).
 
 `expected.json` records, per file, what pyarrow (or Python's json module) reads back: rows,
 null and empty texts, the id column's Arrow type, the codecs in the footer. The tests compare
@@ -285,8 +286,32 @@ def write_jsonl():
     record("dolma.jsonl.zst", rows, metadata=["metadata"], source_path="metadata.source")
 
 
+def write_partitioned():
+    """Hive-style partition directories as pyarrow's `write_to_dataset` writes them: the
+    partition columns leave the files and become `name=value` directories (values
+    percent-encoded, nulls as `__HIVE_DEFAULT_PARTITION__`). `expected.json` keeps each id's
+    partition values as pyarrow's own hive discovery reads them back."""
+    import shutil
+
+    root = os.path.join(OUT, "hive-partitioned")
+    shutil.rmtree(root, ignore_errors=True)
+    groups = ["docs & refs/v2", "plain", None]
+    t = base_table(DOCS[:24]).append_column(
+        "group", pa.array([groups[i % 3] for i in range(24)])
+    )
+    pq.write_to_dataset(
+        t, root, partition_cols=["source", "group"], basename_template="part-{i}.parquet"
+    )
+    back = pq.read_table(root).to_pylist()
+    expected["hive-partitioned"] = {
+        "rows": len(back),
+        "partitions": {r["id"]: {"source": r["source"], "group": r["group"]} for r in back},
+    }
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    write_partitioned()
     write_parquet()
     write_datatrove()
     write_hf_datasets()

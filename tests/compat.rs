@@ -351,6 +351,44 @@ fn arrow_ipc_files_read_as_their_parquet_twins() {
     }
 }
 
+/// A dataset pyarrow's `write_to_dataset` split into `source=…/group=…/` directories: the
+/// partition columns are read from the paths (percent-escapes decoded, Hive's null marker
+/// as null), row by row as pyarrow's own hive discovery reads them back.
+#[test]
+fn hive_partition_directories_pyarrow_wrote_become_columns() {
+    let facts = &expected()["hive-partitioned"];
+    let root = fixtures().join("hive-partitioned");
+    let inspected = ok(&gleaner(&["inspect", root.to_str().unwrap()]));
+    assert!(
+        inspected.contains("group: Utf8, from the path (`docs & refs/v2`; a partition directory)")
+            && inspected.contains("group: Utf8, from the path (null; a partition directory)"),
+        "{inspected}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &root, Some("source"), &["group".into()], "");
+    ok(&run(dir.path(), &[]));
+    let got = selected(&dir.path().join("out"));
+    let want = facts["partitions"].as_object().unwrap();
+    assert_eq!(got.num_rows() as u64, facts["rows"].as_u64().unwrap());
+    assert_eq!(got.num_rows(), want.len());
+    let column = |name: &str| got.column_by_name(name).unwrap().as_string::<i32>().clone();
+    let (ids, sources, groups) = (column("id"), column("source"), column("group"));
+    for i in 0..got.num_rows() {
+        let expected = &want[ids.value(i)];
+        let value = |a: &arrow::array::StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+        assert_eq!(
+            value(&sources).as_deref(),
+            expected["source"].as_str(),
+            "row {i}"
+        );
+        assert_eq!(
+            value(&groups).as_deref(),
+            expected["group"].as_str(),
+            "row {i}"
+        );
+    }
+}
+
 /// A JSONL field no Arrow type fits (`spans`: a number and an object in one list) is shown
 /// as left out by `inspect`, does not stop a run that does not read it (the JSONL test above
 /// runs that file), and is an error naming the field when the config asks for it.

@@ -230,6 +230,59 @@ fn files_other_tools_wrote_are_read_from_a_bucket_as_from_disk() {
     }
 }
 
+/// A Hive-partitioned dataset as pyarrow writes it to a bucket: the keys hold the
+/// directories' percent-escapes as they are (`group=docs%20%26%20refs%2Fv2/`). Read from
+/// the bucket, its partition columns and documents are those read from disk.
+#[test]
+fn hive_partition_keys_with_escapes_read_from_a_bucket_as_from_disk() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "hive");
+    let local = repo().join("tests/fixtures/compat/hive-partitioned");
+    for (rel, path) in local_files(&local).unwrap() {
+        // The key as written (`%` kept), given as a URL (`%` escaped once more).
+        let url = format!("{prefix}/{}", rel.replace('%', "%25"));
+        ObjectLocation::parse(&url)
+            .unwrap()
+            .upload_file(&path)
+            .unwrap();
+    }
+    let listed = ObjectLocation::parse(&prefix).unwrap().list().unwrap();
+    assert!(
+        listed.iter().any(|o| o
+            .location
+            .as_ref()
+            .contains("group=docs%20%26%20refs%2Fv2/")),
+        "{listed:?}"
+    );
+    let run = |input: &str, out: &Path| {
+        let cfg = tmp.path().join("hive.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{input}\"]\nsource_column = \"source\"\nmetadata_columns = [\"group\"]\n[output]\ndir = \"{}\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+    };
+    let (local_out, remote_out) = (tmp.path().join("local"), tmp.path().join("remote"));
+    run(&local.to_string_lossy(), &local_out);
+    run(&prefix, &remote_out);
+    let outputs = location_free_outputs(&remote_out);
+    assert_eq!(outputs, location_free_outputs(&local_out));
+    assert!(
+        outputs.keys().any(|k| k.starts_with("selected/")),
+        "{outputs:?}"
+    );
+}
+
 #[test]
 fn a_remote_cache_is_filled_once_and_reused() {
     let bucket = require_s3!();

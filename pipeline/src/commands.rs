@@ -6,6 +6,7 @@ use crate::run::open_corpus;
 use anyhow::{Context, Result};
 use gleaner_storage::inspect::describe_file;
 use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};
+use gleaner_storage::partition::hive_partitions;
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
 use gleaner_storage::resolve_inputs;
 use rayon::prelude::*;
@@ -85,6 +86,19 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
                     " (not null)"
                 }
             );
+        }
+        for column in hive_partitions(&d.path) {
+            if d.schema.field_with_name(&column.name).is_err() {
+                let _ = writeln!(
+                    s,
+                    "    {}: Utf8, from the path ({}; a partition directory)",
+                    column.name,
+                    column
+                        .value
+                        .as_deref()
+                        .map_or("null".into(), |v| format!("`{v}`"))
+                );
+            }
         }
         for (field, reason) in &d.untyped {
             let _ = writeln!(

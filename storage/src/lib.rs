@@ -13,6 +13,7 @@ pub mod jsonl;
 pub mod jsonl_shards;
 pub mod manifest;
 pub mod object;
+pub mod partition;
 pub mod reader;
 pub mod sidecar;
 pub mod source;

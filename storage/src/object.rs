@@ -104,6 +104,20 @@ fn not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
 
+/// The characters of an object key that are percent-encoded in its URL: those the URL path
+/// grammar gives a meaning or does not allow (the WHATWG path percent-encode set) and `%`.
+const URL_PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// The stores built so far, by `scheme://bucket`.
 fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
@@ -228,8 +242,11 @@ impl ObjectLocation {
         }
     }
 
-    /// The URL of an object the store listed.
+    /// The URL of an object the store listed. Characters a URL path cannot hold as they are
+    /// (`%`, `?`, `#`, spaces: Hive partition directories written by pyarrow or Spark have
+    /// `%` in their keys) are percent-encoded, so that parsing the URL gives the key back.
     pub fn url_of(&self, key: &ObjectPath) -> String {
+        let key = percent_encoding::utf8_percent_encode(key.as_ref(), URL_PATH_ESCAPES);
         format!("{}/{}", self.base, key)
     }
 

@@ -13,6 +13,7 @@ use crate::arrow_ipc;
 use crate::error::{Result, StorageError};
 use crate::input::{resolve_inputs, InputFile};
 use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
+use crate::partition::{self, PathColumn};
 use crate::source::ParquetSource;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
@@ -112,6 +113,9 @@ pub struct FileInfo {
     pub has_id: bool,
     /// Parquet or JSONL.
     pub format: InputFormat,
+    /// The columns the config reads that the file lacks, taken from its path's
+    /// `name=value` directories (see [`crate::partition`]).
+    pub path_columns: Vec<PathColumn>,
 }
 
 /// One unit of work: a row group of a file.
@@ -579,12 +583,26 @@ fn open_file(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let field = |name: &str| -> Result<Field> {
-        field_at_path(&schema, name).ok_or_else(|| StorageError::MissingColumn {
-            path: path.clone(),
-            column: name.to_string(),
-            available: available(),
-        })
+    let missing = |name: &str| StorageError::MissingColumn {
+        path: path.clone(),
+        column: name.to_string(),
+        available: available(),
+    };
+    let field =
+        |name: &str| -> Result<Field> { field_at_path(&schema, name).ok_or_else(|| missing(name)) };
+    // Source, metadata and score columns the file lacks come from its path's partition
+    // directories, as strings.
+    let partitions = partition::hive_partitions(path);
+    let mut path_columns: Vec<PathColumn> = Vec::new();
+    let mut field_or_path = |name: &str| -> Result<Field> {
+        if let Some(f) = field_at_path(&schema, name) {
+            return Ok(f);
+        }
+        let from_path = partition::find(&partitions, name).ok_or_else(|| missing(name))?;
+        if !path_columns.contains(from_path) {
+            path_columns.push(from_path.clone());
+        }
+        Ok(Field::new(name, DataType::Utf8, true))
     };
     let check = |f: &Field, ok: fn(&DataType) -> bool, expected: &'static str| -> Result<()> {
         if ok(f.data_type()) {
@@ -620,12 +638,12 @@ fn open_file(
         text_type(text.data_type()).expect("checked above"),
     ));
     if let Some(src) = &spec.source {
-        let f = field(src)?;
+        let f = field_or_path(src)?;
         check(&f, is_string_like, "a string column")?;
         carried.push((src.clone(), DataType::Utf8));
     }
     for m in &spec.metadata {
-        let f = field(m)?;
+        let f = field_or_path(m)?;
         carried.push((m.clone(), f.data_type().clone()));
     }
     for v in &spec.vectors {
@@ -633,14 +651,26 @@ fn open_file(
         check(&f, is_float_list, "a list or fixed-size list of float32")?;
     }
     for sc in &spec.scores {
-        let f = field(sc)?;
+        let f = field_or_path(sc)?;
+        if field_at_path(&schema, sc).is_none() {
+            let value = partition::find(&partitions, sc).and_then(|c| c.value.as_deref());
+            if value.is_some_and(|v| v.parse::<f64>().is_err()) {
+                return Err(StorageError::WrongColumnType {
+                    path: path.clone(),
+                    column: sc.clone(),
+                    expected: "a number in the path's partition directory",
+                    found: format!("`{sc}={}`", value.unwrap_or_default()),
+                });
+            }
+            continue;
+        }
         check(&f, |t| t.is_numeric(), "a numeric column")?;
     }
 
     let builder = match layout {
         Layout::Parquet(builder) => builder,
         Layout::Jsonl { codec, .. } => {
-            return jsonl_units(input, file_index, codec, has_id, carried);
+            return jsonl_units(input, file_index, codec, has_id, carried, path_columns);
         }
         Layout::ArrowIpc { rows, .. } => {
             // One unit: a stream is read from its start.
@@ -665,6 +695,7 @@ fn open_file(
                     format: InputFormat::ArrowIpc {
                         projection: projection_indices(&schema, spec),
                     },
+                    path_columns,
                 },
                 carried,
                 units,
@@ -702,6 +733,7 @@ fn open_file(
             row_groups: meta.num_row_groups(),
             has_id,
             format: InputFormat::Parquet,
+            path_columns,
         },
         carried,
         units,
@@ -715,6 +747,7 @@ fn jsonl_units(
     codec: JsonlCodec,
     has_id: bool,
     carried: Vec<(String, DataType)>,
+    path_columns: Vec<PathColumn>,
 ) -> Result<OpenedFile> {
     let chunks = jsonl::index_file(&input.path, codec, jsonl::CHUNK_BYTES)?;
     let units = chunks
@@ -742,6 +775,7 @@ fn jsonl_units(
             row_groups: chunks.len(),
             has_id,
             format: InputFormat::Jsonl { codec, chunks },
+            path_columns,
         },
         carried,
         units,
@@ -1056,9 +1090,21 @@ impl CorpusReader {
         let work = &self.units[unit];
         let spec = &self.spec;
         let fail = |m: String| self.bad_rows(work, first_row, m);
+        let n = raw.num_rows();
+        let path_columns = &self.files[work.file].path_columns;
         let column = |name: &str| -> Result<ArrayRef> {
-            column_at_path(&raw, name)
-                .ok_or_else(|| fail(format!("column `{name}` missing from a decoded batch")))
+            if let Some(c) = column_at_path(&raw, name) {
+                return Ok(c);
+            }
+            match partition::find(path_columns, name) {
+                Some(from_path) => Ok(Arc::new(StringArray::from(vec![
+                    from_path.value.as_deref();
+                    n
+                ]))),
+                None => Err(fail(format!(
+                    "column `{name}` missing from a decoded batch"
+                ))),
+            }
         };
         let to_utf8 = |a: ArrayRef| -> Result<StringArray> {
             let a = if a.data_type() == &DataType::Utf8 {
@@ -1100,7 +1146,6 @@ impl CorpusReader {
             row_group: work.row_group as u32,
             row: first_row,
         };
-        let n = raw.num_rows();
         let id_type = self.output_schema.field(0).data_type();
         let id_col: ArrayRef = if id_type != &DataType::Utf8 {
             // Integer ids: the file's values, unchanged.

@@ -867,3 +867,111 @@ fn text_in_different_string_layouts_across_files_is_read_as_large_utf8() {
         &DataType::Utf8View
     );
 }
+
+/// Hive-style partition directories (`region=…/quality=…/`): a source, metadata or score
+/// column the files lack is read from the path, per file and for every row; a column the
+/// file has is read from the file; a score directory whose value is not a number is an
+/// error naming the file.
+#[test]
+fn partition_directories_fill_the_columns_files_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let places = [
+        ("region=north/quality=0.5", 0usize, 7usize),
+        ("region=south%20east/quality=2", 7, 5),
+        ("region=__HIVE_DEFAULT_PARTITION__/quality=1e-3", 12, 4),
+    ];
+    for (sub, start, rows) in places {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+        write_corpus(&root.join(sub).join("part-0.parquet"), start, rows, 3, true);
+    }
+    // A JSONL file in a partition, beside the parquet ones.
+    std::fs::create_dir_all(root.join("region=west/quality=4")).unwrap();
+    std::fs::write(
+        root.join("region=west/quality=4/part-0.jsonl"),
+        "{\"id\":\"j0\",\"text\":\"a\",\"source\":\"web\",\"year\":1}\n\
+         {\"id\":\"j1\",\"text\":\"b\",\"source\":\"web\",\"year\":2}\n",
+    )
+    .unwrap();
+    let spec = ColumnSpec {
+        source: Some("region".into()),
+        // `source` is in every file: the files' values win over nothing in the path.
+        metadata: vec!["source".into(), "quality".into()],
+        scores: vec!["quality".into()],
+        ..ColumnSpec::default()
+    };
+    let reader = CorpusReader::open(&pat(root), spec.clone(), OnBadFile::Error, 4).unwrap();
+    assert_eq!(reader.total_rows(), 18);
+    let mut seen = Vec::new();
+    for u in 0..reader.units().len() {
+        for b in reader.read_unit(u).unwrap() {
+            let b = b.unwrap();
+            let record = b.record();
+            let meta_source = record.column_by_name("source").unwrap().as_string::<i32>();
+            let quality = record.column_by_name("quality").unwrap().as_string::<i32>();
+            for i in 0..b.len() {
+                seen.push((
+                    b.id(i).into_owned(),
+                    b.source(i).map(String::from),
+                    meta_source.value(i).to_string(),
+                    quality.value(i).to_string(),
+                    b.score(0, i),
+                ));
+            }
+        }
+    }
+    // Expected, row by row, from the directories each file was written under.
+    let mut want: Vec<_> = (0..2)
+        .map(|k| {
+            let west = Some("west".to_string());
+            (
+                format!("j{k}"),
+                west,
+                "web".to_string(),
+                "4".to_string(),
+                Some(4.0),
+            )
+        })
+        .collect();
+    for (region, quality, score, start, rows) in [
+        (None, "1e-3", 1e-3, 12, 4),
+        (Some("north"), "0.5", 0.5, 0, 7),
+        (Some("south east"), "2", 2.0, 7, 5),
+    ] {
+        for i in start..start + rows {
+            want.push((
+                format!("doc-{i}"),
+                region.map(String::from),
+                if i % 3 == 0 { "web" } else { "code" }.to_string(),
+                quality.to_string(),
+                Some(score),
+            ));
+        }
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen, want);
+
+    // A score read from a directory whose value is not a number.
+    let bad = root.join("region=x/quality=high");
+    std::fs::create_dir_all(&bad).unwrap();
+    write_corpus(&bad.join("part-0.parquet"), 0, 2, 2, true);
+    let e = expect_err(pat(root), spec.clone());
+    assert!(
+        e.to_string().contains("quality=high/part-0.parquet")
+            && e.to_string().contains("`quality=high`"),
+        "{e}"
+    );
+    // A column neither the file nor its path has is still missing, naming the file.
+    let e = expect_err(
+        pat(&root.join("region=north")),
+        ColumnSpec {
+            source: Some("lang".into()),
+            ..ColumnSpec::default()
+        },
+    );
+    assert!(
+        matches!(e, StorageError::MissingColumn { ref column, .. } if column == "lang"),
+        "{e}"
+    );
+}
