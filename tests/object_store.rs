@@ -177,23 +177,21 @@ fn files_other_tools_wrote_are_read_from_a_bucket_as_from_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let prefix = fresh_prefix(&bucket, "compat");
     let compat = repo().join("tests/fixtures/compat");
-    // pyarrow's default (snappy) parquet with many row groups, datatrove's JSONL.gz and a
-    // Dolma-style JSONL.zst with nested metadata.
-    for name in [
+    // pyarrow's default (snappy) parquet with many row groups, datatrove's JSONL.gz, a
+    // Dolma-style JSONL.zst with nested metadata and `datasets`' save_to_disk Arrow file.
+    let names = [
         "many-row-groups.parquet",
         "datatrove-writer.jsonl.gz",
         "dolma.jsonl.zst",
-    ] {
+        "hf-save-to-disk.arrow",
+    ];
+    for name in names {
         ObjectLocation::parse(&format!("{prefix}/{name}"))
             .unwrap()
             .upload_file(&compat.join(name))
             .unwrap();
     }
-    for name in [
-        "many-row-groups.parquet",
-        "datatrove-writer.jsonl.gz",
-        "dolma.jsonl.zst",
-    ] {
+    for name in names {
         let cfg_for = |input: &str, out: &Path| {
             let cfg = tmp.path().join(format!("{name}.toml"));
             std::fs::write(

@@ -1,7 +1,7 @@
 //! File summaries for `gleaner inspect`: schema, rows, row groups and sizes, from the parquet
 //! footer only; for a JSONL file, its line count and the schema of its first lines.
 
-use crate::arrow_ipc::{is_arrow_ipc, schema_and_rows};
+use crate::arrow_ipc::{index_file as index_ipc_file, is_arrow_ipc, UNIT_BYTES};
 use crate::error::{Result, StorageError};
 use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
@@ -66,12 +66,12 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
         });
     }
     if is_arrow_ipc(path) {
-        let (schema, rows) = schema_and_rows(path)?;
+        let (schema, layout) = index_ipc_file(path, bytes, UNIT_BYTES)?;
         return Ok(FileSummary {
             path: path.to_path_buf(),
             bytes,
-            rows,
-            row_groups: 1,
+            rows: layout.units.iter().map(|u| u.rows).sum(),
+            row_groups: layout.units.len(),
             schema,
             untyped: Vec::new(),
             columns: Vec::new(),

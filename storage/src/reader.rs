@@ -89,10 +89,12 @@ pub enum InputFormat {
         /// The file's work units.
         chunks: Vec<JsonlChunk>,
     },
-    /// Arrow IPC (stream or file format): the file is one unit.
+    /// Arrow IPC (stream or file format): units are runs of record batches.
     ArrowIpc {
         /// Indices of the top-level columns the spec reads.
         projection: Vec<usize>,
+        /// Where the file's messages and units lie.
+        layout: arrow_ipc::IpcLayout,
     },
 }
 
@@ -560,7 +562,7 @@ enum Layout {
     },
     ArrowIpc {
         schema: SchemaRef,
-        rows: u64,
+        layout: arrow_ipc::IpcLayout,
     },
 }
 
@@ -672,28 +674,30 @@ fn open_file(
         Layout::Jsonl { codec, .. } => {
             return jsonl_units(input, file_index, codec, has_id, carried, path_columns);
         }
-        Layout::ArrowIpc { rows, .. } => {
-            // One unit: a stream is read from its start.
-            let units = (rows > 0)
-                .then_some(WorkUnit {
+        Layout::ArrowIpc { layout, .. } => {
+            let units = layout
+                .units
+                .iter()
+                .enumerate()
+                .map(|(k, unit)| WorkUnit {
                     file: file_index,
-                    row_group: 0,
-                    first_row: 0,
-                    rows,
-                    compressed_bytes: input.bytes,
+                    row_group: k,
+                    first_row: unit.first_row,
+                    rows: unit.rows,
+                    compressed_bytes: unit.bytes.end - unit.bytes.start,
                 })
-                .into_iter()
                 .collect();
             return Ok(OpenedFile {
                 info: FileInfo {
                     path: path.clone(),
                     bytes: input.bytes,
                     version: input.version.clone(),
-                    rows,
-                    row_groups: 1,
+                    rows: layout.units.iter().map(|u| u.rows).sum(),
+                    row_groups: layout.units.len(),
                     has_id,
                     format: InputFormat::ArrowIpc {
                         projection: projection_indices(&schema, spec),
+                        layout,
                     },
                     path_columns,
                 },
@@ -889,8 +893,8 @@ impl CorpusReader {
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
                     (None, _) if arrow_ipc::is_arrow_ipc(&input.path) => {
-                        arrow_ipc::schema_and_rows(&input.path)
-                            .map(|(schema, rows)| Layout::ArrowIpc { schema, rows })
+                        arrow_ipc::index_file(&input.path, input.bytes, arrow_ipc::UNIT_BYTES)
+                            .map(|(schema, layout)| Layout::ArrowIpc { schema, layout })
                     }
                     (None, _) => open_builder(&input.path, input.bytes).map(Layout::Parquet),
                 };
@@ -1024,9 +1028,15 @@ impl CorpusReader {
                     self.on_bad_record,
                 )?))
             }
-            InputFormat::ArrowIpc { projection } => RawBatches::ArrowIpc(Box::new(
-                arrow_ipc::IpcBatches::open(&info.path, Some(projection.clone()), self.batch_size)?,
-            )),
+            InputFormat::ArrowIpc { projection, layout } => {
+                RawBatches::ArrowIpc(Box::new(arrow_ipc::IpcBatches::open(
+                    &info.path,
+                    layout,
+                    &layout.units[work.row_group],
+                    Some(projection.clone()),
+                    self.batch_size,
+                )?))
+            }
             InputFormat::Parquet => RawBatches::Parquet(self.parquet_batches(work)?),
         };
         Ok(UnitBatches {

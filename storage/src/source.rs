@@ -395,4 +395,71 @@ mod tests {
             chunk(2)
         );
     }
+
+    /// An Arrow IPC stream in a bucket is laid out as on disk, its long bodies are skipped
+    /// with new ranged requests instead of being downloaded when it is opened, and each of its
+    /// units reads the same rows as the local file's.
+    #[test]
+    fn a_remote_arrow_ipc_file_has_the_local_layout_and_skips_its_bodies() {
+        use crate::arrow_ipc::{index_file, IpcBatches};
+        use arrow::array::{Array, AsArray};
+        let store = Arc::new(RangeRecorder::default());
+        register_store("memory://ipc", store.clone());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::Utf8, false),
+        ]));
+        let mut bytes = Vec::new();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).unwrap();
+        let batches = 4;
+        for b in 0..batches {
+            let rows = b * 1000..(b + 1) * 1000;
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        rows.clone().map(|i| format!("d{i}")),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.map(|i| format!("{i:x} ").repeat(1200)),
+                    )),
+                ],
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+        }
+        w.finish().unwrap();
+        let size = bytes.len() as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("data.arrow");
+        std::fs::write(&local, &bytes).unwrap();
+        let remote = std::path::PathBuf::from("memory://ipc/data.arrow");
+        super::super::object::ObjectLocation::parse("memory://ipc/data.arrow")
+            .unwrap()
+            .put(bytes::Bytes::from(bytes))
+            .unwrap();
+        let unit_bytes = size / 3;
+        let (_, want) = index_file(&local, size, unit_bytes).unwrap();
+        store.reads.lock().unwrap().clear();
+        let (_, got) = index_file(&remote, size, unit_bytes).unwrap();
+        assert_eq!(got, want);
+        assert!(got.units.len() >= 2, "{got:?}");
+        // The magic probe, the first request, and one more after each batch's body.
+        let requests = store.reads.lock().unwrap().len();
+        assert!(requests > batches, "{requests} requests");
+        let ids = |path: &std::path::Path| -> Vec<String> {
+            got.units
+                .iter()
+                .flat_map(|unit| IpcBatches::open(path, &got, unit, None, 512).unwrap())
+                .flat_map(|batch| {
+                    let batch = batch.unwrap();
+                    let ids = batch.column(0).as_string::<i32>().clone();
+                    (0..ids.len()).map(move |i| ids.value(i).to_string())
+                })
+                .collect()
+        };
+        let expected: Vec<String> = (0..batches * 1000).map(|i| format!("d{i}")).collect();
+        assert_eq!(ids(&remote), expected);
+        assert_eq!(ids(&local), expected);
+    }
 }

@@ -975,3 +975,45 @@ fn partition_directories_fill_the_columns_files_lack() {
         "{e}"
     );
 }
+
+/// An Arrow IPC stream larger than a work unit is read in several units (so on several
+/// threads), each alone, with every row once and in order.
+#[test]
+fn a_large_arrow_ipc_stream_is_read_in_units() {
+    use arrow::ipc::writer::StreamWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data-00000-of-00001.arrow");
+    let filler = "x".repeat(1000);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, true),
+    ]));
+    let mut w = StreamWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+    let (batches, rows_per_batch) = (72usize, 1000usize);
+    for b in 0..batches {
+        let rows = b * rows_per_batch..(b + 1) * rows_per_batch;
+        let ids: StringArray = rows.clone().map(|i| Some(format!("doc-{i}"))).collect();
+        let texts: StringArray = rows.map(|i| Some(format!("{i} {filler}"))).collect();
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(texts)]).unwrap();
+        w.write(&batch).unwrap();
+    }
+    w.finish().unwrap();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let reader =
+        CorpusReader::open(&pat(&path), ColumnSpec::default(), OnBadFile::Error, 4096).unwrap();
+    let expected_units = bytes.div_ceil(gleaner_storage::arrow_ipc::UNIT_BYTES) as usize;
+    assert!(expected_units >= 3, "{bytes} bytes");
+    assert!(
+        (expected_units - 1..=expected_units).contains(&reader.units().len()),
+        "{} units for {bytes} bytes",
+        reader.units().len()
+    );
+    assert_eq!(reader.total_rows(), (batches * rows_per_batch) as u64);
+    let read = read_all_ids(&reader);
+    assert_eq!(read.len(), batches * rows_per_batch);
+    for (i, (id, text, _, row)) in read.iter().enumerate() {
+        assert_eq!((id.as_str(), *row), (format!("doc-{i}").as_str(), i as u64));
+        assert!(text.starts_with(&format!("{i} ")));
+    }
+}
