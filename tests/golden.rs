@@ -41,6 +41,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("minhash_dedup", "configs/minhash_dedup.toml", &[]),
         case("language_id", "configs/language_id.toml", &[]),
         case("c4_quality", "configs/c4_quality.toml", &[]),
+        case("pii_redact", "configs/pii_redact.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

@@ -706,6 +706,8 @@ fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
         ),
         (Some(1), Some(1))
     );
+    // a and b lost their boilerplate (b is then a duplicate); the dropped ones count as drops.
+    assert_eq!(st[1]["rewritten"], 2);
     assert_eq!(st[2]["dropped_duplicate"], 1);
     // Removed shards keep the original text.
     let removed = read_parquet(&out.join("removed/duplicate/part-00000.parquet"));
@@ -744,6 +746,159 @@ fn c4_quality_rewrites_kept_documents_and_later_stages_see_the_new_text() {
         bad.to_str().unwrap(),
     ]));
     assert!(e.contains("stages[0]") && e.contains("model stages"), "{e}");
+}
+
+/// Every text of the selected shards of `out`, by id.
+fn selected_texts(out: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(out.join("selected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    shards.sort();
+    let batches: Vec<RecordBatch> = shards.iter().flat_map(|p| read_parquet(p)).collect();
+    string_column(&batches, "id")
+        .into_iter()
+        .zip(string_column(&batches, "text"))
+        .collect()
+}
+
+/// pii_redact against datatrove's PIIFormatter (scripts/make_pii_oracle.py wrote its
+/// outputs): made-up edge cases text for text, and every document of the shipped quickstart
+/// corpus (the SHA-256 of each text datatrove changes; the rest unchanged) at 1 and 2 threads.
+#[test]
+fn pii_redact_gives_datatrove_s_texts() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = common::repo().join("tests/fixtures/pii");
+    let run = |input: &Path, name: &str, metadata: &str, threads: usize| {
+        let out = tmp.path().join(format!("{name}-{threads}"));
+        let cfg = tmp.path().join(format!("{name}-{threads}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{}\"]\nmetadata_columns = [{metadata}]\n[output]\ndir = \"{}\"\n[run]\nthreads = {threads}\n[[stages]]\ntype = \"pii_redact\"\n",
+                input.display(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        let st = stats(&out);
+        (out, st[1].clone())
+    };
+    let no_metadata = "";
+
+    // Edge cases: each row carries datatrove's text beside its own.
+    let (out, st) = run(
+        &fixtures.join("edge-cases.jsonl"),
+        "edge",
+        "\"datatrove_text\"",
+        2,
+    );
+    let shard: Vec<RecordBatch> = read_parquet(&out.join("selected/part-00000.parquet"));
+    let (texts, want) = (
+        string_column(&shard, "text"),
+        string_column(&shard, "datatrove_text"),
+    );
+    assert_eq!(texts.len(), 9);
+    for (got, want) in texts.iter().zip(&want) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(st["stage"], "pii_redact");
+    let changed_cases = std::fs::read_to_string(fixtures.join("edge-cases.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|row| row["text"] != row["datatrove_text"])
+        .count();
+    assert_eq!(st["rewritten"].as_u64(), Some(changed_cases as u64), "{st}");
+
+    // The quickstart corpus.
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("datatrove-quickstart.json")).unwrap())
+            .unwrap();
+    let changed = oracle["changed_sha256"].as_object().unwrap();
+    let corpus = common::repo().join("data/quickstart");
+    let mut inputs = Vec::new();
+    for entry in std::fs::read_dir(&corpus).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let batches = read_parquet(&path);
+            inputs.extend(
+                string_column(&batches, "id")
+                    .into_iter()
+                    .zip(string_column(&batches, "text")),
+            );
+        }
+    }
+    let mut outputs = Vec::new();
+    for threads in [1, 2] {
+        let (out, st) = run(&corpus, "quickstart", no_metadata, threads);
+        let texts = selected_texts(&out);
+        assert_eq!(texts.len(), inputs.len());
+        for (id, original) in &inputs {
+            let got = &texts[id];
+            match changed.get(id) {
+                Some(hash) => assert_eq!(
+                    &format!("{:x}", Sha256::digest(got.as_bytes())),
+                    hash.as_str().unwrap(),
+                    "{id}: {got}"
+                ),
+                None => assert_eq!(got, original, "{id}"),
+            }
+        }
+        assert_eq!(st["rewritten"].as_u64(), Some(changed.len() as u64));
+        outputs.push(deterministic_files(&out));
+    }
+    assert_eq!(outputs[0], outputs[1], "the same bytes at 1 and 2 threads");
+}
+
+/// pii_redact's settings are checked before anything runs, each error naming its key.
+#[test]
+fn pii_redact_settings_that_cannot_work_are_refused_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_corpus(&d.join("corpus.parquet"), &[("a", "mail me at a@b.org")]);
+    for (stage, expected) in [
+        ("emails = false\nips = false", "replace nothing"),
+        ("email_replacements = []", "stages[0].email_replacements"),
+        ("ip_replacements = []", "stages[0].ip_replacements"),
+        ("emails_only = true", "emails_only"),
+        (
+            "[[stages]]\ntype = \"embed\"\nmodel = \"m\"",
+            "model stages",
+        ),
+    ] {
+        let cfg = one_stage_config(
+            d,
+            &d.join("corpus.parquet"),
+            &format!("type = \"pii_redact\"\n{stage}"),
+        );
+        let e = fails(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        assert!(e.contains(expected), "{stage}: {e}");
+        assert!(!d.join("out").exists(), "{stage}");
+    }
+    // Switched off for IPs, an email is still replaced.
+    let out = run_stages(
+        &d.join("emails"),
+        &[("a", "mail me at a@b.org from 8.8.8.8")],
+        "type = \"pii_redact\"\nips = false\nemail_replacements = [\"<email>\"]",
+    );
+    let shard = read_parquet(&out.join("selected/part-00000.parquet"));
+    assert_eq!(
+        string_column(&shard, "text"),
+        ["mail me at <email> from 8.8.8.8"]
+    );
 }
 
 #[test]

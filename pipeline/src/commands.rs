@@ -229,6 +229,21 @@ fn describe_stage(stage: &StageConfig) -> String {
         StageConfig::C4Quality(_) => {
             "map: C4 rules (removes lines, rewriting the text; drops documents)".into()
         }
+        StageConfig::PiiRedact(c) => format!(
+            "map: replace {} with placeholders in turn, rewriting the text (drops nothing)",
+            [
+                c.emails.then_some("email addresses"),
+                c.ips.then_some(if c.only_public_ips {
+                    "globally reachable IPv4 addresses"
+                } else {
+                    "IPv4 addresses"
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+        ),
         StageConfig::EmbeddingSimilarity(c) => format!(
             "reduce: keep the {} most similar ({:?}) to the embedded target {:?}",
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),

@@ -199,12 +199,15 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
             (true, t) => format!(" {} |", t.unwrap_or(0)),
             (false, _) => String::new(),
         };
+        let kept = match st.rewritten {
+            Some(n) => format!("{} ({n} rewritten)", st.kept),
+            None => st.kept.to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} |{tokens} {} | {} |",
+            "| {} | {} | {kept} |{tokens} {} | {} |",
             st.stage,
             st.seen,
-            st.kept,
             st.dropped_total(),
             reasons.join(", ")
         );

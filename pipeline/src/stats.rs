@@ -18,6 +18,9 @@ pub struct StageStats {
     /// Tokens (of the `tokenize` stage's tokenizer) of the documents the stage passed on,
     /// when the pipeline has a tokenize stage.
     pub kept_tokens: Option<u64>,
+    /// Documents whose text the stage rewrote (kept with a new text), for stages that
+    /// rewrite texts (`c4_quality`, `pii_redact`).
+    pub rewritten: Option<u64>,
 }
 
 impl StageStats {
@@ -50,11 +53,16 @@ impl StageStats {
 impl Serialize for StageStats {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(
-            3 + self.dropped.len() + usize::from(self.kept_tokens.is_some()),
+            3 + self.dropped.len()
+                + usize::from(self.kept_tokens.is_some())
+                + usize::from(self.rewritten.is_some()),
         ))?;
         m.serialize_entry("stage", &self.stage)?;
         m.serialize_entry("seen", &self.seen)?;
         m.serialize_entry("kept", &self.kept)?;
+        if let Some(n) = self.rewritten {
+            m.serialize_entry("rewritten", &n)?;
+        }
         if let Some(t) = self.kept_tokens {
             m.serialize_entry("kept_tokens", &t)?;
         }

@@ -14,6 +14,7 @@ pub mod minhash;
 pub mod ngram_classifier;
 pub mod nn;
 pub mod overlap;
+pub mod pii;
 pub mod quad;
 pub mod random;
 pub mod rng;

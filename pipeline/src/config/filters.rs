@@ -1,5 +1,5 @@
 //! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher and C4
-//! rules and exact dedup's normalisation.
+//! rules, PII redaction and exact dedup's normalisation.
 
 use super::*;
 
@@ -59,29 +59,34 @@ impl StageSettings for gleaner_selectors::c4::C4Quality {
     }
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
-        if cx.config.input.text_column.contains('.') {
+        cx.rewrites_text("c4_quality")
+    }
+}
+
+impl StageSettings for gleaner_selectors::pii::PiiRedaction {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        if !self.emails && !self.ips {
             bail!(
-                "at key `{}` (c4_quality): rewrites the text, which must then be a top-level column (input.text_column = `{}` is nested)",
-                cx.key,
-                cx.config.input.text_column
-            );
-        }
-        let model_after = cx.config.stages[cx.index + 1..].iter().any(|s| {
-            matches!(
-                s,
-                StageConfig::Embed(_)
-                    | StageConfig::LmScore(_)
-                    | StageConfig::AttentionInfluence(_)
-                    | StageConfig::LossTrajectory(_)
-            )
-        });
-        if model_after {
-            bail!(
-                "at key `{}` (c4_quality): model stages read the original text; put them before c4_quality",
+                "at key `{}` (pii_redact): emails and ips are both false, so the stage would replace nothing",
                 cx.key
             );
         }
-        Ok(())
+        for (name, on, list) in [
+            ("email_replacements", self.emails, &self.email_replacements),
+            ("ip_replacements", self.ips, &self.ip_replacements),
+        ] {
+            if on && list.is_empty() {
+                bail!(
+                    "at key `{}.{name}`: the list is empty; give at least one placeholder",
+                    cx.key
+                );
+            }
+        }
+        cx.rewrites_text("pii_redact")
     }
 }
 

@@ -82,6 +82,35 @@ impl StageContext<'_> {
         self.after(|s| matches!(s, StageConfig::Tokenize(_)))
     }
 
+    /// Checks what a stage that rewrites the text (named `stage`) needs: a top-level text
+    /// column (the shards hold the new text in its place), and no model stage after it
+    /// (model stages read the original text).
+    pub fn rewrites_text(&self, stage: &str) -> Result<()> {
+        if self.config.input.text_column.contains('.') {
+            bail!(
+                "at key `{}` ({stage}): rewrites the text, which must then be a top-level column (input.text_column = `{}` is nested)",
+                self.key,
+                self.config.input.text_column
+            );
+        }
+        let model_after = self.config.stages[self.index + 1..].iter().any(|s| {
+            matches!(
+                s,
+                StageConfig::Embed(_)
+                    | StageConfig::LmScore(_)
+                    | StageConfig::AttentionInfluence(_)
+                    | StageConfig::LossTrajectory(_)
+            )
+        });
+        if model_after {
+            bail!(
+                "at key `{}` ({stage}): model stages read the original text; put them before {stage}",
+                self.key
+            );
+        }
+        Ok(())
+    }
+
     /// Fails naming `key.name` when `value` is set and outside [0, 1].
     pub fn ratio(&self, name: &str, value: Option<f64>) -> Result<()> {
         match value {
@@ -473,6 +502,8 @@ stage_types! {
     /// The C4 rules: removes lines (no terminal punctuation, too few words, javascript,
     /// cookie phrases) and drops documents (lorem ipsum, curly brackets, too few sentences).
     C4Quality(gleaner_selectors::c4::C4Quality) = "c4_quality",
+    /// Replaces email addresses and globally reachable IPv4 addresses with placeholders.
+    PiiRedact(gleaner_selectors::pii::PiiRedaction) = "pii_redact",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
     ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.

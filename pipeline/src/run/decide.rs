@@ -101,6 +101,9 @@ fn count_map_phase(
                 }
             }
         }
+        for (slot, _) in plan.doc_stages.iter().filter(|(_, s)| s.rewrites()) {
+            *ledger.stats[*slot].rewritten.get_or_insert(0) += scan.rewritten[*slot];
+        }
         for (k, ids) in scan.examples.iter().enumerate() {
             for id in ids {
                 ledger.example(&scan.reasons[k].1, id);

@@ -161,7 +161,10 @@ pub fn scan_unit(
                 for (slot, stage) in &plan.doc_stages {
                     match stage.judge(&batch, i, &current) {
                         Verdict::Keep => {}
-                        Verdict::Rewrite(t) => current = Cow::Owned(t),
+                        Verdict::Rewrite(t) => {
+                            scan.rewritten[*slot] += 1;
+                            current = Cow::Owned(t);
+                        }
                         Verdict::Drop(reason) => {
                             dropped = Some((*slot, reason));
                             break;

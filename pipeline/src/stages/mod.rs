@@ -20,6 +20,7 @@ pub mod exact_dedup;
 pub mod language_id;
 pub mod minhash_dedup;
 pub mod ngram_classifier;
+pub mod pii_redact;
 pub mod pool;
 pub mod quad;
 pub mod random_sample;
@@ -305,6 +306,7 @@ impl Plan {
                 }
                 StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
                 StageConfig::C4Quality(c) => doc(Box::new(c4_quality::C4(c.clone()))),
+                StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
                 StageConfig::Tokenize(c) => {
                     let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);
                     tokenizer = Some(t.clone());

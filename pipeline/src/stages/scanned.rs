@@ -67,6 +67,8 @@ pub struct UnitScan {
     pub distribution_values: Vec<Vec<(u32, f64)>>,
     /// Tokenizer tokens of every row, when there is a `tokenize` stage.
     pub row_tokens: Vec<u64>,
+    /// Per stage slot: the documents whose text the stage rewrote.
+    pub rewritten: Vec<u64>,
 }
 
 impl UnitScan {
@@ -92,6 +94,7 @@ impl UnitScan {
                 .collect(),
             distribution_values: vec![Vec::new(); distributions],
             row_tokens: Vec::new(),
+            rewritten: vec![0; plan.names.len()],
         }
     }
 

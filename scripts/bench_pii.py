@@ -1,0 +1,80 @@
+"""PII redaction benchmark helpers (used by scripts/bench-pii.sh).
+
+make SRC OUT --copies K: the quickstart's documents (SRC) K times over, ids suffixed by the
+     copy, as OUT/corpus-NN.parquet (id, text).
+datatrove CORPUS OUT: datatrove 0.10.1's ParquetReader -> PIIFormatter -> ParquetWriter on
+     2 workers, one placeholder for emails and one for IPs (so that its turn across
+     documents does not matter).
+compare CORPUS GLEANER_OUT DATATROVE_OUT: whether both tools wrote the same text for every
+     document, and how many texts changed.
+"""
+import glob
+import os
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EMAIL = "email@example.com"
+IP = "22.214.171.124"
+
+
+def make(src, out, copies):
+    docs = []
+    for f in sorted(glob.glob(os.path.join(src, "*.parquet"))):
+        t = pq.read_table(f, columns=["id", "text"])
+        docs += list(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    os.makedirs(out, exist_ok=True)
+    for k in range(copies):
+        ids = [f"{i}#{k}" for i, _ in docs]
+        texts = [t for _, t in docs]
+        pq.write_table(pa.table({"id": ids, "text": texts}), os.path.join(out, f"corpus-{k:02d}.parquet"))
+
+
+def datatrove(corpus, out):
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.formatters import PIIFormatter
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    files = len(glob.glob(os.path.join(corpus, "*.parquet")))
+    LocalPipelineExecutor(
+        pipeline=[
+            ParquetReader(corpus, glob_pattern="*.parquet"),
+            PIIFormatter(email_replacement=EMAIL, ip_replacement=IP),
+            ParquetWriter(os.path.join(out, "data"), output_filename="${rank}.parquet", compression="zstd"),
+        ],
+        tasks=files,
+        workers=2,
+        logging_dir=os.path.join(out, "logs"),
+    ).run()
+
+
+def texts(paths):
+    found = {}
+    for f in paths:
+        t = pq.read_table(f, columns=["id", "text"])
+        found.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    return found
+
+
+def compare(corpus, gleaner_out, datatrove_out):
+    original = texts(glob.glob(os.path.join(corpus, "*.parquet")))
+    ours = texts(glob.glob(os.path.join(gleaner_out, "selected", "*.parquet")))
+    theirs = texts(glob.glob(os.path.join(datatrove_out, "data", "*.parquet")))
+    same = sum(ours.get(i) == theirs.get(i) for i in original)
+    changed = sum(ours.get(i) != t for i, t in original.items())
+    print(
+        f"{len(original)} documents: gleaner and datatrove wrote the same text for {same} "
+        f"({same / len(original):.2%}); {changed} texts redacted"
+    )
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "make":
+        make(args[0], args[1], int(args[args.index("--copies") + 1]))
+    elif cmd == "datatrove":
+        datatrove(args[0], args[1])
+    elif cmd == "compare":
+        compare(*args)
