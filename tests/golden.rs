@@ -42,6 +42,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("language_id", "configs/language_id.toml", &[]),
         case("c4_quality", "configs/c4_quality.toml", &[]),
         case("pii_redact", "configs/pii_redact.toml", &[]),
+        case("fineweb", "configs/fineweb.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

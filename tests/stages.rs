@@ -858,6 +858,81 @@ fn pii_redact_gives_datatrove_s_texts() {
     assert_eq!(outputs[0], outputs[1], "the same bytes at 1 and 2 threads");
 }
 
+/// Each removed document's reason, from the removed shards of `out`.
+fn removed_reasons(out: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut reasons = std::collections::BTreeMap::new();
+    let Ok(dirs) = std::fs::read_dir(out.join("removed")) else {
+        return reasons;
+    };
+    for dir in dirs {
+        let dir = dir.unwrap().path();
+        let reason = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for shard in std::fs::read_dir(&dir).unwrap() {
+            for id in string_column(&read_parquet(&shard.unwrap().path()), "id") {
+                reasons.insert(id, reason.clone());
+            }
+        }
+    }
+    reasons
+}
+
+/// fineweb_quality against datatrove's FineWebQualityFilter on every quickstart document
+/// (scripts/compare_fineweb_datatrove.py --fixture wrote its verdicts). Without the list rule
+/// the rules count characters and lines only, and every decision and reason is datatrove's;
+/// with it, datatrove counts spaCy's tokens, and any difference is a list_ratio decision.
+#[test]
+fn fineweb_quality_decides_as_datatrove_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::repo().join("tests/fixtures/fineweb/datatrove-quickstart.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let expected = |key: &str| -> std::collections::BTreeMap<String, String> {
+        oracle[key]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, reason)| (id.clone(), reason.as_str().unwrap().to_string()))
+            .collect()
+    };
+    let run = |name: &str, settings: &str| {
+        let out = tmp.path().join(name);
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\nwrite_removed = true\n[[stages]]\ntype = \"fineweb_quality\"\n{settings}\n",
+                common::repo().join("data/quickstart").display(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        ok(&gleaner(&[
+            "--quiet",
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]));
+        removed_reasons(&out)
+    };
+    let exact = run("without-list-rule", "max_newline_word_ratio = 1e9");
+    assert_eq!(exact, expected("without_list_rule"));
+    let ours = run("defaults", "");
+    let theirs = expected("defaults");
+    assert!(ours.len() > 800, "{} dropped", ours.len());
+    for id in ours.keys().chain(theirs.keys()) {
+        let (a, b) = (ours.get(id), theirs.get(id));
+        if a != b {
+            let list = Some(&"list_ratio".to_string());
+            assert!(
+                a == list || b == list,
+                "{id}: gleaner {a:?}, datatrove {b:?}"
+            );
+        }
+    }
+}
+
 /// pii_redact's settings are checked before anything runs, each error naming its key.
 #[test]
 fn pii_redact_settings_that_cannot_work_are_refused_by_key() {

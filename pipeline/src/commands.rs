@@ -229,6 +229,9 @@ fn describe_stage(stage: &StageConfig) -> String {
         StageConfig::C4Quality(_) => {
             "map: C4 rules (removes lines, rewriting the text; drops documents)".into()
         }
+        StageConfig::FinewebQuality(_) => {
+            "map: per-document FineWeb rules (punctuated lines, short lines, duplicated lines, line breaks per word)".into()
+        }
         StageConfig::PiiRedact(c) => format!(
             "map: replace {} with placeholders in turn, rewriting the text (drops nothing)",
             [

@@ -8,6 +8,7 @@ pub mod c4;
 pub mod dedup;
 pub mod dsir;
 pub mod filters;
+pub mod fineweb;
 pub mod kmeans;
 pub mod language;
 pub mod minhash;

@@ -1,5 +1,5 @@
-//! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher and C4
-//! rules, PII redaction and exact dedup's normalisation.
+//! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher, C4 and
+//! FineWeb rules, PII redaction and exact dedup's normalisation.
 
 use super::*;
 
@@ -60,6 +60,22 @@ impl StageSettings for gleaner_selectors::c4::C4Quality {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         cx.rewrites_text("c4_quality")
+    }
+}
+
+impl StageSettings for gleaner_selectors::fineweb::FineWebQuality {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        cx.ratio("min_line_punct_ratio", self.min_line_punct_ratio)?;
+        cx.ratio("max_short_line_ratio", self.max_short_line_ratio)?;
+        cx.ratio("max_char_dup_ratio", self.max_char_dup_ratio)?;
+        if let Some(x) = self.max_newline_word_ratio.filter(|x| *x < 0.0) {
+            bail!("at key `{}.max_newline_word_ratio`: {x} is below 0", cx.key);
+        }
+        Ok(())
     }
 }
 

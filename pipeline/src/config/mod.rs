@@ -502,6 +502,9 @@ stage_types! {
     /// The C4 rules: removes lines (no terminal punctuation, too few words, javascript,
     /// cookie phrases) and drops documents (lorem ipsum, curly brackets, too few sentences).
     C4Quality(gleaner_selectors::c4::C4Quality) = "c4_quality",
+    /// The FineWeb rules: lines ending in punctuation, short lines, duplicated line
+    /// characters, line breaks per word.
+    FinewebQuality(gleaner_selectors::fineweb::FineWebQuality) = "fineweb_quality",
     /// Replaces email addresses and globally reachable IPv4 addresses with placeholders.
     PiiRedact(gleaner_selectors::pii::PiiRedaction) = "pii_redact",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.

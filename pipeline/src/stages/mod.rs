@@ -306,6 +306,7 @@ impl Plan {
                 }
                 StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
                 StageConfig::C4Quality(c) => doc(Box::new(c4_quality::C4(c.clone()))),
+                StageConfig::FinewebQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
                 StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
                 StageConfig::Tokenize(c) => {
                     let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);

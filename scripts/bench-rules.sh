@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# PII redaction: gleaner's pii_redact stage against datatrove 0.10.1's PIIFormatter, each
-# reading parquet, redacting email and IPv4 addresses and writing zstd parquet, 2 threads /
-# 2 workers, runs alternating; then whether the two wrote the same texts.
+# Per-document rules against datatrove 0.10.1, each tool reading parquet, applying the rule and
+# writing zstd parquet, 2 threads / 2 workers, runs alternating; then whether the two wrote the
+# same documents with the same texts. The rules (BENCH_RULES, default both):
+#   pii      gleaner's pii_redact against PIIFormatter (email and IPv4 addresses replaced)
+#   fineweb  gleaner's fineweb_quality against FineWebQualityFilter
 #
 # The corpus: the quickstart's documents (real mail with headers among them: 281 of 3,962
 # documents hold an address) BENCH_COPIES times over.
 #
-# Usage: scripts/bench-pii.sh [WORK_DIR]   (default .assets/bench-pii)
-# Env:   BENCH_COPIES (default 10), BENCH_REPEAT (runs per tool, default 5), BENCH_PYTHON
+# Usage: scripts/bench-rules.sh [WORK_DIR]   (default .assets/bench-rules)
+# Env:   BENCH_RULES (default "pii fineweb"), BENCH_COPIES (default 10), BENCH_REPEAT (runs
+#        per tool, default 5), BENCH_PYTHON
 #        (use this interpreter instead of a fresh venv)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-work=${1:-$root/.assets/bench-pii}
+work=${1:-$root/.assets/bench-rules}
+rules=${BENCH_RULES:-pii fineweb}
 copies=${BENCH_COPIES:-10}
 repeat=${BENCH_REPEAT:-5}
 mkdir -p "$work"
@@ -22,34 +26,18 @@ if [ -n "${BENCH_PYTHON:-}" ]; then
   py=$BENCH_PYTHON   # an interpreter that already has the packages below
 else
   [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-  "$work/venv/bin/pip" install -q pyarrow==26.0.1 "datatrove==0.10.1"
+  "$work/venv/bin/pip" install -q pyarrow==26.0.1 "datatrove==0.10.1" spacy
   py=$work/venv/bin/python
 fi
 corpus=$work/corpus-$copies
-[ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_pii.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
+[ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_rules.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
 (cd "$root" && cargo build --release -q -p gleaner)
 gleaner=$root/target/release/gleaner
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
 echo "corpus: $(du -sh "$corpus" | cut -f1) of parquet, $copies copies of the quickstart"
-cat > "$work/gleaner.toml" <<TOML
-[input]
-paths = ["$corpus"]
-[output]
-dir = "$work/out-gleaner"
-overwrite = true
-[run]
-threads = 2
-[[stages]]
-type = "pii_redact"
-email_replacements = ["email@example.com"]
-ip_replacements = ["22.214.171.124"]
-TOML
-
 cat "$corpus"/*.parquet > /dev/null
-results=$work/results.tsv
-: > "$results"
-run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb"
+run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb" to $results
   local name=$1; shift
   /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { tail -20 "$work/last.log"; exit 1; }
   local wall rss
@@ -57,12 +45,34 @@ run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb"
   rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
   printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" | tee -a "$results"
 }
-for i in $(seq "$repeat"); do
-  run_once gleaner "$gleaner" --quiet run --config "$work/gleaner.toml"
-  rm -rf "$work/dt"
-  run_once datatrove "$py" "$here/bench_pii.py" datatrove "$corpus" "$work/dt"
-done
-"$py" - "$results" <<'PY'
+for rule in $rules; do
+  case $rule in
+    pii) stage='type = "pii_redact"
+email_replacements = ["email@example.com"]
+ip_replacements = ["22.214.171.124"]' ;;
+    fineweb) stage='type = "fineweb_quality"' ;;
+    *) echo "unknown rule $rule (pii, fineweb)"; exit 2 ;;
+  esac
+  echo "== $rule"
+  cat > "$work/gleaner-$rule.toml" <<TOML
+[input]
+paths = ["$corpus"]
+[output]
+dir = "$work/out-gleaner-$rule"
+overwrite = true
+[run]
+threads = 2
+[[stages]]
+$stage
+TOML
+  results=$work/results-$rule.tsv
+  : > "$results"
+  for i in $(seq "$repeat"); do
+    run_once gleaner "$gleaner" --quiet run --config "$work/gleaner-$rule.toml"
+    rm -rf "$work/dt-$rule"
+    run_once datatrove "$py" "$here/bench_rules.py" datatrove "$rule" "$corpus" "$work/dt-$rule"
+  done
+  "$py" - "$results" <<'PY'
 import sys, statistics, collections
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -75,4 +85,5 @@ for name, r in runs.items():
     print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
 print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
 PY
-"$py" "$here/bench_pii.py" compare "$corpus" "$work/out-gleaner" "$work/dt"
+  "$py" "$here/bench_rules.py" compare "$corpus" "$work/out-gleaner-$rule" "$work/dt-$rule"
+done

@@ -1,12 +1,12 @@
-"""PII redaction benchmark helpers (used by scripts/bench-pii.sh).
+"""Per-document rule benchmark helpers (used by scripts/bench-rules.sh).
 
 make SRC OUT --copies K: the quickstart's documents (SRC) K times over, ids suffixed by the
      copy, as OUT/corpus-NN.parquet (id, text).
-datatrove CORPUS OUT: datatrove 0.10.1's ParquetReader -> PIIFormatter -> ParquetWriter on
-     2 workers, one placeholder for emails and one for IPs (so that its turn across
-     documents does not matter).
-compare CORPUS GLEANER_OUT DATATROVE_OUT: whether both tools wrote the same text for every
-     document, and how many texts changed.
+datatrove RULE CORPUS OUT: datatrove 0.10.1's ParquetReader -> the rule -> ParquetWriter on
+     2 workers. RULE is `pii` (PIIFormatter, one placeholder for emails and one for IPs, so
+     that its turn across documents does not matter) or `fineweb` (FineWebQualityFilter).
+compare CORPUS GLEANER_OUT DATATROVE_OUT: whether both tools wrote the same documents with
+     the same text, and how many texts changed.
 """
 import glob
 import os
@@ -31,17 +31,22 @@ def make(src, out, copies):
         pq.write_table(pa.table({"id": ids, "text": texts}), os.path.join(out, f"corpus-{k:02d}.parquet"))
 
 
-def datatrove(corpus, out):
+def datatrove(rule, corpus, out):
     from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import FineWebQualityFilter
     from datatrove.pipeline.formatters import PIIFormatter
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
+    step = {
+        "pii": lambda: PIIFormatter(email_replacement=EMAIL, ip_replacement=IP),
+        "fineweb": FineWebQualityFilter,
+    }[rule]()
     files = len(glob.glob(os.path.join(corpus, "*.parquet")))
     LocalPipelineExecutor(
         pipeline=[
             ParquetReader(corpus, glob_pattern="*.parquet"),
-            PIIFormatter(email_replacement=EMAIL, ip_replacement=IP),
+            step,
             ParquetWriter(os.path.join(out, "data"), output_filename="${rank}.parquet", compression="zstd"),
         ],
         tasks=files,
@@ -63,10 +68,11 @@ def compare(corpus, gleaner_out, datatrove_out):
     ours = texts(glob.glob(os.path.join(gleaner_out, "selected", "*.parquet")))
     theirs = texts(glob.glob(os.path.join(datatrove_out, "data", "*.parquet")))
     same = sum(ours.get(i) == theirs.get(i) for i in original)
-    changed = sum(ours.get(i) != t for i, t in original.items())
+    changed = sum(i in ours and ours[i] != t for i, t in original.items())
     print(
-        f"{len(original)} documents: gleaner and datatrove wrote the same text for {same} "
-        f"({same / len(original):.2%}); {changed} texts redacted"
+        f"{len(original)} documents: gleaner wrote {len(ours)}, datatrove {len(theirs)}; "
+        f"the same (left out, or written with the same text) for {same} "
+        f"({same / len(original):.2%}); {changed} texts changed"
     )
 
 
@@ -75,6 +81,6 @@ if __name__ == "__main__":
     if cmd == "make":
         make(args[0], args[1], int(args[args.index("--copies") + 1]))
     elif cmd == "datatrove":
-        datatrove(args[0], args[1])
+        datatrove(args[0], args[1], args[2])
     elif cmd == "compare":
         compare(*args)
