@@ -254,21 +254,13 @@ fn hive_partition_keys_with_escapes_read_from_a_bucket_as_from_disk() {
         "{listed:?}"
     );
     let run = |input: &str, out: &Path| {
-        let cfg = tmp.path().join("hive.toml");
-        std::fs::write(
-            &cfg,
-            format!(
+        common::run_toml(
+            &tmp.path().join("hive.toml"),
+            &format!(
                 "[input]\npaths = [\"{input}\"]\nsource_column = \"source\"\nmetadata_columns = [\"group\"]\n[output]\ndir = \"{}\"\n",
                 out.display()
             ),
-        )
-        .unwrap();
-        ok(&gleaner(&[
-            "--quiet",
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]));
+        );
     };
     let (local_out, remote_out) = (tmp.path().join("local"), tmp.path().join("remote"));
     run(&local.to_string_lossy(), &local_out);

@@ -772,22 +772,14 @@ fn pii_redact_gives_datatrove_s_texts() {
     let fixtures = common::repo().join("tests/fixtures/pii");
     let run = |input: &Path, name: &str, metadata: &str, threads: usize| {
         let out = tmp.path().join(format!("{name}-{threads}"));
-        let cfg = tmp.path().join(format!("{name}-{threads}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
+        common::run_toml(
+            &tmp.path().join(format!("{name}-{threads}.toml")),
+            &format!(
                 "[input]\npaths = [\"{}\"]\nmetadata_columns = [{metadata}]\n[output]\ndir = \"{}\"\n[run]\nthreads = {threads}\n[[stages]]\ntype = \"pii_redact\"\n",
                 input.display(),
                 out.display()
             ),
-        )
-        .unwrap();
-        ok(&gleaner(&[
-            "--quiet",
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]));
+        );
         let st = stats(&out);
         (out, st[1].clone())
     };
@@ -898,22 +890,14 @@ fn fineweb_quality_decides_as_datatrove_does() {
     };
     let run = |name: &str, settings: &str| {
         let out = tmp.path().join(name);
-        let cfg = tmp.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
+        common::run_toml(
+            &tmp.path().join(format!("{name}.toml")),
+            &format!(
                 "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\nwrite_removed = true\n[[stages]]\ntype = \"fineweb_quality\"\n{settings}\n",
                 common::repo().join("data/quickstart").display(),
                 out.display()
             ),
-        )
-        .unwrap();
-        ok(&gleaner(&[
-            "--quiet",
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ]));
+        );
         removed_reasons(&out)
     };
     let exact = run("without-list-rule", "max_newline_word_ratio = 1e9");

@@ -36,6 +36,17 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Writes `toml` to `cfg` and runs `gleaner --quiet run` on it; asserts success.
+pub fn run_toml(cfg: &Path, toml: &str) {
+    std::fs::write(cfg, toml).unwrap();
+    ok(&gleaner(&[
+        "--quiet",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+}
+
 /// Asserts failure; returns stderr.
 pub fn fails(out: &Output) -> String {
     assert!(
