@@ -49,32 +49,13 @@ TOML
 cat "$corpus"/*.parquet > /dev/null
 results=$work/results.tsv
 : > "$results"
-run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb"
-  local name=$1; shift
-  /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { tail -20 "$work/last.log"; exit 1; }
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
-  printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" | tee -a "$results"
-}
+. "$here/bench-timing.sh"
 for i in $(seq "$repeat"); do
   run_once gleaner "$gleaner" --quiet run --config "$work/gleaner.toml"
   rm -rf "$work/dt"
   run_once datatrove "$py" "$here/bench_minhash.py" datatrove "$corpus" "$work/dt"
 done
-"$py" - "$results" <<'PY'
-import sys, statistics, collections
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    name, wall, rss = line.split()
-    runs[name].append((float(wall), int(rss)))
-med = {}
-for name, r in runs.items():
-    walls = [w for w, _ in r]
-    med[name] = statistics.median(walls)
-    print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
-print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
-PY
+summarize_runs
 "$py" -c "
 import glob, pyarrow.parquet as pq
 ids = [i for f in glob.glob('$work/out-gleaner/removed/near_duplicate/*.parquet') for i in pq.read_table(f, columns=['id']).column('id').to_pylist()]

@@ -37,14 +37,7 @@ gleaner=$root/target/release/gleaner
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
 echo "corpus: $(du -sh "$corpus" | cut -f1) of parquet, $copies copies of the quickstart"
 cat "$corpus"/*.parquet > /dev/null
-run_once() { # NAME CMD...: appends "NAME wall_s peak_rss_mb" to $results
-  local name=$1; shift
-  /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { tail -20 "$work/last.log"; exit 1; }
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
-  printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" | tee -a "$results"
-}
+. "$here/bench-timing.sh"
 for rule in $rules; do
   case $rule in
     pii) stage='type = "pii_redact"
@@ -72,18 +65,6 @@ TOML
     rm -rf "$work/dt-$rule"
     run_once datatrove "$py" "$here/bench_rules.py" datatrove "$rule" "$corpus" "$work/dt-$rule"
   done
-  "$py" - "$results" <<'PY'
-import sys, statistics, collections
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    name, wall, rss = line.split()
-    runs[name].append((float(wall), int(rss)))
-med = {}
-for name, r in runs.items():
-    walls = [w for w, _ in r]
-    med[name] = statistics.median(walls)
-    print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
-print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
-PY
+  summarize_runs
   "$py" "$here/bench_rules.py" compare "$corpus" "$work/out-gleaner-$rule" "$work/dt-$rule"
 done

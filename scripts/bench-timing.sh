@@ -1,0 +1,31 @@
+# Timing helpers sourced by the gleaner-against-datatrove benchmark scripts
+# (scripts/bench-minhash.sh, scripts/bench-rules.sh). They expect $work (a scratch folder),
+# $results (the runs file) and $py (a Python with the benchmark's packages).
+
+# run_once NAME CMD...: runs CMD, appends "NAME wall_s peak_rss_mb" to $results and prints it.
+run_once() {
+  local name=$1; shift
+  /usr/bin/time -v -o "$work/time.txt" "$@" > "$work/last.log" 2>&1 || { tail -20 "$work/last.log"; exit 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/time.txt")
+  printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" | tee -a "$results"
+}
+
+# summarize_runs: each tool's median wall time with its min-max and peak RSS, then the ratio
+# of datatrove's median to gleaner's.
+summarize_runs() {
+  "$py" - "$results" <<'PY'
+import sys, statistics, collections
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, wall, rss = line.split()
+    runs[name].append((float(wall), int(rss)))
+med = {}
+for name, r in runs.items():
+    walls = [w for w, _ in r]
+    med[name] = statistics.median(walls)
+    print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
+print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
+PY
+}
