@@ -6,7 +6,7 @@ use crate::run::open_corpus;
 use anyhow::{Context, Result};
 use gleaner_storage::inspect::describe_file;
 use gleaner_storage::manifest::{Manifest, MANIFEST_FILE};
-use gleaner_storage::partition::hive_partitions;
+use gleaner_storage::partition::{column_types, hive_partitions};
 use gleaner_storage::reader::{ColumnSpec, CorpusReader, OnBadFile};
 use gleaner_storage::resolve_inputs;
 use rayon::prelude::*;
@@ -42,6 +42,7 @@ fn snippet(text: &str, max_chars: usize) -> String {
 /// `gleaner inspect PATH`: schema, rows, sizes and sample documents of each file.
 pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> {
     let files = resolve_inputs(&[path.to_string()])?;
+    let partition_types = column_types(files.iter().map(|f| f.path.as_path()));
     let mut s = String::new();
     let mut total_rows = 0;
     for f in &files {
@@ -91,8 +92,9 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
             if d.schema.field_with_name(&column.name).is_err() {
                 let _ = writeln!(
                     s,
-                    "    {}: Utf8, from the path ({}; a partition directory)",
+                    "    {}: {}, from the path ({}; a partition directory)",
                     column.name,
+                    partition_types[&column.name],
                     column
                         .value
                         .as_deref()

@@ -370,6 +370,8 @@ pub struct CorpusReader {
     /// The JSONL files' merged schema, projected to the columns the spec names.
     jsonl_schema: Option<SchemaRef>,
     on_bad_record: OnBadRecord,
+    /// The type of each Hive partition column over every input path.
+    partition_types: HashMap<String, DataType>,
 }
 
 /// The text column's place among the carried (output) columns: after the id.
@@ -570,6 +572,7 @@ fn open_file(
     input: &InputFile,
     file_index: usize,
     spec: &ColumnSpec,
+    partition_types: &HashMap<String, DataType>,
     layout: Layout,
 ) -> Result<OpenedFile> {
     let path = &input.path;
@@ -593,7 +596,7 @@ fn open_file(
     let field =
         |name: &str| -> Result<Field> { field_at_path(&schema, name).ok_or_else(|| missing(name)) };
     // Source, metadata and score columns the file lacks come from its path's partition
-    // directories, as strings.
+    // directories, typed over every file's (`partition::column_types`).
     let partitions = partition::hive_partitions(path);
     let mut path_columns: Vec<PathColumn> = Vec::new();
     let mut field_or_path = |name: &str| -> Result<Field> {
@@ -604,7 +607,8 @@ fn open_file(
         if !path_columns.contains(from_path) {
             path_columns.push(from_path.clone());
         }
-        Ok(Field::new(name, DataType::Utf8, true))
+        let data_type = partition_types.get(name).cloned().unwrap_or(DataType::Utf8);
+        Ok(Field::new(name, data_type, true))
     };
     let check = |f: &Field, ok: fn(&DataType) -> bool, expected: &'static str| -> Result<()> {
         if ok(f.data_type()) {
@@ -641,7 +645,11 @@ fn open_file(
     ));
     if let Some(src) = &spec.source {
         let f = field_or_path(src)?;
-        check(&f, is_string_like, "a string column")?;
+        // A partition directory names a source whatever its values look like (integer ones
+        // are written as text).
+        if field_at_path(&schema, src).is_some() {
+            check(&f, is_string_like, "a string column")?;
+        }
         carried.push((src.clone(), DataType::Utf8));
     }
     for m in &spec.metadata {
@@ -654,7 +662,7 @@ fn open_file(
     }
     for sc in &spec.scores {
         let f = field_or_path(sc)?;
-        if field_at_path(&schema, sc).is_none() {
+        if f.data_type() == &DataType::Utf8 && field_at_path(&schema, sc).is_none() {
             let value = partition::find(&partitions, sc).and_then(|c| c.value.as_deref());
             if value.is_some_and(|v| v.parse::<f64>().is_err()) {
                 return Err(StorageError::WrongColumnType {
@@ -875,6 +883,7 @@ impl CorpusReader {
         batch_size: usize,
     ) -> Result<Self> {
         let inputs = resolve_inputs(patterns)?;
+        let partition_types = partition::column_types(inputs.iter().map(|i| i.path.as_path()));
         let (jsonl_schema, jsonl_failed) = merged_jsonl_schema(&inputs, &spec);
         // Files are opened in parallel (parquet footers; JSONL files are decoded once to count
         // their documents), then taken in input order; each file's units get its index below.
@@ -898,7 +907,7 @@ impl CorpusReader {
                     }
                     (None, _) => open_builder(&input.path, input.bytes).map(Layout::Parquet),
                 };
-                layout.and_then(|layout| open_file(input, 0, &spec, layout))
+                layout.and_then(|layout| open_file(input, 0, &spec, &partition_types, layout))
             })
             .collect();
         let mut files = Vec::new();
@@ -976,6 +985,7 @@ impl CorpusReader {
             batch_size: batch_size.max(1),
             jsonl_schema,
             on_bad_record: OnBadRecord::Error,
+            partition_types,
         })
     }
 
@@ -1107,10 +1117,11 @@ impl CorpusReader {
                 return Ok(c);
             }
             match partition::find(path_columns, name) {
-                Some(from_path) => Ok(Arc::new(StringArray::from(vec![
-                    from_path.value.as_deref();
-                    n
-                ]))),
+                Some(from_path) => Ok(partition::constant_column(
+                    from_path.value.as_deref(),
+                    self.partition_types.get(name).unwrap_or(&DataType::Utf8),
+                    n,
+                )),
                 None => Err(fail(format!(
                     "column `{name}` missing from a decoded batch"
                 ))),

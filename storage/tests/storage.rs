@@ -952,6 +952,48 @@ fn partition_directories_fill_the_columns_files_lack() {
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(seen, want);
 
+    // Integer partition values are read as int64, as metadata and as scores.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let crawls = elsewhere.path().join("crawls");
+    for (crawl, start) in [(2023, 0), (2024, 3)] {
+        let sub = crawls.join(format!("crawl={crawl}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        write_corpus(&sub.join("part-0.parquet"), start, 3, 3, true);
+    }
+    let by_crawl = ColumnSpec {
+        metadata: vec!["crawl".into()],
+        scores: vec!["crawl".into()],
+        ..ColumnSpec::default()
+    };
+    let reader = CorpusReader::open(&pat(&crawls), by_crawl, OnBadFile::Error, 8).unwrap();
+    assert_eq!(
+        reader
+            .output_schema()
+            .field_with_name("crawl")
+            .unwrap()
+            .data_type(),
+        &DataType::Int64
+    );
+    let mut read = Vec::new();
+    for u in 0..reader.units().len() {
+        for b in reader.read_unit(u).unwrap() {
+            let b = b.unwrap();
+            let column = b.record().column_by_name("crawl").unwrap().clone();
+            let values = column.as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..b.len() {
+                read.push((b.id(i).into_owned(), values.value(i), b.score(0, i)));
+            }
+        }
+    }
+    read.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, i64, Option<f64>)> = (0..6)
+        .map(|i| {
+            let crawl: i32 = if i < 3 { 2023 } else { 2024 };
+            (format!("doc-{i}"), i64::from(crawl), Some(f64::from(crawl)))
+        })
+        .collect();
+    assert_eq!(read, want);
+
     // A score read from a directory whose value is not a number.
     let bad = root.join("region=x/quality=high");
     std::fs::create_dir_all(&bad).unwrap();
