@@ -9,15 +9,15 @@ null and integer ids, nested struct / list / map metadata, a zero-row row group,
 larger than the tests' batch size, many small row groups, Arrow IPC (`datasets`'
 `save_to_disk` stream files, Feather v2 with lz4) and JSONL (plain, gzip, zstd; Dolma layout
 with nested metadata; `datasets`' `.json`; a byte order mark with CRLF line ends; a field no
-Arrow type fits beside the ones a run reads), and a Hive-partitioned dataset
-(`write_to_dataset`).
+Arrow type fits beside the ones a run reads), a Hive-partitioned dataset
+(`write_to_dataset`) and a Common Crawl WET file (warcio).
 
 `expected.json` records, per file, what pyarrow (or Python's json module) reads back: rows,
 null and empty texts, the id column's Arrow type, the codecs in the footer. The tests compare
 gleaner's output with those numbers and with the input columns themselves.
 
-Usage: python3 scripts/make_compat_fixtures.py   (needs pyarrow; datatrove, datasets and
-zstandard optional: the files they would write are left out, and say so, without them)
+Usage: python3 scripts/make_compat_fixtures.py   (needs pyarrow; datatrove, datasets, warcio
+and zstandard optional: the files they would write are left out, and say so, without them)
 """
 import gzip
 import json
@@ -309,9 +309,67 @@ def write_partitioned():
     }
 
 
+def write_wet():
+    """A Common Crawl WET file (`*.warc.wet.gz`) as warcio writes one: a warcinfo record, then
+    one `conversion` record of plain text per document, each record its own gzip member.
+    `expected.json` keeps each document as warcio's own reader reads it back."""
+    try:
+        import io
+
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.warcwriter import WARCWriter
+    except ImportError:
+        print("warcio not installed: the WET fixture is left out", file=sys.stderr)
+        return
+    name = "cc-sample.warc.wet.gz"
+    path = os.path.join(OUT, name)
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        info = w.create_warcinfo_record(
+            name,
+            {"software": "make_compat_fixtures.py", "format": "WARC File Format 1.0"},
+        )
+        info.rec_headers.replace_header("WARC-Date", "2024-05-01T00:00:00Z")
+        info.rec_headers.replace_header("WARC-Record-ID", "<urn:uuid:00000000-0000-0000-0000-000000000000>")
+        w.write_record(info)
+        for i, d in enumerate(DOCS[:24]):
+            headers = {
+                "WARC-Target-URI": f"https://{d['source'].replace('_', '-')}.example/{i}",
+                "WARC-Date": f"2024-05-01T00:{i:02d}:00Z",
+                "WARC-Record-ID": f"<urn:uuid:00000000-0000-0000-0000-{i:012d}>",
+                "Content-Type": "text/plain",
+            }
+            if i % 4:
+                headers["WARC-Identified-Content-Language"] = ["eng", "eng,fra", "deu"][i % 3]
+            record = w.create_warc_record(
+                headers["WARC-Target-URI"],
+                "conversion",
+                payload=io.BytesIO(d["text"].encode()),
+                warc_headers_dict=headers,
+            )
+            w.write_record(record)
+    documents = []
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type != "conversion":
+                continue
+            h = record.rec_headers
+            documents.append(
+                {
+                    "id": h.get_header("WARC-Record-ID"),
+                    "text": record.content_stream().read().decode(),
+                    "url": h.get_header("WARC-Target-URI"),
+                    "date": h.get_header("WARC-Date"),
+                    "content_language": h.get_header("WARC-Identified-Content-Language"),
+                }
+            )
+    expected[name] = {"rows": len(documents), "documents": documents}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     write_partitioned()
+    write_wet()
     write_parquet()
     write_datatrove()
     write_hf_datasets()
@@ -319,7 +377,7 @@ def main():
     expected["_writers"] = {"pyarrow": pa.__version__}
     from importlib import metadata as package_metadata
 
-    for mod in ["datatrove", "datasets", "zstandard"]:
+    for mod in ["datatrove", "datasets", "zstandard", "warcio"]:
         try:
             expected["_writers"][mod] = package_metadata.version(mod)
         except package_metadata.PackageNotFoundError:

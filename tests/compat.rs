@@ -389,6 +389,49 @@ fn hive_partition_directories_pyarrow_wrote_become_columns() {
     }
 }
 
+/// A Common Crawl WET file as warcio writes one: every conversion record is a document, with
+/// its id, text, URL, date and language as warcio reads them back; the warcinfo record is
+/// not. Cut short, the file is an error naming it, and no output is left.
+#[test]
+fn a_wet_file_warcio_wrote_reads_as_its_conversion_records() {
+    let name = "cc-sample.warc.wet.gz";
+    let facts = &expected()[name];
+    let path = fixtures().join(name);
+    let inspected = ok(&gleaner(&["inspect", path.to_str().unwrap()]));
+    let rows = facts["rows"].as_u64().unwrap();
+    assert!(
+        inspected.contains(&format!("1 file(s), {rows} rows")) && inspected.contains("format: wet"),
+        "{inspected}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = ["url".to_string(), "date".into(), "content_language".into()];
+    write_config(dir.path(), &path, None, &metadata, "");
+    ok(&run(dir.path(), &[]));
+    let got = selected(&dir.path().join("out"));
+    let want = facts["documents"].as_array().unwrap();
+    assert_eq!(got.num_rows(), want.len());
+    for column in ["id", "text", "url", "date", "content_language"] {
+        let values = got
+            .column_by_name(column)
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        for (i, doc) in want.iter().enumerate() {
+            let value = values.is_valid(i).then(|| values.value(i));
+            assert_eq!(value, doc[column].as_str(), "row {i}: {column}");
+        }
+    }
+    // Cut inside a record: an error naming the file, and no output.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join(name);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    write_config(dir.path(), &cut, None, &[], "");
+    let err = fails(&run(dir.path(), &[]));
+    assert!(err.contains(cut.to_str().unwrap()), "{err}");
+    assert!(!dir.path().join("out/selected").exists());
+}
+
 /// A JSONL field no Arrow type fits (`spans`: a number and an object in one list) is shown
 /// as left out by `inspect`, does not stop a run that does not read it (the JSONL test above
 /// runs that file), and is an error naming the field when the config asks for it.

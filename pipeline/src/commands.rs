@@ -58,7 +58,7 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
             d.rows,
             match d.format.as_str() {
                 "parquet" => "row groups",
-                "arrow ipc" => "units",
+                "arrow ipc" | "wet" => "units",
                 _ => "chunks",
             },
             d.row_groups

@@ -6,6 +6,7 @@ use crate::error::{Result, StorageError};
 use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
 use crate::source::ParquetSource;
+use crate::wet::{count_documents, is_wet, schema as wet_schema};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::PathBuf;
@@ -63,6 +64,19 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
             columns: Vec::new(),
             created_by: None,
             format: format!("jsonl ({codec:?})").to_lowercase(),
+        });
+    }
+    if is_wet(path) {
+        return Ok(FileSummary {
+            path: path.to_path_buf(),
+            bytes,
+            rows: count_documents(path)?,
+            row_groups: 1,
+            schema: wet_schema(),
+            untyped: Vec::new(),
+            columns: Vec::new(),
+            created_by: None,
+            format: "wet".into(),
         });
     }
     if is_arrow_ipc(path) {

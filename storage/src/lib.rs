@@ -17,6 +17,7 @@ pub mod partition;
 pub mod reader;
 pub mod sidecar;
 pub mod source;
+pub mod wet;
 pub mod writer;
 
 pub use error::{Result, StorageError};

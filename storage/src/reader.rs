@@ -15,6 +15,7 @@ use crate::input::{resolve_inputs, InputFile};
 use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
 use crate::partition::{self, PathColumn};
 use crate::source::ParquetSource;
+use crate::wet;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -96,6 +97,8 @@ pub enum InputFormat {
         /// Where the file's messages and units lie.
         layout: arrow_ipc::IpcLayout,
     },
+    /// Common Crawl WET (WARC conversion records): the file is one unit.
+    Wet,
 }
 
 /// Facts about one readable input file.
@@ -566,6 +569,9 @@ enum Layout {
         schema: SchemaRef,
         layout: arrow_ipc::IpcLayout,
     },
+    Wet {
+        rows: u64,
+    },
 }
 
 fn open_file(
@@ -579,6 +585,7 @@ fn open_file(
     let schema = match &layout {
         Layout::Parquet(builder) => builder.schema().clone(),
         Layout::Jsonl { schema, .. } | Layout::ArrowIpc { schema, .. } => schema.clone(),
+        Layout::Wet { .. } => wet::schema(),
     };
     let available = || {
         schema
@@ -681,6 +688,33 @@ fn open_file(
         Layout::Parquet(builder) => builder,
         Layout::Jsonl { codec, .. } => {
             return jsonl_units(input, file_index, codec, has_id, carried, path_columns);
+        }
+        Layout::Wet { rows } => {
+            // One unit: a gzip stream is read from its start.
+            let units = (rows > 0)
+                .then_some(WorkUnit {
+                    file: file_index,
+                    row_group: 0,
+                    first_row: 0,
+                    rows,
+                    compressed_bytes: input.bytes,
+                })
+                .into_iter()
+                .collect();
+            return Ok(OpenedFile {
+                info: FileInfo {
+                    path: path.clone(),
+                    bytes: input.bytes,
+                    version: input.version.clone(),
+                    rows,
+                    row_groups: 1,
+                    has_id,
+                    format: InputFormat::Wet,
+                    path_columns,
+                },
+                carried,
+                units,
+            });
         }
         Layout::ArrowIpc { layout, .. } => {
             let units = layout
@@ -901,6 +935,9 @@ impl CorpusReader {
                         codec,
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
+                    (None, _) if wet::is_wet(&input.path) => {
+                        wet::count_documents(&input.path).map(|rows| Layout::Wet { rows })
+                    }
                     (None, _) if arrow_ipc::is_arrow_ipc(&input.path) => {
                         arrow_ipc::index_file(&input.path, input.bytes, arrow_ipc::UNIT_BYTES)
                             .map(|(schema, layout)| Layout::ArrowIpc { schema, layout })
@@ -1047,6 +1084,10 @@ impl CorpusReader {
                     self.batch_size,
                 )?))
             }
+            InputFormat::Wet => RawBatches::Wet(Box::new(wet::WetBatches::open(
+                &info.path,
+                self.batch_size,
+            )?)),
             InputFormat::Parquet => RawBatches::Parquet(self.parquet_batches(work)?),
         };
         Ok(UnitBatches {
@@ -1212,6 +1253,7 @@ enum RawBatches {
     Parquet(ParquetRecordBatchReader),
     Jsonl(Box<JsonlBatches>),
     ArrowIpc(Box<arrow_ipc::IpcBatches>),
+    Wet(Box<wet::WetBatches>),
 }
 
 /// Iterator over the batches of one work unit.
@@ -1238,6 +1280,10 @@ impl Iterator for UnitBatches<'_> {
             },
             RawBatches::Jsonl(inner) => match inner.next()? {
                 Ok(decoded) => decoded,
+                Err(e) => return Some(Err(e)),
+            },
+            RawBatches::Wet(inner) => match inner.next()? {
+                Ok(raw) => (raw, Vec::new()),
                 Err(e) => return Some(Err(e)),
             },
             RawBatches::ArrowIpc(inner) => match inner.next()? {
