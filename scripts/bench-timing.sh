@@ -13,7 +13,7 @@ run_once() {
 }
 
 # summarize_runs: each tool's median wall time with its min-max and peak RSS, then the ratio
-# of datatrove's median to gleaner's.
+# of each other tool's median to gleaner's.
 summarize_runs() {
   "$py" - "$results" <<'PY'
 import sys, statistics, collections
@@ -26,6 +26,8 @@ for name, r in runs.items():
     walls = [w for w, _ in r]
     med[name] = statistics.median(walls)
     print(f"{name}: median {med[name]:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), peak RSS {max(x for _, x in r)} MB")
-print(f"datatrove / gleaner wall time: {med['datatrove'] / med['gleaner']:.1f}x")
+for name in med:
+    if name != "gleaner":
+        print(f"{name} / gleaner wall time: {med[name] / med['gleaner']:.1f}x")
 PY
 }
