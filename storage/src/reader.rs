@@ -684,37 +684,32 @@ fn open_file(
         check(&f, |t| t.is_numeric(), "a numeric column")?;
     }
 
-    let builder = match layout {
-        Layout::Parquet(builder) => builder,
-        Layout::Jsonl { codec, .. } => {
-            return jsonl_units(input, file_index, codec, has_id, carried, path_columns);
+    let (units, row_groups, format) = match layout {
+        Layout::Jsonl { codec, .. } => jsonl_units(input, file_index, codec)?,
+        Layout::Parquet(builder) => {
+            let projected =
+                leaf_columns(builder.parquet_schema(), &projection_indices(&schema, spec));
+            let units = parquet_units(builder.metadata(), &projected, file_index);
+            (
+                units,
+                builder.metadata().num_row_groups(),
+                InputFormat::Parquet,
+            )
         }
         Layout::Wet { rows } => {
             // One unit: a gzip stream is read from its start.
-            let units = (rows > 0)
-                .then_some(WorkUnit {
-                    file: file_index,
-                    row_group: 0,
-                    first_row: 0,
-                    rows,
-                    compressed_bytes: input.bytes,
-                })
-                .into_iter()
-                .collect();
-            return Ok(OpenedFile {
-                info: FileInfo {
-                    path: path.clone(),
-                    bytes: input.bytes,
-                    version: input.version.clone(),
-                    rows,
-                    row_groups: 1,
-                    has_id,
-                    format: InputFormat::Wet,
-                    path_columns,
-                },
-                carried,
-                units,
-            });
+            let unit = WorkUnit {
+                file: file_index,
+                row_group: 0,
+                first_row: 0,
+                rows,
+                compressed_bytes: input.bytes,
+            };
+            (
+                Vec::from_iter((rows > 0).then_some(unit)),
+                1,
+                InputFormat::Wet,
+            )
         }
         Layout::ArrowIpc { layout, .. } => {
             let units = layout
@@ -729,27 +724,38 @@ fn open_file(
                     compressed_bytes: unit.bytes.end - unit.bytes.start,
                 })
                 .collect();
-            return Ok(OpenedFile {
-                info: FileInfo {
-                    path: path.clone(),
-                    bytes: input.bytes,
-                    version: input.version.clone(),
-                    rows: layout.units.iter().map(|u| u.rows).sum(),
-                    row_groups: layout.units.len(),
-                    has_id,
-                    format: InputFormat::ArrowIpc {
-                        projection: projection_indices(&schema, spec),
-                        layout,
-                    },
-                    path_columns,
-                },
-                carried,
+            let row_groups = layout.units.len();
+            let projection = projection_indices(&schema, spec);
+            (
                 units,
-            });
+                row_groups,
+                InputFormat::ArrowIpc { projection, layout },
+            )
         }
     };
-    let meta = builder.metadata().clone();
-    let projected = leaf_columns(builder.parquet_schema(), &projection_indices(&schema, spec));
+    Ok(OpenedFile {
+        info: FileInfo {
+            path: path.clone(),
+            bytes: input.bytes,
+            version: input.version.clone(),
+            rows: units.iter().map(|u: &WorkUnit| u.rows).sum(),
+            row_groups,
+            has_id,
+            format,
+            path_columns,
+        },
+        carried,
+        units,
+    })
+}
+
+/// The work units of a parquet file: its row groups that hold rows, with the compressed
+/// bytes of the `projected` leaf columns.
+fn parquet_units(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    projected: &[usize],
+    file_index: usize,
+) -> Vec<WorkUnit> {
     let mut units = Vec::with_capacity(meta.num_row_groups());
     let mut first_row = 0u64;
     for (rg_index, rg) in meta.row_groups().iter().enumerate() {
@@ -770,31 +776,16 @@ fn open_file(
         }
         first_row += rows;
     }
-    Ok(OpenedFile {
-        info: FileInfo {
-            path: path.clone(),
-            bytes: input.bytes,
-            version: input.version.clone(),
-            rows: first_row,
-            row_groups: meta.num_row_groups(),
-            has_id,
-            format: InputFormat::Parquet,
-            path_columns,
-        },
-        carried,
-        units,
-    })
+    units
 }
 
-/// The work units of a JSONL file: its index's chunks that hold documents.
+/// The work units of a JSONL file (its index's chunks that hold documents), its chunk count
+/// and its format.
 fn jsonl_units(
     input: &InputFile,
     file_index: usize,
     codec: JsonlCodec,
-    has_id: bool,
-    carried: Vec<(String, DataType)>,
-    path_columns: Vec<PathColumn>,
-) -> Result<OpenedFile> {
+) -> Result<(Vec<WorkUnit>, usize, InputFormat)> {
     let chunks = jsonl::index_file(&input.path, codec, jsonl::CHUNK_BYTES)?;
     let units = chunks
         .iter()
@@ -812,20 +803,8 @@ fn jsonl_units(
             },
         })
         .collect();
-    Ok(OpenedFile {
-        info: FileInfo {
-            path: input.path.clone(),
-            bytes: input.bytes,
-            version: input.version.clone(),
-            rows: chunks.iter().map(|c| c.rows).sum(),
-            row_groups: chunks.len(),
-            has_id,
-            format: InputFormat::Jsonl { codec, chunks },
-            path_columns,
-        },
-        carried,
-        units,
-    })
+    let row_groups = chunks.len();
+    Ok((units, row_groups, InputFormat::Jsonl { codec, chunks }))
 }
 
 /// The JSONL files' schemas merged (a field missing from some lines or files is null
