@@ -19,11 +19,17 @@ EMAIL = "email@example.com"
 IP = "22.214.171.124"
 
 
-def make(src, out, copies):
+def corpus_documents(src):
+    """(id, text) of every document of the parquet files in `src`, in file order."""
     docs = []
     for f in sorted(glob.glob(os.path.join(src, "*.parquet"))):
         t = pq.read_table(f, columns=["id", "text"])
         docs += list(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    return docs
+
+
+def make(src, out, copies):
+    docs = corpus_documents(src)
     os.makedirs(out, exist_ok=True)
     for k in range(copies):
         ids = [f"{i}#{k}" for i, _ in docs]

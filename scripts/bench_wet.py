@@ -19,10 +19,9 @@ import pyarrow.parquet as pq
 def make(src, out, copies):
     from warcio.warcwriter import WARCWriter
 
-    docs = []
-    for f in sorted(glob.glob(os.path.join(src, "*.parquet"))):
-        t = pq.read_table(f, columns=["id", "text"])
-        docs += list(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    from bench_rules import corpus_documents
+
+    docs = corpus_documents(src)
     os.makedirs(out, exist_ok=True)
     for k in range(copies):
         with open(os.path.join(out, f"crawl-{k:02d}.warc.wet.gz"), "wb") as f:
