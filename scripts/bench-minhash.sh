@@ -19,13 +19,8 @@ repeat=${BENCH_REPEAT:-5}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
-if [ -n "${BENCH_PYTHON:-}" ]; then
-  py=$BENCH_PYTHON   # an interpreter that already has the packages below
-else
-  [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-  "$work/venv/bin/pip" install -q pyarrow==26.0.1 "datatrove[processing]==0.10.1" "xxhash<4" spacy tokenizers
-  py=$work/venv/bin/python
-fi
+. "$here/bench-common.sh"
+bench_python pyarrow==26.0.1 "datatrove[processing]==0.10.1" "xxhash<4" spacy tokenizers
 corpus=$work/corpus-$copies
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_minhash.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
 (cd "$root" && cargo build --release -q -p gleaner)
@@ -49,7 +44,6 @@ TOML
 cat "$corpus"/*.parquet > /dev/null
 results=$work/results.tsv
 : > "$results"
-. "$here/bench-timing.sh"
 for i in $(seq "$repeat"); do
   run_once gleaner "$gleaner" --quiet run --config "$work/gleaner.toml"
   rm -rf "$work/dt"

@@ -22,13 +22,8 @@ repeat=${BENCH_REPEAT:-5}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
-if [ -n "${BENCH_PYTHON:-}" ]; then
-  py=$BENCH_PYTHON   # an interpreter that already has the packages below
-else
-  [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-  "$work/venv/bin/pip" install -q pyarrow==26.0.1 "datatrove==0.10.1" spacy
-  py=$work/venv/bin/python
-fi
+. "$here/bench-common.sh"
+bench_python pyarrow==26.0.1 "datatrove==0.10.1" spacy
 corpus=$work/corpus-$copies
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_rules.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
 (cd "$root" && cargo build --release -q -p gleaner)
@@ -37,7 +32,6 @@ gleaner=$root/target/release/gleaner
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
 echo "corpus: $(du -sh "$corpus" | cut -f1) of parquet, $copies copies of the quickstart"
 cat "$corpus"/*.parquet > /dev/null
-. "$here/bench-timing.sh"
 for rule in $rules; do
   case $rule in
     pii) stage='type = "pii_redact"

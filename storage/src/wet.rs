@@ -177,6 +177,7 @@ impl Iterator for WetRecords {
 pub struct WetBatches {
     records: WetRecords,
     max_rows: usize,
+    schema: SchemaRef,
 }
 
 impl WetBatches {
@@ -185,6 +186,7 @@ impl WetBatches {
         Ok(WetBatches {
             records: WetRecords::open(path)?,
             max_rows: max_rows.max(1),
+            schema: schema(),
         })
     }
 }
@@ -214,7 +216,7 @@ impl Iterator for WetBatches {
             column(rows.iter().map(|r| r.date.as_deref()).collect()),
             column(rows.iter().map(|r| r.content_language.as_deref()).collect()),
         ];
-        Some(RecordBatch::try_new(schema(), columns).map_err(|e| self.records.bad(e)))
+        Some(RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.records.bad(e)))
     }
 }
 

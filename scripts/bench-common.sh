@@ -1,6 +1,18 @@
-# Timing helpers sourced by the gleaner-against-datatrove benchmark scripts
-# (scripts/bench-minhash.sh, scripts/bench-rules.sh). They expect $work (a scratch folder),
-# $results (the runs file) and $py (a Python with the benchmark's packages).
+# Helpers sourced by the benchmark scripts that run gleaner beside a Python peer
+# (scripts/bench-minhash.sh, scripts/bench-rules.sh, scripts/bench-wet.sh). They expect $work
+# (a scratch folder); run_once and summarize_runs also $results (the runs file) and $py.
+
+# bench_python PACKAGE...: sets $py to $BENCH_PYTHON when given (an interpreter that already
+# has the packages), else to a venv in $work with the packages installed.
+bench_python() {
+  if [ -n "${BENCH_PYTHON:-}" ]; then
+    py=$BENCH_PYTHON
+  else
+    [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
+    "$work/venv/bin/pip" install -q "$@"
+    py=$work/venv/bin/python
+  fi
+}
 
 # run_once NAME CMD...: runs CMD, appends "NAME wall_s peak_rss_mb" to $results and prints it.
 run_once() {
