@@ -133,26 +133,24 @@ impl PiiRedaction {
         let mut counts = Counts::default();
         let mut text = Cow::Borrowed(text);
         if self.emails && !self.email_replacements.is_empty() && text.contains('@') {
-            let mut turn = 0;
             let replaced = EMAIL.replace_all(&text, |_: &regex::Captures| {
+                let turn = counts.emails as usize % self.email_replacements.len();
                 counts.emails += 1;
-                turn += 1;
-                &self.email_replacements[(turn - 1) % self.email_replacements.len()]
+                &self.email_replacements[turn]
             });
             if let Cow::Owned(t) = replaced {
                 text = Cow::Owned(t);
             }
         }
         if self.ips && !self.ip_replacements.is_empty() && text.contains('.') {
-            let mut turn = 0;
             let replaced = IPV4.replace_all(&text, |c: &regex::Captures| {
                 let matched = &c[0];
                 if !self.replaces_ip(matched) {
                     return matched.to_string();
                 }
+                let turn = counts.ips as usize % self.ip_replacements.len();
                 counts.ips += 1;
-                turn += 1;
-                self.ip_replacements[(turn - 1) % self.ip_replacements.len()].clone()
+                self.ip_replacements[turn].clone()
             });
             if counts.ips > 0 {
                 text = Cow::Owned(replaced.into_owned());
