@@ -390,7 +390,7 @@ fn bad_inputs_fail_with_errors_naming_the_file_and_leave_no_output() {
     let err = run_fails(&cfg);
     assert!(
         err.contains("missing/*.parquet")
-            && err.contains("matched no parquet, JSONL, Arrow IPC or WET file"),
+            && err.contains("matched no parquet, JSONL, Arrow IPC or WARC file"),
         "{err}"
     );
 

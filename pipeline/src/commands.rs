@@ -58,7 +58,7 @@ pub fn inspect(path: &str, text_column: &str, samples: usize) -> Result<String> 
             d.rows,
             match d.format.as_str() {
                 "parquet" => "row groups",
-                "arrow ipc" | "wet" => "units",
+                "arrow ipc" | "warc" => "units",
                 _ => "chunks",
             },
             d.row_groups
@@ -248,6 +248,11 @@ fn describe_stage(stage: &StageConfig) -> String {
             .flatten()
             .collect::<Vec<_>>()
             .join(" and ")
+        ),
+        StageConfig::HtmlExtract(c) => format!(
+            "map: the main text of each HTML page (trafilatura's extraction{}{}), rewriting the text; drops pages without one",
+            if c.favor_precision { ", favouring precision" } else { "" },
+            if c.include_tables { "" } else { ", tables left out" }
         ),
         StageConfig::EmbeddingSimilarity(c) => format!(
             "reduce: keep the {} most similar ({:?}) to the embedded target {:?}",

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod dsir;
 pub mod filters;
 pub mod fineweb;
+pub mod html;
 pub mod kmeans;
 pub mod language;
 pub mod minhash;

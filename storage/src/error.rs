@@ -8,8 +8,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// A storage failure, always naming the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// An input pattern matched no parquet, JSONL, Arrow IPC or WET file.
-    #[error("input `{pattern}` matched no parquet, JSONL, Arrow IPC or WET file{hint}")]
+    /// An input pattern matched no parquet, JSONL, Arrow IPC or WARC file.
+    #[error("input `{pattern}` matched no parquet, JSONL, Arrow IPC or WARC file{hint}")]
     NoMatch { pattern: String, hint: String },
     /// A glob pattern could not be parsed.
     #[error("input pattern `{pattern}` is not a valid glob: {message}")]
@@ -25,7 +25,7 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// The parquet footer or a page, or a compressed JSONL stream, could not be decoded.
-    #[error("{path}: corrupt, truncated or not a parquet/JSONL/Arrow IPC/WET file: {message}")]
+    #[error("{path}: corrupt, truncated or not a parquet/JSONL/Arrow IPC/WARC file: {message}")]
     Corrupt { path: PathBuf, message: String },
     /// A column named in the config is absent from a file.
     #[error("{path}: column `{column}` not found (columns present: {available})")]

@@ -5,7 +5,7 @@ use crate::arrow_ipc::is_arrow_ipc;
 use crate::error::{Result, StorageError};
 use crate::jsonl::{is_plain_json, jsonl_codec};
 use crate::object::{is_remote, ObjectLocation};
-use crate::wet::is_wet;
+use crate::warc::is_warc;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ fn local_version(path: &Path) -> Result<String> {
     Ok(nanos.to_string())
 }
 
-/// Whether a file name looks like a committed parquet, JSONL, Arrow IPC or WET file (hidden and temporary
+/// Whether a file name looks like a committed parquet, JSONL, Arrow IPC or WARC file (hidden and temporary
 /// files are not). A plain `.json` file counts only when a pattern names it (`named`), not
 /// in a directory walk.
 fn is_visible_input(path: &Path, named: bool) -> bool {
@@ -42,7 +42,7 @@ fn is_visible_input(path: &Path, named: bool) -> bool {
     !name.starts_with('.')
         && (name.ends_with(".parquet")
             || is_arrow_ipc(path)
-            || is_wet(path)
+            || is_warc(path)
             || (jsonl_codec(path).is_some() && (named || !is_plain_json(path))))
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Result, StorageError};
 use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
 use crate::source::ParquetSource;
-use crate::wet::{count_documents, is_wet, schema as wet_schema};
+use crate::warc::{count_documents, is_warc, schema as warc_schema};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::PathBuf;
@@ -66,17 +66,17 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
             format: format!("jsonl ({codec:?})").to_lowercase(),
         });
     }
-    if is_wet(path) {
+    if is_warc(path) {
         return Ok(FileSummary {
             path: path.to_path_buf(),
             bytes,
             rows: count_documents(path)?,
             row_groups: 1,
-            schema: wet_schema(),
+            schema: warc_schema(),
             untyped: Vec::new(),
             columns: Vec::new(),
             created_by: None,
-            format: "wet".into(),
+            format: "warc".into(),
         });
     }
     if is_arrow_ipc(path) {

@@ -17,7 +17,7 @@ pub mod partition;
 pub mod reader;
 pub mod sidecar;
 pub mod source;
-pub mod wet;
+pub mod warc;
 pub mod writer;
 
 pub use error::{Result, StorageError};

@@ -15,7 +15,7 @@ use crate::input::{resolve_inputs, InputFile};
 use crate::jsonl::{self, BadRecord, JsonlBatches, JsonlChunk, JsonlCodec, OnBadRecord};
 use crate::partition::{self, PathColumn};
 use crate::source::ParquetSource;
-use crate::wet;
+use crate::warc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -97,8 +97,8 @@ pub enum InputFormat {
         /// Where the file's messages and units lie.
         layout: arrow_ipc::IpcLayout,
     },
-    /// Common Crawl WET (WARC conversion records): the file is one unit.
-    Wet,
+    /// A web archive (WARC or WET records, `crate::warc`): the file is one unit.
+    Warc,
 }
 
 /// Facts about one readable input file.
@@ -569,7 +569,7 @@ enum Layout {
         schema: SchemaRef,
         layout: arrow_ipc::IpcLayout,
     },
-    Wet {
+    Warc {
         rows: u64,
     },
 }
@@ -585,7 +585,7 @@ fn open_file(
     let schema = match &layout {
         Layout::Parquet(builder) => builder.schema().clone(),
         Layout::Jsonl { schema, .. } | Layout::ArrowIpc { schema, .. } => schema.clone(),
-        Layout::Wet { .. } => wet::schema(),
+        Layout::Warc { .. } => warc::schema(),
     };
     let available = || {
         schema
@@ -696,7 +696,7 @@ fn open_file(
                 InputFormat::Parquet,
             )
         }
-        Layout::Wet { rows } => {
+        Layout::Warc { rows } => {
             // One unit: a gzip stream is read from its start.
             let unit = WorkUnit {
                 file: file_index,
@@ -708,7 +708,7 @@ fn open_file(
             (
                 Vec::from_iter((rows > 0).then_some(unit)),
                 1,
-                InputFormat::Wet,
+                InputFormat::Warc,
             )
         }
         Layout::ArrowIpc { layout, .. } => {
@@ -914,8 +914,8 @@ impl CorpusReader {
                         codec,
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
-                    (None, _) if wet::is_wet(&input.path) => {
-                        wet::count_documents(&input.path).map(|rows| Layout::Wet { rows })
+                    (None, _) if warc::is_warc(&input.path) => {
+                        warc::count_documents(&input.path).map(|rows| Layout::Warc { rows })
                     }
                     (None, _) if arrow_ipc::is_arrow_ipc(&input.path) => {
                         arrow_ipc::index_file(&input.path, input.bytes, arrow_ipc::UNIT_BYTES)
@@ -1063,7 +1063,7 @@ impl CorpusReader {
                     self.batch_size,
                 )?))
             }
-            InputFormat::Wet => RawBatches::Wet(Box::new(wet::WetBatches::open(
+            InputFormat::Warc => RawBatches::Warc(Box::new(warc::WarcBatches::open(
                 &info.path,
                 self.batch_size,
             )?)),
@@ -1232,7 +1232,7 @@ enum RawBatches {
     Parquet(ParquetRecordBatchReader),
     Jsonl(Box<JsonlBatches>),
     ArrowIpc(Box<arrow_ipc::IpcBatches>),
-    Wet(Box<wet::WetBatches>),
+    Warc(Box<warc::WarcBatches>),
 }
 
 /// Iterator over the batches of one work unit.
@@ -1261,7 +1261,7 @@ impl Iterator for UnitBatches<'_> {
                 Ok(decoded) => decoded,
                 Err(e) => return Some(Err(e)),
             },
-            RawBatches::Wet(inner) => match inner.next()? {
+            RawBatches::Warc(inner) => match inner.next()? {
                 Ok(raw) => (raw, Vec::new()),
                 Err(e) => return Some(Err(e)),
             },

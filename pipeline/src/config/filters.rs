@@ -1,5 +1,6 @@
 //! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher, C4 and
-//! FineWeb rules, PII redaction and exact dedup's normalisation.
+//! FineWeb rules, PII redaction, HTML extraction and exact dedup's
+//! normalisation.
 
 use super::*;
 
@@ -103,6 +104,16 @@ impl StageSettings for gleaner_selectors::pii::PiiRedaction {
             }
         }
         cx.rewrites_text("pii_redact")
+    }
+}
+
+impl StageSettings for gleaner_selectors::html::HtmlExtraction {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        cx.rewrites_text("html_extract")
     }
 }
 

@@ -507,6 +507,8 @@ stage_types! {
     FinewebQuality(gleaner_selectors::fineweb::FineWebQuality) = "fineweb_quality",
     /// Replaces email addresses and globally reachable IPv4 addresses with placeholders.
     PiiRedact(gleaner_selectors::pii::PiiRedaction) = "pii_redact",
+    /// The main text of HTML pages (trafilatura's extraction); pages without one are dropped.
+    HtmlExtract(gleaner_selectors::html::HtmlExtraction) = "html_extract",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
     ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.

@@ -17,6 +17,7 @@ pub mod decontaminate;
 pub mod dsir;
 pub mod embedding_similarity;
 pub mod exact_dedup;
+pub mod html_extract;
 pub mod language_id;
 pub mod minhash_dedup;
 pub mod ngram_classifier;
@@ -308,6 +309,7 @@ impl Plan {
                 StageConfig::C4Quality(c) => doc(Box::new(c4_quality::C4(c.clone()))),
                 StageConfig::FinewebQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
                 StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
+                StageConfig::HtmlExtract(c) => doc(Box::new(html_extract::HtmlExtract(c.clone()))),
                 StageConfig::Tokenize(c) => {
                     let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);
                     tokenizer = Some(t.clone());
