@@ -17,6 +17,8 @@ each page: gleaner counts repeated segments within a page, datatrove across a wo
 
 Usage:
   python3 scripts/make_warc_fixture.py [--pages N] [--out FILE.warc.gz] [--oracle FILE.json]
+  python3 scripts/make_warc_fixture.py --pages N --parts K --out DIR   (benchmark corpus:
+      the pages dealt round-robin into K files DIR/crawl-NN.warc.gz)
 Defaults write tests/fixtures/warc/pages.warc.gz (48 pages) and its oracle
 tests/fixtures/warc/datatrove.json. Needs warcio; the oracle needs datatrove, trafilatura,
 faust-cchardet and python-magic.
@@ -73,7 +75,7 @@ def pages(limit):
     return chosen[:limit]
 
 
-def write(out, limit):
+def write(out, chosen, extras=True):
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -94,7 +96,7 @@ def write(out, limit):
             )
             w.write_record(record)
 
-        for k, (path, url) in enumerate(pages(limit)):
+        for k, (path, url) in enumerate(chosen):
             with open(path, "rb") as page:
                 body = page.read()
             if k % 7 == 3:
@@ -117,6 +119,8 @@ def write(out, limit):
                     url, "metadata", payload=io.BytesIO(b"fetchTimeMs: 12\r\n"),
                     warc_content_type="application/warc-fields",
                 ))
+        if not extras:
+            return
         response("https://cuisine.example/tarte", FRENCH.encode("cp1252"),
                  content_type="text/html; charset=windows-1252")
         response("https://cuisine.example/logo.png", b"\x89PNG\r\n\x1a\n" + bytes(64),
@@ -160,9 +164,16 @@ def main():
     ap.add_argument("--pages", type=int, default=48)
     ap.add_argument("--out", default=os.path.join(FIXTURE_DIR, "pages.warc.gz"))
     ap.add_argument("--oracle", default=None)
+    ap.add_argument("--parts", type=int, default=0)
     args = ap.parse_args()
+    if args.parts:
+        os.makedirs(args.out, exist_ok=True)
+        chosen = pages(args.pages)
+        for k in range(args.parts):
+            write(os.path.join(args.out, f"crawl-{k:02d}.warc.gz"), chosen[k::args.parts], extras=False)
+        return
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write(args.out, args.pages)
+    write(args.out, pages(args.pages))
     target = args.oracle
     if target is None and args.out == os.path.join(FIXTURE_DIR, "pages.warc.gz"):
         target = os.path.join(FIXTURE_DIR, "datatrove.json")

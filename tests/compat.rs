@@ -736,7 +736,8 @@ fn word_f1(a: &str, b: &str) -> f64 {
 /// including gzip, chunked, untyped and windows-1252 ones; not the request, metadata, image
 /// or DNS records), with the same ids, URLs and dates; `html_extract` finds main text in
 /// every page, as datatrove's Trafilatura extractor does, with the same words (bag-of-words
-/// F1, against datatrove.json), and writes the same bytes in two runs (1 and 2 threads).
+/// F1, against datatrove.json), and writes the same bytes in three runs (1 and 2 threads, and
+/// without the scan cache, where the write phase extracts the texts again).
 #[test]
 fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
     let fixture = repo().join("tests/fixtures/warc");
@@ -761,12 +762,19 @@ fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
         ),
     )
     .unwrap();
+    // The extracted texts are kept from the scan for the write phase by default; without the
+    // scan cache the write phase extracts them again: the same bytes either way.
     let mut outputs = Vec::new();
-    for threads in ["1", "2"] {
-        ok(&run(dir.path(), &["--threads", threads]));
+    for args in [
+        &["--threads", "1"][..],
+        &["--threads", "2"],
+        &["run.scan_cache=0"],
+    ] {
+        ok(&run(dir.path(), args));
         outputs.push(common::deterministic_files(&dir.path().join("out")));
     }
     assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
     let got = selected(&dir.path().join("out"));
     assert_eq!(
         got.num_rows(),

@@ -43,6 +43,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("c4_quality", "configs/c4_quality.toml", &[]),
         case("pii_redact", "configs/pii_redact.toml", &[]),
         case("fineweb", "configs/fineweb.toml", &[]),
+        case("fineweb_warc", "configs/fineweb_warc.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

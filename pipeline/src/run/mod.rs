@@ -122,7 +122,8 @@ impl Prepared {
 
     /// Keeps scanned units' batches for the write phase in this process: any unit up to
     /// `run.scan_cache` bytes when it is set, otherwise the units of files in object storage
-    /// up to a quarter of the available memory.
+    /// up to a quarter of the available memory; and, when rewriting is costly, every unit's
+    /// rewritten texts within the same budget.
     fn keeping_scans(mut self, config: &Config) -> Self {
         let (budget, any_file) = match config.run.scan_cache {
             Some(bytes) => (bytes.bytes(), true),
@@ -134,7 +135,12 @@ impl Prepared {
             .iter()
             .map(|u| any_file || is_remote_path(&self.reader.files()[u.file].path))
             .collect();
-        self.scan_cache = ScanCache::new(eligible, budget);
+        let cache = ScanCache::new(eligible, budget);
+        self.scan_cache = if self.plan.rewrites_costly() {
+            cache.keeping_rewritten_texts()
+        } else {
+            cache
+        };
         self
     }
 }
@@ -216,6 +222,7 @@ fn map_units(
 /// batches are offered to the scan cache when the write phase will read the unit.
 pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> {
     let mut batches = p.scan_cache.has_room(unit).then(Vec::new);
+    let mut texts = p.scan_cache.has_room_for_texts().then(Vec::new);
     let scan = scan::scan_unit(
         &p.reader,
         unit,
@@ -223,11 +230,19 @@ pub fn scan_one(p: &Prepared, config: &Config, unit: usize) -> Result<UnitScan> 
         &p.columns,
         &p.features,
         config,
-        batches.as_mut(),
+        scan::Keep {
+            batches: batches.as_mut(),
+            texts: texts.as_mut(),
+        },
     )?;
     if let Some(batches) = batches {
         if config.output.write_removed || !scan.survivors.is_empty() {
             p.scan_cache.offer(unit, batches);
+        }
+    }
+    if let Some(texts) = texts {
+        if !scan.survivors.is_empty() {
+            p.scan_cache.offer_texts(unit, texts);
         }
     }
     Ok(scan)

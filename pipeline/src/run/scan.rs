@@ -2,6 +2,7 @@
 //! stages; survivors keep what the pool stages asked for ([`Needs`]). A [`UnitScan`] is what
 //! a map task hands to the reduce (serialised in the Slurm executor's marker files).
 
+use super::scan_cache::RewrittenTexts;
 use crate::config::Config;
 use crate::models::features::{FeatureStage, UnitFeatures};
 use crate::stages::columns::Columns;
@@ -54,8 +55,17 @@ impl ScanColumns {
     }
 }
 
+/// What a scan keeps for the write phase.
+#[derive(Default)]
+pub struct Keep<'a> {
+    /// The unit's batches as read.
+    pub batches: Option<&'a mut Vec<DocBatch>>,
+    /// One entry per row: the text the map stages left, for a survivor they rewrote.
+    pub texts: Option<&'a mut RewrittenTexts>,
+}
+
 /// Scans work unit `unit`: input checks, map stages, and what the pool stages need of the
-/// survivors. With `keep`, the unit's batches as read are pushed there (for the write phase).
+/// survivors; what `keep` asks for is pushed there (for the write phase).
 pub fn scan_unit(
     reader: &CorpusReader,
     unit: usize,
@@ -63,7 +73,7 @@ pub fn scan_unit(
     cols: &ScanColumns,
     features: &[FeatureStage],
     config: &Config,
-    mut keep: Option<&mut Vec<DocBatch>>,
+    mut keep: Keep<'_>,
 ) -> Result<UnitScan> {
     let mut scan = UnitScan::empty(plan, cols.distributions.len());
     let needs = &plan.needs;
@@ -78,7 +88,7 @@ pub fn scan_unit(
     };
     for batch in reader.read_unit(unit)? {
         let mut batch = batch?;
-        if let Some(kept) = keep.as_deref_mut() {
+        if let Some(kept) = keep.batches.as_deref_mut() {
             kept.push(batch.clone());
         }
         if let Some(computed) = &computed {
@@ -174,6 +184,10 @@ pub fn scan_unit(
                 dropped
             };
             let text: &str = &current;
+            if let Some(texts) = keep.texts.as_deref_mut() {
+                let rewritten = matches!(current, Cow::Owned(_)) && drop.is_none();
+                texts.push(rewritten.then(|| text.to_string()));
+            }
             let tokens = plan.tokenizer.as_ref().map_or(0, |t| t.count(text));
             if plan.tokenizer.is_some() {
                 scan.row_tokens.push(tokens);

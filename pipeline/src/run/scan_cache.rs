@@ -9,6 +9,11 @@
 //! Which units are kept depends on the scan's timing, never the output: a kept batch is the
 //! batch a second read returns.
 //!
+//! When a map stage's rewriting is costly (HTML extraction), the scan also keeps each unit's
+//! rewritten texts, for any input, so that the write phase reads the unit again but does not
+//! rewrite its documents again; a unit whose texts do not fit is rewritten again. Either way
+//! the written text is the same.
+//!
 //! The same cache is filled ahead of the write phase while the pool is decided: that step
 //! runs mostly on one thread, so another thread reads the first units the write phase will
 //! need ([`ScanCache::read_ahead`]), one per write worker, with a core that would otherwise
@@ -19,12 +24,18 @@ use gleaner_storage::reader::{CorpusReader, DocBatch};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Units' decoded batches held between the scan and the write phase.
+/// A unit's texts as the map stages left them, one per row in unit order: `Some` for a
+/// surviving row whose text a stage rewrote, `None` for the others.
+pub type RewrittenTexts = Vec<Option<String>>;
+
+/// Units' decoded batches and rewritten texts held between the scan and the write phase.
 pub struct ScanCache {
     eligible: Vec<bool>,
     budget: u64,
     used: AtomicU64,
     units: Mutex<Vec<Option<Vec<DocBatch>>>>,
+    keeps_texts: bool,
+    texts: Mutex<Vec<Option<RewrittenTexts>>>,
     read_again: AtomicUsize,
     read_ahead: AtomicUsize,
 }
@@ -36,11 +47,52 @@ impl ScanCache {
         Self {
             used: AtomicU64::new(0),
             units: Mutex::new(vec![None; eligible.len()]),
+            keeps_texts: false,
+            texts: Mutex::new(vec![None; eligible.len()]),
             eligible,
             budget,
             read_again: AtomicUsize::new(0),
             read_ahead: AtomicUsize::new(0),
         }
+    }
+
+    /// The same cache, also keeping every unit's rewritten texts within the budget.
+    pub fn keeping_rewritten_texts(mut self) -> Self {
+        self.keeps_texts = true;
+        self
+    }
+
+    /// Whether unit `unit`'s rewritten texts, scanned now, may still be kept.
+    pub fn has_room_for_texts(&self) -> bool {
+        self.keeps_texts && self.used.load(Ordering::Relaxed) < self.budget
+    }
+
+    /// Keeps `texts` as unit `unit`'s rewritten texts if they fit in what is left of the
+    /// budget.
+    pub fn offer_texts(&self, unit: usize, texts: RewrittenTexts) {
+        let bytes: u64 = texts
+            .iter()
+            .map(|t| {
+                (std::mem::size_of::<Option<String>>() + t.as_ref().map_or(0, String::len)) as u64
+            })
+            .sum();
+        if self.reserve(bytes) {
+            self.texts.lock().expect("scan cache lock")[unit] = Some(texts);
+        }
+    }
+
+    /// Unit `unit`'s rewritten texts, handed over once; `None` when they were not kept.
+    pub fn take_texts(&self, unit: usize) -> Option<RewrittenTexts> {
+        self.texts.lock().expect("scan cache lock")[unit].take()
+    }
+
+    /// Takes `bytes` of the budget when they fit.
+    fn reserve(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + bytes <= self.budget).then_some(used + bytes)
+            })
+            .is_ok()
     }
 
     /// Whether unit `unit`, scanned now, may still be kept (it is eligible and the budget is
@@ -53,15 +105,11 @@ impl ScanCache {
     /// returns whether they were kept.
     pub fn offer(&self, unit: usize, batches: Vec<DocBatch>) -> bool {
         let bytes: u64 = batches.iter().map(|b| b.memory_size() as u64).sum();
-        let reserved = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used + bytes <= self.budget).then_some(used + bytes)
-            });
-        if reserved.is_ok() {
+        let reserved = self.reserve(bytes);
+        if reserved {
             self.units.lock().expect("scan cache lock")[unit] = Some(batches);
         }
-        reserved.is_ok()
+        reserved
     }
 
     /// Reads `units` in this order (those not kept already) and keeps each one read in full,
@@ -123,7 +171,7 @@ impl ScanCache {
         self.read_ahead.load(Ordering::Relaxed)
     }
 
-    /// Whether units can be kept at all (the budget is not zero).
+    /// Whether units' batches can be kept at all (the budget is not zero).
     pub fn enabled(&self) -> bool {
         self.budget > 0
     }

@@ -262,6 +262,7 @@ pub fn write_shards(
                 return;
             }
             let fates = &decisions.row_fates[u];
+            let rewritten = p.scan_cache.take_texts(u);
             let mut offset = 0usize;
             let batches: Box<dyn Iterator<Item = Result<DocBatch, StorageError>>> =
                 match p.scan_cache.take(u) {
@@ -277,16 +278,20 @@ pub fn write_shards(
             for batch in batches {
                 let msg = batch.map_err(anyhow::Error::from).and_then(|batch| {
                     let f = &fates[offset..offset + batch.len()];
+                    let kept_texts = rewritten
+                        .as_ref()
+                        .map(|texts| &texts[offset..offset + batch.len()]);
                     offset += batch.len();
                     // Each row's text as written: rewritten by the map stages for kept rows
-                    // (computed once; the shards, word counts and added columns read it).
+                    // (taken from the scan when it kept them, else computed once here; the
+                    // shards, word counts and added columns read it).
                     let texts: Vec<Option<Cow<str>>> = (0..batch.len())
                         .map(|i| {
-                            batch.text(i).map(|t| {
-                                if f[i] == KEEP {
-                                    p.plan.rewrite_text(t)
-                                } else {
-                                    Cow::Borrowed(t)
+                            batch.text(i).map(|t| match (f[i] == KEEP, kept_texts) {
+                                (false, _) => Cow::Borrowed(t),
+                                (true, None) => p.plan.rewrite_text(t),
+                                (true, Some(kept)) => {
+                                    kept[i].as_deref().map_or(Cow::Borrowed(t), Cow::Borrowed)
                                 }
                             })
                         })

@@ -29,4 +29,8 @@ impl DocStage for HtmlExtract {
         // Re-reads only see pages the scan kept, whose extraction gave text.
         self.0.extract(html).ok()
     }
+
+    fn rewrite_is_costly(&self) -> bool {
+        true
+    }
 }

@@ -78,6 +78,13 @@ pub trait DocStage: Send + Sync {
         None
     }
 
+    /// Whether rewriting costs much more than reading the document again (HTML extraction):
+    /// then the scan keeps the rewritten texts for the write phase, within the scan cache's
+    /// budget, instead of the write phase rewriting them again.
+    fn rewrite_is_costly(&self) -> bool {
+        false
+    }
+
     /// Columns this stage adds to the written shards.
     fn output_fields(&self) -> Vec<Field> {
         Vec::new()
@@ -118,6 +125,10 @@ impl<S: DocStage> DocStage for SharedDocStage<S> {
 
     fn rewrite(&self, text: &str) -> Option<String> {
         self.0.rewrite(text)
+    }
+
+    fn rewrite_is_costly(&self) -> bool {
+        self.0.rewrite_is_costly()
     }
 
     fn output_fields(&self) -> Vec<Field> {
@@ -266,6 +277,11 @@ impl Plan {
     /// Whether a map stage rewrites texts.
     pub fn rewrites(&self) -> bool {
         self.doc_stages.iter().any(|(_, s)| s.rewrites())
+    }
+
+    /// Whether a map stage's rewriting is costly ([`DocStage::rewrite_is_costly`]).
+    pub fn rewrites_costly(&self) -> bool {
+        self.doc_stages.iter().any(|(_, s)| s.rewrite_is_costly())
     }
 
     /// A surviving document's text after every rewriting map stage.
