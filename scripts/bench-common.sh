@@ -1,6 +1,18 @@
 # Helpers sourced by the benchmark scripts that run gleaner beside a Python peer
-# (scripts/bench-minhash.sh, scripts/bench-rules.sh, scripts/bench-wet.sh). They expect $work
-# (a scratch folder); run_once and summarize_runs also $results (the runs file) and $py.
+# (scripts/bench-minhash.sh, scripts/bench-rules.sh, scripts/bench-wet.sh,
+# scripts/bench-warc.sh). They expect $work (a scratch folder); build_gleaner also $root;
+# run_once and summarize_runs also $results (the runs file) and $py.
+
+# build_gleaner: builds the release binary and sets $gleaner to it.
+build_gleaner() {
+  (cd "$root" && cargo build --release -q -p gleaner)
+  gleaner=$root/target/release/gleaner
+}
+
+# print_machine: the CPU model, core count and vector instruction sets, for the record.
+print_machine() {
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_bf16\|avx512_vnni' /proc/cpuinfo | sort -u | xargs)"
+}
 
 # bench_python PACKAGE...: sets $py to $BENCH_PYTHON when given (an interpreter that already
 # has the packages), else to a venv in $work with the packages installed.

@@ -23,10 +23,9 @@ work=$(cd "$work" && pwd)
 bench_python pyarrow==26.0.1 "datatrove[processing]==0.10.1" "xxhash<4" spacy tokenizers
 corpus=$work/corpus-$copies
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_minhash.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
-(cd "$root" && cargo build --release -q -p gleaner)
-gleaner=$root/target/release/gleaner
+build_gleaner
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
+print_machine
 cat > "$work/gleaner.toml" <<TOML
 [input]
 paths = ["$corpus"]

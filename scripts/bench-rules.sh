@@ -26,10 +26,9 @@ work=$(cd "$work" && pwd)
 bench_python pyarrow==26.0.1 "datatrove==0.10.1" spacy
 corpus=$work/corpus-$copies
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_rules.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
-(cd "$root" && cargo build --release -q -p gleaner)
-gleaner=$root/target/release/gleaner
+build_gleaner
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
+print_machine
 echo "corpus: $(du -sh "$corpus" | cut -f1) of parquet, $copies copies of the quickstart"
 cat "$corpus"/*.parquet > /dev/null
 for rule in $rules; do

@@ -23,10 +23,9 @@ work=$(cd "$work" && pwd)
 bench_python pyarrow==26.0.1 warcio datatrove==0.10.1 trafilatura==2.3.1 lxml_html_clean faust-cchardet python-magic
 corpus=$work/corpus-$pages
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/make_warc_fixture.py" --pages "$pages" --parts 4 --out "$corpus" && touch "$corpus/.done"; }
-(cd "$root" && cargo build --release -q -p gleaner)
-gleaner=$root/target/release/gleaner
+build_gleaner
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
+print_machine
 echo "corpus: $(du -sh "$corpus" | cut -f1) of WARC, 4 files, $pages pages"
 cat > "$work/gleaner.toml" <<TOML
 [input]

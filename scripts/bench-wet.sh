@@ -22,10 +22,9 @@ work=$(cd "$work" && pwd)
 bench_python pyarrow==26.0.1 warcio
 corpus=$work/corpus-$copies
 [ -f "$corpus/.done" ] || { rm -rf "$corpus"; "$py" "$here/bench_wet.py" make "$root/data/quickstart" "$corpus" --copies "$copies" && touch "$corpus/.done"; }
-(cd "$root" && cargo build --release -q -p gleaner)
-gleaner=$root/target/release/gleaner
+build_gleaner
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, flags: $(grep -m1 -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | xargs)"
+print_machine
 echo "corpus: $(du -sh "$corpus" | cut -f1) of WET, $copies files"
 cat > "$work/gleaner.toml" <<TOML
 [input]

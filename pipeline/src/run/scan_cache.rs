@@ -62,7 +62,8 @@ impl ScanCache {
         self
     }
 
-    /// Whether unit `unit`'s rewritten texts, scanned now, may still be kept.
+    /// Whether the rewritten texts of a unit scanned now may still be kept (the cache keeps
+    /// texts and the budget is not spent).
     pub fn has_room_for_texts(&self) -> bool {
         self.keeps_texts && self.used.load(Ordering::Relaxed) < self.budget
     }
