@@ -6,7 +6,9 @@ use crate::error::{Result, StorageError};
 use crate::input::InputFile;
 use crate::jsonl::{index_file, infer_schema, jsonl_codec, CHUNK_BYTES};
 use crate::source::ParquetSource;
-use crate::warc::{count_documents, is_warc, schema as warc_schema};
+use crate::warc::{
+    index_file as index_warc_file, is_warc, schema as warc_schema, UNIT_BYTES as WARC_UNIT_BYTES,
+};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::PathBuf;
@@ -67,11 +69,12 @@ pub fn describe_file(input: &InputFile) -> Result<FileSummary> {
         });
     }
     if is_warc(path) {
+        let units = index_warc_file(path, WARC_UNIT_BYTES)?;
         return Ok(FileSummary {
             path: path.to_path_buf(),
             bytes,
-            rows: count_documents(path)?,
-            row_groups: 1,
+            rows: units.iter().map(|u| u.rows).sum(),
+            row_groups: units.len(),
             schema: warc_schema(),
             untyped: Vec::new(),
             columns: Vec::new(),

@@ -97,8 +97,11 @@ pub enum InputFormat {
         /// Where the file's messages and units lie.
         layout: arrow_ipc::IpcLayout,
     },
-    /// A web archive (WARC or WET records, `crate::warc`): the file is one unit.
-    Warc,
+    /// A web archive (WARC or WET records, `crate::warc`), in units of whole records.
+    Warc {
+        /// Its units.
+        units: Vec<warc::WarcUnit>,
+    },
 }
 
 /// Facts about one readable input file.
@@ -570,7 +573,7 @@ enum Layout {
         layout: arrow_ipc::IpcLayout,
     },
     Warc {
-        rows: u64,
+        units: Vec<warc::WarcUnit>,
     },
 }
 
@@ -696,20 +699,21 @@ fn open_file(
                 InputFormat::Parquet,
             )
         }
-        Layout::Warc { rows } => {
-            // One unit: a gzip stream is read from its start.
-            let unit = WorkUnit {
-                file: file_index,
-                row_group: 0,
-                first_row: 0,
-                rows,
-                compressed_bytes: input.bytes,
-            };
-            (
-                Vec::from_iter((rows > 0).then_some(unit)),
-                1,
-                InputFormat::Warc,
-            )
+        Layout::Warc { units } => {
+            let work = units
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.rows > 0)
+                .map(|(k, u)| WorkUnit {
+                    file: file_index,
+                    row_group: k,
+                    first_row: u.first_row,
+                    rows: u.rows,
+                    compressed_bytes: u.end.min(input.bytes) - u.start,
+                })
+                .collect();
+            let count = units.len();
+            (work, count, InputFormat::Warc { units })
         }
         Layout::ArrowIpc { layout, .. } => {
             let units = layout
@@ -915,7 +919,8 @@ impl CorpusReader {
                         schema: jsonl_schema.clone().expect("inferred for a JSONL input"),
                     }),
                     (None, _) if warc::is_warc(&input.path) => {
-                        warc::count_documents(&input.path).map(|rows| Layout::Warc { rows })
+                        warc::index_file(&input.path, warc::UNIT_BYTES)
+                            .map(|units| Layout::Warc { units })
                     }
                     (None, _) if arrow_ipc::is_arrow_ipc(&input.path) => {
                         arrow_ipc::index_file(&input.path, input.bytes, arrow_ipc::UNIT_BYTES)
@@ -1063,8 +1068,9 @@ impl CorpusReader {
                     self.batch_size,
                 )?))
             }
-            InputFormat::Warc => RawBatches::Warc(Box::new(warc::WarcBatches::open(
+            InputFormat::Warc { units } => RawBatches::Warc(Box::new(warc::WarcBatches::open(
                 &info.path,
+                &units[work.row_group],
                 self.batch_size,
             )?)),
             InputFormat::Parquet => RawBatches::Parquet(self.parquet_batches(work)?),

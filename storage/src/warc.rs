@@ -17,8 +17,10 @@
 //! Each document has the columns `id` (WARC-Record-ID), `text` (the HTML, or the WET text),
 //! `url` (WARC-Target-URI), `date` (WARC-Date) and `content_language`
 //! (WARC-Identified-Content-Language, null when absent). HTML becomes text in the
-//! `html_extract` stage. A file is one work unit (a gzip stream is read from its start); its
-//! documents are counted when the corpus is opened.
+//! `html_extract` stage. Its documents are counted when the corpus is opened ([`index_file`]),
+//! which also cuts the file into work units of about [`UNIT_BYTES`] at record starts: in a
+//! gzip file only where a gzip member starts with a record (crawlers write one member per
+//! record, as the WARC standard advises), so a unit is a byte range that inflates on its own.
 
 use crate::error::{Result, StorageError};
 use crate::source::open_bytes;
@@ -26,7 +28,29 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// Target size of one work unit of a web archive, in bytes of the file.
+pub const UNIT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One work unit of a web archive: whole records, from a byte range of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarcUnit {
+    /// First byte of the unit in the file (a record start; in a gzip file, a member start).
+    pub start: u64,
+    /// One past its last byte (`u64::MAX`: to the end of the file).
+    pub end: u64,
+    /// Records of every type before the unit, for messages.
+    pub first_record: u64,
+    /// Documents before the unit.
+    pub first_row: u64,
+    /// Documents in the unit.
+    pub rows: u64,
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".gz")
+}
 
 /// Whether `path` names a web archive: a WARC file (`.warc`, `.warc.gz`) or a WET file
 /// (`.wet`, `.wet.gz`, as in `*.warc.wet.gz`).
@@ -68,15 +92,20 @@ pub struct WarcDocument {
 pub struct WarcRecords {
     stream: Box<dyn BufRead + Send>,
     path: PathBuf,
-    /// The number of the record being read (1-based, all types), for messages.
+    /// The number of the record being read (1-based, all types, in the file), for messages.
     records: u64,
+    /// Bytes of the (inflated) stream read so far.
+    offset: u64,
 }
 
 impl WarcRecords {
-    /// Opens `path` (gzip when its name ends in `.gz`, local or in object storage).
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = open_bytes(path, 0, None)?;
-        let stream: Box<dyn BufRead + Send> = if path.to_string_lossy().ends_with(".gz") {
+    /// Opens `path` (gzip when its name ends in `.gz`, local or in object storage) at the
+    /// start of `unit`, reading to its end.
+    pub fn open(path: &Path, unit: &WarcUnit) -> Result<Self> {
+        let end = (unit.end != u64::MAX).then_some(unit.end);
+        // A local file is opened to its end: the unit's bytes are taken from it.
+        let file = open_bytes(path, unit.start, end)?.take(unit.end - unit.start);
+        let stream: Box<dyn BufRead + Send> = if is_gzip(path) {
             Box::new(BufReader::with_capacity(
                 1 << 20,
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)),
@@ -84,11 +113,16 @@ impl WarcRecords {
         } else {
             Box::new(BufReader::with_capacity(1 << 20, file))
         };
-        Ok(WarcRecords {
+        Ok(Self::over(stream, path, unit.first_record))
+    }
+
+    fn over(stream: Box<dyn BufRead + Send>, path: &Path, records_before: u64) -> Self {
+        WarcRecords {
             stream,
             path: path.to_path_buf(),
-            records: 0,
-        })
+            records: records_before,
+            offset: 0,
+        }
     }
 
     fn bad(&self, message: impl std::fmt::Display) -> StorageError {
@@ -98,21 +132,23 @@ impl WarcRecords {
         }
     }
 
-    /// The next record's headers (name in lower case, value), or `None` at the end of the
-    /// file.
-    fn headers(&mut self) -> Result<Option<Vec<(String, String)>>> {
+    /// The next record's start in the (inflated) stream and its headers (name in lower case,
+    /// value), or `None` at the end of the stream.
+    fn headers(&mut self) -> Result<Option<(u64, Vec<(String, String)>)>> {
         let mut line = String::new();
         // Blank lines between records.
-        loop {
+        let start = loop {
+            let start = self.offset;
             line.clear();
             let n = self.stream.read_line(&mut line).map_err(|e| self.bad(e))?;
+            self.offset += n as u64;
             if n == 0 {
                 return Ok(None);
             }
             if !line.trim().is_empty() {
-                break;
+                break start;
             }
-        }
+        };
         if !line.starts_with("WARC/") {
             return Err(self.bad(format!(
                 "expected a `WARC/` version line, found {:?}",
@@ -123,15 +159,53 @@ impl WarcRecords {
         loop {
             line.clear();
             let n = self.stream.read_line(&mut line).map_err(|e| self.bad(e))?;
+            self.offset += n as u64;
             let header = line.trim_end_matches(['\r', '\n']);
             if n == 0 {
                 return Err(self.bad("the file ends inside the record's headers"));
             }
             if header.is_empty() {
-                return Ok(Some(headers));
+                return Ok(Some((start, headers)));
             }
             headers.extend(header_line(header));
         }
+    }
+
+    /// The next record: its start in the (inflated) stream, and the document it is, if it is
+    /// one; `None` at the end of the stream.
+    fn next_record(&mut self) -> Result<Option<(u64, Option<WarcDocument>)>> {
+        self.records += 1;
+        let Some((start, headers)) = self.headers()? else {
+            return Ok(None);
+        };
+        let length = match header(&headers, "content-length").map(str::parse::<u64>) {
+            Some(Ok(n)) => n,
+            _ => return Err(self.bad("no valid Content-Length header")),
+        };
+        let mut block = Vec::new();
+        match (&mut self.stream).take(length).read_to_end(&mut block) {
+            Ok(n) if n as u64 == length => self.offset += length,
+            Ok(_) => return Err(self.bad("the file ends inside the record's content")),
+            Err(e) => return Err(self.bad(e)),
+        }
+        let warc_type = header(&headers, "warc-type").unwrap_or_default();
+        let Some(text) = document_text(warc_type, &headers, block) else {
+            return Ok(Some((start, None)));
+        };
+        let Some(id) = header(&headers, "warc-record-id") else {
+            return Err(self.bad("no WARC-Record-ID header"));
+        };
+        let owned = |name: &str| header(&headers, name).map(String::from);
+        Ok(Some((
+            start,
+            Some(WarcDocument {
+                id: id.to_string(),
+                text,
+                url: owned("warc-target-uri"),
+                date: owned("warc-date"),
+                content_language: owned("warc-identified-content-language"),
+            }),
+        )))
     }
 }
 
@@ -316,37 +390,12 @@ impl Iterator for WarcRecords {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            self.records += 1;
-            let headers = match self.headers() {
-                Ok(Some(h)) => h,
+            match self.next_record() {
+                Ok(Some((_, Some(document)))) => return Some(Ok(document)),
+                Ok(Some((_, None))) => continue,
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
-            };
-            let length = match header(&headers, "content-length").map(str::parse::<u64>) {
-                Some(Ok(n)) => n,
-                _ => return Some(Err(self.bad("no valid Content-Length header"))),
-            };
-            let mut block = Vec::new();
-            match (&mut self.stream).take(length).read_to_end(&mut block) {
-                Ok(n) if n as u64 == length => {}
-                Ok(_) => return Some(Err(self.bad("the file ends inside the record's content"))),
-                Err(e) => return Some(Err(self.bad(e))),
             }
-            let warc_type = header(&headers, "warc-type").unwrap_or_default();
-            let Some(text) = document_text(warc_type, &headers, block) else {
-                continue;
-            };
-            let Some(id) = header(&headers, "warc-record-id") else {
-                return Some(Err(self.bad("no WARC-Record-ID header")));
-            };
-            let owned = |name: &str| header(&headers, name).map(String::from);
-            return Some(Ok(WarcDocument {
-                id: id.to_string(),
-                text,
-                url: owned("warc-target-uri"),
-                date: owned("warc-date"),
-                content_language: owned("warc-identified-content-language"),
-            }));
         }
     }
 }
@@ -359,10 +408,10 @@ pub struct WarcBatches {
 }
 
 impl WarcBatches {
-    /// Opens `path` for reading from its first record.
-    pub fn open(path: &Path, max_rows: usize) -> Result<Self> {
+    /// Opens unit `unit` of `path`.
+    pub fn open(path: &Path, unit: &WarcUnit, max_rows: usize) -> Result<Self> {
         Ok(WarcBatches {
-            records: WarcRecords::open(path)?,
+            records: WarcRecords::open(path, unit)?,
             max_rows: max_rows.max(1),
             schema: schema(),
         })
@@ -398,19 +447,168 @@ impl Iterator for WarcBatches {
     }
 }
 
-/// The number of documents in a web archive (read once, start to end).
-pub fn count_documents(path: &Path) -> Result<u64> {
-    let mut documents = 0;
-    for record in WarcRecords::open(path)? {
-        record?;
-        documents += 1;
+/// A byte stream that counts the bytes consumed from it.
+struct Counted<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
     }
-    Ok(documents)
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.consumed += amount as u64;
+        self.inner.consume(amount);
+    }
+}
+
+/// Where a gzip member ends: in the file, and in the inflated stream.
+type MemberEnd = (u64, u64);
+
+/// A gzip stream of one or more members inflated member by member, noting where each ends.
+struct Members<R> {
+    /// The file between members, or the member being inflated (`None` only while switching).
+    state: Option<Member<R>>,
+    inflated: u64,
+    ends: Arc<Mutex<Vec<MemberEnd>>>,
+}
+
+enum Member<R> {
+    Between(Counted<R>),
+    Inside(flate2::bufread::GzDecoder<Counted<R>>),
+}
+
+impl<R: BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.state.take().expect("a member state") {
+                Member::Inside(mut member) => {
+                    let read = member.read(buf);
+                    match read {
+                        Ok(0) if !buf.is_empty() => {
+                            let file = member.into_inner();
+                            let end = (file.consumed, self.inflated);
+                            self.ends.lock().expect("member ends lock").push(end);
+                            self.state = Some(Member::Between(file));
+                        }
+                        _ => {
+                            self.state = Some(Member::Inside(member));
+                            let n = read?;
+                            self.inflated += n as u64;
+                            return Ok(n);
+                        }
+                    }
+                }
+                Member::Between(mut file) => {
+                    let more = file.fill_buf().map(|b| !b.is_empty());
+                    self.state = Some(match more {
+                        Ok(true) => Member::Inside(flate2::bufread::GzDecoder::new(file)),
+                        _ => Member::Between(file),
+                    });
+                    if !more? {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts the documents of a web archive (read once, start to end) and cuts it into work
+/// units of about `unit_bytes` bytes of the file, at record starts (in a gzip file, at record
+/// starts that start a gzip member).
+pub fn index_file(path: &Path, unit_bytes: u64) -> Result<Vec<WarcUnit>> {
+    let file = BufReader::with_capacity(1 << 16, open_bytes(path, 0, None)?);
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let gzip = is_gzip(path);
+    let stream: Box<dyn BufRead + Send> = if gzip {
+        let members = Members {
+            state: Some(Member::Between(Counted {
+                inner: file,
+                consumed: 0,
+            })),
+            inflated: 0,
+            ends: ends.clone(),
+        };
+        Box::new(BufReader::with_capacity(1 << 20, members))
+    } else {
+        Box::new(file)
+    };
+    let mut records = WarcRecords::over(stream, path, 0);
+    let mut units = Vec::new();
+    let mut unit = WarcUnit {
+        start: 0,
+        end: u64::MAX,
+        first_record: 0,
+        first_row: 0,
+        rows: 0,
+    };
+    let mut rows = 0;
+    // The first member end not behind the record being read.
+    let mut next_end = 0;
+    while let Some((start, document)) = records.next_record()? {
+        // Where in the file this record starts, when a unit may start there.
+        let cut = if gzip {
+            let ends = ends.lock().expect("member ends lock");
+            while ends
+                .get(next_end)
+                .is_some_and(|&(_, inflated)| inflated < start)
+            {
+                next_end += 1;
+            }
+            ends.get(next_end)
+                .filter(|&&(_, inflated)| inflated == start)
+                .map(|&(in_file, _)| in_file)
+        } else {
+            Some(start)
+        };
+        if let Some(at) = cut.filter(|&at| at - unit.start >= unit_bytes && unit.rows > 0) {
+            let next = WarcUnit {
+                start: at,
+                end: u64::MAX,
+                first_record: records.records - 1,
+                first_row: rows,
+                rows: 0,
+            };
+            unit.end = at;
+            units.push(std::mem::replace(&mut unit, next));
+        }
+        if document.is_some() {
+            rows += 1;
+            unit.rows += 1;
+        }
+    }
+    // Records after the last document join the unit before them.
+    match units.last_mut() {
+        Some(last) if unit.rows == 0 => last.end = u64::MAX,
+        _ => units.push(unit),
+    }
+    Ok(units)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn whole_file() -> WarcUnit {
+        WarcUnit {
+            start: 0,
+            end: u64::MAX,
+            first_record: 0,
+            first_row: 0,
+            rows: 0,
+        }
+    }
 
     /// A WARC record with `headers` and `content`, as WET files frame them.
     fn record(headers: &[(&str, &str)], content: &str) -> String {
@@ -429,7 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.warc");
         std::fs::write(&path, text).unwrap();
-        WarcRecords::open(&path)?.collect()
+        WarcRecords::open(&path, &whole_file())?.collect()
     }
 
     #[test]
@@ -501,7 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.warc");
         std::fs::write(&path, bytes).unwrap();
-        WarcRecords::open(&path)
+        WarcRecords::open(&path, &whole_file())
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -598,6 +796,91 @@ mod tests {
             Some("Le caf\u{e9} est cr\u{e8}me et na\u{ef}ve, d\u{e9}j\u{e0} vu.".into())
         );
         assert_eq!(decode_text("ok \u{e9}".into()), Some("ok \u{e9}".into()));
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Every unit of `path` read on its own, in order.
+    fn read_units(path: &Path, units: &[WarcUnit]) -> Vec<WarcDocument> {
+        let mut all = Vec::new();
+        for unit in units {
+            let docs: Vec<WarcDocument> = WarcRecords::open(path, unit)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(docs.len() as u64, unit.rows, "{unit:?}");
+            assert_eq!(unit.first_row, all.len() as u64, "{unit:?}");
+            all.extend(docs);
+        }
+        all
+    }
+
+    #[test]
+    fn archives_are_cut_into_units_at_record_starts_that_start_a_gzip_member() {
+        let dir = tempfile::tempdir().unwrap();
+        // 30 conversion records, with a warcinfo record first and a metadata record after
+        // every fifth, as text, one gzip member per record, and one member for all.
+        let mut records = vec![record(
+            &[("WARC-Type", "warcinfo"), ("WARC-Record-ID", "<i>")],
+            "x",
+        )];
+        for i in 0..30 {
+            let id = format!("<urn:{i}>");
+            let text = format!("document {i} ").repeat(40);
+            records.push(record(
+                &[("WARC-Type", "conversion"), ("WARC-Record-ID", &id)],
+                &text,
+            ));
+            if i % 5 == 4 {
+                records.push(record(
+                    &[("WARC-Type", "metadata"), ("WARC-Record-ID", "<m>")],
+                    "y",
+                ));
+            }
+        }
+        let plain = records.concat();
+        let members: Vec<u8> = records.iter().flat_map(|r| gzip(r.as_bytes())).collect();
+        let expected = read_bytes(plain.as_bytes());
+        assert_eq!(expected.len(), 30);
+        for (name, bytes, unit_bytes, many) in [
+            ("a.warc", plain.as_bytes().to_vec(), 2_000, true),
+            ("b.warc.gz", members, 400, true),
+            ("c.warc.gz", gzip(plain.as_bytes()), 400, false),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let units = index_file(&path, unit_bytes).unwrap();
+            assert_eq!(units.len() > 3, many, "{name}: {units:?}");
+            assert_eq!(units.last().unwrap().end, u64::MAX);
+            for pair in units.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "{name}");
+                assert!(pair[0].end - pair[0].start >= unit_bytes, "{name}");
+            }
+            assert_eq!(read_units(&path, &units), expected, "{name}");
+            assert_eq!(units.iter().map(|u| u.rows).sum::<u64>(), 30);
+        }
+        // A unit's messages number records as the whole file does: cut the file's last
+        // record short and read the last unit alone.
+        let path = dir.path().join("b.warc.gz");
+        let units = index_file(&path, 400).unwrap();
+        let last = units.last().unwrap().clone();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let tail = gzip(b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 99\r\n\r\nshort");
+        bytes.extend(tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = WarcRecords::open(&path, &last)
+            .unwrap()
+            .find_map(Result::err)
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&format!("WARC record {}", records.len() + 1)),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1059,3 +1059,67 @@ fn a_large_arrow_ipc_stream_is_read_in_units() {
         assert!(text.starts_with(&format!("{i} ")));
     }
 }
+
+/// A WARC file larger than a work unit, one gzip member per record as crawlers write it, is
+/// read in several units (so on several threads), each alone, with every document once and
+/// in order; the same records in one gzip member are one unit.
+#[test]
+fn a_large_warc_file_is_read_in_units_cut_at_its_gzip_members() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // Text that gzip cannot shrink much: letters from a xorshift sequence.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut letters = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (b'a' + (state % 26) as u8) as char
+            })
+            .collect()
+    };
+    let documents = 1_200usize;
+    let mut members = Vec::new();
+    let mut whole = Vec::new();
+    for i in 0..documents {
+        let text = format!("{i} {}", letters(60_000));
+        let record = format!(
+            "WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Record-ID: <urn:doc-{i}>\r\nContent-Length: {}\r\n\r\n{text}\r\n\r\n",
+            text.len()
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(record.as_bytes()).unwrap();
+        members.extend(gz.finish().unwrap());
+        whole.extend_from_slice(record.as_bytes());
+    }
+    let mut one_member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    one_member.write_all(&whole).unwrap();
+    for (name, bytes, several) in [
+        ("crawl.warc.gz", members, true),
+        ("one-member.warc.gz", one_member.finish().unwrap(), false),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let reader =
+            CorpusReader::open(&pat(&path), ColumnSpec::default(), OnBadFile::Error, 256).unwrap();
+        let units = reader.units().len();
+        let expected = (bytes.len() as u64).div_ceil(gleaner_storage::warc::UNIT_BYTES) as usize;
+        if several {
+            assert!(expected >= 2, "{} bytes", bytes.len());
+            assert!((expected - 1..=expected).contains(&units), "{units} units");
+        } else {
+            assert_eq!(units, 1);
+        }
+        assert_eq!(reader.total_rows(), documents as u64);
+        let read = read_all_ids(&reader);
+        assert_eq!(read.len(), documents);
+        for (i, (id, text, _, row)) in read.iter().enumerate() {
+            assert_eq!(
+                (id.as_str(), *row),
+                (format!("<urn:doc-{i}>").as_str(), i as u64)
+            );
+            assert!(text.starts_with(&format!("{i} ")));
+        }
+    }
+}
