@@ -176,28 +176,44 @@ fn files_other_tools_wrote_are_read_from_a_bucket_as_from_disk() {
     let bucket = require_s3!();
     let tmp = tempfile::tempdir().unwrap();
     let prefix = fresh_prefix(&bucket, "compat");
-    let compat = repo().join("tests/fixtures/compat");
+    let fixtures = repo().join("tests/fixtures");
     // pyarrow's default (snappy) parquet with many row groups, datatrove's JSONL.gz, a
-    // Dolma-style JSONL.zst with nested metadata and `datasets`' save_to_disk Arrow file.
+    // Dolma-style JSONL.zst with nested metadata, `datasets`' save_to_disk Arrow file, and
+    // web archives warcio wrote (Common Crawl WET text; HTML pages, extracted by the run).
     let names = [
         "many-row-groups.parquet",
         "datatrove-writer.jsonl.gz",
         "dolma.jsonl.zst",
         "hf-save-to-disk.arrow",
+        "cc-sample.warc.wet.gz",
+        "pages.warc.gz",
     ];
+    let local = |name: &str| {
+        let dir = if name == "pages.warc.gz" {
+            "warc"
+        } else {
+            "compat"
+        };
+        fixtures.join(dir).join(name)
+    };
     for name in names {
         ObjectLocation::parse(&format!("{prefix}/{name}"))
             .unwrap()
-            .upload_file(&compat.join(name))
+            .upload_file(&local(name))
             .unwrap();
     }
     for name in names {
+        let stage = if name == "pages.warc.gz" {
+            "html_extract"
+        } else {
+            "exact_dedup"
+        };
         let cfg_for = |input: &str, out: &Path| {
             let cfg = tmp.path().join(format!("{name}.toml"));
             std::fs::write(
                 &cfg,
                 format!(
-                    "[input]\npaths = [\"{input}\"]\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"exact_dedup\"\n",
+                    "[input]\npaths = [\"{input}\"]\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"{stage}\"\n",
                     out.display()
                 ),
             )
@@ -205,7 +221,7 @@ fn files_other_tools_wrote_are_read_from_a_bucket_as_from_disk() {
             cfg
         };
         let local_out = tmp.path().join(format!("{name}-local"));
-        let cfg = cfg_for(&compat.join(name).to_string_lossy(), &local_out);
+        let cfg = cfg_for(&local(name).to_string_lossy(), &local_out);
         ok(&gleaner(&[
             "--quiet",
             "run",
