@@ -134,7 +134,7 @@ impl WarcRecords {
 
     /// The next record's start in the (inflated) stream and its headers (name in lower case,
     /// value), or `None` at the end of the stream.
-    fn headers(&mut self) -> Result<Option<(u64, Vec<(String, String)>)>> {
+    fn headers(&mut self) -> Result<Option<(u64, Headers)>> {
         let mut line = String::new();
         // Blank lines between records.
         let start = loop {
@@ -209,6 +209,9 @@ impl WarcRecords {
     }
 }
 
+/// Header lines as (lower-case name, trimmed value), in order.
+type Headers = Vec<(String, String)>;
+
 /// A `Name: value` header line as (lower-case name, trimmed value).
 fn header_line(line: &str) -> Option<(String, String)> {
     let (name, value) = line.split_once(':')?;
@@ -258,7 +261,7 @@ fn sniffs_as_html(payload: &[u8]) -> bool {
 
 /// An HTTP message's header lines and its body: `None` when `block` does not start with an
 /// HTTP status line followed by headers.
-fn split_http(block: &[u8]) -> Option<(Vec<(String, String)>, &[u8])> {
+fn split_http(block: &[u8]) -> Option<(Headers, &[u8])> {
     if !block.starts_with(b"HTTP/") {
         return None;
     }
@@ -362,7 +365,7 @@ fn document_text(warc_type: &str, headers: &[(String, String)], block: Vec<u8>) 
     };
     let declared = header(headers, "warc-identified-payload-type").map(media_type);
     if let Some(t) = &declared {
-        if !is_html_type(t) && !(conversion && t == "text/plain") {
+        if !(is_html_type(t) || (conversion && t == "text/plain")) {
             return None;
         }
     }
@@ -485,7 +488,7 @@ struct Members<R> {
 
 enum Member<R> {
     Between(Counted<R>),
-    Inside(flate2::bufread::GzDecoder<Counted<R>>),
+    Inside(Box<flate2::bufread::GzDecoder<Counted<R>>>),
 }
 
 impl<R: BufRead> Read for Members<R> {
@@ -512,7 +515,7 @@ impl<R: BufRead> Read for Members<R> {
                 Member::Between(mut file) => {
                     let more = file.fill_buf().map(|b| !b.is_empty());
                     self.state = Some(match more {
-                        Ok(true) => Member::Inside(flate2::bufread::GzDecoder::new(file)),
+                        Ok(true) => Member::Inside(Box::new(flate2::bufread::GzDecoder::new(file))),
                         _ => Member::Between(file),
                     });
                     if !more? {
