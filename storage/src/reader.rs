@@ -700,34 +700,23 @@ fn open_file(
             )
         }
         Layout::Warc { units } => {
-            let work = units
-                .iter()
-                .enumerate()
-                .filter(|(_, u)| u.rows > 0)
-                .map(|(k, u)| WorkUnit {
-                    file: file_index,
-                    row_group: k,
-                    first_row: u.first_row,
-                    rows: u.rows,
-                    compressed_bytes: u.end.min(input.bytes) - u.start,
-                })
-                .collect();
+            let work = pieces_as_units(
+                file_index,
+                units
+                    .iter()
+                    .map(|u| (u.first_row, u.rows, u.end.min(input.bytes) - u.start)),
+            );
             let count = units.len();
             (work, count, InputFormat::Warc { units })
         }
         Layout::ArrowIpc { layout, .. } => {
-            let units = layout
-                .units
-                .iter()
-                .enumerate()
-                .map(|(k, unit)| WorkUnit {
-                    file: file_index,
-                    row_group: k,
-                    first_row: unit.first_row,
-                    rows: unit.rows,
-                    compressed_bytes: unit.bytes.end - unit.bytes.start,
-                })
-                .collect();
+            let units = pieces_as_units(
+                file_index,
+                layout
+                    .units
+                    .iter()
+                    .map(|u| (u.first_row, u.rows, u.bytes.end - u.bytes.start)),
+            );
             let row_groups = layout.units.len();
             let projection = projection_indices(&schema, spec);
             (
@@ -783,6 +772,25 @@ fn parquet_units(
     units
 }
 
+/// The work units of a file its index cut into pieces of `(first_row, rows, bytes)`: the
+/// pieces that hold rows, each numbered by its place among all pieces.
+fn pieces_as_units(
+    file_index: usize,
+    pieces: impl Iterator<Item = (u64, u64, u64)>,
+) -> Vec<WorkUnit> {
+    pieces
+        .enumerate()
+        .filter(|(_, (_, rows, _))| *rows > 0)
+        .map(|(k, (first_row, rows, compressed_bytes))| WorkUnit {
+            file: file_index,
+            row_group: k,
+            first_row,
+            rows,
+            compressed_bytes,
+        })
+        .collect()
+}
+
 /// The work units of a JSONL file (its index's chunks that hold documents), its chunk count
 /// and its format.
 fn jsonl_units(
@@ -791,22 +799,17 @@ fn jsonl_units(
     codec: JsonlCodec,
 ) -> Result<(Vec<WorkUnit>, usize, InputFormat)> {
     let chunks = jsonl::index_file(&input.path, codec, jsonl::CHUNK_BYTES)?;
-    let units = chunks
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.rows > 0)
-        .map(|(k, c)| WorkUnit {
-            file: file_index,
-            row_group: k,
-            first_row: c.first_row,
-            rows: c.rows,
-            compressed_bytes: if codec == JsonlCodec::Plain {
+    let units = pieces_as_units(
+        file_index,
+        chunks.iter().map(|c| {
+            let bytes = if codec == JsonlCodec::Plain {
                 c.end_byte.min(input.bytes) - c.start_byte
             } else {
                 input.bytes
-            },
-        })
-        .collect();
+            };
+            (c.first_row, c.rows, bytes)
+        }),
+    );
     let row_groups = chunks.len();
     Ok((units, row_groups, InputFormat::Jsonl { codec, chunks }))
 }
