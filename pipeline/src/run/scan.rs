@@ -56,7 +56,6 @@ impl ScanColumns {
 }
 
 /// What a scan keeps for the write phase.
-#[derive(Default)]
 pub struct Keep<'a> {
     /// The unit's batches as read.
     pub batches: Option<&'a mut Vec<DocBatch>>,
