@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::bert::{BertConfig, BertModel};
 use crate::cpu_kernels::{
-    bias_gelu_rows, matmul, norm_rows, residual_norm_rows, softmax_in_place, NormParams,
+    bias_gelu_rows, exp_shifted_in_place, matmul, norm_rows, residual_norm_rows, NormParams,
 };
 use crate::packed::{grow, param_values, Dense, Workspaces, ROWS_PER_TASK};
 use crate::ModelError;
@@ -253,8 +253,8 @@ impl PackedBert {
             .for_each(|(segments, buffer)| {
                 for (start, len, out) in segments.iter_mut() {
                     let (start, len) = (*start, *len);
-                    grow(buffer, len * len);
-                    let probabilities = &mut buffer[..len * len];
+                    grow(buffer, len * len + len);
+                    let (weights, sums) = buffer[..len * len + len].split_at_mut(len * len);
                     let block = &qkv[start * 3 * h..(start + len) * 3 * h];
                     for head in 0..self.heads {
                         let q = &block[head * d..];
@@ -265,21 +265,27 @@ impl PackedBert {
                             [len, d, len],
                             (q, 3 * h),
                             (k, 1, 3 * h),
-                            (probabilities, len),
+                            (weights, len),
                             scale,
                             false,
                         );
-                        probabilities
-                            .chunks_exact_mut(len)
-                            .for_each(softmax_in_place);
+                        // Softmax with its division moved past the product: each context
+                        // row is divided by its weights' sum (d values instead of len).
+                        for (row, sum) in weights.chunks_exact_mut(len).zip(sums.iter_mut()) {
+                            *sum = exp_shifted_in_place(row);
+                        }
                         matmul(
                             [len, len, d],
-                            (probabilities, len),
+                            (weights, len),
                             (v, 3 * h, 1),
                             (&mut out[head * d..], h),
                             1.0,
                             false,
                         );
+                        for (row, sum) in out[head * d..].chunks_mut(h).zip(sums.iter()) {
+                            let inverse = 1.0 / sum;
+                            row[..d].iter_mut().for_each(|v| *v *= inverse);
+                        }
                     }
                 }
             });
