@@ -122,16 +122,25 @@ flops = {"encoder": 21.23e6, "lm": 269.0e6}
 ceilings = {d["matmul_gflops"]: d for d in map(json.loads, open(sys.argv[2]))}
 runs = collections.defaultdict(list)
 tokens = collections.defaultdict(list)
+# Attention products' FLOPs per token of these documents (gleaner's runs count them; every
+# system runs the same documents at the same truncation).
+attention = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
     runs[(d["model"], d["batch"], d["system"])].append(d["docs_per_second"])
     tokens[(d["model"], d["batch"], d["system"])].append(d["tokens_per_second"])
+    if "attention_flops" in d:
+        attention[d["model"]] = d["attention_flops"] / d["tokens"]
 print("\nmatmul ceiling (GFLOP/s, the best of the libraries): " + ", ".join(
     f"{m} {c['best']}" for m, c in ceilings.items()))
-print(f"\n{'model':8} {'batch':12} {'system':8} {'runs':>4} {'median docs/s':>14} {'min':>8} {'max':>8} {'% of ceiling':>13}")
+print("share of the ceiling: linear layers' FLOPs per second over the ceiling; 'with attention' adds"
+      " the attention products' FLOPs (model FLOPs, as MFU counts them): " + ", ".join(
+    f"{m} {a / 1e6:.2f} MFLOP/token of attention against {flops[m] / 1e6:.2f} linear" for m, a in attention.items()))
+print(f"\n{'model':8} {'batch':12} {'system':8} {'runs':>4} {'median docs/s':>14} {'min':>8} {'max':>8} {'% of ceiling':>13} {'with attention':>15}")
 for (model, batch, system), v in sorted(runs.items()):
-    share = statistics.median(tokens[(model, batch, system)]) * flops[model] / 1e9 / ceilings[model]["best"]
-    print(f"{model:8} {batch:12} {system:8} {len(v):>4} {statistics.median(v):>14.1f} {min(v):>8.1f} {max(v):>8.1f} {100 * share:>12.0f}%")
+    rate = statistics.median(tokens[(model, batch, system)]) / 1e9 / ceilings[model]["best"]
+    with_attention = f"{100 * rate * (flops[model] + attention[model]):.0f}%" if model in attention else "-"
+    print(f"{model:8} {batch:12} {system:8} {len(v):>4} {statistics.median(v):>14.1f} {min(v):>8.1f} {max(v):>8.1f} {100 * rate * flops[model]:>12.0f}% {with_attention:>15}")
 for (model, batch, system), v in sorted(runs.items()):
     other = runs.get((model, batch, "pytorch"))
     if system != "pytorch" and other:

@@ -19,7 +19,8 @@
 //! gradients' squared norms.
 //! `MAX_TOKENS` (default 512) truncates LM inputs; `BATCH_TOKENS` (default 8192) sets the
 //! encoder's padded tokens per batch. The attention_influence kind times the base
-//! and the masked pass (the `HEADS` uniform) and prints both checksums.
+//! and the masked pass (the `HEADS` uniform) and prints both checksums. The encoder and lm
+//! kinds also print `attention_flops`, the FLOPs of the attention products over all documents.
 
 use std::path::Path;
 use std::time::Instant;
@@ -67,12 +68,16 @@ fn main() {
                 ..Default::default()
             };
             let encoder = SentenceEncoder::load(dir, options, &device).expect("model");
-            let tokens: usize = encoder
+            let lengths: Vec<usize> = encoder
                 .token_counts(&refs)
                 .unwrap()
                 .iter()
                 .map(|&n| n.min(256))
-                .sum();
+                .collect();
+            let tokens: usize = lengths.iter().sum();
+            // Q K^T and the weights times V: L x L x hidden multiply-adds each per layer.
+            let pairs: usize = lengths.iter().map(|&l| l * l).sum();
+            extra = serde_json::json!({ "attention_flops": attention_flops(dir, pairs) });
             let start = Instant::now();
             let vectors = encoder.encode(&refs).unwrap();
             (
@@ -121,12 +126,16 @@ fn main() {
                 ..Default::default()
             };
             let lm = CausalLm::load(dir, options, &device).expect("model");
-            let tokens: usize = lm
+            let lengths: Vec<usize> = lm
                 .tokenize(&refs)
                 .unwrap()
                 .iter()
                 .map(|t| t.len().min(max_tokens))
-                .sum();
+                .collect();
+            let tokens: usize = lengths.iter().sum();
+            // Causal: each query meets itself and the keys before it.
+            let pairs: usize = lengths.iter().map(|&l| l * (l + 1) / 2).sum();
+            extra = serde_json::json!({ "attention_flops": attention_flops(dir, pairs) });
             let start = Instant::now();
             let losses = lm.document_losses(&refs, None).unwrap();
             (
@@ -178,6 +187,19 @@ fn main() {
         out.extend(extra.clone());
     }
     println!("{out}");
+}
+
+/// FLOPs of the attention products (scores and weighted values) over `pairs` query-key pairs,
+/// from the model's `config.json`: 2 products x 2 FLOPs x pairs x hidden x layers (every
+/// query head spans `hidden / heads` dimensions, so the heads together span `hidden`).
+/// `scripts/bench-embed.sh` adds them to the linear layers' for the model-FLOPs share.
+fn attention_flops(dir: &Path, pairs: usize) -> f64 {
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("config.json")).expect("config.json"),
+    )
+    .expect("config.json is JSON");
+    let field = |key: &str| config[key].as_u64().expect(key) as f64;
+    4.0 * pairs as f64 * field("hidden_size") * field("num_hidden_layers")
 }
 
 /// Linear-layer shapes `(k, n)` of one layer of `model` (Q/K/V and the LM's gate/up fused, as
