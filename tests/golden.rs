@@ -44,6 +44,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("pii_redact", "configs/pii_redact.toml", &[]),
         case("fineweb", "configs/fineweb.toml", &[]),
         case("fineweb_warc", "configs/fineweb_warc.toml", &[]),
+        case("url_filter", "configs/url_filter.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

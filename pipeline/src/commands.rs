@@ -254,6 +254,14 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.favor_precision { ", favouring precision" } else { "" },
             if c.include_tables { "" } else { ", tables left out" }
         ),
+        StageConfig::UrlFilter(c) => format!(
+            "map: drops pages whose URL (column {:?}) is on a block list or holds banned words{}",
+            c.url_column,
+            c.lists_dir
+                .as_ref()
+                .map(|d| format!(" (lists in {})", d.display()))
+                .unwrap_or_default()
+        ),
         StageConfig::EmbeddingSimilarity(c) => format!(
             "reduce: keep the {} most similar ({:?}) to the embedded target {:?}",
             c.fraction.map(|f| format!("fraction {f}")).or(c.count.map(|n| format!("{n} documents"))).unwrap_or_default(),

@@ -25,6 +25,7 @@ pub mod score;
 pub mod semdedup;
 pub mod simd;
 pub mod text;
+pub mod url;
 
 /// What a selector knows about one document of the pool.
 #[derive(Debug, Clone, Copy, PartialEq)]

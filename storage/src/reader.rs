@@ -44,6 +44,9 @@ pub struct ColumnSpec {
     /// Numeric score columns (any integer or float type), read as f64 for score-based
     /// filters and selectors and not written to the output.
     pub scores: Vec<String>,
+    /// String columns the stages read (a page's URL), not written to the output unless
+    /// also named in `metadata`.
+    pub strings: Vec<String>,
 }
 
 impl Default for ColumnSpec {
@@ -55,6 +58,7 @@ impl Default for ColumnSpec {
             metadata: Vec::new(),
             vectors: Vec::new(),
             scores: Vec::new(),
+            strings: Vec::new(),
         }
     }
 }
@@ -245,6 +249,7 @@ pub struct DocBatch {
     sources: Option<StringArray>,
     vectors: Vec<VectorColumn>,
     scores: Vec<arrow::array::Float64Array>,
+    strings: Vec<StringArray>,
     id_prefix: Arc<str>,
     /// JSONL lines left out under [`OnBadRecord::Skip`] (rows of all nulls), by row.
     bad_records: Vec<BadRecord>,
@@ -324,6 +329,14 @@ impl DocBatch {
             .and_then(|s| s.is_valid(i).then(|| s.value(i)))
     }
 
+    /// String column `which` (an index into [`ColumnSpec::strings`]) of document `i`, unless
+    /// null.
+    pub fn string(&self, which: usize, i: usize) -> Option<&str> {
+        self.strings
+            .get(which)
+            .and_then(|s| s.is_valid(i).then(|| s.value(i)))
+    }
+
     /// Global key of document `i`.
     pub fn key(&self, i: usize) -> DocKey {
         DocKey {
@@ -345,6 +358,11 @@ impl DocBatch {
                 .sum::<usize>()
             + self
                 .scores
+                .iter()
+                .map(|s| s.get_array_memory_size())
+                .sum::<usize>()
+            + self
+                .strings
                 .iter()
                 .map(|s| s.get_array_memory_size())
                 .sum::<usize>()
@@ -532,6 +550,7 @@ fn spec_paths(spec: &ColumnSpec) -> Vec<&str> {
     names.extend(spec.metadata.iter().map(String::as_str));
     names.extend(spec.vectors.iter().map(String::as_str));
     names.extend(spec.scores.iter().map(String::as_str));
+    names.extend(spec.strings.iter().map(String::as_str));
     names
 }
 
@@ -685,6 +704,10 @@ fn open_file(
             continue;
         }
         check(&f, |t| t.is_numeric(), "a numeric column")?;
+    }
+    for name in &spec.strings {
+        let f = field_or_path(name)?;
+        check(&f, is_string_like, "a string column")?;
     }
 
     let (units, row_groups, format) = match layout {
@@ -1187,6 +1210,11 @@ impl CorpusReader {
                 Ok(a.as_primitive::<arrow::datatypes::Float64Type>().clone())
             })
             .collect::<Result<Vec<_>>>()?;
+        let strings = spec
+            .strings
+            .iter()
+            .map(|name| to_utf8(column(name)?))
+            .collect::<Result<Vec<_>>>()?;
         let sources = match &spec.source {
             Some(s) => Some(to_utf8(column(s)?)?),
             None => None,
@@ -1229,6 +1257,7 @@ impl CorpusReader {
             sources,
             vectors,
             scores,
+            strings,
             id_prefix: id_prefix.clone(),
             bad_records,
             record,

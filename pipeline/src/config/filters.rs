@@ -1,5 +1,5 @@
 //! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher, C4 and
-//! FineWeb rules, PII redaction, HTML extraction and exact dedup's
+//! FineWeb rules, PII redaction, HTML extraction, URL filtering and exact dedup's
 //! normalisation.
 
 use super::*;
@@ -114,6 +114,35 @@ impl StageSettings for gleaner_selectors::html::HtmlExtraction {
 
     fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
         cx.rewrites_text("html_extract")
+    }
+}
+
+impl StageSettings for gleaner_selectors::url::UrlFiltering {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        if self.soft_word_threshold == 0 {
+            bail!(
+                "at key `{}.soft_word_threshold`: 0 would drop every page; give at least 1",
+                cx.key
+            );
+        }
+        let lists = [
+            &self.extra_domains,
+            &self.extra_urls,
+            &self.banned_words,
+            &self.banned_subwords,
+            &self.soft_banned_words,
+        ];
+        if self.lists_dir.is_none() && lists.iter().all(|l| l.is_empty()) {
+            bail!(
+                "at key `{}` (url_filter): no lists: set lists_dir (datatrove's lists: scripts/fetch-assets.sh) or give extra_domains, extra_urls, banned_words, banned_subwords or soft_banned_words",
+                cx.key
+            );
+        }
+        Ok(())
     }
 }
 

@@ -509,6 +509,8 @@ stage_types! {
     PiiRedact(gleaner_selectors::pii::PiiRedaction) = "pii_redact",
     /// The main text of HTML pages (trafilatura's extraction); pages without one are dropped.
     HtmlExtract(gleaner_selectors::html::HtmlExtraction) = "html_extract",
+    /// Drops pages by their URL: blocked domains and URLs, banned words and subwords.
+    UrlFilter(gleaner_selectors::url::UrlFiltering) = "url_filter",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
     ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.

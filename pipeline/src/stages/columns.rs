@@ -1,4 +1,4 @@
-//! Column planning: which vector and numeric columns the stages read, where each comes from
+//! Column planning: which vector, numeric and string columns the stages read, where each comes from
 //! (the input files or a model stage's sidecar) and the position every reader of a batch
 //! addresses it by. One [`Columns`] is the schema all stages resolve names through.
 
@@ -13,6 +13,8 @@ pub struct Columns {
     produced: Vec<(String, bool)>,
     vectors: Vec<String>,
     scores: Vec<String>,
+    /// String columns of the input the stages read (a URL).
+    strings: Vec<String>,
 }
 
 impl Columns {
@@ -63,10 +65,19 @@ impl Columns {
             }
         }
         scores.extend(produced.iter().filter(|p| !p.1).map(|p| p.0.clone()));
+        let mut strings: Vec<String> = Vec::new();
+        for stage in &config.stages {
+            if let StageConfig::UrlFilter(c) = stage {
+                if !strings.contains(&c.url_column) {
+                    strings.push(c.url_column.clone());
+                }
+            }
+        }
         Columns {
             produced,
             vectors,
             scores,
+            strings,
         }
     }
 
@@ -77,6 +88,15 @@ impl Columns {
             .iter()
             .position(|x| x == name)
             .unwrap_or_else(|| panic!("planned: numeric column `{name}`"))
+    }
+
+    /// Position of string column `name` (planned by [`Columns::of`] for every stage that
+    /// reads it).
+    pub fn string(&self, name: &str) -> usize {
+        self.strings
+            .iter()
+            .position(|x| x == name)
+            .unwrap_or_else(|| panic!("planned: string column `{name}`"))
     }
 
     /// Position of vector column `name`, when it is one.
@@ -100,6 +120,7 @@ impl Columns {
             metadata: config.input.metadata_columns.clone(),
             vectors: from_file(&self.vectors),
             scores: from_file(&self.scores),
+            strings: self.strings.clone(),
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod score_select;
 pub mod selection;
 pub mod semdedup;
 pub mod tokenize;
+pub mod url_filter;
 
 use crate::clusters::ClusterSummary;
 use crate::config::{Config, StageConfig};
@@ -326,6 +327,11 @@ impl Plan {
                 StageConfig::FinewebQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
                 StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
                 StageConfig::HtmlExtract(c) => doc(Box::new(html_extract::HtmlExtract(c.clone()))),
+                StageConfig::UrlFilter(c) => doc(Box::new(url_filter::UrlFilter::new(
+                    c,
+                    columns,
+                    &format!("stages[{i}]"),
+                )?)),
                 StageConfig::Tokenize(c) => {
                     let t = Arc::new(tokenize::Tokenize::new(c, &format!("stages[{i}]"))?);
                     tokenizer = Some(t.clone());
