@@ -1,7 +1,8 @@
 //! Object storage end to end, against a local S3-compatible server (moto, started by
 //! `scripts/s3-local.sh up`, which `scripts/test.sh` runs; skipped when none answers): the
-//! quickstart read from and written to a bucket gives the local run's bytes, a remote cache
-//! is reused, and bad URLs are errors that name them.
+//! quickstart read from and written to a bucket gives the local run's bytes, an ablation and
+//! its evaluation in a bucket give the local results, a remote cache is reused, and bad URLs
+//! are errors that name them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -519,4 +520,92 @@ fn a_store_that_denies_access_is_an_error_naming_the_url_and_nothing_is_written(
         "{err}"
     );
     assert!(!staging.exists(), "no staging folder");
+}
+
+#[test]
+fn an_ablation_and_its_evaluation_in_a_bucket_give_the_local_results() {
+    let bucket = require_s3!();
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix(&bucket, "ablation");
+    let config = |name: &str, out: &str| {
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{out}\"\n[run]\nseed = 3\n\
+                 [[methods]]\nname = \"random\"\n[[methods.stages]]\ntype = \"random_sample\"\ncount = 300\n\
+                 [[methods]]\nname = \"gopher\"\n[[methods.stages]]\ntype = \"gopher_quality\"\n[[methods.stages]]\ntype = \"random_sample\"\ncount = 300\n\
+                 [evaluate]\ntarget_paths = [\"{}\"]\neval_documents = 16\nbootstrap_replicates = 200\n",
+                repo().join("data/quickstart").display(),
+                repo().join("data/targets/literature.parquet").display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let local_out = tmp.path().join("local");
+    let local_cfg = config("local", local_out.to_str().unwrap());
+    let remote_out = format!("{prefix}/ablation");
+    let remote_cfg = config("remote", &remote_out);
+    let ablate = |cfg: &Path| gleaner(&["--quiet", "ablate", "--config", cfg.to_str().unwrap()]);
+    let evaluate = |cfg: &Path| {
+        gleaner(&[
+            "--quiet",
+            "evaluate",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ngram-only",
+        ])
+    };
+    // Before `ablate` there is nothing to evaluate, and a failed command publishes nothing.
+    let err = fails(&evaluate(&remote_cfg));
+    assert!(err.contains("gleaner ablate"), "{err}");
+    let fetched = tmp.path().join("fetched");
+    download(&remote_out, &fetched);
+    assert!(local_files(&fetched).unwrap().is_empty());
+
+    ok(&ablate(&local_cfg));
+    ok(&evaluate(&local_cfg));
+    ok(&ablate(&remote_cfg));
+    ok(&evaluate(&remote_cfg));
+    download(&remote_out, &fetched);
+    for method in ["random", "gopher"] {
+        assert_eq!(
+            location_free_outputs(&fetched.join(method)),
+            location_free_outputs(&local_out.join(method)),
+            "{method}"
+        );
+    }
+    let json = |dir: &Path, name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    let kept = |c: serde_json::Value| -> Vec<(String, u64)> {
+        c["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().into(),
+                    m["kept"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        kept(json(&fetched, "comparison.json")),
+        kept(json(&local_out, "comparison.json"))
+    );
+    let bpb = |e: serde_json::Value| -> Vec<f64> {
+        e["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["ngram_bpb"].as_f64().unwrap())
+            .collect()
+    };
+    let remote_bpb = bpb(json(&fetched, "evaluation.json"));
+    assert_eq!(remote_bpb.len(), 2);
+    assert_eq!(remote_bpb, bpb(json(&local_out, "evaluation.json")));
+    assert!(fetched.join("comparison.html").is_file());
 }

@@ -199,6 +199,28 @@ enum WorkerCommand {
 }
 
 /// The one line a finished run prints.
+/// Runs `command` (ablate or evaluate) on `config`, in a local copy of its folder when
+/// `output.dir` is in object storage: published, `last` at the end, only if it succeeds.
+fn in_ablation_folder<T>(
+    config: &mut AblationConfig,
+    last: &'static str,
+    command: impl FnOnce(&AblationConfig) -> Result<T>,
+) -> Result<T> {
+    let staged = gleaner::remote::stage_ablation(
+        &mut config.output.dir,
+        config.run.staging_dir.as_deref(),
+        last,
+    )?;
+    match (command(config), staged) {
+        (Ok(value), Some(staged)) => staged.publish().map(|()| value),
+        (Err(e), Some(staged)) => {
+            staged.discard();
+            Err(e)
+        }
+        (result, None) => result,
+    }
+}
+
 fn print_summary(summary: &gleaner::run::RunSummary) {
     println!(
         "kept {} of {} documents in {} shard(s) under {}",
@@ -265,13 +287,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             if !methods.is_empty() {
                 config.keep_methods(&methods)?;
             }
-            let comparison = ablate(
-                &config,
-                &RunOptions {
-                    quiet,
-                    ..Default::default()
-                },
-            )?;
+            let shown_dir = config.output.dir.trim_end_matches('/').to_string();
+            let comparison = in_ablation_folder(&mut config, "comparison.json", |config| {
+                ablate(
+                    config,
+                    &RunOptions {
+                        quiet,
+                        ..Default::default()
+                    },
+                )
+            })?;
             if !cli.quiet {
                 for m in &comparison.methods {
                     println!(
@@ -279,10 +304,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                         m.name, m.kept, m.kept_words
                     );
                 }
-                println!(
-                    "comparison: {}/comparison.html",
-                    config.output.dir.trim_end_matches('/')
-                );
+                println!("comparison: {shown_dir}/comparison.html");
             }
         }
         Command::Evaluate {
@@ -297,21 +319,21 @@ fn dispatch(cli: Cli) -> Result<()> {
             if !methods.is_empty() {
                 ablation.keep_methods(&methods)?;
             }
-            let evaluation = gleaner::evaluate::evaluate(
-                &ablation,
-                gleaner::evaluate::Options {
-                    quick,
-                    allow_reference_overlap,
-                    ngram_only,
-                },
-            )?;
+            let shown_dir = ablation.output.dir.trim_end_matches('/').to_string();
+            let evaluation = in_ablation_folder(&mut ablation, "evaluation.json", |ablation| {
+                gleaner::evaluate::evaluate(
+                    ablation,
+                    gleaner::evaluate::Options {
+                        quick,
+                        allow_reference_overlap,
+                        ngram_only,
+                    },
+                )
+            })?;
             if !cli.quiet {
                 print!("{}", gleaner::evaluate::render_markdown(&evaluation));
                 if !ngram_only {
-                    println!(
-                        "curves: {}/evaluation.html",
-                        ablation.output.dir.trim_end_matches('/')
-                    );
+                    println!("curves: {shown_dir}/evaluation.html");
                 }
             }
         }

@@ -28,11 +28,21 @@ pub fn is_staged(config: &Config) -> bool {
     is_remote(&config.output.dir) || is_remote(&configured_cache_root(config))
 }
 
-fn staging_root(config: &Config) -> PathBuf {
-    match &config.run.staging_dir {
+fn staging_root(staging_dir: Option<&str>) -> PathBuf {
+    match staging_dir {
         Some(dir) => PathBuf::from(dir),
         None => std::env::temp_dir().join("gleaner-staging"),
     }
+}
+
+/// A folder created empty (an earlier attempt's leftovers removed).
+fn fresh_folder(local: &std::path::Path) -> Result<()> {
+    if local.exists() {
+        std::fs::remove_dir_all(local)
+            .with_context(|| format!("clearing the staging folder {}", local.display()))?;
+    }
+    std::fs::create_dir_all(local)
+        .with_context(|| format!("creating the staging folder {}", local.display()))
 }
 
 /// A local folder name for a URL: readable and unique.
@@ -45,7 +55,7 @@ fn folder_for(kind: &str, url: &str) -> String {
 /// replace a completed remote run unless `output.overwrite`, refuses an output prefix that
 /// holds an input, and mirrors a remote cache down.
 pub fn stage(config: &mut Config) -> Result<Staging> {
-    let root = staging_root(config);
+    let root = staging_root(config.run.staging_dir.as_deref());
     let mut staging = Staging {
         output: None,
         cache: None,
@@ -70,12 +80,7 @@ pub fn stage(config: &mut Config) -> Result<Staging> {
             );
         }
         let local = root.join(folder_for("out", &out_url));
-        if local.exists() {
-            std::fs::remove_dir_all(&local)
-                .with_context(|| format!("clearing the staging folder {}", local.display()))?;
-        }
-        std::fs::create_dir_all(&local)
-            .with_context(|| format!("creating the staging folder {}", local.display()))?;
+        fresh_folder(&local)?;
         tracing::info!("staging {out_url} in {}", local.display());
         config.output.staging = Some(local.clone());
         staging.output = Some((local, prefix));
@@ -124,5 +129,59 @@ impl Staging {
                 .with_context(|| format!("removing the staging folder {}", local.display()))?;
         }
         Ok(())
+    }
+}
+
+/// An ablation's folder (`ablate`, `evaluate`) in object storage, worked on in a local copy:
+/// the prefix is mirrored into a fresh local folder before the command (the methods' earlier
+/// runs, which `ablate --methods` leaves as they are and `evaluate` trains on), and the
+/// folder is published whole after the command succeeds, its report uploaded last.
+pub struct StagedAblation {
+    local: PathBuf,
+    prefix: ObjectLocation,
+    last: &'static str,
+}
+
+/// Points `output_dir` at a local copy of itself when it is in object storage (`None`
+/// otherwise); `last` is the file published last (the command's report), so the prefix
+/// holds it only once the rest is there.
+pub fn stage_ablation(
+    output_dir: &mut String,
+    staging_dir: Option<&str>,
+    last: &'static str,
+) -> Result<Option<StagedAblation>> {
+    let url = output_dir.trim_end_matches('/').to_string();
+    if !is_remote(&url) {
+        return Ok(None);
+    }
+    let prefix = ObjectLocation::parse(&url).context("at key `output.dir`")?;
+    let local = staging_root(staging_dir).join(folder_for("ablation", &url));
+    fresh_folder(&local)?;
+    let fetched = mirror_down(&prefix, &local).with_context(|| format!("reading {url}"))?;
+    tracing::info!(
+        "staging {url} in {} ({fetched} object(s) fetched)",
+        local.display()
+    );
+    *output_dir = local.display().to_string();
+    Ok(Some(StagedAblation {
+        local,
+        prefix,
+        last,
+    }))
+}
+
+impl StagedAblation {
+    /// Publishes the folder (`last` at the end) and removes the local copy.
+    pub fn publish(self) -> Result<()> {
+        let files = publish_dir(&self.local, &self.prefix, self.last)
+            .with_context(|| format!("publishing to {}", self.prefix.url()))?;
+        tracing::info!("published {files} file(s) to {}", self.prefix.url());
+        std::fs::remove_dir_all(&self.local)
+            .with_context(|| format!("removing the staging folder {}", self.local.display()))
+    }
+
+    /// Removes the local copy of a command that failed (nothing is published).
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.local);
     }
 }

@@ -96,18 +96,18 @@ static SUFFIXES: LazyLock<IcannList> = LazyLock::new(|| {
 
 /// A URL's host name split at its public suffix.
 #[derive(Debug, PartialEq, Eq)]
-pub struct HostParts {
+struct HostParts {
     /// The host name in lower case, without port, user information or a trailing dot.
-    pub host: String,
+    host: String,
     /// The label before the public suffix with the suffix (`example.co.uk`), when the host
     /// has a listed suffix and a label before it.
-    pub registered_domain: Option<String>,
+    registered_domain: Option<String>,
 }
 
 /// The host of `url` (the part after the scheme's `//`, before any path, query, fragment
 /// or port, after any `user@`), lower-cased and split at its public suffix. A string with
 /// no scheme is read as starting with its host.
-pub fn host_parts(url: &str) -> HostParts {
+fn host_parts(url: &str) -> HostParts {
     let url = url.trim();
     let after_scheme = match url.find("//") {
         Some(0) => &url[2..],

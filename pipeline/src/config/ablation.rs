@@ -62,13 +62,6 @@ impl AblationConfig {
                 e.into_inner()
             )
         })?;
-        if gleaner_storage::object::is_remote(&config.output.dir) {
-            bail!(
-                "config {}: at key `output.dir`: ablate and evaluate compare their runs in a local folder; {} is in object storage (inputs may be)",
-                path.display(),
-                config.output.dir
-            );
-        }
         if config.methods.is_empty() {
             bail!(
                 "config {}: at key `methods`: list at least one method",
