@@ -39,15 +39,9 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
 /// Beyond |x| = 4, erf is 1 to float32 precision, so the argument is clamped there.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
-    let x = if x > 4.0 {
-        4.0
-    } else if x < -4.0 {
-        -4.0
-    } else {
-        x
-    };
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let numerator = -2.726_142_2e-10;
+    let numerator = -2.726_142e-10;
     let numerator = numerator * x2 + 2.770_681_4e-8;
     let numerator = numerator * x2 - 2.101_024e-6;
     let numerator = numerator * x2 - 5.692_506_4e-5;

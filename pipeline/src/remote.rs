@@ -1,4 +1,4 @@
-//! Runs whose `output.dir` or cache folder is in object storage (`s3://bucket/prefix`).
+//! Runs, ablations and evaluations whose `output.dir` or cache folder is in object storage
 //!
 //! The run itself writes into a local staging folder, exactly as a local run would; only
 //! once it has completed is the folder published: every file uploaded whole (a PUT, or a
