@@ -198,7 +198,6 @@ enum WorkerCommand {
     },
 }
 
-/// The one line a finished run prints.
 /// Runs `command` (ablate or evaluate) on `config`, in a local copy of its folder when
 /// `output.dir` is in object storage: published, `last` at the end, only if it succeeds.
 fn in_ablation_folder<T>(
@@ -221,6 +220,7 @@ fn in_ablation_folder<T>(
     }
 }
 
+/// The one line a finished run prints.
 fn print_summary(summary: &gleaner::run::RunSummary) {
     println!(
         "kept {} of {} documents in {} shard(s) under {}",

@@ -1,6 +1,6 @@
-//! Column planning: which vector, numeric and string columns the stages read, where each comes from
-//! (the input files or a model stage's sidecar) and the position every reader of a batch
-//! addresses it by. One [`Columns`] is the schema all stages resolve names through.
+//! Column planning: which vector, numeric and string columns the stages read, where each
+//! comes from (the input files or a model stage's sidecar) and the position every reader of a
+//! batch addresses it by. One [`Columns`] is the schema all stages resolve names through.
 
 use crate::config::{Config, S2lConfig, StageConfig};
 use gleaner_storage::reader::ColumnSpec;
