@@ -82,6 +82,9 @@ pub enum UrlListError {
         /// The failure.
         source: std::io::Error,
     },
+    /// `lists_dir` is not a folder.
+    #[error("URL-filter lists_dir {0} is not a folder")]
+    NotAFolder(PathBuf),
     /// `lists_dir` holds none of the list files.
     #[error("URL-filter lists_dir {0} holds none of domains, urls, banned_words.txt, banned_subwords.txt, soft_banned_words.txt")]
     EmptyFolder(PathBuf),
@@ -253,6 +256,9 @@ impl UrlFilter {
     pub fn new(settings: &UrlFiltering) -> Result<Self, UrlListError> {
         let mut files: [Option<String>; 5] = Default::default();
         if let Some(dir) = &settings.lists_dir {
+            if !dir.is_dir() {
+                return Err(UrlListError::NotAFolder(dir.clone()));
+            }
             let names = [
                 "domains",
                 "urls",
@@ -456,7 +462,18 @@ mod tests {
             lists_dir: Some(dir.clone()),
             ..settings()
         });
-        let message = missing.err().expect("a folder without lists").to_string();
-        assert!(message.contains(&dir.display().to_string()), "{message}");
+        let message = missing.err().expect("no folder").to_string();
+        assert!(
+            message.contains(&dir.display().to_string()) && message.contains("not a folder"),
+            "{message}"
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = UrlFilter::new(&UrlFiltering {
+            lists_dir: Some(dir.clone()),
+            ..settings()
+        });
+        let message = empty.err().expect("a folder without lists").to_string();
+        assert!(message.contains("holds none of"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
