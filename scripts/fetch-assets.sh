@@ -9,6 +9,8 @@
 #   models/smollm2-135m/            the same LM as an HF folder (scripts/convert_gguf.py)
 #   models/HumanEval.jsonl.gz       HumanEval prompts (a target set)
 #   corpus/corpus-NN.parquet        mixed-quality corpus built by scripts/build_corpus.py
+#   c4_badwords/                    LDNOOBW's bad-words lists (<language>.json, from the npm package
+#                                   naughty-words): a c4_badwords stage's `words_dir`
 #   url_filter/                     datatrove's URL block lists (domains, urls, banned_words.txt,
 #                                   banned_subwords.txt, soft_banned_words.txt), from its wheel:
 #                                   a url_filter stage's `lists_dir`
@@ -40,6 +42,15 @@ if [ ! -f models/smollm2-135m/model.safetensors ]; then
   mv models/smollm2-135m.tmp models/smollm2-135m
 fi
 if [ "$models_only" = 1 ]; then echo "models ready in $cache/models"; exit 0; fi
+
+# C4's bad-words lists (LDNOOBW) from npm's naughty-words package.
+if [ ! -f c4_badwords/en.json ]; then
+  rm -rf c4_badwords.tmp && mkdir -p c4_badwords.tmp
+  (cd c4_badwords.tmp && npm pack -q naughty-words@1.2.0 >/dev/null && tar xzf naughty-words-1.2.0.tgz --no-same-owner)
+  mkdir -p c4_badwords.tmp/lists && cp c4_badwords.tmp/package/*.json c4_badwords.tmp/lists/
+  rm -f c4_badwords.tmp/lists/package.json c4_badwords.tmp/lists/package-lock.json c4_badwords.tmp/lists/bower.json
+  rm -rf c4_badwords && mv c4_badwords.tmp/lists c4_badwords && rm -rf c4_badwords.tmp
+fi
 
 # URL block lists: the ones datatrove ships (and FineWeb ran), from its PyPI wheel.
 if [ ! -f url_filter/domains ]; then

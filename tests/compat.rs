@@ -951,3 +951,78 @@ fn url_filter_errors_name_the_missing_column_and_the_empty_lists_folder() {
         (1, 1, 1)
     );
 }
+
+#[test]
+fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
+    let fixture = repo().join("tests/fixtures/badwords");
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
+    let ids = |key: &str| -> std::collections::BTreeSet<String> {
+        oracle[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (want_kept, want_dropped) = (ids("kept"), ids("dropped"));
+    assert!(want_dropped.len() > 30 && want_kept.len() > 350);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |extra: &str| {
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\noverwrite = true\n[run]\nseed = 9\n[[stages]]\ntype = \"c4_badwords\"\nwords_dir = \"{}\"\n{extra}",
+                fixture.join("documents.jsonl").display(),
+                dir.path().join("out").display(),
+                fixture.join("lists").display()
+            ),
+        )
+        .unwrap();
+    };
+    config("");
+    ok(&run(dir.path(), &[]));
+    let kept: std::collections::BTreeSet<String> = selected(&dir.path().join("out"))
+        .column_by_name("id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert_eq!(kept, want_kept);
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap())
+            .unwrap();
+    let stage = stats.iter().find(|s| s["stage"] == "c4_badwords").unwrap();
+    assert_eq!(count(stage, "dropped_bad_words"), want_dropped.len() as u64);
+    // keep_fraction keeps a share of the matching documents, the same ones at any thread
+    // count; every other document is kept as before.
+    config("keep_fraction = 0.5\n");
+    let mut runs = Vec::new();
+    for threads in ["1", "2"] {
+        ok(&run(dir.path(), &["--threads", threads]));
+        runs.push(common::deterministic_files(&dir.path().join("out")));
+    }
+    assert_eq!(runs[0], runs[1]);
+    let half: std::collections::BTreeSet<String> = selected(&dir.path().join("out"))
+        .column_by_name("id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert!(half.is_superset(&want_kept));
+    let rescued = half.len() - want_kept.len();
+    assert!(
+        rescued > 5 && rescued < want_dropped.len() - 5,
+        "{rescued} of {} kept",
+        want_dropped.len()
+    );
+    // A language without a list is an error naming it and the key.
+    config("language = \"xx\"\n");
+    let message = fails(&run(dir.path(), &[]));
+    assert!(
+        message.contains("stages[0]") && message.contains("`xx`"),
+        "{message}"
+    );
+}

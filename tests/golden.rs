@@ -45,6 +45,7 @@ fn cases(long_llama: &Path) -> Vec<Case> {
         case("fineweb", "configs/fineweb.toml", &[]),
         case("fineweb_warc", "configs/fineweb_warc.toml", &[]),
         case("url_filter", "configs/url_filter.toml", &[]),
+        case("c4_badwords", "configs/c4_badwords.toml", &[]),
         case("quad", "configs/quad.toml", &[]),
         // The shipped configs name the real models; the tiny ones stand in.
         case(

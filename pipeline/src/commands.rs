@@ -254,6 +254,19 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.favor_precision { ", favouring precision" } else { "" },
             if c.include_tables { "" } else { ", tables left out" }
         ),
+        StageConfig::C4Badwords(c) => format!(
+            "map: drops documents holding a word of the {:?} bad-words list{}{}",
+            c.language,
+            c.words_dir
+                .as_ref()
+                .map(|d| format!(" (in {})", d.display()))
+                .unwrap_or_default(),
+            if c.keep_fraction > 0.0 {
+                format!(", keeping a fraction {} of them", c.keep_fraction)
+            } else {
+                String::new()
+            }
+        ),
         StageConfig::UrlFilter(c) => format!(
             "map: drops pages whose URL (column {:?}) is on a block list or holds banned words{}",
             c.url_column,

@@ -4,6 +4,7 @@
 //! [`PoolDoc`]s and answer with [`Pick`]s.
 
 pub mod attention_influence;
+pub mod badwords;
 pub mod c4;
 pub mod dedup;
 pub mod dsir;

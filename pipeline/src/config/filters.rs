@@ -1,6 +1,6 @@
 //! The settings of the rule stages whose types live in `gleaner_selectors`: the Gopher, C4 and
-//! FineWeb rules, PII redaction, HTML extraction, URL filtering and exact dedup's
-//! normalisation.
+//! FineWeb rules, C4's bad words, PII redaction, HTML extraction, URL filtering and exact
+//! dedup's normalisation.
 
 use super::*;
 
@@ -139,6 +139,27 @@ impl StageSettings for gleaner_selectors::url::UrlFiltering {
         if self.lists_dir.is_none() && lists.iter().all(|l| l.is_empty()) {
             bail!(
                 "at key `{}` (url_filter): no lists: set lists_dir (datatrove's lists: scripts/fetch-assets.sh) or give extra_domains, extra_urls, banned_words, banned_subwords or soft_banned_words",
+                cx.key
+            );
+        }
+        Ok(())
+    }
+}
+
+impl StageSettings for gleaner_selectors::badwords::BadWords {
+    fn kind(&self) -> StageKind {
+        StageKind::Document
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    fn validate(&self, cx: &StageContext<'_>) -> Result<()> {
+        cx.ratio("keep_fraction", Some(self.keep_fraction))?;
+        if self.words_dir.is_none() && self.extra_words.is_empty() {
+            bail!(
+                "at key `{}` (c4_badwords): no words: set words_dir (LDNOOBW's lists: scripts/fetch-assets.sh) or extra_words",
                 cx.key
             );
         }

@@ -511,6 +511,8 @@ stage_types! {
     HtmlExtract(gleaner_selectors::html::HtmlExtraction) = "html_extract",
     /// Drops pages by their URL: blocked domains and URLs, banned words and subwords.
     UrlFilter(gleaner_selectors::url::UrlFiltering) = "url_filter",
+    /// C4's bad-words rule: drops documents holding a word of a LDNOOBW list.
+    C4Badwords(gleaner_selectors::badwords::BadWords) = "c4_badwords",
     /// Exact dedup of normalised text; the first occurrence in corpus order is kept.
     ExactDedup(Normalization) = "exact_dedup",
     /// Seeded uniform sample of the surviving documents.

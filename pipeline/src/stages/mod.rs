@@ -11,6 +11,7 @@
 //! pool. [`Plan::build`] turns the config's stages into these objects; adding a stage means one
 //! file here, its config struct and one arm in [`Plan::build`].
 
+pub mod c4_badwords;
 pub mod c4_quality;
 pub mod columns;
 pub mod decontaminate;
@@ -327,6 +328,11 @@ impl Plan {
                 StageConfig::FinewebQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
                 StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
                 StageConfig::HtmlExtract(c) => doc(Box::new(html_extract::HtmlExtract(c.clone()))),
+                StageConfig::C4Badwords(c) => doc(Box::new(c4_badwords::C4Badwords::new(
+                    c,
+                    seed,
+                    &format!("stages[{i}]"),
+                )?)),
                 StageConfig::UrlFilter(c) => doc(Box::new(url_filter::UrlFilter::new(
                     c,
                     columns,
