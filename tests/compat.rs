@@ -991,8 +991,7 @@ fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
         .collect();
     assert_eq!(kept, want_kept);
     let stats: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap()).unwrap();
     let stage = stats.iter().find(|s| s["stage"] == "c4_badwords").unwrap();
     assert_eq!(count(stage, "dropped_bad_words"), want_dropped.len() as u64);
     // keep_fraction keeps a share of the matching documents, the same ones at any thread
