@@ -4,19 +4,25 @@
 # same documents with the same texts. The rules (BENCH_RULES, default both):
 #   pii      gleaner's pii_redact against PIIFormatter (email and IPv4 addresses replaced)
 #   fineweb  gleaner's fineweb_quality against FineWebQualityFilter
+#   badwords gleaner's c4_badwords against C4BadWordsFilter, both with LDNOOBW's English list
+#            (.assets/c4_badwords/en.json, from scripts/fetch-assets.sh; in the default set
+#            when it is there)
 #
 # The corpus: the quickstart's documents (real mail with headers among them: 281 of 3,962
 # documents hold an address) BENCH_COPIES times over.
 #
 # Usage: scripts/bench-rules.sh [WORK_DIR]   (default .assets/bench-rules)
-# Env:   BENCH_RULES (default "pii fineweb"), BENCH_COPIES (default 10), BENCH_REPEAT (runs
+# Env:   BENCH_RULES (default "pii fineweb", and badwords when its list is there), BENCH_COPIES (default 10), BENCH_REPEAT (runs
 #        per tool, default 5), BENCH_PYTHON
 #        (use this interpreter instead of a fresh venv)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 work=${1:-$root/.assets/bench-rules}
-rules=${BENCH_RULES:-pii fineweb}
+badwords_dir=${GLEANER_ASSETS:-$root/.assets}/c4_badwords
+default_rules="pii fineweb"
+[ -f "$badwords_dir/en.json" ] && default_rules="$default_rules badwords"
+rules=${BENCH_RULES:-$default_rules}
 copies=${BENCH_COPIES:-10}
 repeat=${BENCH_REPEAT:-5}
 mkdir -p "$work"
@@ -37,7 +43,10 @@ for rule in $rules; do
 email_replacements = ["email@example.com"]
 ip_replacements = ["22.214.171.124"]' ;;
     fineweb) stage='type = "fineweb_quality"' ;;
-    *) echo "unknown rule $rule (pii, fineweb)"; exit 2 ;;
+    badwords) stage="type = \"c4_badwords\"
+words_dir = \"$badwords_dir\""
+      export BADWORDS_LIST=$badwords_dir/en.json ;;
+    *) echo "unknown rule $rule (pii, fineweb, badwords)"; exit 2 ;;
   esac
   echo "== $rule"
   cat > "$work/gleaner-$rule.toml" <<TOML

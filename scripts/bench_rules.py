@@ -4,11 +4,14 @@ make SRC OUT --copies K: the quickstart's documents (SRC) K times over, ids suff
      copy, as OUT/corpus-NN.parquet (id, text).
 datatrove RULE CORPUS OUT: datatrove 0.10.1's ParquetReader -> the rule -> ParquetWriter on
      2 workers. RULE is `pii` (PIIFormatter, one placeholder for emails and one for IPs, so
-     that its turn across documents does not matter) or `fineweb` (FineWebQualityFilter).
+     that its turn across documents does not matter), `fineweb` (FineWebQualityFilter) or
+     `badwords` (C4BadWordsFilter with the list $BADWORDS_LIST, a JSON array, in place of
+     its download).
 compare CORPUS GLEANER_OUT DATATROVE_OUT: whether both tools wrote the same documents with
      the same text, and how many texts changed.
 """
 import glob
+import json
 import os
 import sys
 
@@ -39,14 +42,22 @@ def make(src, out, copies):
 
 def datatrove(rule, corpus, out):
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.filters import FineWebQualityFilter
+    from datatrove.pipeline.filters import C4BadWordsFilter, FineWebQualityFilter, c4_filters
     from datatrove.pipeline.formatters import PIIFormatter
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
+    if rule == "badwords":
+        # One word per line, where datatrove's download would have put it (the workers are
+        # forked, so they see the replaced function).
+        listed = out + "-words.txt"
+        with open(listed, "w") as f:
+            f.write("\n".join(json.load(open(os.environ["BADWORDS_LIST"]))) + "\n")
+        c4_filters.cached_asset_path_or_download = lambda url, **kw: listed
     step = {
         "pii": lambda: PIIFormatter(email_replacement=EMAIL, ip_replacement=IP),
         "fineweb": FineWebQualityFilter,
+        "badwords": C4BadWordsFilter,
     }[rule]()
     files = len(glob.glob(os.path.join(corpus, "*.parquet")))
     LocalPipelineExecutor(
