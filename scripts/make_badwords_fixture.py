@@ -50,3 +50,41 @@ for i, text in enumerate(texts):
 print(sum(d["dropped"] for d in docs), "of", len(docs), "dropped")
 for d in docs[400:]:
     print(repr(d["text"]), d["dropped"])
+
+# Per-document languages: documents written by datatrove's own JsonlWriter (gzip JSONL, the
+# language under metadata.language, as its LanguageFilter leaves it), lists for four
+# languages, and C4BadWordsFilter's decisions reading each document's language, with
+# fail_on_missing_language=False (Swahili has no LDNOOBW list: kept, counted).
+from datatrove.pipeline.writers import JsonlWriter
+
+(out / "lists/de").write_text("schinken\nwurst\nblöd\n")
+(out / "lists/zh").write_text("坏词\n性\n")
+(out / "lists/ja").write_text("悪語\nグロ\n")
+c4_filters.cached_asset_path_or_download = lambda url, **kw: str(out / "lists" / url.rsplit("/", 1)[-1])
+english = texts[:60]
+written = [(t, "en") for t in english] + [(t, None) for t in texts[60:80]] + [
+    ("Ein Schinken-Brot, bitte.", "de"), ("Schinkenbrot ist lecker.", "de"), ("Die WURST!", "de"),
+    ("Das ist blöd.", "de"), ("blödsinn", "de"), ("spam and ham", "de"), ("Guten Tag", "de"),
+    ("这是坏词语", "zh"), ("性别平等", "zh"), ("没有问题", "zh"), ("spam", "zh"),
+    ("グロテスク", "ja"), ("これは悪語です", "ja"), ("普通の文", "ja"),
+    ("habari, spam", "sw"), ("ham and spam", "sw"), ("fatal error", "sw"),
+    ("A FATAL error", "en"), ("fatalistic", "en"), ("Schinken", "en"),
+]
+f = c4_filters.C4BadWordsFilter(keep_fraction=0.0, fail_on_missing_language=False, seed=0)
+documents, decisions = [], {"dropped": [], "kept": []}
+for i, (text, language) in enumerate(written):
+    doc = Document(text=text, id=f"lang-{i:03d}", metadata={"language": language} if language else {"source": "quickstart"})
+    documents.append(doc)
+    decisions["kept" if f.filter(doc) is True else "dropped"].append(doc.id)
+languages_dir = out / "languages"
+for old in languages_dir.glob("*"):
+    old.unlink()
+writer = JsonlWriter(str(languages_dir), output_filename="documents.jsonl.gz", compression="gzip")
+with writer:
+    for doc in documents:
+        writer.write(doc)
+missing = {k.split("missing_badwords_lang_", 1)[1]: v.total for k, v in f.stats.stats.items() if k.startswith("missing_badwords_lang_")}
+(languages_dir / "datatrove.json").write_text(json.dumps(
+    {"_made_by": "scripts/make_badwords_fixture.py (datatrove 0.10.1 JsonlWriter and C4BadWordsFilter, metadata language, fail_on_missing_language=False)",
+     **decisions, "missing_badwords_lang": missing}, indent=1) + "\n")
+print(len(decisions["dropped"]), "of", len(documents), "dropped with languages; missing lists:", missing)

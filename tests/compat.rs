@@ -1025,3 +1025,106 @@ fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
         "{message}"
     );
 }
+
+#[test]
+fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_does() {
+    // Documents written by datatrove's JsonlWriter (gzip JSONL, `metadata.language`) and
+    // C4BadWordsFilter's decisions reading each one's language; Swahili has no list, so
+    // datatrove (fail_on_missing_language=False) keeps those documents and counts them.
+    let fixture = repo().join("tests/fixtures/badwords");
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("languages/datatrove.json")).unwrap())
+            .unwrap();
+    let ids = |key: &str| -> std::collections::BTreeSet<String> {
+        oracle[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (want_kept, want_dropped) = (ids("kept"), ids("dropped"));
+    let missing = oracle["missing_badwords_lang"]["sw"].as_u64().unwrap();
+    assert!(want_dropped.len() >= 10 && missing == 3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |extra: &str| {
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "[input]\npaths = [\"{}\"]\n[output]\ndir = \"{}\"\noverwrite = true\n[[stages]]\ntype = \"c4_badwords\"\nwords_dir = \"{}\"\nlanguage_column = \"metadata.language\"\n{extra}",
+                fixture.join("languages/documents.jsonl.gz").display(),
+                dir.path().join("out").display(),
+                fixture.join("lists").display()
+            ),
+        )
+        .unwrap();
+    };
+    let kept_ids = || -> std::collections::BTreeSet<String> {
+        selected(&dir.path().join("out"))
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    };
+    let stage_stats = || -> serde_json::Value {
+        let stats: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap())
+                .unwrap();
+        stats
+            .into_iter()
+            .find(|s| s["stage"] == "c4_badwords")
+            .unwrap()
+    };
+    config("");
+    ok(&run(dir.path(), &[]));
+    assert_eq!(kept_ids(), want_kept);
+    let stage = stage_stats();
+    assert_eq!(
+        count(&stage, "dropped_bad_words"),
+        want_dropped.len() as u64
+    );
+    assert_eq!(count(&stage, "unchecked_no_list_sw"), missing);
+    let report = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
+    assert!(report.contains("unchecked: no_list_sw: 3"), "{report}");
+    // Dropping documents without a list instead: the Swahili ones go, for that reason.
+    config("missing_list = \"drop\"\n");
+    ok(&run(dir.path(), &[]));
+    assert_eq!(kept_ids().len() as u64, want_kept.len() as u64 - missing);
+    assert_eq!(count(&stage_stats(), "dropped_no_list_sw"), missing);
+    // Without the column every document is English: the German words pass, and no document
+    // is unchecked.
+    std::fs::write(
+        dir.path().join("c.toml"),
+        std::fs::read_to_string(dir.path().join("c.toml"))
+            .unwrap()
+            .replace(
+                "language_column = \"metadata.language\"\nmissing_list = \"drop\"\n",
+                "",
+            ),
+    )
+    .unwrap();
+    ok(&run(dir.path(), &[]));
+    let english = kept_ids();
+    assert!(english.contains("lang-080") && !want_kept.contains("lang-080"));
+    assert!(stage_stats()
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| !k.starts_with("unchecked_")));
+    // A language column the input lacks is an error naming it and the file.
+    config("");
+    std::fs::write(
+        dir.path().join("c.toml"),
+        std::fs::read_to_string(dir.path().join("c.toml"))
+            .unwrap()
+            .replace("metadata.language", "doc_lang"),
+    )
+    .unwrap();
+    let message = fails(&run(dir.path(), &[]));
+    assert!(
+        message.contains("doc_lang") && message.contains("documents.jsonl.gz"),
+        "{message}"
+    );
+}

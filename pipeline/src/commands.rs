@@ -255,8 +255,18 @@ fn describe_stage(stage: &StageConfig) -> String {
             if c.include_tables { "" } else { ", tables left out" }
         ),
         StageConfig::C4Badwords(c) => format!(
-            "map: drops documents holding a word of the {:?} bad-words list{}{}",
-            c.language,
+            "map: drops documents holding a word of the {} bad-words list{}{}",
+            match &c.language_column {
+                Some(column) => format!(
+                    "document's language (column {column:?}, else {:?}; without a list: {})",
+                    c.language,
+                    match c.missing_list {
+                        gleaner_selectors::badwords::MissingList::Keep => "kept",
+                        gleaner_selectors::badwords::MissingList::Drop => "dropped",
+                    }
+                ),
+                None => format!("{:?}", c.language),
+            },
             c.words_dir
                 .as_ref()
                 .map(|d| format!(" (in {})", d.display()))

@@ -199,10 +199,18 @@ pub fn render_markdown(r: &ReportInput<'_>) -> String {
             (true, t) => format!(" {} |", t.unwrap_or(0)),
             (false, _) => String::new(),
         };
-        let kept = match st.rewritten {
+        let mut kept = match st.rewritten {
             Some(n) => format!("{} ({n} rewritten)", st.kept),
             None => st.kept.to_string(),
         };
+        if !st.unchecked.is_empty() {
+            let unchecked: Vec<String> = st
+                .unchecked
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            kept += &format!(" (unchecked: {})", unchecked.join(", "));
+        }
         let _ = writeln!(
             s,
             "| {} | {} | {kept} |{tokens} {} | {} |",

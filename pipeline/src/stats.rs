@@ -21,6 +21,9 @@ pub struct StageStats {
     /// Documents whose text the stage rewrote (kept with a new text), for stages that
     /// rewrite texts (`c4_quality`, `pii_redact`).
     pub rewritten: Option<u64>,
+    /// Documents the stage passed on without judging them, by reason (`no_list_fr`: a
+    /// language the stage has no list for); they are among `kept`.
+    pub unchecked: BTreeMap<String, u64>,
 }
 
 impl StageStats {
@@ -54,6 +57,7 @@ impl Serialize for StageStats {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(
             3 + self.dropped.len()
+                + self.unchecked.len()
                 + usize::from(self.kept_tokens.is_some())
                 + usize::from(self.rewritten.is_some()),
         ))?;
@@ -65,6 +69,9 @@ impl Serialize for StageStats {
         }
         if let Some(t) = self.kept_tokens {
             m.serialize_entry("kept_tokens", &t)?;
+        }
+        for (reason, n) in &self.unchecked {
+            m.serialize_entry(&format!("unchecked_{reason}"), n)?;
         }
         for (reason, n) in &self.dropped {
             m.serialize_entry(&format!("dropped_{reason}"), n)?;
@@ -87,6 +94,13 @@ mod tests {
         assert_eq!(
             json,
             r#"{"stage":"gopher_quality","seen":3,"kept":1,"dropped_too_few_words":2}"#
+        );
+        s.unchecked.insert("no_list_fr".into(), 1);
+        s.keep_one();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"stage":"gopher_quality","seen":4,"kept":2,"unchecked_no_list_fr":1,"dropped_too_few_words":2}"#
         );
     }
 }

@@ -163,6 +163,16 @@ impl StageSettings for gleaner_selectors::badwords::BadWords {
                 cx.key
             );
         }
+        match &self.language_column {
+            Some(column) if column.trim().is_empty() => {
+                bail!("at key `{}.language_column`: empty column name", cx.key)
+            }
+            Some(_) if self.words_dir.is_none() => bail!(
+                "at key `{}.language_column`: per-document languages need words_dir, the folder of one list per language",
+                cx.key
+            ),
+            _ => {}
+        }
         Ok(())
     }
 }

@@ -104,6 +104,14 @@ fn count_map_phase(
         for (slot, _) in plan.doc_stages.iter().filter(|(_, s)| s.rewrites()) {
             *ledger.stats[*slot].rewritten.get_or_insert(0) += scan.rewritten[*slot];
         }
+        for (slot, reasons) in scan.unchecked.iter().enumerate() {
+            for (reason, n) in reasons {
+                *ledger.stats[slot]
+                    .unchecked
+                    .entry(reason.clone())
+                    .or_default() += n;
+            }
+        }
         for (k, ids) in scan.examples.iter().enumerate() {
             for id in ids {
                 ledger.example(&scan.reasons[k].1, id);

@@ -174,6 +174,9 @@ pub fn scan_unit(
                             scan.rewritten[*slot] += 1;
                             current = Cow::Owned(t);
                         }
+                        Verdict::Unchecked(reason) => {
+                            *scan.unchecked[*slot].entry(reason).or_default() += 1;
+                        }
                         Verdict::Drop(reason) => {
                             dropped = Some((*slot, reason));
                             break;

@@ -1,32 +1,67 @@
 //! `c4_badwords`: C4's bad-words rule (`gleaner_selectors::badwords`) as a map stage; a
 //! document holding a listed word is dropped as `bad_words` (unless its keep draw keeps it).
+//! With `language_column`, each document is checked against its own language's list; one in
+//! a language without a list is kept and counted as `unchecked_no_list_<language>`, or with
+//! `missing_list = "drop"` dropped as `no_list_<language>`.
 
-use super::DocStage;
-use gleaner_selectors::badwords::{BadWords, BadWordsFilter};
+use super::columns::Columns;
+use super::{DocStage, Verdict};
+use gleaner_selectors::badwords::{BadWords, BadWordsFilter, Decision, MissingList};
 use gleaner_storage::reader::DocBatch;
 
-/// The rule with its list loaded.
-pub struct C4Badwords(BadWordsFilter);
+/// The rule with its lists loaded and its language column resolved.
+pub struct C4Badwords {
+    filter: BadWordsFilter,
+    language_column: Option<usize>,
+    missing_list: MissingList,
+}
 
 impl C4Badwords {
-    /// Loads the list of `settings` (errors name the list and the stage `key`); `seed` draws
+    /// Loads the lists of `settings` (errors name the list and the stage `key`); `seed` draws
     /// which documents `keep_fraction` keeps.
-    pub fn new(settings: &BadWords, seed: u64, key: &str) -> anyhow::Result<Self> {
-        let filter = BadWordsFilter::new(settings, seed)
+    pub fn new(
+        settings: &BadWords,
+        columns: &Columns,
+        seed: u64,
+        key: &str,
+    ) -> anyhow::Result<Self> {
+        let per_document = settings.language_column.is_some();
+        let filter = BadWordsFilter::new(settings, seed, per_document)
             .map_err(|e| anyhow::anyhow!("at key `{key}`: {e}"))?;
         tracing::info!(
-            "{key} (c4_badwords): {} words for language `{}`",
+            "{key} (c4_badwords): {} words for language `{}`; lists for {}",
             filter.len(),
-            settings.language
+            settings.language,
+            filter.languages().join(", ")
         );
-        Ok(C4Badwords(filter))
+        Ok(C4Badwords {
+            filter,
+            language_column: settings
+                .language_column
+                .as_deref()
+                .map(|c| columns.string(c)),
+            missing_list: settings.missing_list,
+        })
     }
 }
 
 impl DocStage for C4Badwords {
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String> {
-        self.0
-            .drops(&batch.id(i), text)
-            .then(|| "bad_words".to_string())
+        match self.judge(batch, i, text) {
+            Verdict::Drop(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
+        let language = self.language_column.and_then(|c| batch.string(c, i));
+        match self.filter.decide(&batch.id(i), language, text) {
+            Decision::Keep => Verdict::Keep,
+            Decision::Drop => Verdict::Drop("bad_words".into()),
+            Decision::NoList(language) => match self.missing_list {
+                MissingList::Keep => Verdict::Unchecked(format!("no_list_{language}")),
+                MissingList::Drop => Verdict::Drop(format!("no_list_{language}")),
+            },
+        }
     }
 }

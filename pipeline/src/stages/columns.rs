@@ -13,7 +13,7 @@ pub struct Columns {
     produced: Vec<(String, bool)>,
     vectors: Vec<String>,
     scores: Vec<String>,
-    /// String columns of the input the stages read (a URL).
+    /// String columns of the input the stages read (a URL, a language).
     strings: Vec<String>,
 }
 
@@ -67,10 +67,16 @@ impl Columns {
         scores.extend(produced.iter().filter(|p| !p.1).map(|p| p.0.clone()));
         let mut strings: Vec<String> = Vec::new();
         for stage in &config.stages {
-            if let StageConfig::UrlFilter(c) = stage {
-                if !strings.contains(&c.url_column) {
-                    strings.push(c.url_column.clone());
-                }
+            let column = match stage {
+                StageConfig::UrlFilter(c) => &c.url_column,
+                StageConfig::C4Badwords(c) => match &c.language_column {
+                    Some(column) => column,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if !strings.contains(column) {
+                strings.push(column.clone());
             }
         }
         Columns {

@@ -53,6 +53,9 @@ pub enum Verdict {
     Keep,
     /// Keep it with this text (later stages and the written shards see the new text).
     Rewrite(String),
+    /// Keep it without judging it, for this reason (the stage's statistics count it as
+    /// `unchecked_<reason>`: a document in a language the stage has no list for).
+    Unchecked(String),
     /// Drop it for this reason.
     Drop(String),
 }
@@ -330,6 +333,7 @@ impl Plan {
                 StageConfig::HtmlExtract(c) => doc(Box::new(html_extract::HtmlExtract(c.clone()))),
                 StageConfig::C4Badwords(c) => doc(Box::new(c4_badwords::C4Badwords::new(
                     c,
+                    columns,
                     seed,
                     &format!("stages[{i}]"),
                 )?)),

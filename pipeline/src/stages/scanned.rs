@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Stage slot 0 is the input stage; slot `i + 1` is `config.stages[i]`.
 pub const INPUT_SLOT: usize = 0;
@@ -69,6 +70,8 @@ pub struct UnitScan {
     pub row_tokens: Vec<u64>,
     /// Per stage slot: the documents whose text the stage rewrote.
     pub rewritten: Vec<u64>,
+    /// Per stage slot: the documents the stage passed on unchecked, by reason.
+    pub unchecked: Vec<BTreeMap<String, u64>>,
 }
 
 impl UnitScan {
@@ -95,6 +98,7 @@ impl UnitScan {
             distribution_values: vec![Vec::new(); distributions],
             row_tokens: Vec::new(),
             rewritten: vec![0; plan.names.len()],
+            unchecked: vec![BTreeMap::new(); plan.names.len()],
         }
     }
 
