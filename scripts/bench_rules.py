@@ -48,8 +48,7 @@ def datatrove(rule, corpus, out):
     from datatrove.pipeline.writers import ParquetWriter
 
     if rule == "badwords":
-        # One word per line, where datatrove's download would have put it (the workers are
-        # forked, so they see the replaced function).
+        # One word per line, where datatrove's download would have put it.
         listed = out + "-words.txt"
         with open(listed, "w") as f:
             f.write("\n".join(json.load(open(os.environ["BADWORDS_LIST"]))) + "\n")
@@ -59,6 +58,10 @@ def datatrove(rule, corpus, out):
         "fineweb": FineWebQualityFilter,
         "badwords": C4BadWordsFilter,
     }[rule]()
+    if rule == "badwords":
+        # Compiled here, so the workers (started apart from this process, which do not see
+        # the replaced download) receive the pattern with the filter.
+        step._get_badwords("en")
     files = len(glob.glob(os.path.join(corpus, "*.parquet")))
     LocalPipelineExecutor(
         pipeline=[
