@@ -7,6 +7,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches, filter};
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -37,10 +38,32 @@ fn selected(out: &Path) -> RecordBatch {
     concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
-fn input_stats(out: &Path) -> serde_json::Value {
+/// The ids of the selected documents of a run.
+fn selected_ids(out: &Path) -> BTreeSet<String> {
+    selected(out)
+        .column_by_name("id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect()
+}
+
+/// The `stats.json` entry of `stage` in a run's output.
+fn stage_stats(out: &Path, stage: &str) -> serde_json::Value {
     let stats: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
-    stats.into_iter().find(|s| s["stage"] == "input").unwrap()
+    stats.into_iter().find(|s| s["stage"] == stage).unwrap()
+}
+
+/// The ids an oracle file lists under `key`.
+fn oracle_ids(oracle: &serde_json::Value, key: &str) -> BTreeSet<String> {
+    oracle[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn count(stats: &serde_json::Value, key: &str) -> u64 {
@@ -139,7 +162,7 @@ fn every_parquet_file_other_tools_wrote_is_inspected_and_run_with_values_and_typ
         ok(&run(dir.path(), &[]));
         let out = dir.path().join("out");
 
-        let stats = input_stats(&out);
+        let stats = stage_stats(&out, "input");
         let (nulls, empties) = (
             facts["null_text"].as_u64().unwrap(),
             facts["empty_text"].as_u64().unwrap(),
@@ -241,7 +264,7 @@ fn jsonl_plain_gzip_and_zstd_read_with_nested_field_paths() {
         );
         ok(&run(dir.path(), &[]));
         let out = dir.path().join("out");
-        let stats = input_stats(&out);
+        let stats = stage_stats(&out, "input");
         let empties = facts["empty_text"].as_u64().unwrap();
         assert_eq!(count(&stats, "dropped_empty_text"), empties, "{name}");
         let kept: Vec<&serde_json::Value> = docs
@@ -309,7 +332,7 @@ fn arrow_ipc_files_read_as_their_parquet_twins() {
                 write_config(dir.path(), input, None, &metadata, "");
                 ok(&run(dir.path(), &[]));
                 assert_eq!(
-                    count(&input_stats(&dir.path().join("out")), "seen"),
+                    count(&stage_stats(&dir.path().join("out"), "input"), "seen"),
                     rows,
                     "{name}"
                 );
@@ -532,7 +555,7 @@ fn bad_jsonl_lines_name_file_and_line_or_are_skipped_and_counted() {
         write_config(dir.path(), &path, None, &[], "on_bad_record = \"skip\"");
         let out = run(dir.path(), &[]);
         ok(&out);
-        let stats = input_stats(&dir.path().join("out"));
+        let stats = stage_stats(&dir.path().join("out"), "input");
         assert_eq!(count(&stats, "seen"), 4, "{case}");
         assert_eq!(count(&stats, "dropped_bad_record"), 1, "{case}");
         assert_eq!(count(&stats, "kept"), 3, "{case}");
@@ -575,7 +598,10 @@ fn truncated_compressed_jsonl_is_an_error_naming_the_file_or_is_skipped() {
         ok(&run(dir.path(), &[]));
         let report = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
         assert!(report.contains(name), "{name}: {report}");
-        assert_eq!(count(&input_stats(&dir.path().join("out")), "seen"), 48);
+        assert_eq!(
+            count(&stage_stats(&dir.path().join("out"), "input"), "seen"),
+            48
+        );
     }
 }
 
@@ -813,7 +839,7 @@ fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
         identical >= 10,
         "{identical} texts identical to datatrove's"
     );
-    let stats = input_stats(&dir.path().join("out"));
+    let stats = stage_stats(&dir.path().join("out"), "input");
     assert_eq!(stats["seen"].as_u64(), Some(want.len() as u64));
 }
 
@@ -870,9 +896,7 @@ fn url_filter_drops_the_pages_datatroves_url_filter_drops_with_its_reasons() {
     }
     assert_eq!(differences, 2);
     assert_eq!(kept_ids.len() + dropped.len(), pages.len());
-    let stats: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
-    let stage = stats.iter().find(|s| s["stage"] == "url_filter").unwrap();
+    let stage = &stage_stats(&out, "url_filter");
     assert_eq!(count(stage, "seen"), pages.len() as u64);
     let mut tallies: std::collections::BTreeMap<&str, u64> = Default::default();
     for reason in pages.iter().filter_map(|p| p["gleaner"].as_str()) {
@@ -939,9 +963,7 @@ fn url_filter_errors_name_the_missing_column_and_the_empty_lists_folder() {
     )
     .unwrap();
     ok(&run(dir.path(), &[]));
-    let stats: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap()).unwrap();
-    let stage = stats.iter().find(|s| s["stage"] == "url_filter").unwrap();
+    let stage = &stage_stats(&dir.path().join("out"), "url_filter");
     assert_eq!(
         (
             count(stage, "kept"),
@@ -957,15 +979,7 @@ fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
     let fixture = repo().join("tests/fixtures/badwords");
     let oracle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
-    let ids = |key: &str| -> std::collections::BTreeSet<String> {
-        oracle[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
-    let (want_kept, want_dropped) = (ids("kept"), ids("dropped"));
+    let (want_kept, want_dropped) = (oracle_ids(&oracle, "kept"), oracle_ids(&oracle, "dropped"));
     assert!(want_dropped.len() > 30 && want_kept.len() > 350);
     let dir = tempfile::tempdir().unwrap();
     let config = |extra: &str| {
@@ -982,17 +996,8 @@ fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
     };
     config("");
     ok(&run(dir.path(), &[]));
-    let kept: std::collections::BTreeSet<String> = selected(&dir.path().join("out"))
-        .column_by_name("id")
-        .unwrap()
-        .as_string::<i32>()
-        .iter()
-        .map(|v| v.unwrap().to_string())
-        .collect();
-    assert_eq!(kept, want_kept);
-    let stats: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap()).unwrap();
-    let stage = stats.iter().find(|s| s["stage"] == "c4_badwords").unwrap();
+    assert_eq!(selected_ids(&dir.path().join("out")), want_kept);
+    let stage = &stage_stats(&dir.path().join("out"), "c4_badwords");
     assert_eq!(count(stage, "dropped_bad_words"), want_dropped.len() as u64);
     // keep_fraction keeps a share of the matching documents, the same ones at any thread
     // count; every other document is kept as before.
@@ -1003,13 +1008,7 @@ fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
         runs.push(common::deterministic_files(&dir.path().join("out")));
     }
     assert_eq!(runs[0], runs[1]);
-    let half: std::collections::BTreeSet<String> = selected(&dir.path().join("out"))
-        .column_by_name("id")
-        .unwrap()
-        .as_string::<i32>()
-        .iter()
-        .map(|v| v.unwrap().to_string())
-        .collect();
+    let half = selected_ids(&dir.path().join("out"));
     assert!(half.is_superset(&want_kept));
     let rescued = half.len() - want_kept.len();
     assert!(
@@ -1035,15 +1034,7 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
     let oracle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.join("languages/datatrove.json")).unwrap())
             .unwrap();
-    let ids = |key: &str| -> std::collections::BTreeSet<String> {
-        oracle[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
-    let (want_kept, want_dropped) = (ids("kept"), ids("dropped"));
+    let (want_kept, want_dropped) = (oracle_ids(&oracle, "kept"), oracle_ids(&oracle, "dropped"));
     let missing = oracle["missing_badwords_lang"]["sw"].as_u64().unwrap();
     assert!(want_dropped.len() >= 10 && missing == 3);
     let dir = tempfile::tempdir().unwrap();
@@ -1059,28 +1050,11 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
         )
         .unwrap();
     };
-    let kept_ids = || -> std::collections::BTreeSet<String> {
-        selected(&dir.path().join("out"))
-            .column_by_name("id")
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap().to_string())
-            .collect()
-    };
-    let stage_stats = || -> serde_json::Value {
-        let stats: Vec<serde_json::Value> =
-            serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap())
-                .unwrap();
-        stats
-            .into_iter()
-            .find(|s| s["stage"] == "c4_badwords")
-            .unwrap()
-    };
+    let out = dir.path().join("out");
     config("");
     ok(&run(dir.path(), &[]));
-    assert_eq!(kept_ids(), want_kept);
-    let stage = stage_stats();
+    assert_eq!(selected_ids(&out), want_kept);
+    let stage = stage_stats(&out, "c4_badwords");
     assert_eq!(
         count(&stage, "dropped_bad_words"),
         want_dropped.len() as u64
@@ -1091,8 +1065,14 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
     // Dropping documents without a list instead: the Swahili ones go, for that reason.
     config("missing_list = \"drop\"\n");
     ok(&run(dir.path(), &[]));
-    assert_eq!(kept_ids().len() as u64, want_kept.len() as u64 - missing);
-    assert_eq!(count(&stage_stats(), "dropped_no_list_sw"), missing);
+    assert_eq!(
+        selected_ids(&out).len() as u64,
+        want_kept.len() as u64 - missing
+    );
+    assert_eq!(
+        count(&stage_stats(&out, "c4_badwords"), "dropped_no_list_sw"),
+        missing
+    );
     // Without the column every document is English: the German words pass, and no document
     // is unchecked.
     std::fs::write(
@@ -1106,9 +1086,9 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
     )
     .unwrap();
     ok(&run(dir.path(), &[]));
-    let english = kept_ids();
+    let english = selected_ids(&out);
     assert!(english.contains("lang-080") && !want_kept.contains("lang-080"));
-    assert!(stage_stats()
+    assert!(stage_stats(&out, "c4_badwords")
         .as_object()
         .unwrap()
         .keys()
