@@ -281,15 +281,11 @@ fn is_word_char(c: char) -> bool {
 
 impl BadWordsFilter {
     /// The rule of `settings`, its lists read from `words_dir` (only `language`'s, unless
-    /// `per_document_languages`: then every list there) plus `extra_words`; `run_seed` when the
-    /// settings have no seed. `language`'s list must exist.
-    pub fn new(
-        settings: &BadWords,
-        run_seed: u64,
-        per_document_languages: bool,
-    ) -> Result<Self, BadWordsError> {
+    /// there is a `language_column`: then every list there) plus `extra_words`; `run_seed`
+    /// when the settings have no seed. `language`'s list must exist.
+    pub fn new(settings: &BadWords, run_seed: u64) -> Result<Self, BadWordsError> {
         let mut languages = vec![settings.language.clone()];
-        if let (Some(dir), true) = (&settings.words_dir, per_document_languages) {
+        if let (Some(dir), Some(_)) = (&settings.words_dir, &settings.language_column) {
             languages.extend(list_languages(dir)?);
         }
         let mut lists = HashMap::new();
@@ -388,7 +384,7 @@ mod tests {
     }
 
     fn filter(language: &str, words: &[&str]) -> BadWordsFilter {
-        BadWordsFilter::new(&settings(language, words), 0, false).unwrap()
+        BadWordsFilter::new(&settings(language, words), 0).unwrap()
     }
 
     impl BadWordsFilter {
@@ -443,14 +439,14 @@ mod tests {
             seed: Some(7),
             ..settings("en", &["ham"])
         };
-        let some = BadWordsFilter::new(&settings, 0, false).unwrap();
+        let some = BadWordsFilter::new(&settings, 0).unwrap();
         let kept = (0..10_000)
             .filter(|i| !some.drops(&format!("doc-{i}"), "ham"))
             .count();
         assert!((2_800..3_200).contains(&kept), "{kept}");
         assert!(!some.drops("any", "clean text"));
         settings.keep_fraction = 0.0;
-        let none = BadWordsFilter::new(&settings, 0, false).unwrap();
+        let none = BadWordsFilter::new(&settings, 0).unwrap();
         assert!((0..1000).all(|i| none.drops(&format!("doc-{i}"), "ham")));
     }
 
@@ -468,7 +464,6 @@ mod tests {
                     ..settings(language, &[])
                 },
                 0,
-                false,
             )
         };
         assert_eq!(load("en").unwrap().len(), 2);
@@ -495,9 +490,10 @@ mod tests {
         std::fs::write(dir.join("README"), "not a list\n").unwrap();
         let settings = BadWords {
             words_dir: Some(dir.clone()),
+            language_column: Some("lang".into()),
             ..settings("en", &["spam"])
         };
-        let all = BadWordsFilter::new(&settings, 0, true).unwrap();
+        let all = BadWordsFilter::new(&settings, 0).unwrap();
         assert_eq!(all.languages(), ["de", "en", "fr-CA-u-sd-caqc", "zh"]);
         let decide = |language: Option<&str>, text: &str| all.decide("id", language, text);
         // The default language for a missing or blank value; extra words in every list.
@@ -521,7 +517,14 @@ mod tests {
         );
         assert_eq!(decide(Some("ita"), "ham"), Decision::NoList("ita".into()));
         // Without per-document languages only the default list is loaded.
-        let one = BadWordsFilter::new(&settings, 0, false).unwrap();
+        let one = BadWordsFilter::new(
+            &BadWords {
+                language_column: None,
+                ..settings.clone()
+            },
+            0,
+        )
+        .unwrap();
         assert_eq!(one.languages(), ["en"]);
         // The default language's list must be there.
         let missing = BadWordsFilter::new(
@@ -530,7 +533,6 @@ mod tests {
                 ..settings.clone()
             },
             0,
-            true,
         )
         .err()
         .unwrap()

@@ -25,8 +25,7 @@ impl C4Badwords {
         seed: u64,
         key: &str,
     ) -> anyhow::Result<Self> {
-        let per_document = settings.language_column.is_some();
-        let filter = BadWordsFilter::new(settings, seed, per_document)
+        let filter = BadWordsFilter::new(settings, seed)
             .map_err(|e| anyhow::anyhow!("at key `{key}`: {e}"))?;
         tracing::info!(
             "{key} (c4_badwords): {} words for language `{}`; lists for {}",

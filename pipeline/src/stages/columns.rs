@@ -68,14 +68,11 @@ impl Columns {
         let mut strings: Vec<String> = Vec::new();
         for stage in &config.stages {
             let column = match stage {
-                StageConfig::UrlFilter(c) => &c.url_column,
-                StageConfig::C4Badwords(c) => match &c.language_column {
-                    Some(column) => column,
-                    None => continue,
-                },
-                _ => continue,
+                StageConfig::UrlFilter(c) => Some(&c.url_column),
+                StageConfig::C4Badwords(c) => c.language_column.as_ref(),
+                _ => None,
             };
-            if !strings.contains(column) {
+            if let Some(column) = column.filter(|c| !strings.contains(c)) {
                 strings.push(column.clone());
             }
         }
