@@ -1108,3 +1108,110 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
         "{message}"
     );
 }
+
+#[test]
+fn c4_badwords_checks_each_document_against_the_language_a_language_id_stage_detected() {
+    // The pipeline datatrove users build (a language filter, then C4BadWordsFilter reading
+    // the language it set) in one run: language_id detects, c4_badwords reads its `lang`.
+    let fixture = repo().join("tests/fixtures/badwords");
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("languages/datatrove.json")).unwrap())
+            .unwrap();
+    let datatrove_dropped = oracle_ids(&oracle, "dropped");
+    let dir = tempfile::tempdir().unwrap();
+    let config = |input: &Path, out: &str, stages: &str| {
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "[input]\npaths = [\"{}\"]\nmetadata_columns = [\"metadata\"]\n[output]\ndir = \"{}\"\noverwrite = true\n{stages}",
+                input.display(),
+                dir.path().join(out).display(),
+            ),
+        )
+        .unwrap();
+    };
+    let language_id = "[[stages]]\ntype = \"language_id\"\n";
+    let badwords = format!(
+        "[[stages]]\ntype = \"c4_badwords\"\nwords_dir = \"{}\"\nlanguage_column = \"lang\"\n",
+        fixture.join("lists").display()
+    );
+    let documents = fixture.join("languages/documents.jsonl.gz");
+    // Both stages in one run.
+    config(&documents, "same", &format!("{language_id}{badwords}"));
+    ok(&run(dir.path(), &[]));
+    let same = dir.path().join("same");
+    // The languages alone (every document kept, with its `lang`), then the rule on that
+    // output, reading `lang` from its shards: the path the datatrove compat test checks.
+    config(&documents, "detected", language_id);
+    ok(&run(dir.path(), &[]));
+    let detected = selected(&dir.path().join("detected"));
+    let ids = detected.column_by_name("id").unwrap().as_string::<i32>();
+    let codes = detected.column_by_name("lang").unwrap().as_string::<i32>();
+    let metadata = detected.column_by_name("metadata").unwrap().as_struct();
+    let given = metadata
+        .column_by_name("language")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(ids.len(), 100);
+    config(&dir.path().join("detected/selected"), "two_runs", &badwords);
+    ok(&run(dir.path(), &[]));
+    let kept = selected_ids(&same);
+    assert_eq!(kept, selected_ids(&dir.path().join("two_runs")));
+    let stats = stage_stats(&same, "c4_badwords");
+    let unchecked = |stats: &serde_json::Value| -> BTreeSet<(String, u64)> {
+        stats
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("unchecked_"))
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        unchecked(&stats),
+        unchecked(&stage_stats(&dir.path().join("two_runs"), "c4_badwords"))
+    );
+    // Where the detected language names the list datatrove used (its `metadata.language`,
+    // English when there is none), each decision is datatrove's; every other detected
+    // language has no list here, so its documents are kept unchecked and counted by code.
+    let list = |code: &str| match code {
+        "eng" => Some("en"),
+        "deu" => Some("de"),
+        "cmn" => Some("zh"),
+        "jpn" => Some("ja"),
+        _ => None,
+    };
+    let mut compared = BTreeSet::new();
+    let mut without_list = std::collections::BTreeMap::<String, u64>::new();
+    for row in 0..ids.len() {
+        let (id, code) = (ids.value(row).to_string(), codes.value(row));
+        let datatrove_list = if given.is_null(row) {
+            "en"
+        } else {
+            given.value(row)
+        };
+        match list(code) {
+            Some(l) if l == datatrove_list => {
+                assert_eq!(
+                    kept.contains(&id),
+                    !datatrove_dropped.contains(&id),
+                    "{id} ({code})"
+                );
+                compared.insert(id);
+            }
+            Some(_) => {}
+            None => {
+                assert!(kept.contains(&id), "{id} ({code}) has no list");
+                *without_list
+                    .entry(format!("unchecked_no_list_{code}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(unchecked(&stats), without_list.into_iter().collect());
+    // German, Chinese and Japanese documents dropped by their own lists are among them.
+    for id in ["lang-080", "lang-083", "lang-087", "lang-092"] {
+        assert!(compared.contains(id) && !kept.contains(id), "{id}");
+    }
+    assert!(compared.len() >= 70, "{}", compared.len());
+}

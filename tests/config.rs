@@ -173,6 +173,20 @@ fn stage_order_is_enforced() {
         e.contains("stages[1]") && e.contains("filters first"),
         "{e}"
     );
+    // c4_badwords reading the languages of a language_id stage that comes after it.
+    let badwords = "[[stages]]\ntype = \"c4_badwords\"\nwords_dir = \"tests/fixtures/badwords/lists\"\nlanguage_column = \"lang\"\n";
+    let e = with_stages(&format!("{badwords}[[stages]]\ntype = \"language_id\"\n")).unwrap_err();
+    assert!(
+        e.contains("stages[0].language_column") && e.contains("written by stages[1] (language_id)"),
+        "{e}"
+    );
+    with_stages(&format!("[[stages]]\ntype = \"language_id\"\n{badwords}")).unwrap();
+    // Another column than the one language_id writes is the input's: no order to check.
+    with_stages(&format!(
+        "{}[[stages]]\ntype = \"language_id\"\n",
+        badwords.replace("\"lang\"", "\"metadata.language\"")
+    ))
+    .unwrap();
     // Pool stages in any order, the selector last.
     with_stages("[[stages]]\ntype = \"gopher_quality\"\n[[stages]]\ntype = \"minhash_dedup\"\n[[stages]]\ntype = \"exact_dedup\"\n[[stages]]\ntype = \"random_sample\"\ncount = 3\n").unwrap();
 }

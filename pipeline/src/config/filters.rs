@@ -171,6 +171,19 @@ impl StageSettings for gleaner_selectors::badwords::BadWords {
                 "at key `{}.language_column`: per-document languages need words_dir, the folder of one list per language",
                 cx.key
             ),
+            Some(column) if cx.config.language_id_before(cx.index, column).is_none() => {
+                // A language_id stage writing the column later would not be read here.
+                let later = cx.config.stages[cx.index + 1..].iter().position(
+                    |s| matches!(s, StageConfig::LanguageId(c) if &c.column == column),
+                );
+                if let Some(later) = later {
+                    bail!(
+                        "at key `{}.language_column`: `{column}` is written by stages[{}] (language_id), which comes after this stage; put the language_id stage first to check each document against the language it detects",
+                        cx.key,
+                        cx.index + 1 + later
+                    );
+                }
+            }
             _ => {}
         }
         Ok(())

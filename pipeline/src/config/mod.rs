@@ -735,6 +735,14 @@ impl Config {
             .unwrap_or_else(|| std::path::PathBuf::from(&self.output.dir))
     }
 
+    /// The nearest `language_id` stage before stage `index` whose language column is
+    /// `column` (a `c4_badwords` stage reads the languages it detects in the same run).
+    pub fn language_id_before(&self, index: usize, column: &str) -> Option<usize> {
+        self.stages[..index]
+            .iter()
+            .rposition(|s| matches!(s, StageConfig::LanguageId(c) if c.column == column))
+    }
+
     /// Reads `path`, applies the overrides, deserialises and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)

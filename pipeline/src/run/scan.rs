@@ -8,7 +8,7 @@ use crate::models::features::{FeatureStage, UnitFeatures};
 use crate::stages::columns::Columns;
 use crate::stages::pool::MAX_EXAMPLES;
 use crate::stages::scanned::{Fate, Survivor, UnitScan, INPUT_SLOT, NO_SOURCE};
-use crate::stages::{Plan, Trajectories, Verdict};
+use crate::stages::{DocNotes, Plan, Trajectories, Verdict};
 use anyhow::Result;
 use gleaner_storage::reader::{CorpusReader, DocBatch};
 use std::borrow::Cow;
@@ -80,6 +80,7 @@ pub fn scan_unit(
     let mut source_index: HashMap<String, u32> = HashMap::new();
     let max_bytes = config.input.max_doc_bytes;
     let file = &reader.files()[reader.units()[unit].file].path;
+    let mut notes = DocNotes::default();
     let computed = if features.is_empty() {
         None
     } else {
@@ -167,8 +168,9 @@ pub fn scan_unit(
                 Some((INPUT_SLOT, "too_large".to_string()))
             } else {
                 let mut dropped = None;
+                notes.clear();
                 for (slot, stage) in &plan.doc_stages {
-                    match stage.judge(&batch, i, &current) {
+                    match stage.judge(&batch, i, &current, &mut notes) {
                         Verdict::Keep => {}
                         Verdict::Rewrite(t) => {
                             scan.rewritten[*slot] += 1;

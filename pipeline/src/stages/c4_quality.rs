@@ -2,7 +2,7 @@
 //! the lines the rules remove are gone from the text later stages see and the shards hold;
 //! documents the rules drop get the rule as their reason.
 
-use super::{DocStage, Verdict};
+use super::{DocNotes, DocStage, Verdict};
 use gleaner_selectors::c4::C4Quality;
 use gleaner_storage::reader::DocBatch;
 
@@ -14,7 +14,7 @@ impl DocStage for C4 {
         self.0.apply(text).err().map(String::from)
     }
 
-    fn judge(&self, _: &DocBatch, _: usize, text: &str) -> Verdict {
+    fn judge(&self, _: &DocBatch, _: usize, text: &str, _: &mut DocNotes) -> Verdict {
         match self.0.apply(text) {
             Ok(t) if t == text => Verdict::Keep,
             Ok(t) => Verdict::Rewrite(t),

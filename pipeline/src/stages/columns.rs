@@ -66,10 +66,14 @@ impl Columns {
         }
         scores.extend(produced.iter().filter(|p| !p.1).map(|p| p.0.clone()));
         let mut strings: Vec<String> = Vec::new();
-        for stage in &config.stages {
+        for (i, stage) in config.stages.iter().enumerate() {
             let column = match stage {
                 StageConfig::UrlFilter(c) => Some(&c.url_column),
-                StageConfig::C4Badwords(c) => c.language_column.as_ref(),
+                // Not read from the input when an earlier language_id stage writes it.
+                StageConfig::C4Badwords(c) => c
+                    .language_column
+                    .as_ref()
+                    .filter(|column| config.language_id_before(i, column).is_none()),
                 _ => None,
             };
             if let Some(column) = column.filter(|c| !strings.contains(c)) {

@@ -2,7 +2,7 @@
 //! rewrites texts: later stages and the shards see the extracted text; a page without main
 //! text is dropped (`no_main_text`, or `extractor_error` when the extractor failed on it).
 
-use super::{DocStage, Verdict};
+use super::{DocNotes, DocStage, Verdict};
 use gleaner_selectors::html::HtmlExtraction;
 use gleaner_storage::reader::DocBatch;
 
@@ -14,7 +14,7 @@ impl DocStage for HtmlExtract {
         self.0.extract(html).err().map(|e| e.reason().to_string())
     }
 
-    fn judge(&self, _: &DocBatch, _: usize, html: &str) -> Verdict {
+    fn judge(&self, _: &DocBatch, _: usize, html: &str, _: &mut DocNotes) -> Verdict {
         match self.0.extract(html) {
             Ok(text) => Verdict::Rewrite(text),
             Err(e) => Verdict::Drop(e.reason().to_string()),

@@ -60,13 +60,42 @@ pub enum Verdict {
     Drop(String),
 }
 
+/// What the map stages found out about the document they are judging, for later stages of
+/// the same run: the language each `language_id` stage detected, by the stage's slot.
+#[derive(Debug, Default)]
+pub struct DocNotes {
+    languages: Vec<(usize, Option<&'static str>)>,
+}
+
+impl DocNotes {
+    /// Forgets the previous document's notes.
+    pub fn clear(&mut self) {
+        self.languages.clear();
+    }
+
+    /// Records the language (an ISO 639-3 code, `None` when none was detected) that the stage
+    /// in `slot` detected.
+    pub fn set_language(&mut self, slot: usize, language: Option<&'static str>) {
+        self.languages.push((slot, language));
+    }
+
+    /// The language the stage in `slot` detected (`None` also when it did not run).
+    pub fn language(&self, slot: usize) -> Option<&'static str> {
+        self.languages
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .and_then(|(_, l)| *l)
+    }
+}
+
 /// A per-document stage of the map phase.
 pub trait DocStage: Send + Sync {
     /// `None` keeps document `i` of `batch` (whose text is `text`); `Some(reason)` drops it.
     fn check(&self, batch: &DocBatch, i: usize, text: &str) -> Option<String>;
 
-    /// The stage's decision, rewrites included (by default: [`DocStage::check`]).
-    fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
+    /// The stage's decision, rewrites included (by default: [`DocStage::check`]); `notes`
+    /// holds what earlier stages found out about the document, and this stage may add to it.
+    fn judge(&self, batch: &DocBatch, i: usize, text: &str, _notes: &mut DocNotes) -> Verdict {
         match self.check(batch, i, text) {
             Some(reason) => Verdict::Drop(reason),
             None => Verdict::Keep,
@@ -120,8 +149,8 @@ impl<S: DocStage> DocStage for SharedDocStage<S> {
         self.0.check(batch, i, text)
     }
 
-    fn judge(&self, batch: &DocBatch, i: usize, text: &str) -> Verdict {
-        self.0.judge(batch, i, text)
+    fn judge(&self, batch: &DocBatch, i: usize, text: &str, notes: &mut DocNotes) -> Verdict {
+        self.0.judge(batch, i, text, notes)
     }
 
     fn rewrites(&self) -> bool {
@@ -326,17 +355,30 @@ impl Plan {
                 StageConfig::ScoreFilter(c) => {
                     doc(Box::new(score_filter::ScoreFilter::new(c, columns)))
                 }
-                StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId(c.clone()))),
+                StageConfig::LanguageId(c) => doc(Box::new(language_id::LanguageId {
+                    config: c.clone(),
+                    slot,
+                })),
                 StageConfig::C4Quality(c) => doc(Box::new(c4_quality::C4(c.clone()))),
                 StageConfig::FinewebQuality(c) => doc(Box::new(TextRules(Box::new(c.clone())))),
                 StageConfig::PiiRedact(c) => doc(Box::new(pii_redact::PiiRedact(c.clone()))),
                 StageConfig::HtmlExtract(c) => doc(Box::new(html_extract::HtmlExtract(c.clone()))),
-                StageConfig::C4Badwords(c) => doc(Box::new(c4_badwords::C4Badwords::new(
-                    c,
-                    columns,
-                    seed,
-                    &format!("stages[{i}]"),
-                )?)),
+                StageConfig::C4Badwords(c) => {
+                    // Languages come from an earlier language_id stage writing the column,
+                    // else from the input.
+                    let language = c.language_column.as_deref().map(|column| {
+                        match config.language_id_before(i, column) {
+                            Some(stage) => c4_badwords::LanguageFrom::Stage(stage + 1),
+                            None => c4_badwords::LanguageFrom::Column(columns.string(column)),
+                        }
+                    });
+                    doc(Box::new(c4_badwords::C4Badwords::new(
+                        c,
+                        language,
+                        seed,
+                        &format!("stages[{i}]"),
+                    )?))
+                }
                 StageConfig::UrlFilter(c) => doc(Box::new(url_filter::UrlFilter::new(
                     c,
                     columns,

@@ -1,7 +1,7 @@
 //! `pii_redact`: email and IPv4 address redaction (`gleaner_selectors::pii`) as a map stage
 //! that rewrites texts. It drops nothing; later stages and the shards see the redacted text.
 
-use super::{DocStage, Verdict};
+use super::{DocNotes, DocStage, Verdict};
 use gleaner_selectors::pii::PiiRedaction;
 use gleaner_storage::reader::DocBatch;
 use std::borrow::Cow;
@@ -14,7 +14,7 @@ impl DocStage for PiiRedact {
         None
     }
 
-    fn judge(&self, _: &DocBatch, _: usize, text: &str) -> Verdict {
+    fn judge(&self, _: &DocBatch, _: usize, text: &str, _: &mut DocNotes) -> Verdict {
         match self.rewrite(text) {
             Some(t) => Verdict::Rewrite(t),
             None => Verdict::Keep,
