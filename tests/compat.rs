@@ -56,6 +56,11 @@ fn stage_stats(out: &Path, stage: &str) -> serde_json::Value {
     stats.into_iter().find(|s| s["stage"] == stage).unwrap()
 }
 
+/// A JSON file's value.
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// The ids an oracle file lists under `key`.
 fn oracle_ids(oracle: &serde_json::Value, key: &str) -> BTreeSet<String> {
     oracle[key]
@@ -768,8 +773,7 @@ fn word_f1(a: &str, b: &str) -> f64 {
 fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
     let fixture = repo().join("tests/fixtures/warc");
     let warc = fixture.join("pages.warc.gz");
-    let oracle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
+    let oracle = json_file(&fixture.join("datatrove.json"));
     let want = oracle["documents"].as_array().unwrap();
     let inspected = ok(&gleaner(&["inspect", warc.to_str().unwrap()]));
     assert!(
@@ -846,8 +850,7 @@ fn a_warc_of_html_pages_reads_and_extracts_as_datatrove_does() {
 #[test]
 fn url_filter_drops_the_pages_datatroves_url_filter_drops_with_its_reasons() {
     let fixture = repo().join("tests/fixtures/url_filter");
-    let oracle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
+    let oracle = json_file(&fixture.join("datatrove.json"));
     let pages = oracle["pages"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -977,8 +980,7 @@ fn url_filter_errors_name_the_missing_column_and_the_empty_lists_folder() {
 #[test]
 fn c4_badwords_drops_the_documents_datatroves_filter_drops() {
     let fixture = repo().join("tests/fixtures/badwords");
-    let oracle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("datatrove.json")).unwrap()).unwrap();
+    let oracle = json_file(&fixture.join("datatrove.json"));
     let (want_kept, want_dropped) = (oracle_ids(&oracle, "kept"), oracle_ids(&oracle, "dropped"));
     assert!(want_dropped.len() > 30 && want_kept.len() > 350);
     let dir = tempfile::tempdir().unwrap();
@@ -1031,9 +1033,7 @@ fn c4_badwords_checks_each_document_against_its_own_languages_list_as_datatrove_
     // C4BadWordsFilter's decisions reading each one's language; Swahili has no list, so
     // datatrove (fail_on_missing_language=False) keeps those documents and counts them.
     let fixture = repo().join("tests/fixtures/badwords");
-    let oracle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("languages/datatrove.json")).unwrap())
-            .unwrap();
+    let oracle = json_file(&fixture.join("languages/datatrove.json"));
     let (want_kept, want_dropped) = (oracle_ids(&oracle, "kept"), oracle_ids(&oracle, "dropped"));
     let missing = oracle["missing_badwords_lang"]["sw"].as_u64().unwrap();
     assert!(want_dropped.len() >= 10 && missing == 3);
@@ -1114,9 +1114,7 @@ fn c4_badwords_checks_each_document_against_the_language_a_language_id_stage_det
     // The pipeline datatrove users build (a language filter, then C4BadWordsFilter reading
     // the language it set) in one run: language_id detects, c4_badwords reads its `lang`.
     let fixture = repo().join("tests/fixtures/badwords");
-    let oracle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("languages/datatrove.json")).unwrap())
-            .unwrap();
+    let oracle = json_file(&fixture.join("languages/datatrove.json"));
     let datatrove_dropped = oracle_ids(&oracle, "dropped");
     let dir = tempfile::tempdir().unwrap();
     let config = |input: &Path, out: &str, stages: &str| {
