@@ -173,9 +173,9 @@ impl StageSettings for gleaner_selectors::badwords::BadWords {
             ),
             Some(column) if cx.config.language_id_before(cx.index, column).is_none() => {
                 // A language_id stage writing the column later would not be read here.
-                let later = cx.config.stages[cx.index + 1..].iter().position(
-                    |s| matches!(s, StageConfig::LanguageId(c) if &c.column == column),
-                );
+                let later = cx.config.stages[cx.index + 1..]
+                    .iter()
+                    .position(|s| s.writes_languages_to(column));
                 if let Some(later) = later {
                     bail!(
                         "at key `{}.language_column`: `{column}` is written by stages[{}] (language_id), which comes after this stage; put the language_id stage first to check each document against the language it detects",

@@ -170,6 +170,11 @@ impl StageConfig {
     pub fn aimed_at(&self) -> Vec<AimedAt<'_>> {
         self.settings().aimed_at()
     }
+
+    /// Whether this is a `language_id` stage writing its languages to `column`.
+    pub fn writes_languages_to(&self, column: &str) -> bool {
+        matches!(self, StageConfig::LanguageId(c) if c.column == column)
+    }
 }
 
 mod attention_influence;
@@ -740,7 +745,7 @@ impl Config {
     pub fn language_id_before(&self, index: usize, column: &str) -> Option<usize> {
         self.stages[..index]
             .iter()
-            .rposition(|s| matches!(s, StageConfig::LanguageId(c) if c.column == column))
+            .rposition(|s| s.writes_languages_to(column))
     }
 
     /// Reads `path`, applies the overrides, deserialises and validates.
